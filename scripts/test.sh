@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Run every check and test: fmt, clippy, and the test suite against real SQLite and a
+# real PostgreSQL (started here with scripts/pg-up.sh; installed with apt-get if missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export SWARM_PG_DIR="${SWARM_PG_DIR:-/tmp/swarm-pg-test}"
+SWARM_TEST_PG_URL="$(scripts/pg-up.sh "$SWARM_PG_DIR")"
+export SWARM_TEST_PG_URL
+trap 'scripts/pg-down.sh "$SWARM_PG_DIR"' EXIT
+echo "test.sh: PostgreSQL at $SWARM_TEST_PG_URL" >&2
+
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
+cargo test --quiet -- --test-threads="${SWARM_TEST_THREADS:-2}"

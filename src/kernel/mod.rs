@@ -1,0 +1,185 @@
+//! The commit transaction: one idempotent ACID purchase, on SQLite or PostgreSQL.
+//!
+//! Invariants: validation happens before anything is written and names the field; a key
+//! settles at most once (UNIQUE index, replay of the stored bytes); stock and mandate
+//! shards move only through conditional updates (`… WHERE available >= q`), never from a
+//! SUM read; a COMMITTED intent always has one claim, one debit and one ledger transaction
+//! with two legs summing to zero; serialization conflicts rerun the whole transaction up
+//! to a bound and are counted in `attempts`. The kernel knows nothing of agents, regions,
+//! metrics or the auditor.
+
+mod catalog;
+mod error;
+mod postgres;
+pub mod request;
+mod retry;
+pub mod snapshot;
+mod sqlite;
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::db::DbUrl;
+pub use crate::scenario::{Isolation, SqliteMode};
+pub use error::KernelError;
+pub use request::{Currency, PurchaseRequest, check_key};
+pub use retry::backoff;
+pub use snapshot::{FailureCode, Outcome, Snapshot};
+
+use catalog::Catalog;
+
+/// How the kernel runs.
+#[derive(Debug, Clone)]
+pub struct KernelConfig {
+    pub sqlite_mode: SqliteMode,
+    pub isolation: Isolation,
+    /// Whole-transaction runs before RETRY_EXHAUSTED (1 + OCC retries).
+    pub max_attempts: u32,
+    /// PostgreSQL connections, or optimistic SQLite connections.
+    pub pool_size: usize,
+    /// Backoff between reruns: full jitter up to `min(cap, base * 2^n)`.
+    pub backoff_base_ms: u64,
+    pub backoff_cap_ms: u64,
+    /// Most purchases committed together by the SQLite group writer.
+    pub group_max: usize,
+}
+
+impl Default for KernelConfig {
+    fn default() -> Self {
+        KernelConfig {
+            sqlite_mode: SqliteMode::Group,
+            isolation: Isolation::RepeatableRead,
+            max_attempts: 16,
+            pool_size: 16,
+            backoff_base_ms: 1,
+            backoff_cap_ms: 50,
+            group_max: 512,
+        }
+    }
+}
+
+impl From<&crate::scenario::KernelSpec> for KernelConfig {
+    fn from(spec: &crate::scenario::KernelSpec) -> Self {
+        KernelConfig {
+            sqlite_mode: spec.sqlite_mode,
+            isolation: spec.isolation,
+            max_attempts: spec.max_attempts,
+            pool_size: spec.pool_size,
+            ..KernelConfig::default()
+        }
+    }
+}
+
+enum Backend {
+    Sqlite(sqlite::SqliteKernel),
+    Postgres(postgres::PgKernel),
+}
+
+struct Inner {
+    catalog: Catalog,
+    backend: Backend,
+}
+
+/// A handle to the commit kernel; cheap to clone, shared by every caller.
+#[derive(Clone)]
+pub struct Kernel {
+    inner: Arc<Inner>,
+}
+
+/// What a lookup by key or intent id finds.
+#[derive(Debug, Clone)]
+pub struct StoredIntent {
+    pub idempotency_key: String,
+    pub fingerprint: String,
+    /// The stored snapshot bytes, `replayed: false`.
+    pub snapshot: Snapshot,
+}
+
+impl Kernel {
+    /// Open the kernel over an initialised, seeded database.
+    pub async fn open(url: &DbUrl, config: KernelConfig) -> Result<Kernel, KernelError> {
+        let (catalog, backend) = match url {
+            DbUrl::Sqlite(path) => {
+                let k = sqlite::SqliteKernel::open(path, &config)?;
+                (k.load_catalog().await?, Backend::Sqlite(k))
+            }
+            DbUrl::Postgres(u) => {
+                let k = postgres::PgKernel::open(u, &config).await?;
+                (k.load_catalog().await?, Backend::Postgres(k))
+            }
+        };
+        Ok(Kernel {
+            inner: Arc::new(Inner { catalog, backend }),
+        })
+    }
+
+    /// Settle one purchase under `key`. Same key and payload → the stored snapshot with
+    /// `replayed: true`; same key, other payload → `KeyReused`; nothing else changes.
+    pub async fn commit(&self, req: &PurchaseRequest, key: &str) -> Result<Snapshot, KernelError> {
+        check_key(key)?;
+        req.check_shape()?;
+        self.validate(req).await?;
+        let fingerprint = req.fingerprint();
+        match &self.inner.backend {
+            Backend::Sqlite(k) => k.commit(req.clone(), key.to_string(), fingerprint).await,
+            Backend::Postgres(k) => k.commit(req, key, &fingerprint).await,
+        }
+    }
+
+    async fn validate(&self, req: &PurchaseRequest) -> Result<(), KernelError> {
+        let c = &self.inner.catalog;
+        let merchant = c.merchants.contains(&req.merchant_id);
+        let item = c.items.get(&req.item_id).copied();
+        let mandate = c.mandates.get(&req.mandate_id).copied();
+        if merchant && item.is_some() && mandate.is_some() {
+            return catalog::check(req, merchant, item, mandate);
+        }
+        // Something was seeded after we opened, or it does not exist: ask the database.
+        let (merchant, item, mandate) = match &self.inner.backend {
+            Backend::Sqlite(k) => k.fetch_catalog(req).await?,
+            Backend::Postgres(k) => k.fetch_catalog(req).await?,
+        };
+        catalog::check(req, merchant, item, mandate)
+    }
+
+    /// The intent stored under `key`, if any (to resolve an ambiguous outcome).
+    pub async fn lookup_key(&self, key: &str) -> Result<Option<StoredIntent>, KernelError> {
+        match &self.inner.backend {
+            Backend::Sqlite(k) => k.lookup("idem_key", key.to_string()).await,
+            Backend::Postgres(k) => k.lookup_key(key).await,
+        }
+    }
+
+    /// The intent with id `intent_id`, if any.
+    pub async fn lookup_intent(
+        &self,
+        intent_id: Uuid,
+    ) -> Result<Option<StoredIntent>, KernelError> {
+        match &self.inner.backend {
+            Backend::Sqlite(k) => k.lookup("intent_id", intent_id.to_string()).await,
+            Backend::Postgres(k) => k.lookup_intent(intent_id).await,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, for `created_at_ms`.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A random v4-shaped UUID from a fast per-worker generator.
+fn new_id(rng: &mut impl rand::Rng) -> Uuid {
+    uuid::Builder::from_random_bytes(rng.random()).into_uuid()
+}
+
+/// Ledger account names: the mandate pays, the merchant is paid.
+fn debit_account(mandate_id: &Uuid) -> String {
+    format!("mandate:{mandate_id}")
+}
+
+fn credit_account(merchant_id: &Uuid) -> String {
+    format!("merchant:{merchant_id}")
+}

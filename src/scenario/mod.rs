@@ -1,0 +1,151 @@
+//! The scenario: a TOML file under `scenarios/` that says what to run.
+//!
+//! Invariants: unknown keys are errors; every error names the file, line, column and
+//! field; a scenario that loads has passed every check `validate` knows, so the layers
+//! below may trust it (weights sum to 1, faults name known regions, counts are bounded).
+
+mod locate;
+mod model;
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+pub use model::*;
+
+/// Why a scenario could not be used. Each variant maps to exit code 64.
+#[derive(Debug, Error)]
+pub enum ScenarioError {
+    #[error("{path}: cannot read scenario: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: field `{field}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        field: String,
+        message: String,
+    },
+}
+
+impl ScenarioError {
+    /// The field an `Invalid` error names (for tests and tooling).
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ScenarioError::Invalid { field, .. } => Some(field),
+            ScenarioError::Read { .. } => None,
+        }
+    }
+
+    /// The 1-based line an `Invalid` error points at.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ScenarioError::Invalid { line, .. } => Some(*line),
+            ScenarioError::Read { .. } => None,
+        }
+    }
+}
+
+impl Scenario {
+    /// Read, parse and validate a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Scenario::parse(path, &text)
+    }
+
+    /// Parse and validate scenario text; `path` is only used in error messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+        let mut scenario: Scenario = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let (line, column) = locate::line_col(text, span.start);
+            ScenarioError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                field: locate::field_at(text, span.start),
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        if scenario.name.is_empty() {
+            scenario.name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "scenario".into());
+        }
+        scenario.validate().map_err(|(locator, field, message)| {
+            let (line, column) = locate::line_col(text, locate::find(text, locator));
+            ScenarioError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                field,
+                message,
+            }
+        })?;
+        Ok(scenario)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse(Path::new("t.toml"), text)
+    }
+
+    #[test]
+    fn ten_lines_are_enough() {
+        let s = parse("name = \"tiny\"\n").expect("defaults");
+        assert_eq!(s.name, "tiny");
+        assert_eq!(s.catalog.stock, 100);
+        assert_eq!(s.regions.len(), 1);
+        assert!((s.mix.well_behaved - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_field() {
+        let err = parse("name = \"x\"\n\n[catalog]\nitems = 1\nstok = 5\n").unwrap_err();
+        assert_eq!(err.line(), Some(5), "{err}");
+        assert_eq!(err.field(), Some("catalog.stok"), "{err}");
+        assert!(err.to_string().starts_with("t.toml:5:"), "{err}");
+    }
+
+    #[test]
+    fn bad_type_in_inline_table_names_field() {
+        let err = parse("name = \"x\"\nagents = { count = \"many\" }\n").unwrap_err();
+        assert_eq!(err.line(), Some(2), "{err}");
+        assert_eq!(err.field(), Some("agents.count"), "{err}");
+    }
+
+    #[test]
+    fn weights_must_sum_to_one() {
+        let err = parse("mix = { well_behaved = 0.5, double_submit = 0.2 }\n").unwrap_err();
+        assert_eq!(err.field(), Some("mix"), "{err}");
+        assert_eq!(err.line(), Some(1));
+    }
+
+    #[test]
+    fn fault_must_name_a_known_region() {
+        let text = "[[regions]]\nname = \"a\"\n\n[[faults]]\nat = \"50%\"\nkind = \"region-down\"\nregion = \"b\"\nmode = \"crash\"\n";
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.field(), Some("faults[0].region"), "{err}");
+        assert_eq!(err.line(), Some(7), "{err}");
+    }
+
+    #[test]
+    fn fault_times_parse() {
+        assert_eq!(FaultAt::parse("50%"), Ok(FaultAt::Progress(0.5)));
+        assert_eq!(FaultAt::parse("20s"), Ok(FaultAt::AfterMs(20_000)));
+        assert_eq!(FaultAt::parse("150ms"), Ok(FaultAt::AfterMs(150)));
+        assert!(FaultAt::parse("150%").is_err());
+        assert!(FaultAt::parse("soon").is_err());
+    }
+}
