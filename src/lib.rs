@@ -3,7 +3,15 @@
 //! Flow runs one way: `scenario` → `db` (schema, seed) → `kernel` (the commit transaction).
 //! See ARCHITECTURE.md for the code map and the invariants each module keeps.
 
+pub mod agent;
+pub mod audit;
 pub mod db;
+pub mod engine;
 pub mod exit;
+pub mod fault;
+pub mod history;
 pub mod kernel;
+pub mod metrics;
+pub mod region;
+pub mod report;
 pub mod scenario;

@@ -16,7 +16,7 @@ use swarm::scenario::Scenario;
     name = "swarm",
     version,
     about = "Prove an agent-safe checkout can't be broken",
-    after_help = "Example:\n  swarm db init --db sqlite://demo.db\n  swarm db seed --db sqlite://demo.db scenarios/smoke.toml\n  swarm db sandbox --db sqlite://demo.db"
+    after_help = "Examples:\n  swarm run scenarios/million.toml\n  swarm audit --db sqlite://reports/smoke-…/swarm.db --history reports/smoke-…/history.bin\n  swarm db init --db sqlite://demo.db"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -25,9 +25,70 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Verb {
+    /// Run a scenario: seed, release the agents, fail regions, resolve, audit, report.
+    ///
+    /// Example: swarm run scenarios/smoke.toml --no-tui
+    Run(RunArgs),
+    /// Audit a database and/or a client history after the fact.
+    ///
+    /// Example: swarm audit --db sqlite://reports/smoke-X/swarm.db --history reports/smoke-X/history.bin
+    Audit(AuditArgs),
     /// Schema, seed data and counts.
     #[command(subcommand)]
     Db(DbVerb),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    scenario: PathBuf,
+    /// Plain progress lines instead of the dashboard.
+    #[arg(long)]
+    no_tui: bool,
+    /// `sqlite://PATH` or `postgres://…`; else the scenario's, else `DATABASE_URL`, else an
+    /// embedded SQLite file in the report directory.
+    #[arg(long)]
+    db: Option<String>,
+    /// The run's report directory (default: reports/<name>-<UTC timestamp>).
+    #[arg(long)]
+    report_dir: Option<PathBuf>,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Override the number of agents.
+    #[arg(long)]
+    agents: Option<u64>,
+    /// Run one deterministic slice of the agents: `I/N` (0-based I).
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<(u32, u32)>,
+}
+
+#[derive(clap::Args)]
+struct AuditArgs {
+    /// The database to audit (also read from DATABASE_URL).
+    #[arg(long, env = "DATABASE_URL")]
+    db: Option<String>,
+    /// The client history a run wrote (`history.bin`).
+    #[arg(long)]
+    history: Option<PathBuf>,
+    /// Print the verdict as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let (i, n) = s.split_once('/').ok_or("expected I/N, e.g. 0/4")?;
+    let i: u32 = i
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{i}` is not a number"))?;
+    let n: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{n}` is not a number"))?;
+    if n == 0 || i >= n {
+        return Err(format!("shard {i}/{n}: need 0 <= I < N"));
+    }
+    Ok((i, n))
 }
 
 #[derive(clap::Args)]
@@ -129,8 +190,130 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<i32, Exit> {
     match cli.verb {
+        Verb::Run(args) => run_verb(args).await,
+        Verb::Audit(args) => audit_verb(args).await,
         Verb::Db(verb) => db_verb(verb).await,
     }
+}
+
+async fn run_verb(args: RunArgs) -> Result<i32, Exit> {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use swarm::engine::{self, Control, RunOptions};
+
+    let mut scenario = Scenario::load(&args.scenario).map_err(usage)?;
+    if let Some(seed) = args.seed {
+        scenario.seed = seed;
+    }
+    if let Some(agents) = args.agents {
+        if agents == 0 || agents > swarm::scenario::MAX_AGENTS {
+            return Err(usage(anyhow::anyhow!(
+                "--agents {agents}: must be between 1 and {}",
+                swarm::scenario::MAX_AGENTS
+            )));
+        }
+        scenario.agents.count = agents;
+    }
+    let db = match args
+        .db
+        .or_else(|| scenario.target.database.clone())
+        .or_else(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()))
+    {
+        Some(u) => Some(parse_url(&u)?),
+        None => None,
+    };
+    let dir = match args.report_dir {
+        Some(d) => {
+            std::fs::create_dir_all(&d)
+                .with_context(|| format!("creating {}", d.display()))
+                .map_err(internal)?;
+            d
+        }
+        None => engine::new_report_dir(std::path::Path::new("reports"), &scenario.name)
+            .map_err(internal)?,
+    };
+    let control = Arc::new(Control::default());
+    {
+        let control = control.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!(
+                    "swarm: stopping arrivals, draining, healing, auditing (Ctrl-C again aborts)"
+                );
+                control.stop.store(true, Ordering::Release);
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("swarm: aborted");
+                    std::process::exit(130);
+                }
+            }
+        });
+    }
+    let _ = args.no_tui;
+    eprintln!(
+        "swarm: running {} (seed {}) → {}",
+        scenario.name,
+        scenario.seed,
+        dir.display()
+    );
+    let result = engine::run(RunOptions {
+        scenario: scenario.clone(),
+        db,
+        dir: dir.clone(),
+        shard: args.shard,
+        progress: true,
+        control,
+    })
+    .await
+    .map_err(internal)?;
+    let audit = swarm::audit::audit(swarm::audit::Input {
+        db: Some(&result.db_url),
+        history: Some(&result.history),
+        history_dropped: result.history_dropped,
+    })
+    .await;
+    let summary = swarm::report::Summary::build(&scenario, &result, audit);
+    summary
+        .write(&dir)
+        .with_context(|| format!("writing {}", dir.join("summary.json").display()))
+        .map_err(internal)?;
+    println!("{}", summary.render());
+    println!("report: {}", dir.display());
+    Ok(summary.exit_code)
+}
+
+async fn audit_verb(args: AuditArgs) -> Result<i32, Exit> {
+    if args.db.is_none() && args.history.is_none() {
+        return Err(usage(anyhow::anyhow!(
+            "give --db URL, --history FILE, or both"
+        )));
+    }
+    let url = match &args.db {
+        Some(u) => Some(parse_url(u)?),
+        None => None,
+    };
+    let history = match &args.history {
+        Some(p) => Some(swarm::history::History::read(p).map_err(usage)?),
+        None => None,
+    };
+    let report = swarm::audit::audit(swarm::audit::Input {
+        db: url.as_ref(),
+        history: history.as_ref(),
+        history_dropped: 0,
+    })
+    .await;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(internal)?
+        );
+    } else {
+        println!("{report}");
+    }
+    Ok(match report.validity {
+        swarm::audit::Validity::Valid => exit::VALID,
+        swarm::audit::Validity::Invalid => exit::INVARIANT_VIOLATED,
+        swarm::audit::Validity::Unknown => exit::UNKNOWN,
+    })
 }
 
 fn parse_url(s: &str) -> Result<DbUrl, Exit> {

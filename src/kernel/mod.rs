@@ -17,6 +17,7 @@ pub mod snapshot;
 mod sqlite;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use uuid::Uuid;
 
@@ -73,7 +74,42 @@ impl From<&crate::scenario::KernelSpec> for KernelConfig {
 
 enum Backend {
     Sqlite(sqlite::SqliteKernel),
-    Postgres(postgres::PgKernel),
+    Postgres(Arc<postgres::PgKernel>),
+}
+
+/// The client's connection as the kernel sees it. A server whose client connection is cut
+/// before the commit point rolls the purchase back; after it, the commit stands and only
+/// the answer is lost. A link is cut when the epoch it was opened in has passed.
+#[derive(Debug, Clone, Default)]
+pub struct Link {
+    epoch: Option<Arc<AtomicU64>>,
+    opened: u64,
+}
+
+impl Link {
+    /// A link on `epoch`, opened now.
+    pub fn new(epoch: Arc<AtomicU64>) -> Link {
+        let opened = epoch.load(Ordering::Acquire);
+        Link {
+            epoch: Some(epoch),
+            opened,
+        }
+    }
+
+    /// A link nobody cuts.
+    pub fn never() -> Link {
+        Link::default()
+    }
+
+    pub fn is_cut(&self) -> bool {
+        self.epoch
+            .as_ref()
+            .is_some_and(|e| e.load(Ordering::Acquire) != self.opened)
+    }
+}
+
+fn cut_error() -> KernelError {
+    KernelError::Unavailable("the client connection was cut before the commit".into())
 }
 
 struct Inner {
@@ -106,7 +142,7 @@ impl Kernel {
             }
             DbUrl::Postgres(u) => {
                 let k = postgres::PgKernel::open(u, &config).await?;
-                (k.load_catalog().await?, Backend::Postgres(k))
+                (k.load_catalog().await?, Backend::Postgres(Arc::new(k)))
             }
         };
         Ok(Kernel {
@@ -117,13 +153,33 @@ impl Kernel {
     /// Settle one purchase under `key`. Same key and payload → the stored snapshot with
     /// `replayed: true`; same key, other payload → `KeyReused`; nothing else changes.
     pub async fn commit(&self, req: &PurchaseRequest, key: &str) -> Result<Snapshot, KernelError> {
+        self.commit_on(req, key, &Link::never()).await
+    }
+
+    /// `commit` for a client on `link`. Cancel-safe: once handed to the database side the
+    /// purchase runs to its end (or to the rollback a cut link causes) even if this future
+    /// is dropped, as it would on a server whose client went away.
+    pub async fn commit_on(
+        &self,
+        req: &PurchaseRequest,
+        key: &str,
+        link: &Link,
+    ) -> Result<Snapshot, KernelError> {
         check_key(key)?;
         req.check_shape()?;
         self.validate(req).await?;
         let fingerprint = req.fingerprint();
         match &self.inner.backend {
-            Backend::Sqlite(k) => k.commit(req.clone(), key.to_string(), fingerprint).await,
-            Backend::Postgres(k) => k.commit(req, key, &fingerprint).await,
+            Backend::Sqlite(k) => {
+                k.commit(req.clone(), key.to_string(), fingerprint, link.clone())
+                    .await
+            }
+            Backend::Postgres(k) => {
+                let (k, req, key, link) = (k.clone(), req.clone(), key.to_string(), link.clone());
+                tokio::spawn(async move { k.commit(&req, &key, &fingerprint, &link).await })
+                    .await
+                    .map_err(|e| KernelError::Database(format!("kernel task failed: {e}")))?
+            }
         }
     }
 

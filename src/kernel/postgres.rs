@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::catalog::{Catalog, ItemInfo, MandateInfo};
 use super::{
-    Currency, FailureCode, KernelConfig, KernelError, Outcome, PurchaseRequest, Snapshot,
-    StoredIntent, backoff, credit_account, debit_account, new_id, now_ms,
+    Currency, FailureCode, KernelConfig, KernelError, Link, Outcome, PurchaseRequest, Snapshot,
+    StoredIntent, backoff, credit_account, cut_error, debit_account, new_id, now_ms,
 };
 use crate::db::pg_pool;
 
@@ -134,12 +134,16 @@ impl PgKernel {
         req: &PurchaseRequest,
         key: &str,
         fingerprint: &str,
+        link: &Link,
     ) -> Result<Snapshot, KernelError> {
         let mut rng = SmallRng::from_rng(&mut rand::rng());
         for attempt in 1..=self.config.max_attempts {
+            if link.is_cut() {
+                return Err(cut_error());
+            }
             let client = self.client().await?;
             match self
-                .attempt(&client, req, key, fingerprint, attempt, &mut rng)
+                .attempt(&client, req, key, fingerprint, attempt, link, &mut rng)
                 .await
             {
                 Attempt::Done(result) => return result,
@@ -173,6 +177,7 @@ impl PgKernel {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
         client: &Object,
@@ -180,6 +185,7 @@ impl PgKernel {
         key: &str,
         fingerprint: &str,
         attempts: u32,
+        link: &Link,
         rng: &mut SmallRng,
     ) -> Attempt {
         let probe = match client.prepare_cached(PROBE_SQL).await {
@@ -274,6 +280,11 @@ impl PgKernel {
                 return Attempt::Conflict;
             }
         };
+        if link.is_cut() {
+            // The client left before the commit point: the server rolls back.
+            rollback(client).await;
+            return Attempt::Done(Err(cut_error()));
+        }
         let statement = match client.prepare_cached(sql).await {
             Ok(s) => s,
             Err(e) => {

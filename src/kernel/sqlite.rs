@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use super::catalog::{Catalog, ItemInfo, MandateInfo};
 use super::{
-    FailureCode, KernelConfig, KernelError, Outcome, PurchaseRequest, Snapshot, SqliteMode,
-    StoredIntent, backoff, credit_account, debit_account, new_id, now_ms,
+    FailureCode, KernelConfig, KernelError, Link, Outcome, PurchaseRequest, Snapshot, SqliteMode,
+    StoredIntent, backoff, credit_account, cut_error, debit_account, new_id, now_ms,
 };
 use crate::db::open_sqlite;
 
@@ -32,6 +32,7 @@ struct Job {
     req: PurchaseRequest,
     key: String,
     fingerprint: String,
+    link: Link,
     reply: oneshot::Sender<Result<Snapshot, KernelError>>,
 }
 
@@ -105,6 +106,7 @@ impl SqliteKernel {
         req: PurchaseRequest,
         key: String,
         fingerprint: String,
+        link: Link,
     ) -> Result<Snapshot, KernelError> {
         let (reply, answer) = oneshot::channel();
         let lane = self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
@@ -113,6 +115,7 @@ impl SqliteKernel {
                 req,
                 key,
                 fingerprint,
+                link,
                 reply,
             })
             .await
@@ -321,6 +324,9 @@ fn run_optimistic(
     rng: &mut SmallRng,
 ) -> Result<Snapshot, KernelError> {
     for attempt in 1..=config.max_attempts {
+        if job.link.is_cut() {
+            return Err(cut_error());
+        }
         let outcome = conn
             .execute_batch("BEGIN DEFERRED")
             .map_err(Failure::Db)
@@ -379,8 +385,19 @@ fn execute(
             }))
         };
     }
+    if job.link.is_cut() {
+        return Err(Failure::Kernel(cut_error()));
+    }
     conn.execute_batch("SAVEPOINT purchase")?;
-    match settle(conn, job, attempts, rng) {
+    let settled = settle(conn, job, attempts, rng).and_then(|s| {
+        // The client left before the commit point: the server rolls the purchase back.
+        if job.link.is_cut() {
+            Err(Failure::Kernel(cut_error()))
+        } else {
+            Ok(s)
+        }
+    });
+    match settled {
         Ok(s) => {
             conn.execute_batch("RELEASE purchase")?;
             Ok(s)

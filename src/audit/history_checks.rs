@@ -1,0 +1,484 @@
+//! History checks: what clients were told against what the database holds.
+//!
+//! Records are grouped by key `(agent, purchase, variant)`; intents are read from the
+//! database and their keys parsed back with the history header's prefix. Both sides are
+//! sorted vectors, so a million keys cost tens of MiB, not a hash map each.
+
+use std::collections::HashMap;
+
+use super::source::{Source, Val};
+use super::verdict::{Check, Invariant};
+use crate::history::{Code, History, Kind, Persona, Record, key, response_hash};
+
+type KeyId = (u32, u16, u8);
+
+/// What the history says about one key.
+#[derive(Debug, Clone)]
+pub struct KeyFacts {
+    pub id: KeyId,
+    pub persona: Persona,
+    pub item: u16,
+    pub mandate: u32,
+    pub quantity: i64,
+    pub amount_minor: i64,
+    pub acked_commit: bool,
+    pub acked: bool,
+    pub info: bool,
+    pub definite: bool,
+    pub all_failed: bool,
+    pub ok_hash: Option<u64>,
+    pub hash_mismatch: bool,
+    pub accepted_other_payload: bool,
+    pub fresh_commits: u32,
+}
+
+impl KeyFacts {
+    pub fn indeterminate(&self) -> bool {
+        self.info && !self.definite
+    }
+}
+
+/// Group the records by key; the first request (by invoke time) gives the payload.
+pub fn key_facts(h: &History) -> Vec<KeyFacts> {
+    let mut order: Vec<u32> = (0..h.records.len() as u32).collect();
+    order.sort_by_key(|&i| {
+        let r = &h.records[i as usize];
+        (r.agent, r.purchase, r.variant, r.invoke_ms)
+    });
+    let mut out: Vec<KeyFacts> = Vec::new();
+    for i in order {
+        let r: &Record = &h.records[i as usize];
+        let id = (r.agent, r.purchase, r.variant);
+        if out.last().is_none_or(|f| f.id != id) {
+            out.push(KeyFacts {
+                id,
+                persona: r.persona,
+                item: r.item,
+                mandate: r.mandate,
+                quantity: i64::from(r.quantity),
+                amount_minor: r.amount_minor,
+                acked_commit: false,
+                acked: false,
+                info: false,
+                definite: false,
+                all_failed: true,
+                ok_hash: None,
+                hash_mismatch: false,
+                accepted_other_payload: false,
+                fresh_commits: 0,
+            });
+        }
+        let Some(f) = out.last_mut() else { continue };
+        match r.kind() {
+            Kind::Ok => {
+                f.acked = true;
+                f.definite = true;
+                f.all_failed = false;
+                if r.code == Code::Committed {
+                    f.acked_commit = true;
+                    if !r.replayed {
+                        f.fresh_commits += 1;
+                    }
+                }
+                match f.ok_hash {
+                    None => f.ok_hash = Some(r.response_hash),
+                    Some(h0) if h0 != r.response_hash => f.hash_mismatch = true,
+                    Some(_) => {}
+                }
+                if i64::from(r.quantity) != f.quantity || r.amount_minor != f.amount_minor {
+                    f.accepted_other_payload = true;
+                }
+            }
+            Kind::Info => {
+                f.info = true;
+                f.all_failed = false;
+            }
+            Kind::Fail => {
+                if r.code == Code::KeyReused {
+                    f.definite = true;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One intent as the auditor reads it.
+#[derive(Debug, Clone)]
+pub struct DbIntent {
+    /// Parsed from the key; `None` when the key is not one this history's clients use.
+    pub id: Option<KeyId>,
+    pub key: String,
+    pub committed: bool,
+    pub quantity: i64,
+    pub amount_minor: i64,
+    pub snapshot_hash: u64,
+    pub item_id: String,
+}
+
+fn parse_key(prefix: &str, k: &str) -> Option<KeyId> {
+    let rest = k.strip_prefix(prefix)?.strip_prefix('-')?;
+    let mut parts = rest.split('-');
+    let agent = parts.next()?.parse().ok()?;
+    let purchase = parts.next()?.parse().ok()?;
+    let variant = parts.next()?.parse().ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let id = (agent, purchase, variant);
+    (key(prefix, agent, purchase, variant) == k).then_some(id)
+}
+
+/// Every non-sandbox intent, sorted by key id (foreign keys last).
+pub async fn load_intents(src: &Source, prefix: &str) -> Result<Vec<DbIntent>, crate::db::DbError> {
+    let mut out = Vec::new();
+    src.for_each(
+        "SELECT n.idem_key, n.outcome, n.quantity, n.amount_minor, n.snapshot, CAST(n.item_id AS TEXT) \
+         FROM intent n WHERE NOT EXISTS (SELECT 1 FROM item i WHERE i.item_id = n.item_id AND i.sandbox = 1)",
+        |r: &[Val]| {
+            let k = r[0].as_str();
+            out.push(DbIntent {
+                id: parse_key(prefix, k),
+                key: k.to_string(),
+                committed: r[1].as_str() == "COMMITTED",
+                quantity: r[2].int(),
+                amount_minor: r[3].int(),
+                snapshot_hash: response_hash(r[4].as_str()),
+                item_id: r[5].text(),
+            });
+        },
+    )
+    .await?;
+    out.sort_by(|a, b| match (a.id, b.id) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.key.cmp(&b.key),
+    });
+    Ok(out)
+}
+
+/// Checks that need only the history.
+pub fn history_only(h: &History, facts: &[KeyFacts], dropped: u64) -> Vec<Check> {
+    let k = |f: &KeyFacts| key(&h.header.key_prefix, f.id.0, f.id.1, f.id.2);
+    let mut checks = Vec::new();
+    checks.push(if dropped == 0 {
+        Check::violations(
+            "history.complete",
+            Invariant::History,
+            0,
+            vec![],
+            "every request was recorded",
+        )
+    } else {
+        Check::unknown(
+            "history.complete",
+            Invariant::History,
+            format!("{dropped} requests were not recorded (history limit)"),
+        )
+    });
+    let mismatch: Vec<&KeyFacts> = facts.iter().filter(|f| f.hash_mismatch).collect();
+    checks.push(Check::violations(
+        "history.replay_mismatch",
+        Invariant::History,
+        mismatch.len() as u64,
+        mismatch.iter().map(|f| k(f)).collect(),
+        "keys whose answers were not byte-identical",
+    ));
+    let accepted: Vec<&KeyFacts> = facts.iter().filter(|f| f.accepted_other_payload).collect();
+    checks.push(Check::violations(
+        "history.payload_not_refused",
+        Invariant::History,
+        accepted.len() as u64,
+        accepted.iter().map(|f| k(f)).collect(),
+        "keys reused with a changed payload and not refused",
+    ));
+    let twins: Vec<&KeyFacts> = facts
+        .iter()
+        .filter(|f| f.persona == Persona::DoubleSubmit && f.fresh_commits > 1)
+        .collect();
+    checks.push(Check::violations(
+        "duplicate_settlement.double_submit",
+        Invariant::DuplicateSettlement,
+        twins.len() as u64,
+        twins.iter().map(|f| k(f)).collect(),
+        "concurrent double submits that both committed fresh",
+    ));
+    let open: Vec<&KeyFacts> = facts.iter().filter(|f| f.indeterminate()).collect();
+    checks.push(Check::undecided(
+        "history.unresolved",
+        Invariant::History,
+        open.len() as u64,
+        open.iter().map(|f| k(f)).collect(),
+        "keys whose outcome no client learned",
+    ));
+    checks
+}
+
+/// Per logical purchase, committed keys; a key rotator's duplicates are its own cost.
+fn per_purchase(
+    h: &History,
+    facts: &[KeyFacts],
+    committed: impl Fn(&KeyFacts) -> bool,
+    source: &str,
+) -> Vec<Check> {
+    let mut by_purchase: HashMap<(u32, u16), (u32, Persona)> = HashMap::new();
+    for f in facts.iter().filter(|f| committed(f)) {
+        let e = by_purchase
+            .entry((f.id.0, f.id.1))
+            .or_insert((0, f.persona));
+        e.0 += 1;
+    }
+    let mut client = Vec::new();
+    let mut kernel = Vec::new();
+    for ((agent, purchase), (n, persona)) in by_purchase {
+        if n > 1 {
+            let name = format!("{}-{agent}-{purchase}", h.header.key_prefix);
+            if persona == Persona::KeyRotator {
+                client.push(name);
+            } else {
+                kernel.push(name);
+            }
+        }
+    }
+    client.sort();
+    kernel.sort();
+    vec![
+        Check::violations(
+            "duplicate_settlement.per_purchase",
+            Invariant::DuplicateSettlement,
+            kernel.len() as u64,
+            kernel,
+            format!("purchases settled more than once ({source}), not by a key rotator"),
+        ),
+        Check::figure(
+            "duplicate_settlement.per_purchase_client",
+            Invariant::DuplicateSettlement,
+            client.len() as u64,
+            client,
+            "purchases a key_rotator paid for twice: the anti-pattern's cost, not a kernel fault",
+        ),
+    ]
+}
+
+/// Without the database: interval checks against what the scenario declared.
+pub fn declared(h: &History, facts: &[KeyFacts]) -> Vec<Check> {
+    let mut units: HashMap<u16, i64> = HashMap::new();
+    let mut spend: HashMap<u32, i64> = HashMap::new();
+    for f in facts.iter().filter(|f| f.acked_commit) {
+        *units.entry(f.item).or_default() += f.quantity;
+        *spend.entry(f.mandate).or_default() += f.amount_minor;
+    }
+    let name_item = |i: &u16| {
+        h.header
+            .items
+            .get(usize::from(*i))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let name_mandate = |m: &u32| {
+        h.header
+            .mandates
+            .get(*m as usize)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let over_stock: Vec<String> = units
+        .iter()
+        .filter(|(_, u)| **u > h.header.stock_per_item)
+        .map(|(i, _)| name_item(i))
+        .collect();
+    let over_cap: Vec<String> = spend
+        .iter()
+        .filter(|(_, s)| **s > h.header.cap_per_mandate_minor)
+        .map(|(m, _)| name_mandate(m))
+        .collect();
+    let mut checks = vec![
+        Check::violations(
+            "oversell.acknowledged_over_declared",
+            Invariant::Oversell,
+            over_stock.len() as u64,
+            over_stock,
+            format!(
+                "items whose acknowledged units exceed the declared {}",
+                h.header.stock_per_item
+            ),
+        ),
+        Check::violations(
+            "mandate_breach.acknowledged_over_declared",
+            Invariant::MandateBreach,
+            over_cap.len() as u64,
+            over_cap,
+            format!(
+                "mandates whose acknowledged spend exceeds the declared {}",
+                h.header.cap_per_mandate_minor
+            ),
+        ),
+    ];
+    checks.extend(per_purchase(h, facts, |f| f.acked_commit, "acknowledged"));
+    checks
+}
+
+/// With the database: the client's view against the rows.
+pub fn against_db(h: &History, facts: &[KeyFacts], intents: &[DbIntent]) -> Vec<Check> {
+    let k = |id: KeyId| key(&h.header.key_prefix, id.0, id.1, id.2);
+    let mut lost = Vec::new();
+    let mut phantom = Vec::new();
+    let mut false_failure = Vec::new();
+    let mut mismatch = Vec::new();
+    let mut wrong_payload = Vec::new();
+    let mut committed_ids: Vec<KeyId> = Vec::new();
+    // Merge-join the two sorted sides.
+    let (mut i, mut j) = (0, 0);
+    while i < facts.len() || j < intents.len() {
+        let f = facts.get(i);
+        let d = intents.get(j);
+        match (f, d) {
+            (Some(f), Some(d)) if d.id == Some(f.id) => {
+                // A key with exactly the rows we expect to compare.
+                if f.acked_commit && !d.committed {
+                    lost.push(k(f.id));
+                }
+                if d.committed && f.all_failed {
+                    false_failure.push(k(f.id));
+                }
+                if f.ok_hash.is_some_and(|hash| hash != d.snapshot_hash) {
+                    mismatch.push(k(f.id));
+                }
+                if f.acked && (d.quantity != f.quantity || d.amount_minor != f.amount_minor) {
+                    wrong_payload.push(k(f.id));
+                }
+                if d.committed {
+                    committed_ids.push(f.id);
+                }
+                // Several intents under one key are the state check's to count; here
+                // each is compared with the same facts.
+                j += 1;
+                if intents.get(j).is_none_or(|n| n.id != Some(f.id)) {
+                    i += 1;
+                }
+            }
+            (Some(f), Some(d)) if d.id.is_some_and(|id| id < f.id) => {
+                phantom.push(d.key.clone());
+                j += 1;
+            }
+            (Some(f), _) => {
+                if f.acked_commit {
+                    lost.push(k(f.id));
+                }
+                i += 1;
+            }
+            (None, Some(d)) => {
+                phantom.push(d.key.clone());
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+
+    // Interval per item: acknowledged <= claimed <= acknowledged + indeterminate.
+    let mut acked: HashMap<String, i64> = HashMap::new();
+    let mut open: HashMap<String, i64> = HashMap::new();
+    for f in facts {
+        let item = h
+            .header
+            .items
+            .get(usize::from(f.item))
+            .cloned()
+            .unwrap_or_default();
+        if f.acked_commit {
+            *acked.entry(item).or_default() += f.quantity;
+        } else if f.indeterminate() {
+            *open.entry(item).or_default() += f.quantity;
+        }
+    }
+    let mut claimed: HashMap<String, i64> = HashMap::new();
+    for d in intents.iter().filter(|d| d.committed) {
+        *claimed.entry(d.item_id.clone()).or_default() += d.quantity;
+    }
+    let mut items: Vec<&String> = acked
+        .keys()
+        .chain(claimed.keys())
+        .chain(open.keys())
+        .collect();
+    items.sort();
+    items.dedup();
+    let outside: Vec<String> = items
+        .into_iter()
+        .filter(|item| {
+            let a = acked.get(*item).copied().unwrap_or(0);
+            let c = claimed.get(*item).copied().unwrap_or(0);
+            let o = open.get(*item).copied().unwrap_or(0);
+            !(a <= c && c <= a + o)
+        })
+        .cloned()
+        .collect();
+
+    let mut checks = vec![
+        Check::violations(
+            "history.lost_commit",
+            Invariant::History,
+            lost.len() as u64,
+            lost,
+            "acknowledged commits missing from the database",
+        ),
+        Check::violations(
+            "history.phantom_commit",
+            Invariant::History,
+            phantom.len() as u64,
+            phantom,
+            "intents whose key no client sent",
+        ),
+        Check::violations(
+            "history.false_failure",
+            Invariant::History,
+            false_failure.len() as u64,
+            false_failure,
+            "keys that committed although every request for them definitely failed",
+        ),
+        Check::violations(
+            "history.snapshot_mismatch",
+            Invariant::History,
+            mismatch.len() as u64,
+            mismatch,
+            "answers that differ from the stored snapshot",
+        ),
+        Check::violations(
+            "history.payload_mismatch",
+            Invariant::History,
+            wrong_payload.len() as u64,
+            wrong_payload,
+            "stored payloads that differ from the acknowledged one",
+        ),
+        Check::violations(
+            "history.interval",
+            Invariant::History,
+            outside.len() as u64,
+            outside,
+            "items where claimed units fall outside [acknowledged, acknowledged + indeterminate]",
+        ),
+    ];
+    committed_ids.sort();
+    committed_ids.dedup();
+    let committed_set = |f: &KeyFacts| committed_ids.binary_search(&f.id).is_ok();
+    checks.extend(per_purchase(h, facts, committed_set, "in the database"));
+    checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse_back_exactly() {
+        assert_eq!(parse_key("s42", "s42-7-0-1"), Some((7, 0, 1)));
+        assert_eq!(parse_key("s42", "s42-7-0-1-2"), None);
+        assert_eq!(parse_key("s42", "s4-7-0-1"), None);
+        assert_eq!(
+            parse_key("s42", "s42-07-0-1"),
+            None,
+            "not how a client writes it"
+        );
+        assert_eq!(parse_key("s42", "phantom"), None);
+    }
+}

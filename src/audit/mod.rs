@@ -1,0 +1,128 @@
+//! The auditor: proves the invariants from the database's raw rows and the client history.
+//!
+//! Invariants: this module never imports `kernel`; it re-derives every figure from rows
+//! and records, so a kernel bug cannot hide in code the two share. Each check is a small
+//! function returning a verdict with a count and examples; a check that cannot decide is
+//! `unknown`, never `valid`; the report's validity is the worst of its checks.
+
+mod history_checks;
+mod source;
+mod state;
+mod verdict;
+
+use crate::db::DbUrl;
+use crate::history::History;
+
+pub use source::Source;
+pub use state::{LiveCounts, LiveCursor};
+pub use verdict::{Check, Invariant, MAX_EXAMPLES, Report, Validity};
+
+/// What to audit.
+pub struct Input<'a> {
+    pub db: Option<&'a DbUrl>,
+    pub history: Option<&'a History>,
+    /// Requests the run could not record (history limit).
+    pub history_dropped: u64,
+}
+
+const STATE_CHECKS: &[&str] = &[
+    "oversell.negative_bucket",
+    "oversell.committed_over_stock",
+    "oversell.stock_not_conserved",
+    "duplicate_settlement.key",
+    "duplicate_settlement.ledger",
+    "ledger_drift.global_sum",
+    "ledger_drift.unbalanced_txn",
+    "ledger_drift.amount_mismatch",
+    "mandate_breach.negative_shard",
+    "mandate_breach.over_cap",
+    "mandate_breach.not_conserved",
+    "torn_commit.missing_rows",
+    "torn_commit.orphan_rows",
+];
+
+const DB_HISTORY_CHECKS: &[&str] = &[
+    "history.lost_commit",
+    "history.phantom_commit",
+    "history.false_failure",
+    "history.snapshot_mismatch",
+    "history.payload_mismatch",
+    "history.interval",
+];
+
+const HISTORY_CHECKS: &[&str] = &[
+    "history.complete",
+    "history.replay_mismatch",
+    "history.payload_not_refused",
+    "duplicate_settlement.double_submit",
+    "history.unresolved",
+];
+
+/// Run every check the input allows.
+pub async fn audit(input: Input<'_>) -> Report {
+    let mut checks = Vec::new();
+    let mut skipped: Vec<&'static str> = Vec::new();
+    let source = match input.db {
+        Some(url) => match Source::open(url).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                checks.push(Check::unknown(
+                    "database.readable",
+                    Invariant::History,
+                    format!("cannot open {url}: {e}"),
+                ));
+                None
+            }
+        },
+        None => None,
+    };
+    if let Some(src) = &source {
+        checks.extend(state::run(src).await);
+    } else if input.db.is_none() {
+        skipped.extend_from_slice(STATE_CHECKS);
+    }
+    let mode = match (input.db.is_some(), input.history.is_some()) {
+        (true, true) => "full",
+        (true, false) => "state-only",
+        (false, _) => "history-only",
+    };
+    match input.history {
+        Some(h) => {
+            let facts = history_checks::key_facts(h);
+            checks.extend(history_checks::history_only(
+                h,
+                &facts,
+                input.history_dropped,
+            ));
+            match &source {
+                Some(src) => match history_checks::load_intents(src, &h.header.key_prefix).await {
+                    Ok(intents) => checks.extend(history_checks::against_db(h, &facts, &intents)),
+                    Err(e) => {
+                        for name in DB_HISTORY_CHECKS {
+                            checks.push(Check::unknown(
+                                name,
+                                Invariant::History,
+                                format!("could not read intents: {e}"),
+                            ));
+                        }
+                    }
+                },
+                None if input.db.is_none() => {
+                    checks.extend(history_checks::declared(h, &facts));
+                    skipped.extend_from_slice(DB_HISTORY_CHECKS);
+                }
+                None => {}
+            }
+        }
+        None => {
+            skipped.extend_from_slice(HISTORY_CHECKS);
+            skipped.extend_from_slice(DB_HISTORY_CHECKS);
+        }
+    }
+    Report::new(mode, checks, skipped)
+}
+
+/// One poll of the live subset on `src`.
+pub async fn live(src: &Source, cursor: &mut LiveCursor) -> Result<LiveCounts, crate::db::DbError> {
+    state::live(src, cursor).await
+}

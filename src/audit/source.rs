@@ -1,0 +1,138 @@
+//! Reading raw rows for the auditor, from SQLite or PostgreSQL, as plain values.
+//!
+//! Queries name their columns' shapes with `CAST(… AS TEXT)` / `CAST(… AS BIGINT)`, so one
+//! SQL text serves both dialects and rows come back as `Val`s.
+
+use futures_util::{StreamExt, pin_mut};
+use rusqlite::types::ValueRef;
+use tokio_postgres::types::Type;
+
+use crate::db::{DbError, DbUrl, open_sqlite};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+impl Val {
+    pub fn int(&self) -> i64 {
+        match self {
+            Val::Int(i) => *i,
+            Val::Text(t) => t.parse().unwrap_or(0),
+            Val::Null => 0,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        match self {
+            Val::Int(i) => i.to_string(),
+            Val::Text(t) => t.clone(),
+            Val::Null => String::new(),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Val::Text(t) => t,
+            _ => "",
+        }
+    }
+}
+
+pub enum Source {
+    /// Behind a mutex so a `Source` can be held across awaits on any thread.
+    Sqlite(std::sync::Mutex<rusqlite::Connection>),
+    Postgres(tokio_postgres::Client),
+}
+
+impl Source {
+    pub async fn open(url: &DbUrl) -> Result<Source, DbError> {
+        match url {
+            DbUrl::Sqlite(path) => {
+                if !path.exists() {
+                    return Err(DbError::Other(format!(
+                        "{}: no such database file",
+                        path.display()
+                    )));
+                }
+                Ok(Source::Sqlite(std::sync::Mutex::new(open_sqlite(path)?)))
+            }
+            DbUrl::Postgres(u) => {
+                let (client, conn) = tokio_postgres::connect(u, tokio_postgres::NoTls).await?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!("audit connection closed: {e}");
+                    }
+                });
+                Ok(Source::Postgres(client))
+            }
+        }
+    }
+
+    /// All rows of `sql`.
+    pub async fn rows(&self, sql: &str) -> Result<Vec<Vec<Val>>, DbError> {
+        let mut out = Vec::new();
+        self.for_each(sql, |row| out.push(row.to_vec())).await?;
+        Ok(out)
+    }
+
+    /// Stream the rows of `sql` through `f` without holding them all.
+    pub async fn for_each(&self, sql: &str, mut f: impl FnMut(&[Val])) -> Result<(), DbError> {
+        match self {
+            Source::Sqlite(conn) => tokio::task::block_in_place(|| {
+                let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+                let mut st = conn.prepare(sql)?;
+                let n = st.column_count();
+                let mut rows = st.query([])?;
+                let mut buf = Vec::with_capacity(n);
+                while let Some(row) = rows.next()? {
+                    buf.clear();
+                    for i in 0..n {
+                        buf.push(match row.get_ref(i)? {
+                            ValueRef::Null => Val::Null,
+                            ValueRef::Integer(v) => Val::Int(v),
+                            ValueRef::Real(v) => Val::Int(v as i64),
+                            ValueRef::Text(t) | ValueRef::Blob(t) => {
+                                Val::Text(String::from_utf8_lossy(t).into_owned())
+                            }
+                        });
+                    }
+                    f(&buf);
+                }
+                Ok(())
+            }),
+            Source::Postgres(client) => {
+                let params: [&str; 0] = [];
+                let stream = client.query_raw(sql, params).await?;
+                pin_mut!(stream);
+                let mut buf = Vec::new();
+                while let Some(row) = stream.next().await {
+                    let row = row?;
+                    buf.clear();
+                    for (i, col) in row.columns().iter().enumerate() {
+                        let t = col.type_();
+                        buf.push(if *t == Type::INT8 {
+                            row.get::<_, Option<i64>>(i).map_or(Val::Null, Val::Int)
+                        } else if *t == Type::INT4 {
+                            row.get::<_, Option<i32>>(i)
+                                .map_or(Val::Null, |v| Val::Int(i64::from(v)))
+                        } else if *t == Type::INT2 {
+                            row.get::<_, Option<i16>>(i)
+                                .map_or(Val::Null, |v| Val::Int(i64::from(v)))
+                        } else if *t == Type::NUMERIC {
+                            return Err(DbError::Other(format!(
+                                "audit query returned NUMERIC; cast it to BIGINT: {sql}"
+                            )));
+                        } else {
+                            row.get::<_, Option<String>>(i).map_or(Val::Null, Val::Text)
+                        });
+                    }
+                    f(&buf);
+                }
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,488 @@
+//! The engine: seeds the database, opens the regions, releases agents on the arrival
+//! schedule, runs the fault timeline, and at the end heals, resolves and hands over.
+//!
+//! Invariants: at most `in_flight` agents are alive at once (spawned as capacity frees, so
+//! a million-agent burst never holds a million idle tasks); every indeterminate key is
+//! replayed through a healthy region before the run is handed to the auditor; the engine
+//! never decides what is valid.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use serde::Serialize;
+use thiserror::Error;
+use tokio::sync::Semaphore;
+
+use crate::agent::{self, Attempt, World};
+use crate::audit::{LiveCounts, LiveCursor, Source};
+use crate::db::{Database, DbError, DbUrl, Dialect, SeedPlan};
+use crate::fault::{FaultRecord, Timeline};
+use crate::history::{self, History, HistoryError, Kind, Op};
+use crate::kernel::{Currency, Kernel, KernelConfig, KernelError};
+use crate::metrics::{self, Metrics, Sample};
+use crate::region::Region;
+use crate::scenario::{Arrival, Scenario, TargetKind, parse_duration_ms};
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error("database: {0}")]
+    Db(#[from] DbError),
+    #[error("kernel: {0}")]
+    Kernel(#[from] KernelError),
+    #[error("history: {0}")]
+    History(#[from] HistoryError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Stop and pause switches, flipped by Ctrl-C or the dashboard.
+#[derive(Debug, Default)]
+pub struct Control {
+    pub stop: AtomicBool,
+    pub paused: AtomicBool,
+}
+
+/// What to run and where.
+pub struct RunOptions {
+    pub scenario: Scenario,
+    /// Resolved by the caller: flag, then scenario, then `DATABASE_URL`; `None` = embedded.
+    pub db: Option<DbUrl>,
+    /// The run's directory (created).
+    pub dir: PathBuf,
+    /// `(i, n)`: run the agents whose id is `i` modulo `n`.
+    pub shard: Option<(u32, u32)>,
+    /// Print a progress line to stderr every second.
+    pub progress: bool,
+    pub control: Arc<Control>,
+}
+
+/// How the end-of-run replay of indeterminate keys went.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Resolution {
+    /// Keys that ended indeterminate (no definite answer, some request without one).
+    pub pending: u64,
+    /// Replayed: the key had committed (or declined) earlier; the answer was lost.
+    pub recovered: u64,
+    /// The replay executed the purchase for the first time.
+    pub fresh: u64,
+    /// Refused (e.g. 409) on replay.
+    pub refused: u64,
+    /// Still no definite answer after the bounded replays.
+    pub unresolved: u64,
+}
+
+/// Everything the auditor and the report need.
+pub struct RunResult {
+    pub dir: PathBuf,
+    pub db_url: DbUrl,
+    pub embedded: bool,
+    pub db_engine: String,
+    pub history_path: PathBuf,
+    pub history: History,
+    pub history_dropped: u64,
+    pub metrics: metrics::Snapshot,
+    pub series: Vec<Sample>,
+    pub faults: Vec<FaultRecord>,
+    pub resolution: Resolution,
+    pub elapsed_ms: u64,
+    pub agents_total: u64,
+    pub agents_done: u64,
+    pub stopped_early: bool,
+    pub region_names: Vec<String>,
+    /// The last figures of the live audit.
+    pub live: LiveCounts,
+}
+
+/// Poll the live audit subset once a second on its own read connection.
+async fn poll_live(url: DbUrl, out: Arc<std::sync::Mutex<LiveCounts>>, stop: Arc<AtomicBool>) {
+    let source = match Source::open(&url).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("live audit disabled: {e}");
+            return;
+        }
+    };
+    let mut cursor = LiveCursor::default();
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while !stop.load(Ordering::Acquire) {
+        every.tick().await;
+        let polled = crate::audit::live(&source, &mut cursor).await;
+        let mut counts = out.lock().unwrap_or_else(|p| p.into_inner());
+        match polled {
+            Ok(c) => {
+                *counts = LiveCounts {
+                    errors: counts.errors,
+                    polls: counts.polls + 1,
+                    ..c
+                }
+            }
+            Err(e) => {
+                counts.errors += 1;
+                tracing::debug!("live audit poll failed: {e}");
+            }
+        }
+    }
+}
+
+/// `reports/<name>-<UTC timestamp>/`, made unique if two runs start in one second.
+pub fn new_report_dir(root: &Path, name: &str) -> Result<PathBuf, EngineError> {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(['-', ':'], "");
+    let base = root.join(format!("{name}-{stamp}"));
+    let mut dir = base.clone();
+    let mut n = 1;
+    while dir.exists() {
+        n += 1;
+        dir = PathBuf::from(format!("{}-{n}", base.display()));
+    }
+    std::fs::create_dir_all(&dir).map_err(|source| EngineError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    Ok(dir)
+}
+
+/// Seconds from the start at which the `index`-th agent arrives (open model).
+pub struct Schedule {
+    arrival: Arrival,
+    rate_per_s: f64,
+    /// (duration_s, from_rate, to_rate)
+    stages: Vec<(f64, f64, f64)>,
+}
+
+impl Schedule {
+    pub fn new(s: &Scenario) -> Schedule {
+        let mut from = 0.0;
+        let stages = s
+            .agents
+            .stages
+            .iter()
+            .map(|st| {
+                let d = parse_duration_ms(&st.duration).unwrap_or(0) as f64 / 1000.0;
+                let stage = (d, from, st.rate_per_s);
+                from = st.rate_per_s;
+                stage
+            })
+            .collect();
+        Schedule {
+            arrival: s.agents.arrival,
+            rate_per_s: s.agents.rate_per_s,
+            stages,
+        }
+    }
+
+    /// `None` for a burst: agents go as capacity frees.
+    pub fn offset_s(&self, index: u64) -> Option<f64> {
+        let i = index as f64;
+        match self.arrival {
+            Arrival::Burst => None,
+            Arrival::Rate => Some(i / self.rate_per_s),
+            Arrival::Ramp => {
+                let mut t = 0.0;
+                let mut done = 0.0;
+                let mut last_rate = 0.0;
+                for &(d, from, to) in &self.stages {
+                    let area = d * (from + to) / 2.0;
+                    if i < done + area {
+                        let x = i - done;
+                        let slope = (to - from) / d.max(1e-9);
+                        let dt = if slope.abs() < 1e-12 {
+                            x / from.max(1e-9)
+                        } else {
+                            // from*t + slope*t^2/2 = x
+                            (-from + (from * from + 2.0 * slope * x).max(0.0).sqrt()) / slope
+                        };
+                        return Some(t + dt);
+                    }
+                    done += area;
+                    t += d;
+                    last_rate = to;
+                }
+                // After the last stage, keep its rate (or release the rest at once).
+                Some(if last_rate > 0.0 {
+                    t + (i - done) / last_rate
+                } else {
+                    t
+                })
+            }
+        }
+    }
+}
+
+fn region_states(world: &World) -> Vec<String> {
+    world.regions.iter().map(|r| r.state().label()).collect()
+}
+
+fn progress_line(world: &World, s: &Sample, total: u64, live: &LiveCounts) -> String {
+    let regions: Vec<String> = world
+        .regions
+        .iter()
+        .map(|r| format!("{} {}", r.name, r.state().label()))
+        .collect();
+    format!(
+        "[{:>4}s] agents {}/{} ({:.1}%) · {} req/s · commits {}/s · declines {}/s · errors {}/s · OCC retries {}/s · p99 {:.1} ms · {} · live: oversells {} dup {} drift {} breaches {}",
+        s.second,
+        s.agents_done,
+        total,
+        100.0 * s.agents_done as f64 / total.max(1) as f64,
+        s.requests,
+        s.commits,
+        s.declines,
+        s.errors,
+        s.occ_retries,
+        s.p99_us as f64 / 1000.0,
+        regions.join(" · "),
+        live.oversells,
+        live.duplicate_settlements,
+        live.ledger_drift,
+        live.mandate_breaches
+    )
+}
+
+/// Open one kernel per region on PostgreSQL (each its own pool); on embedded SQLite the
+/// regions share the one writer, each through its own handle.
+async fn open_regions(scenario: &Scenario, url: &DbUrl) -> Result<Vec<Region>, EngineError> {
+    let config = KernelConfig::from(&scenario.kernel);
+    let mut regions = Vec::with_capacity(scenario.regions.len());
+    let shared = match url.dialect() {
+        Dialect::Sqlite => Some(Kernel::open(url, config.clone()).await?),
+        Dialect::Postgres => None,
+    };
+    for (i, spec) in scenario.regions.iter().enumerate() {
+        let kernel = match &shared {
+            Some(k) => k.clone(),
+            None => Kernel::open(url, config.clone()).await?,
+        };
+        regions.push(Region::new(spec.name.clone(), i as u8, kernel));
+    }
+    Ok(regions)
+}
+
+/// Run a scenario end to end, up to (not including) the audit.
+pub async fn run(opts: RunOptions) -> Result<RunResult, EngineError> {
+    let s = &opts.scenario;
+    if s.target.kind == TargetKind::Http {
+        return Err(EngineError::Unsupported(
+            "target kind `http` is not available in this build; use `direct`".into(),
+        ));
+    }
+    let embedded = opts.db.is_none();
+    let url = opts
+        .db
+        .clone()
+        .unwrap_or_else(|| DbUrl::sqlite(opts.dir.join("swarm.db")));
+    let database = Database::connect(&url)?;
+    database.init().await?;
+    let plan = SeedPlan::new(s.seed, &s.catalog, &s.mandates);
+    database.seed(&plan).await?;
+    let db_engine = database.engine_version().await?;
+
+    let regions = open_regions(s, &url).await?;
+    let items: Vec<uuid::Uuid> = plan.catalog_items().map(|i| i.item_id).collect();
+    let mandates: Vec<uuid::Uuid> = plan.catalog_mandates().map(|m| m.mandate_id).collect();
+    let region_names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
+    let region_weights: Vec<f64> = s.regions.iter().map(|r| r.weight).collect();
+    let world = Arc::new(World {
+        metrics: Metrics::new(regions.len()),
+        regions,
+        seed: s.seed,
+        key_prefix: format!("s{}", s.seed),
+        merchant_id: plan.merchants[0].merchant_id,
+        items: items.clone(),
+        mandates: mandates.clone(),
+        price_minor: s.catalog.price_minor,
+        currency: Currency::parse(&s.catalog.currency)?,
+        quantity: s.agents.quantity,
+        purchases: s.agents.purchases,
+        retry: s.retry.clone(),
+        mix_cdf: agent::mix_cdf(&s.mix),
+        region_cdf: agent::cdf(&region_weights),
+    });
+
+    let (shard_i, shard_n) = opts.shard.unwrap_or((0, 1));
+    let count = s.agents.count.min(u64::from(u32::MAX));
+    let total = (0..count)
+        .filter(|i| i % u64::from(shard_n) == u64::from(shard_i))
+        .count() as u64;
+    let timeline = Arc::new(Timeline::new(s, total));
+    let schedule = Schedule::new(s);
+
+    // Side tasks: the fault timeline, the live audit and the once-a-second sampler.
+    let live = Arc::new(std::sync::Mutex::new(LiveCounts::default()));
+    let live_stop = Arc::new(AtomicBool::new(false));
+    let live_task = {
+        let (url, live, stop) = (url.clone(), live.clone(), live_stop.clone());
+        tokio::spawn(async move { poll_live(url, live, stop).await })
+    };
+    let faults_task = {
+        let (w, t) = (world.clone(), timeline.clone());
+        tokio::spawn(async move { t.run(&w.regions, &w.metrics).await })
+    };
+    let sampler_stop = Arc::new(AtomicBool::new(false));
+    let sampler_task = {
+        let (w, stop, progress, live) = (
+            world.clone(),
+            sampler_stop.clone(),
+            opts.progress,
+            live.clone(),
+        );
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.tick().await;
+            while !stop.load(Ordering::Acquire) {
+                every.tick().await;
+                let sample = w.metrics.sample(region_states(&w));
+                if progress {
+                    let counts = *live.lock().unwrap_or_else(|p| p.into_inner());
+                    eprintln!("{}", progress_line(&w, &sample, total, &counts));
+                }
+            }
+        })
+    };
+
+    // Arrivals.
+    let in_flight = s.agents.in_flight;
+    let capacity = Arc::new(Semaphore::new(in_flight));
+    let start = world.metrics.start;
+    let mut stopped_early = false;
+    for id in (0..count).filter(|i| i % u64::from(shard_n) == u64::from(shard_i)) {
+        while opts.control.paused.load(Ordering::Acquire)
+            && !opts.control.stop.load(Ordering::Acquire)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if opts.control.stop.load(Ordering::Acquire) {
+            stopped_early = true;
+            break;
+        }
+        let scheduled = schedule
+            .offset_s(id)
+            .map(|secs| start + Duration::from_secs_f64(secs));
+        if let Some(at) = scheduled {
+            tokio::time::sleep_until(at.into()).await;
+        }
+        let Ok(permit) = capacity.clone().acquire_owned().await else {
+            break;
+        };
+        let intended = scheduled.unwrap_or_else(Instant::now);
+        let w = world.clone();
+        tokio::spawn(async move {
+            agent::run_agent(w.clone(), id as u32, intended).await;
+            w.metrics.agents_done.fetch_add(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+    // Drain: every agent gives its capacity back when it is done.
+    let _all = capacity.acquire_many(in_flight as u32).await;
+
+    // End of run: stop the timeline, heal everything, resolve what is indeterminate.
+    timeline.stop();
+    let _ = faults_task.await;
+    timeline.heal_all(&world.regions, &world.metrics);
+    let resolution = resolve(&world, in_flight).await;
+    sampler_stop.store(true, Ordering::Release);
+    let _ = sampler_task.await;
+    live_stop.store(true, Ordering::Release);
+    let _ = live_task.await;
+    let live_counts = *live.lock().unwrap_or_else(|p| p.into_inner());
+    world.metrics.sample(region_states(&world));
+
+    let elapsed_ms = world.metrics.start.elapsed().as_millis() as u64;
+    let (records, history_dropped) = world.metrics.take_history();
+    let history = History {
+        header: history::Header {
+            version: history::HISTORY_VERSION,
+            scenario: s.name.clone(),
+            seed: s.seed,
+            key_prefix: world.key_prefix.clone(),
+            merchant_id: world.merchant_id.to_string(),
+            items: items.iter().map(|u| u.to_string()).collect(),
+            mandates: mandates.iter().map(|u| u.to_string()).collect(),
+            regions: region_names.clone(),
+            stock_per_item: s.catalog.stock,
+            cap_per_mandate_minor: s.mandates.cap_minor,
+            price_minor: s.catalog.price_minor,
+            currency: s.catalog.currency.clone(),
+            shard: opts.shard,
+        },
+        records,
+    };
+    let history_path = opts.dir.join("history.bin");
+    history.write(&history_path)?;
+    Ok(RunResult {
+        dir: opts.dir.clone(),
+        db_url: url,
+        embedded,
+        db_engine,
+        history_path,
+        history,
+        history_dropped,
+        metrics: world.metrics.snapshot(),
+        series: world.metrics.series(),
+        faults: timeline.records(),
+        resolution,
+        elapsed_ms,
+        agents_total: total,
+        agents_done: world.metrics.agents_done.load(Ordering::Relaxed),
+        stopped_early: stopped_early || opts.control.stop.load(Ordering::Acquire),
+        region_names,
+        live: live_counts,
+    })
+}
+
+/// Replay every indeterminate key through a healthy region until it gets a definite
+/// answer, a bounded number of times.
+async fn resolve(world: &Arc<World>, concurrency: usize) -> Resolution {
+    const MAX_REPLAYS: u32 = 50;
+    let pending = world.metrics.take_pending();
+    let mut out = Resolution {
+        pending: pending.len() as u64,
+        ..Resolution::default()
+    };
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for first in pending {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let w = world.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            let mut rng = SmallRng::seed_from_u64(u64::from(first.plan.id) ^ 0x5EED);
+            let mut a = Attempt {
+                op: Op::Resolve,
+                ..first
+            };
+            for attempt in 1..=MAX_REPLAYS {
+                let (code, replayed) = w.send(a).await;
+                if !code.is_transient() {
+                    return Some((code, replayed));
+                }
+                a.region = w.failover(a.region);
+                tokio::time::sleep(crate::kernel::backoff(attempt, 5, 200, &mut rng)).await;
+            }
+            None
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        match joined.ok().flatten() {
+            Some((code, true)) if code.kind() == Kind::Ok => out.recovered += 1,
+            Some((code, false)) if code.kind() == Kind::Ok => out.fresh += 1,
+            Some(_) => out.refused += 1,
+            None => out.unresolved += 1,
+        }
+    }
+    out
+}

@@ -1,0 +1,487 @@
+//! The client history: every request an agent made, recorded compactly.
+//!
+//! Jepsen-style, each request ends `ok` (a definite answer: 2xx), `fail` (definitely not
+//! executed: 4xx, a refused connection, RETRY_EXHAUSTED) or `info` (indeterminate: a
+//! timeout, a reset, a crash). Invariants: records are fixed-size (a million agents fit in
+//! tens of MiB); keys are not stored but derived from the header's prefix and the record's
+//! (agent, purchase, variant), so the file is self-contained; nothing here knows the kernel.
+
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// How a request ended, from the client's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Kind {
+    Ok = 0,
+    Fail = 1,
+    Info = 2,
+}
+
+/// What exactly the client saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Code {
+    Committed = 0,
+    OutOfStock = 1,
+    MandateRejected = 2,
+    KeyReused = 3,
+    RetryExhausted = 4,
+    Unavailable = 5,
+    BadRequest = 6,
+    Internal = 7,
+    Timeout = 8,
+    Refused = 9,
+    Reset = 10,
+}
+
+impl Code {
+    pub const ALL: [Code; 11] = [
+        Code::Committed,
+        Code::OutOfStock,
+        Code::MandateRejected,
+        Code::KeyReused,
+        Code::RetryExhausted,
+        Code::Unavailable,
+        Code::BadRequest,
+        Code::Internal,
+        Code::Timeout,
+        Code::Refused,
+        Code::Reset,
+    ];
+
+    pub fn kind(self) -> Kind {
+        match self {
+            Code::Committed | Code::OutOfStock | Code::MandateRejected => Kind::Ok,
+            Code::KeyReused
+            | Code::RetryExhausted
+            | Code::Unavailable
+            | Code::BadRequest
+            | Code::Refused => Kind::Fail,
+            Code::Internal | Code::Timeout | Code::Reset => Kind::Info,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::Committed => "COMMITTED",
+            Code::OutOfStock => "OUT_OF_STOCK",
+            Code::MandateRejected => "MANDATE_REJECTED",
+            Code::KeyReused => "KEY_REUSED",
+            Code::RetryExhausted => "RETRY_EXHAUSTED",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::BadRequest => "BAD_REQUEST",
+            Code::Internal => "INTERNAL",
+            Code::Timeout => "TIMEOUT",
+            Code::Refused => "CONNECTION_REFUSED",
+            Code::Reset => "CONNECTION_RESET",
+        }
+    }
+
+    /// True when the client should retry the same key.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            Code::RetryExhausted
+                | Code::Unavailable
+                | Code::Internal
+                | Code::Timeout
+                | Code::Refused
+                | Code::Reset
+        )
+    }
+
+    fn from_u8(v: u8) -> Option<Code> {
+        Code::ALL.get(usize::from(v)).copied()
+    }
+}
+
+/// Who sent a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum Persona {
+    WellBehaved = 0,
+    DoubleSubmit = 1,
+    CrashRestart = 2,
+    KeyRotator = 3,
+    PayloadMutator = 4,
+}
+
+impl Persona {
+    pub const ALL: [Persona; 5] = [
+        Persona::WellBehaved,
+        Persona::DoubleSubmit,
+        Persona::CrashRestart,
+        Persona::KeyRotator,
+        Persona::PayloadMutator,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Persona::WellBehaved => "well_behaved",
+            Persona::DoubleSubmit => "double_submit",
+            Persona::CrashRestart => "crash_restart",
+            Persona::KeyRotator => "key_rotator",
+            Persona::PayloadMutator => "payload_mutator",
+        }
+    }
+}
+
+/// Why a request was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Op {
+    /// An agent's own request.
+    Commit = 0,
+    /// The end-of-run replay that resolves an indeterminate key.
+    Resolve = 1,
+}
+
+/// One request. `amount_minor` and `quantity` are what was sent; `response_hash` is a
+/// hash of the snapshot bytes with `replayed` normalised (0 when there was no snapshot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    pub agent: u32,
+    pub mandate: u32,
+    pub invoke_ms: u32,
+    pub complete_ms: u32,
+    pub amount_minor: i64,
+    pub response_hash: u64,
+    pub purchase: u16,
+    pub status: u16,
+    pub attempts: u16,
+    pub quantity: u16,
+    pub item: u16,
+    pub variant: u8,
+    pub persona: Persona,
+    pub region: u8,
+    pub op: Op,
+    pub code: Code,
+    pub replayed: bool,
+}
+
+/// Bytes per record on disk.
+pub const RECORD_BYTES: usize = 49;
+
+impl Record {
+    pub fn kind(&self) -> Kind {
+        self.code.kind()
+    }
+
+    fn encode(&self, out: &mut [u8; RECORD_BYTES]) {
+        out[0..4].copy_from_slice(&self.agent.to_le_bytes());
+        out[4..8].copy_from_slice(&self.mandate.to_le_bytes());
+        out[8..12].copy_from_slice(&self.invoke_ms.to_le_bytes());
+        out[12..16].copy_from_slice(&self.complete_ms.to_le_bytes());
+        out[16..24].copy_from_slice(&self.amount_minor.to_le_bytes());
+        out[24..32].copy_from_slice(&self.response_hash.to_le_bytes());
+        out[32..34].copy_from_slice(&self.purchase.to_le_bytes());
+        out[34..36].copy_from_slice(&self.status.to_le_bytes());
+        out[36..38].copy_from_slice(&self.attempts.to_le_bytes());
+        out[38..40].copy_from_slice(&self.quantity.to_le_bytes());
+        out[40..42].copy_from_slice(&self.item.to_le_bytes());
+        out[42] = self.variant;
+        out[43] = self.persona as u8;
+        out[44] = self.region;
+        out[45] = self.op as u8;
+        out[46] = self.code as u8;
+        out[47] = u8::from(self.replayed);
+        out[48] = 0;
+    }
+
+    fn decode(b: &[u8; RECORD_BYTES]) -> Option<Record> {
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        let u64_at = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(a)
+        };
+        Some(Record {
+            agent: u32_at(0),
+            mandate: u32_at(4),
+            invoke_ms: u32_at(8),
+            complete_ms: u32_at(12),
+            amount_minor: u64_at(16) as i64,
+            response_hash: u64_at(24),
+            purchase: u16_at(32),
+            status: u16_at(34),
+            attempts: u16_at(36),
+            quantity: u16_at(38),
+            item: u16_at(40),
+            variant: b[42],
+            persona: *Persona::ALL.get(usize::from(b[43]))?,
+            region: b[44],
+            op: match b[45] {
+                0 => Op::Commit,
+                1 => Op::Resolve,
+                _ => return None,
+            },
+            code: Code::from_u8(b[46])?,
+            replayed: b[47] != 0,
+        })
+    }
+}
+
+/// What a reader needs to turn records back into keys, ids and declared limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub version: u32,
+    pub scenario: String,
+    pub seed: u64,
+    /// Keys are `{key_prefix}-{agent}-{purchase}-{variant}`.
+    pub key_prefix: String,
+    pub merchant_id: String,
+    /// Item ids by record `item` index.
+    pub items: Vec<String>,
+    /// Mandate ids by record `mandate` index.
+    pub mandates: Vec<String>,
+    pub regions: Vec<String>,
+    /// Declared by the scenario: units per item and cap per mandate.
+    pub stock_per_item: i64,
+    pub cap_per_mandate_minor: i64,
+    pub price_minor: i64,
+    pub currency: String,
+    /// `I/N` when the run was one shard of several.
+    #[serde(default)]
+    pub shard: Option<(u32, u32)>,
+}
+
+pub const HISTORY_VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"SWARMH01";
+/// Refuse headers above this size rather than allocate on a corrupt length.
+const MAX_HEADER_BYTES: u32 = 512 << 20;
+
+/// The idempotency key of (agent, purchase, variant) under `prefix`.
+pub fn key(prefix: &str, agent: u32, purchase: u16, variant: u8) -> String {
+    format!("{prefix}-{agent}-{purchase}-{variant}")
+}
+
+/// The agent id string a request carries.
+pub fn agent_name(agent: u32) -> String {
+    format!("agent-{agent}")
+}
+
+/// FNV-1a over the snapshot bytes with `"replayed":true` read as `"replayed":false`, so a
+/// replay hashes like its original.
+pub fn response_hash(json: &str) -> u64 {
+    let normalised = json.strip_suffix("\"replayed\":true}");
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    match normalised {
+        Some(prefix) => {
+            feed(prefix.as_bytes());
+            feed(b"\"replayed\":false}");
+        }
+        None => feed(json.as_bytes()),
+    }
+    h.max(1)
+}
+
+#[derive(Debug, Error)]
+pub enum HistoryError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: not a swarm history file ({reason})")]
+    Format { path: String, reason: String },
+}
+
+/// A whole history: header and records.
+#[derive(Debug, Clone)]
+pub struct History {
+    pub header: Header,
+    pub records: Vec<Record>,
+}
+
+impl History {
+    pub fn key_of(&self, r: &Record) -> String {
+        key(&self.header.key_prefix, r.agent, r.purchase, r.variant)
+    }
+
+    pub fn write(&self, path: &Path) -> Result<(), HistoryError> {
+        let io_err = |source| HistoryError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = std::fs::File::create(path).map_err(io_err)?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        let header = serde_json::to_vec(&self.header).map_err(|e| HistoryError::Format {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        w.write_all(MAGIC).map_err(io_err)?;
+        w.write_all(&(header.len() as u32).to_le_bytes())
+            .map_err(io_err)?;
+        w.write_all(&header).map_err(io_err)?;
+        w.write_all(&(self.records.len() as u64).to_le_bytes())
+            .map_err(io_err)?;
+        let mut buf = [0u8; RECORD_BYTES];
+        for r in &self.records {
+            r.encode(&mut buf);
+            w.write_all(&buf).map_err(io_err)?;
+        }
+        w.flush().map_err(io_err)?;
+        Ok(())
+    }
+
+    pub fn read(path: &Path) -> Result<History, HistoryError> {
+        let p = path.display().to_string();
+        let io_err = |source| HistoryError::Io {
+            path: p.clone(),
+            source,
+        };
+        let bad = |reason: &str| HistoryError::Format {
+            path: p.clone(),
+            reason: reason.to_string(),
+        };
+        let file = std::fs::File::open(path).map_err(io_err)?;
+        let mut r = BufReader::with_capacity(1 << 20, file);
+        let mut magic = [0u8; 8];
+        r.read_exact(&mut magic).map_err(|_| bad("too short"))?;
+        if &magic != MAGIC {
+            return Err(bad("wrong magic bytes"));
+        }
+        let mut len = [0u8; 4];
+        r.read_exact(&mut len)
+            .map_err(|_| bad("truncated header"))?;
+        let len = u32::from_le_bytes(len);
+        if len > MAX_HEADER_BYTES {
+            return Err(bad("header length out of range"));
+        }
+        let mut header = vec![0u8; len as usize];
+        r.read_exact(&mut header)
+            .map_err(|_| bad("truncated header"))?;
+        let header: Header =
+            serde_json::from_slice(&header).map_err(|e| bad(&format!("header: {e}")))?;
+        if header.version != HISTORY_VERSION {
+            return Err(bad(&format!(
+                "version {} (expected {HISTORY_VERSION})",
+                header.version
+            )));
+        }
+        let mut count = [0u8; 8];
+        r.read_exact(&mut count)
+            .map_err(|_| bad("truncated record count"))?;
+        let count = u64::from_le_bytes(count);
+        let file_len = std::fs::metadata(path).map_err(io_err)?.len();
+        if count.saturating_mul(RECORD_BYTES as u64) > file_len {
+            return Err(bad("record count larger than the file"));
+        }
+        let mut records = Vec::with_capacity(count as usize);
+        let mut buf = [0u8; RECORD_BYTES];
+        for i in 0..count {
+            r.read_exact(&mut buf)
+                .map_err(|_| bad(&format!("truncated at record {i}")))?;
+            records
+                .push(Record::decode(&buf).ok_or_else(|| bad(&format!("record {i} is corrupt")))?);
+        }
+        Ok(History { header, records })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: u32) -> Record {
+        Record {
+            agent: i,
+            mandate: i % 7,
+            invoke_ms: i * 3,
+            complete_ms: i * 3 + 2,
+            amount_minor: 2500,
+            response_hash: u64::from(i) * 31,
+            purchase: 0,
+            status: 201,
+            attempts: 2,
+            quantity: 1,
+            item: 0,
+            variant: 1,
+            persona: Persona::CrashRestart,
+            region: 1,
+            op: Op::Resolve,
+            code: Code::Reset,
+            replayed: true,
+        }
+    }
+
+    #[test]
+    fn round_trips_through_a_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("h.bin");
+        let h = History {
+            header: Header {
+                version: HISTORY_VERSION,
+                scenario: "t".into(),
+                seed: 1,
+                key_prefix: "s1".into(),
+                merchant_id: "m".into(),
+                items: vec!["i".into()],
+                mandates: vec!["a".into()],
+                regions: vec!["r".into()],
+                stock_per_item: 10,
+                cap_per_mandate_minor: 100,
+                price_minor: 25,
+                currency: "USD".into(),
+                shard: None,
+            },
+            records: (0..100).map(record).collect(),
+        };
+        h.write(&path).expect("write");
+        let back = History::read(&path).expect("read");
+        assert_eq!(back.header, h.header);
+        assert_eq!(back.records, h.records);
+        assert_eq!(
+            std::fs::metadata(&path).expect("meta").len() as usize,
+            8 + 4 + serde_json::to_vec(&h.header).expect("json").len() + 8 + 100 * RECORD_BYTES
+        );
+    }
+
+    #[test]
+    fn corrupt_files_are_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("h.bin");
+        std::fs::write(&path, b"hello").expect("write");
+        assert!(matches!(
+            History::read(&path),
+            Err(HistoryError::Format { .. })
+        ));
+        assert!(matches!(
+            History::read(&dir.path().join("absent")),
+            Err(HistoryError::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn replay_hashes_like_its_original() {
+        let a = "{\"x\":1,\"replayed\":false}";
+        let b = "{\"x\":1,\"replayed\":true}";
+        assert_eq!(response_hash(a), response_hash(b));
+        assert_ne!(
+            response_hash(a),
+            response_hash("{\"x\":2,\"replayed\":false}")
+        );
+    }
+
+    #[test]
+    fn codes_classify() {
+        assert_eq!(Code::Committed.kind(), Kind::Ok);
+        assert_eq!(Code::KeyReused.kind(), Kind::Fail);
+        assert_eq!(Code::Timeout.kind(), Kind::Info);
+        assert!(Code::Reset.is_transient());
+        assert!(!Code::BadRequest.is_transient());
+    }
+}

@@ -1,0 +1,412 @@
+//! Run metrics: outcome counters, the attempts distribution, HDR latency histograms and a
+//! per-second series, overall and per region.
+//!
+//! Invariants: nothing on an agent's hot path takes a global lock. Agents record into one
+//! of `SHARDS` striped shards (chosen by agent id), so two agents rarely meet on a lock; a
+//! sampler drains each shard's interval figures once a second to build the series; readers
+//! merge shards. Latencies are microseconds.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::history::{Code, Record};
+
+/// Stripes of the recorder; a power of two comfortably above the core count.
+pub const SHARDS: usize = 64;
+/// `attempts` 1..=15 have their own bar; 16 and more share the last.
+pub const ATTEMPT_BARS: usize = 16;
+/// Highest latency a histogram tracks (10 minutes), in microseconds.
+const MAX_LATENCY_US: u64 = 600_000_000;
+
+fn histogram() -> Histogram<u64> {
+    // Bounds are constants that hdrhistogram accepts; a failure is a programming error.
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).unwrap_or_else(|_| {
+        Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid"))
+    })
+}
+
+/// Outcome counters; indexes are `Code as usize`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Counters {
+    pub requests: u64,
+    pub by_code: [u64; 11],
+    pub replays: u64,
+    pub occ_retries: u64,
+    /// Logical purchases that ended (definitely or not).
+    pub purchases: u64,
+}
+
+impl Counters {
+    pub fn add(&mut self, o: &Counters) {
+        self.requests += o.requests;
+        for (a, b) in self.by_code.iter_mut().zip(o.by_code.iter()) {
+            *a += b;
+        }
+        self.replays += o.replays;
+        self.occ_retries += o.occ_retries;
+        self.purchases += o.purchases;
+    }
+
+    pub fn code(&self, code: Code) -> u64 {
+        self.by_code[code as usize]
+    }
+
+    pub fn declines(&self) -> u64 {
+        self.code(Code::OutOfStock) + self.code(Code::MandateRejected)
+    }
+
+    /// Requests that got no business answer (neither commit nor decline).
+    pub fn errors(&self) -> u64 {
+        self.requests - self.code(Code::Committed) - self.declines()
+    }
+}
+
+/// Figures of one region.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RegionFigures {
+    pub counters: Counters,
+    #[serde(skip)]
+    pub latency_us: Option<Histogram<u64>>,
+}
+
+struct Shard {
+    totals: Counters,
+    interval: Counters,
+    attempts: [u64; ATTEMPT_BARS],
+    raw_us: Histogram<u64>,
+    corrected_us: Histogram<u64>,
+    interval_raw_us: Histogram<u64>,
+    regions: Vec<(Counters, Histogram<u64>)>,
+    history: Vec<Record>,
+    dropped: u64,
+    pending: Vec<crate::agent::Attempt>,
+}
+
+/// Most history records kept per shard (64 shards: 64M records, ~3.5 GiB at the limit).
+/// Past it, records are counted as dropped and the audit cannot be complete.
+pub const MAX_HISTORY_PER_SHARD: usize = 1 << 20;
+
+impl Shard {
+    fn new(regions: usize) -> Shard {
+        Shard {
+            totals: Counters::default(),
+            interval: Counters::default(),
+            attempts: [0; ATTEMPT_BARS],
+            raw_us: histogram(),
+            corrected_us: histogram(),
+            interval_raw_us: histogram(),
+            regions: (0..regions)
+                .map(|_| (Counters::default(), histogram()))
+                .collect(),
+            history: Vec::new(),
+            dropped: 0,
+            pending: Vec::new(),
+        }
+    }
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Sample {
+    pub second: u64,
+    pub commits: u64,
+    pub declines: u64,
+    pub errors: u64,
+    pub occ_retries: u64,
+    pub requests: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub in_flight: i64,
+    pub agents_done: u64,
+    /// Region states as `UP`, `DOWN`, …, in region order.
+    pub regions: Vec<String>,
+}
+
+/// The recorder every agent writes to.
+pub struct Metrics {
+    shards: Box<[Mutex<Shard>]>,
+    pub start: Instant,
+    pub agents_done: AtomicU64,
+    in_flight: Box<[AtomicI64]>,
+    series: Mutex<Vec<Sample>>,
+}
+
+/// A merged, read-only view.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub totals: Counters,
+    pub attempts: [u64; ATTEMPT_BARS],
+    pub raw_us: Histogram<u64>,
+    pub corrected_us: Histogram<u64>,
+    pub regions: Vec<RegionFigures>,
+    pub in_flight: Vec<i64>,
+    pub agents_done: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding a metrics lock leaves plain counters behind: still readable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Metrics {
+    pub fn new(regions: usize) -> Metrics {
+        Metrics {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(Shard::new(regions)))
+                .collect(),
+            start: Instant::now(),
+            agents_done: AtomicU64::new(0),
+            in_flight: (0..regions).map(|_| AtomicI64::new(0)).collect(),
+            series: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Milliseconds since the run started.
+    pub fn now_ms(&self) -> u32 {
+        self.start.elapsed().as_millis().min(u128::from(u32::MAX)) as u32
+    }
+
+    pub fn enter(&self, region: usize) {
+        if let Some(g) = self.in_flight.get(region) {
+            g.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn leave(&self, region: usize) {
+        if let Some(g) = self.in_flight.get(region) {
+            g.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One finished request: counters, attempts, raw latency.
+    pub fn record_request(&self, agent: u32, r: &Record, raw_us: u64) {
+        let mut guard = lock(&self.shards[agent as usize % SHARDS]);
+        let s = &mut *guard;
+        let retries = u64::from(r.attempts.saturating_sub(1));
+        for c in [&mut s.totals, &mut s.interval] {
+            c.requests += 1;
+            c.by_code[r.code as usize] += 1;
+            c.replays += u64::from(r.replayed);
+            c.occ_retries += retries;
+        }
+        if r.attempts > 0 {
+            s.attempts[(usize::from(r.attempts) - 1).min(ATTEMPT_BARS - 1)] += 1;
+        }
+        let us = raw_us.clamp(1, MAX_LATENCY_US);
+        let _ = s.raw_us.record(us);
+        let _ = s.interval_raw_us.record(us);
+        if let Some((c, h)) = s.regions.get_mut(usize::from(r.region)) {
+            c.requests += 1;
+            c.by_code[r.code as usize] += 1;
+            c.replays += u64::from(r.replayed);
+            c.occ_retries += retries;
+            let _ = h.record(us);
+        }
+        if s.history.len() < MAX_HISTORY_PER_SHARD {
+            s.history.push(*r);
+        } else {
+            s.dropped += 1;
+        }
+    }
+
+    /// A key left indeterminate by its agent, for the end-of-run resolution.
+    pub fn push_pending(&self, agent: u32, a: crate::agent::Attempt) {
+        lock(&self.shards[agent as usize % SHARDS]).pending.push(a);
+    }
+
+    pub fn take_pending(&self) -> Vec<crate::agent::Attempt> {
+        let mut all = Vec::new();
+        for shard in self.shards.iter() {
+            all.append(&mut lock(shard).pending);
+        }
+        all.sort_by_key(|a| (a.plan.id, a.purchase, a.variant));
+        all
+    }
+
+    /// Every recorded request, ordered by invoke time, and how many were dropped.
+    pub fn take_history(&self) -> (Vec<Record>, u64) {
+        let mut all = Vec::new();
+        let mut dropped = 0;
+        for shard in self.shards.iter() {
+            let mut s = lock(shard);
+            all.append(&mut s.history);
+            dropped += s.dropped;
+        }
+        all.sort_by_key(|r| (r.invoke_ms, r.agent, r.purchase));
+        (all, dropped)
+    }
+
+    /// One finished logical purchase, latency from its intended start.
+    pub fn record_purchase(&self, agent: u32, corrected_us: u64) {
+        let mut s = lock(&self.shards[agent as usize % SHARDS]);
+        s.totals.purchases += 1;
+        s.interval.purchases += 1;
+        let _ = s.corrected_us.record(corrected_us.clamp(1, MAX_LATENCY_US));
+    }
+
+    /// Drain one second of figures into the series; returns the new sample.
+    pub fn sample(&self, region_states: Vec<String>) -> Sample {
+        let mut interval = Counters::default();
+        let mut hist = histogram();
+        for shard in self.shards.iter() {
+            let mut s = lock(shard);
+            interval.add(&s.interval);
+            s.interval = Counters::default();
+            let _ = hist.add(&s.interval_raw_us);
+            s.interval_raw_us.reset();
+        }
+        let mut series = lock(&self.series);
+        let sample = Sample {
+            second: series.len() as u64 + 1,
+            commits: interval.code(Code::Committed),
+            declines: interval.declines(),
+            errors: interval.errors(),
+            occ_retries: interval.occ_retries,
+            requests: interval.requests,
+            p50_us: if hist.is_empty() {
+                0
+            } else {
+                hist.value_at_quantile(0.5)
+            },
+            p99_us: if hist.is_empty() {
+                0
+            } else {
+                hist.value_at_quantile(0.99)
+            },
+            in_flight: self
+                .in_flight
+                .iter()
+                .map(|g| g.load(Ordering::Relaxed))
+                .sum(),
+            agents_done: self.agents_done.load(Ordering::Relaxed),
+            regions: region_states,
+        };
+        series.push(sample.clone());
+        sample
+    }
+
+    pub fn series(&self) -> Vec<Sample> {
+        lock(&self.series).clone()
+    }
+
+    /// Merge every shard into one view.
+    pub fn snapshot(&self) -> Snapshot {
+        let regions = self.in_flight.len();
+        let mut snap = Snapshot {
+            totals: Counters::default(),
+            attempts: [0; ATTEMPT_BARS],
+            raw_us: histogram(),
+            corrected_us: histogram(),
+            regions: (0..regions)
+                .map(|_| RegionFigures {
+                    counters: Counters::default(),
+                    latency_us: Some(histogram()),
+                })
+                .collect(),
+            in_flight: self
+                .in_flight
+                .iter()
+                .map(|g| g.load(Ordering::Relaxed))
+                .collect(),
+            agents_done: self.agents_done.load(Ordering::Relaxed),
+        };
+        for shard in self.shards.iter() {
+            let s = lock(shard);
+            snap.totals.add(&s.totals);
+            for (a, b) in snap.attempts.iter_mut().zip(s.attempts.iter()) {
+                *a += b;
+            }
+            let _ = snap.raw_us.add(&s.raw_us);
+            let _ = snap.corrected_us.add(&s.corrected_us);
+            for (fig, (c, h)) in snap.regions.iter_mut().zip(s.regions.iter()) {
+                fig.counters.add(c);
+                if let Some(mine) = fig.latency_us.as_mut() {
+                    let _ = mine.add(h);
+                }
+            }
+        }
+        snap
+    }
+}
+
+/// Percentiles of a histogram in milliseconds: p50, p90, p99, p99.9, max.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    pub count: u64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        Percentiles {
+            p50_ms: ms(h.value_at_quantile(0.5)),
+            p90_ms: ms(h.value_at_quantile(0.9)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
+            max_ms: ms(h.max()),
+            count: h.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{Op, Persona};
+
+    fn rec(code: Code, attempts: u16, region: u8) -> Record {
+        Record {
+            agent: 0,
+            mandate: 0,
+            invoke_ms: 0,
+            complete_ms: 1,
+            amount_minor: 1,
+            response_hash: 0,
+            purchase: 0,
+            status: 201,
+            attempts,
+            quantity: 1,
+            item: 0,
+            variant: 0,
+            persona: Persona::WellBehaved,
+            region,
+            op: Op::Commit,
+            code,
+            replayed: false,
+        }
+    }
+
+    #[test]
+    fn shards_merge_and_intervals_drain() {
+        let m = Metrics::new(2);
+        for agent in 0..100u32 {
+            m.record_request(agent, &rec(Code::Committed, 3, (agent % 2) as u8), 1000);
+        }
+        m.record_request(7, &rec(Code::Timeout, 0, 1), 2_000_000);
+        let s = m.snapshot();
+        assert_eq!(s.totals.requests, 101);
+        assert_eq!(s.totals.code(Code::Committed), 100);
+        assert_eq!(s.totals.occ_retries, 200);
+        assert_eq!(s.attempts[2], 100);
+        assert_eq!(s.totals.errors(), 1);
+        assert_eq!(s.regions[1].counters.requests, 51);
+        let first = m.sample(vec![]);
+        assert_eq!(first.commits, 100);
+        assert_eq!(first.occ_retries, 200);
+        let second = m.sample(vec![]);
+        assert_eq!((second.second, second.requests), (2, 0));
+        assert_eq!(m.snapshot().totals.requests, 101, "totals are not drained");
+    }
+}

@@ -1,0 +1,150 @@
+//! Regions: gateways to the one shared database, each of which can fail on its own.
+//!
+//! A region owns its path to the data (its own pool on PostgreSQL, its own lane to the
+//! writer on embedded SQLite) and a state the fault timeline flips. The gateway turns the
+//! state into what a client would see: `outage` refuses at once, `blackhole` never
+//! answers (the client's timeout ends it), `crash` cuts every in-flight request (those not
+//! yet committed roll back; those committed lose their acknowledgement) and refuses new
+//! ones, `lost-ack` executes and then drops the answer. Invariant: a region never changes
+//! what the database decides, only what the client learns.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use tokio::sync::Notify;
+
+use crate::history::Code;
+use crate::kernel::{Kernel, KernelError, Link, PurchaseRequest, Snapshot};
+use crate::scenario::FaultMode;
+
+/// What a region is doing now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionState {
+    Up,
+    Down(FaultMode),
+}
+
+impl RegionState {
+    pub fn label(self) -> String {
+        match self {
+            RegionState::Up => "UP".into(),
+            RegionState::Down(m) => format!("DOWN:{}", mode_name(m)),
+        }
+    }
+}
+
+pub fn mode_name(m: FaultMode) -> &'static str {
+    match m {
+        FaultMode::Outage => "outage",
+        FaultMode::Blackhole => "blackhole",
+        FaultMode::Crash => "crash",
+        FaultMode::LostAck => "lost-ack",
+    }
+}
+
+fn encode(s: RegionState) -> u8 {
+    match s {
+        RegionState::Up => 0,
+        RegionState::Down(FaultMode::Outage) => 1,
+        RegionState::Down(FaultMode::Blackhole) => 2,
+        RegionState::Down(FaultMode::Crash) => 3,
+        RegionState::Down(FaultMode::LostAck) => 4,
+    }
+}
+
+fn decode(v: u8) -> RegionState {
+    match v {
+        1 => RegionState::Down(FaultMode::Outage),
+        2 => RegionState::Down(FaultMode::Blackhole),
+        3 => RegionState::Down(FaultMode::Crash),
+        4 => RegionState::Down(FaultMode::LostAck),
+        _ => RegionState::Up,
+    }
+}
+
+/// What a client learns from one request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A definite business answer (COMMITTED or DECLINED, fresh or replayed).
+    Snapshot(Snapshot),
+    /// A definite refusal by the kernel (4xx, 503).
+    Refused(KernelError),
+    /// No answer from the kernel: the transport failed (`Timeout`, `Refused`, `Reset`).
+    Transport(Code),
+}
+
+/// One gateway to the shared database.
+pub struct Region {
+    pub name: String,
+    pub index: u8,
+    state: AtomicU8,
+    /// Bumped on every crash; a request sent in an older epoch has been cut.
+    epoch: Arc<AtomicU64>,
+    crashed: Notify,
+    kernel: Kernel,
+}
+
+impl Region {
+    pub fn new(name: String, index: u8, kernel: Kernel) -> Region {
+        Region {
+            name,
+            index,
+            state: AtomicU8::new(0),
+            epoch: Arc::new(AtomicU64::new(0)),
+            crashed: Notify::new(),
+            kernel,
+        }
+    }
+
+    pub fn state(&self) -> RegionState {
+        decode(self.state.load(Ordering::Acquire))
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.state() == RegionState::Up
+    }
+
+    /// Take the region down in `mode`. A crash cuts every request in flight.
+    pub fn fail(&self, mode: FaultMode) {
+        self.state
+            .store(encode(RegionState::Down(mode)), Ordering::Release);
+        if mode == FaultMode::Crash {
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            self.crashed.notify_waiters();
+        }
+    }
+
+    pub fn heal(&self) {
+        self.state.store(encode(RegionState::Up), Ordering::Release);
+    }
+
+    /// Send one purchase through this region, as a client on the other end of a network.
+    pub async fn commit(&self, req: &PurchaseRequest, key: &str) -> Reply {
+        match self.state() {
+            RegionState::Down(FaultMode::Outage) | RegionState::Down(FaultMode::Crash) => {
+                return Reply::Transport(Code::Refused);
+            }
+            RegionState::Down(FaultMode::Blackhole) => {
+                // Accepted, never answered: only the client's timeout ends this.
+                std::future::pending::<()>().await;
+            }
+            RegionState::Up | RegionState::Down(FaultMode::LostAck) => {}
+        }
+        let cut = self.crashed.notified();
+        tokio::pin!(cut);
+        cut.as_mut().enable();
+        let link = Link::new(self.epoch.clone());
+        let result = tokio::select! {
+            r = self.kernel.commit_on(req, key, &link) => r,
+            () = &mut cut => return Reply::Transport(Code::Reset),
+        };
+        if link.is_cut() || self.state() == RegionState::Down(FaultMode::LostAck) {
+            // The database may have committed; the client never hears of it.
+            return Reply::Transport(Code::Reset);
+        }
+        match result {
+            Ok(s) => Reply::Snapshot(s),
+            Err(e) => Reply::Refused(e),
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The run's record: `summary.json`, thresholds and the exit code, and the printed summary.
+//!
+//! Invariants: the summary is versioned (`summary_version`); the exit code follows
+//! DESIGN.md: invariants (1) win over thresholds (2), which win over unknown (3).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::audit::{Report as Audit, Validity};
+use crate::engine::{Resolution, RunResult};
+use crate::exit;
+use crate::fault::FaultRecord;
+use crate::history::Code;
+use crate::metrics::{ATTEMPT_BARS, Percentiles};
+use crate::scenario::{Scenario, Threshold};
+
+pub const SUMMARY_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ThresholdResult {
+    pub metric: String,
+    pub rule: String,
+    pub observed: f64,
+    pub passed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub summary_version: u32,
+    pub swarm_version: &'static str,
+    pub scenario: String,
+    pub seed: u64,
+    pub shard: Option<(u32, u32)>,
+    pub database: String,
+    pub database_engine: String,
+    pub embedded: bool,
+    pub elapsed_ms: u64,
+    pub agents_total: u64,
+    pub agents_done: u64,
+    pub stopped_early: bool,
+    pub counters: BTreeMap<&'static str, u64>,
+    pub rates: BTreeMap<&'static str, f64>,
+    pub latency_corrected_ms: Percentiles,
+    pub latency_raw_ms: Percentiles,
+    /// `attempts[i]` = answers that took `i + 1` runs (the last bar: that many or more).
+    pub attempts: Vec<u64>,
+    pub regions: Vec<RegionSummary>,
+    pub faults: Vec<FaultRecord>,
+    pub resolution: Resolution,
+    pub audit: Audit,
+    pub thresholds: Vec<ThresholdResult>,
+    pub validity: Validity,
+    pub exit_code: i32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionSummary {
+    pub name: String,
+    pub requests: u64,
+    pub commits: u64,
+    pub errors: u64,
+    pub latency_raw_ms: Percentiles,
+}
+
+/// Observed value of a threshold metric.
+pub fn observe(metric: &str, s: &Summary) -> Option<f64> {
+    let c = &s.latency_corrected_ms;
+    Some(match metric {
+        "p50_ms" => c.p50_ms,
+        "p90_ms" => c.p90_ms,
+        "p99_ms" => c.p99_ms,
+        "p999_ms" => c.p999_ms,
+        "max_ms" => c.max_ms,
+        "error_rate" => *s.rates.get("error_rate")?,
+        "commits_per_s" => *s.rates.get("commits_per_s")?,
+        "purchases_per_s" => *s.rates.get("purchases_per_s")?,
+        "occ_retries" => *s.counters.get("occ_retries")? as f64,
+        "retry_exhausted" => *s.counters.get("retry_exhausted")? as f64,
+        _ => return None,
+    })
+}
+
+pub fn exit_code(audit: Validity, thresholds_passed: bool) -> i32 {
+    match audit {
+        Validity::Invalid => exit::INVARIANT_VIOLATED,
+        _ if !thresholds_passed => exit::THRESHOLD_FAILED,
+        Validity::Unknown => exit::UNKNOWN,
+        Validity::Valid => exit::VALID,
+    }
+}
+
+impl Summary {
+    pub fn build(scenario: &Scenario, run: &RunResult, audit: Audit) -> Summary {
+        let m = &run.metrics;
+        let t = &m.totals;
+        let mut counters = BTreeMap::new();
+        counters.insert("requests", t.requests);
+        for code in Code::ALL {
+            counters.insert(code_key(code), t.code(code));
+        }
+        counters.insert("replays", t.replays);
+        counters.insert("occ_retries", t.occ_retries);
+        counters.insert("purchases", t.purchases);
+        let secs = (run.elapsed_ms as f64 / 1000.0).max(1e-3);
+        let mut rates = BTreeMap::new();
+        rates.insert("requests_per_s", t.requests as f64 / secs);
+        rates.insert("commits_per_s", t.code(Code::Committed) as f64 / secs);
+        rates.insert("purchases_per_s", t.purchases as f64 / secs);
+        rates.insert("agents_per_s", run.agents_done as f64 / secs);
+        rates.insert(
+            "error_rate",
+            if t.requests == 0 {
+                0.0
+            } else {
+                t.errors() as f64 / t.requests as f64
+            },
+        );
+        let regions = run
+            .region_names
+            .iter()
+            .zip(m.regions.iter())
+            .map(|(name, fig)| RegionSummary {
+                name: name.clone(),
+                requests: fig.counters.requests,
+                commits: fig.counters.code(Code::Committed),
+                errors: fig.counters.errors(),
+                latency_raw_ms: fig
+                    .latency_us
+                    .as_ref()
+                    .map(Percentiles::of)
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let mut s = Summary {
+            summary_version: SUMMARY_VERSION,
+            swarm_version: env!("CARGO_PKG_VERSION"),
+            scenario: scenario.name.clone(),
+            seed: scenario.seed,
+            shard: run.history.header.shard,
+            database: run.db_url.to_string(),
+            database_engine: run.db_engine.clone(),
+            embedded: run.embedded,
+            elapsed_ms: run.elapsed_ms,
+            agents_total: run.agents_total,
+            agents_done: run.agents_done,
+            stopped_early: run.stopped_early,
+            counters,
+            rates,
+            latency_corrected_ms: Percentiles::of(&m.corrected_us),
+            latency_raw_ms: Percentiles::of(&m.raw_us),
+            attempts: m.attempts[..ATTEMPT_BARS].to_vec(),
+            regions,
+            faults: run.faults.clone(),
+            resolution: run.resolution.clone(),
+            validity: audit.validity,
+            audit,
+            thresholds: Vec::new(),
+            exit_code: 0,
+        };
+        s.thresholds = scenario
+            .thresholds
+            .iter()
+            .map(|(metric, rule)| {
+                let observed = observe(metric, &s).unwrap_or(f64::NAN);
+                let passed = Threshold::parse(rule).is_ok_and(|t| t.holds(observed));
+                ThresholdResult {
+                    metric: metric.clone(),
+                    rule: rule.clone(),
+                    observed,
+                    passed,
+                }
+            })
+            .collect();
+        s.exit_code = exit_code(s.validity, s.thresholds.iter().all(|t| t.passed));
+        s
+    }
+
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("summary.json"), json)
+    }
+
+    /// The end-of-run text for a terminal or a CI log.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let c = |k: &str| self.counters.get(k).copied().unwrap_or(0);
+        out.push_str(&format!(
+            "swarm {} · scenario {} · seed {} · {} ({})\n",
+            self.swarm_version, self.scenario, self.seed, self.database_engine, self.database
+        ));
+        out.push_str(&format!(
+            "agents {}/{} in {:.1} s · {:.0} purchases/s · {} requests\n",
+            self.agents_done,
+            self.agents_total,
+            self.elapsed_ms as f64 / 1000.0,
+            self.rates.get("purchases_per_s").copied().unwrap_or(0.0),
+            c("requests")
+        ));
+        out.push_str(&format!(
+            "committed {} · out of stock {} · mandate rejected {} · key reused {} · retry exhausted {} · timeouts {} · refused {} · resets {} · replays {}\n",
+            c("committed"),
+            c("out_of_stock"),
+            c("mandate_rejected"),
+            c("key_reused"),
+            c("retry_exhausted"),
+            c("timeout"),
+            c("connection_refused"),
+            c("connection_reset"),
+            c("replays")
+        ));
+        out.push_str(&format!(
+            "OCC retries {} · attempts {:?}\n",
+            c("occ_retries"),
+            trim_zeros(&self.attempts)
+        ));
+        let l = &self.latency_corrected_ms;
+        let r = &self.latency_raw_ms;
+        out.push_str(&format!(
+            "latency ms (from intended start) p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}\n",
+            l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
+        ));
+        out.push_str(&format!(
+            "latency ms (per request)         p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}\n",
+            r.p50_ms, r.p90_ms, r.p99_ms, r.p999_ms, r.max_ms
+        ));
+        for f in &self.faults {
+            out.push_str(&format!(
+                "fault {} {} at {}: started {} healed {}\n",
+                f.region,
+                f.mode,
+                f.trigger,
+                f.started_ms.map_or("never".into(), |v| format!("{v} ms")),
+                f.healed_ms.map_or("never".into(), |v| format!("{v} ms"))
+            ));
+        }
+        let res = &self.resolution;
+        out.push_str(&format!(
+            "indeterminate keys {} · recovered by replay {} · executed on replay {} · refused {} · unresolved {}\n",
+            res.pending, res.recovered, res.fresh, res.refused, res.unresolved
+        ));
+        out.push_str(&self.audit.to_string());
+        out.push('\n');
+        for t in &self.thresholds {
+            out.push_str(&format!(
+                "threshold {} {} : observed {:.4} → {}\n",
+                t.metric,
+                t.rule,
+                t.observed,
+                if t.passed { "pass" } else { "FAIL" }
+            ));
+        }
+        out.push_str(&format!("exit code {}", self.exit_code));
+        out
+    }
+}
+
+fn trim_zeros(v: &[u64]) -> Vec<u64> {
+    let end = v.iter().rposition(|x| *x != 0).map_or(0, |i| i + 1);
+    v[..end].to_vec()
+}
+
+fn code_key(code: Code) -> &'static str {
+    match code {
+        Code::Committed => "committed",
+        Code::OutOfStock => "out_of_stock",
+        Code::MandateRejected => "mandate_rejected",
+        Code::KeyReused => "key_reused",
+        Code::RetryExhausted => "retry_exhausted",
+        Code::Unavailable => "unavailable",
+        Code::BadRequest => "bad_request",
+        Code::Internal => "internal_error",
+        Code::Timeout => "timeout",
+        Code::Refused => "connection_refused",
+        Code::Reset => "connection_reset",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invariants_win_over_thresholds_over_unknown() {
+        assert_eq!(exit_code(Validity::Invalid, false), 1);
+        assert_eq!(exit_code(Validity::Valid, false), 2);
+        assert_eq!(exit_code(Validity::Unknown, false), 2);
+        assert_eq!(exit_code(Validity::Unknown, true), 3);
+        assert_eq!(exit_code(Validity::Valid, true), 0);
+    }
+}
