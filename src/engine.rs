@@ -389,12 +389,15 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, EngineError> {
 
     // End of run: stop the timeline, heal everything, resolve what is indeterminate.
     timeline.stop();
+    faults_task.abort();
     let _ = faults_task.await;
     timeline.heal_all(&world.regions, &world.metrics);
     let resolution = resolve(&world, in_flight).await;
     sampler_stop.store(true, Ordering::Release);
+    sampler_task.abort();
     let _ = sampler_task.await;
     live_stop.store(true, Ordering::Release);
+    live_task.abort();
     let _ = live_task.await;
     let live_counts = *live.lock().unwrap_or_else(|p| p.into_inner());
     world.metrics.sample(region_states(&world));

@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod region;
 pub mod report;
 pub mod scenario;
+pub mod selftest;

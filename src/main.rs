@@ -33,6 +33,18 @@ enum Verb {
     ///
     /// Example: swarm audit --db sqlite://reports/smoke-X/swarm.db --history reports/smoke-X/history.bin
     Audit(AuditArgs),
+    /// Sabotage the kernel in six ways and prove the auditor catches each; clean runs stay valid.
+    ///
+    /// Example: swarm selftest            (embedded SQLite)
+    ///          swarm selftest --db postgres://swarm@127.0.0.1:5432/postgres
+    Selftest {
+        /// A PostgreSQL server URL (one database is created and dropped per case).
+        #[arg(long)]
+        db: Option<String>,
+        /// Print the table as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Schema, seed data and counts.
     #[command(subcommand)]
     Db(DbVerb),
@@ -193,6 +205,31 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
         Verb::Run(args) => run_verb(args).await,
         Verb::Audit(args) => audit_verb(args).await,
         Verb::Db(verb) => db_verb(verb).await,
+        Verb::Selftest { db, json } => {
+            let server = match db {
+                Some(u) => match parse_url(&u)? {
+                    DbUrl::Postgres(u) => Some(u),
+                    DbUrl::Sqlite(_) => None,
+                },
+                None => None,
+            };
+            let report = swarm::selftest::run(server.as_deref())
+                .await
+                .map_err(internal)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(internal)?
+                );
+            } else {
+                println!("{report}");
+            }
+            Ok(if report.passed {
+                exit::VALID
+            } else {
+                exit::INVARIANT_VIOLATED
+            })
+        }
     }
 }
 

@@ -26,7 +26,10 @@ pub struct KeyFacts {
     pub info: bool,
     pub definite: bool,
     pub all_failed: bool,
+    /// The first fresh answer's hash (or, if every answer was a replay, the first's).
     pub ok_hash: Option<u64>,
+    fresh_hash: Option<u64>,
+    /// A replay whose bytes differ from the original answer.
     pub hash_mismatch: bool,
     pub accepted_other_payload: bool,
     pub fresh_commits: u32,
@@ -46,6 +49,7 @@ pub fn key_facts(h: &History) -> Vec<KeyFacts> {
         (r.agent, r.purchase, r.variant, r.invoke_ms)
     });
     let mut out: Vec<KeyFacts> = Vec::new();
+    let mut replays: Vec<(usize, u64)> = Vec::new();
     for i in order {
         let r: &Record = &h.records[i as usize];
         let id = (r.agent, r.purchase, r.variant);
@@ -63,14 +67,19 @@ pub fn key_facts(h: &History) -> Vec<KeyFacts> {
                 definite: false,
                 all_failed: true,
                 ok_hash: None,
+                fresh_hash: None,
                 hash_mismatch: false,
                 accepted_other_payload: false,
                 fresh_commits: 0,
             });
         }
+        let last = out.len().saturating_sub(1);
         let Some(f) = out.last_mut() else { continue };
         match r.kind() {
             Kind::Ok => {
+                if r.replayed {
+                    replays.push((last, r.response_hash));
+                }
                 f.acked = true;
                 f.definite = true;
                 f.all_failed = false;
@@ -80,10 +89,14 @@ pub fn key_facts(h: &History) -> Vec<KeyFacts> {
                         f.fresh_commits += 1;
                     }
                 }
-                match f.ok_hash {
-                    None => f.ok_hash = Some(r.response_hash),
-                    Some(h0) if h0 != r.response_hash => f.hash_mismatch = true,
-                    Some(_) => {}
+                // Two fresh answers for one key are a duplicate settlement (counted by
+                // its own checks); a replay must match the original.
+                if !r.replayed && f.fresh_hash.is_none() {
+                    f.fresh_hash = Some(r.response_hash);
+                    f.ok_hash = Some(r.response_hash);
+                }
+                if f.ok_hash.is_none() {
+                    f.ok_hash = Some(r.response_hash);
                 }
                 if i64::from(r.quantity) != f.quantity || r.amount_minor != f.amount_minor {
                     f.accepted_other_payload = true;
@@ -98,6 +111,11 @@ pub fn key_facts(h: &History) -> Vec<KeyFacts> {
                     f.definite = true;
                 }
             }
+        }
+    }
+    for (i, hash) in replays {
+        if out[i].ok_hash.is_some_and(|h0| h0 != hash) {
+            out[i].hash_mismatch = true;
         }
     }
     out
@@ -328,6 +346,9 @@ pub fn against_db(h: &History, facts: &[KeyFacts], intents: &[DbIntent]) -> Vec<
     let mut mismatch = Vec::new();
     let mut wrong_payload = Vec::new();
     let mut committed_ids: Vec<KeyId> = Vec::new();
+    // Keys with several intents: the duplicate-settlement checks' finding; the interval
+    // check leaves them out rather than count the same fault twice.
+    let mut multi: Vec<KeyId> = Vec::new();
     // Merge-join the two sorted sides.
     let (mut i, mut j) = (0, 0);
     while i < facts.len() || j < intents.len() {
@@ -335,28 +356,37 @@ pub fn against_db(h: &History, facts: &[KeyFacts], intents: &[DbIntent]) -> Vec<
         let d = intents.get(j);
         match (f, d) {
             (Some(f), Some(d)) if d.id == Some(f.id) => {
-                // A key with exactly the rows we expect to compare.
-                if f.acked_commit && !d.committed {
+                let mut n = 1;
+                while intents.get(j + n).is_some_and(|x| x.id == Some(f.id)) {
+                    n += 1;
+                }
+                if n > 1 {
+                    multi.push(f.id);
+                }
+                let rows = &intents[j..j + n];
+                let committed = rows.iter().any(|x| x.committed);
+                if f.acked_commit && !committed {
                     lost.push(k(f.id));
                 }
-                if d.committed && f.all_failed {
+                if committed && f.all_failed {
                     false_failure.push(k(f.id));
                 }
-                if f.ok_hash.is_some_and(|hash| hash != d.snapshot_hash) {
+                // Several intents under one key are the state check's to count.
+                if n == 1 && f.ok_hash.is_some_and(|hash| hash != d.snapshot_hash) {
                     mismatch.push(k(f.id));
                 }
-                if f.acked && (d.quantity != f.quantity || d.amount_minor != f.amount_minor) {
+                if f.acked
+                    && rows
+                        .iter()
+                        .any(|x| x.quantity != f.quantity || x.amount_minor != f.amount_minor)
+                {
                     wrong_payload.push(k(f.id));
                 }
-                if d.committed {
+                if committed {
                     committed_ids.push(f.id);
                 }
-                // Several intents under one key are the state check's to count; here
-                // each is compared with the same facts.
-                j += 1;
-                if intents.get(j).is_none_or(|n| n.id != Some(f.id)) {
-                    i += 1;
-                }
+                j += n;
+                i += 1;
             }
             (Some(f), Some(d)) if d.id.is_some_and(|id| id < f.id) => {
                 phantom.push(d.key.clone());
@@ -379,7 +409,8 @@ pub fn against_db(h: &History, facts: &[KeyFacts], intents: &[DbIntent]) -> Vec<
     // Interval per item: acknowledged <= claimed <= acknowledged + indeterminate.
     let mut acked: HashMap<String, i64> = HashMap::new();
     let mut open: HashMap<String, i64> = HashMap::new();
-    for f in facts {
+    let is_multi = |id: &Option<KeyId>| id.is_some_and(|id| multi.binary_search(&id).is_ok());
+    for f in facts.iter().filter(|f| !is_multi(&Some(f.id))) {
         let item = h
             .header
             .items
@@ -393,7 +424,7 @@ pub fn against_db(h: &History, facts: &[KeyFacts], intents: &[DbIntent]) -> Vec<
         }
     }
     let mut claimed: HashMap<String, i64> = HashMap::new();
-    for d in intents.iter().filter(|d| d.committed) {
+    for d in intents.iter().filter(|d| d.committed && !is_multi(&d.id)) {
         *claimed.entry(d.item_id.clone()).or_default() += d.quantity;
     }
     let mut items: Vec<&String> = acked

@@ -191,6 +191,18 @@ impl Database {
         }
     }
 
+    /// Run one statement outside any purchase (administration, selftest set-up).
+    pub async fn execute(&self, sql: &str) -> Result<(), DbError> {
+        match (&self.url, &self.pg) {
+            (DbUrl::Sqlite(path), _) => {
+                let (path, sql) = (path.clone(), sql.to_string());
+                blocking(move || Ok(open_sqlite(&path)?.execute_batch(&sql)?)).await
+            }
+            (DbUrl::Postgres(_), Some(pool)) => Ok(pool.get().await?.batch_execute(sql).await?),
+            (DbUrl::Postgres(_), None) => Err(DbError::Other("no pool".into())),
+        }
+    }
+
     /// The server's engine and version, e.g. `PostgreSQL 15.18` or `SQLite 3.50.2`.
     pub async fn engine_version(&self) -> Result<String, DbError> {
         match &self.pg {

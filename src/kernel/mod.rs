@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use uuid::Uuid;
 
 use crate::db::DbUrl;
-pub use crate::scenario::{Isolation, SqliteMode};
+pub use crate::scenario::{Isolation, Sabotage, SqliteMode};
 pub use error::KernelError;
 pub use request::{Currency, PurchaseRequest, check_key};
 pub use retry::backoff;
@@ -44,6 +44,8 @@ pub struct KernelConfig {
     pub backoff_cap_ms: u64,
     /// Most purchases committed together by the SQLite group writer.
     pub group_max: usize,
+    /// `Sabotage::None` except under `swarm selftest`.
+    pub sabotage: Sabotage,
 }
 
 impl Default for KernelConfig {
@@ -56,6 +58,7 @@ impl Default for KernelConfig {
             backoff_base_ms: 1,
             backoff_cap_ms: 50,
             group_max: 512,
+            sabotage: Sabotage::None,
         }
     }
 }
@@ -67,6 +70,7 @@ impl From<&crate::scenario::KernelSpec> for KernelConfig {
             isolation: spec.isolation,
             max_attempts: spec.max_attempts,
             pool_size: spec.pool_size,
+            sabotage: spec.sabotage,
             ..KernelConfig::default()
         }
     }

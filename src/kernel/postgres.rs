@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::catalog::{Catalog, ItemInfo, MandateInfo};
 use super::{
-    Currency, FailureCode, KernelConfig, KernelError, Link, Outcome, PurchaseRequest, Snapshot,
-    StoredIntent, backoff, credit_account, cut_error, debit_account, new_id, now_ms,
+    Currency, FailureCode, KernelConfig, KernelError, Link, Outcome, PurchaseRequest, Sabotage,
+    Snapshot, StoredIntent, backoff, credit_account, cut_error, debit_account, new_id, now_ms,
 };
 use crate::db::pg_pool;
 
@@ -75,6 +75,90 @@ pub struct PgKernel {
     pool: Pool,
     config: KernelConfig,
     begin_sql: String,
+    probe_sql: String,
+    settle_sql: String,
+    /// How a settled purchase ends: `COMMIT` (or, sabotaged, `ROLLBACK`).
+    finish_sql: &'static str,
+}
+
+/// `sql` with `from` replaced by `to`; the pattern must be there (a sabotage that silently
+/// changes nothing would let the selftest pass for the wrong reason).
+fn rewrite(sql: String, from: &str, to: &str) -> String {
+    assert!(sql.contains(from), "sabotage pattern missing: {from}");
+    sql.replace(from, to)
+}
+
+/// The statements a (possibly sabotaged) kernel runs.
+fn statements(sabotage: Sabotage) -> (String, String, &'static str) {
+    let mut probe = PROBE_SQL.to_string();
+    let mut settle = SETTLE_SQL.to_string();
+    let mut finish = "COMMIT";
+    match sabotage {
+        Sabotage::None => {}
+        Sabotage::SkipKeyCheck => {
+            probe = rewrite(
+                probe,
+                "WHERE idem_key = $1",
+                "WHERE idem_key = $1 AND 1 = 0",
+            );
+        }
+        Sabotage::SkipStockCondition => {
+            probe = rewrite(
+                probe,
+                "UPDATE bucket SET available = available - $3",
+                "UPDATE bucket SET available = CASE WHEN available >= $3 THEN available - $3 ELSE 0 END",
+            );
+            probe = rewrite(
+                probe,
+                "WHERE item_id = $2 AND available >= $3 ORDER BY",
+                "WHERE item_id = $2 ORDER BY",
+            );
+            probe = rewrite(
+                probe,
+                "      AND available >= $3\n      AND NOT EXISTS",
+                "      AND NOT EXISTS",
+            );
+        }
+        Sabotage::SkipCapCondition => {
+            probe = rewrite(
+                probe,
+                "      AND EXISTS (SELECT 1 FROM mandate_shard WHERE mandate_id = $4 AND remaining >= $5)\n",
+                "",
+            );
+            probe = rewrite(
+                probe,
+                "UPDATE mandate_shard SET remaining = remaining - $5",
+                "UPDATE mandate_shard SET remaining = CASE WHEN remaining >= $5 THEN remaining - $5 ELSE 0 END",
+            );
+            probe = rewrite(
+                probe,
+                "WHERE mandate_id = $4 AND remaining >= $5 ORDER BY",
+                "WHERE mandate_id = $4 ORDER BY",
+            );
+            probe = rewrite(
+                probe,
+                "      AND remaining >= $5\n      AND EXISTS (SELECT 1 FROM claim)",
+                "      AND EXISTS (SELECT 1 FROM claim)",
+            );
+        }
+        Sabotage::OneLedgerLeg => {
+            // The credit leg is gone; its parameters stay typed so the statement prepares.
+            settle = rewrite(
+                settle,
+                ", ($20, $13, $22, $9, $10)\n)",
+                "\n), unused AS (SELECT $20::uuid, $22::text)",
+            );
+        }
+        Sabotage::NoLedgerRows => {
+            settle = rewrite(
+                settle,
+                "), txn AS (\n    INSERT INTO ledger_txn (ledger_txn_id, intent_id, amount_minor, currency) VALUES ($13, $1, $9, $10)\n), legs AS (\n    INSERT INTO ledger_leg (leg_id, ledger_txn_id, account, signed_amount_minor, currency)\n    VALUES ($19, $13, $21, -$9::BIGINT, $10), ($20, $13, $22, $9, $10)\n)",
+                "), unused AS (SELECT $19::uuid, $20::uuid, $21::text, $22::text)",
+            );
+        }
+        Sabotage::AckThenRollback => finish = "ROLLBACK",
+    }
+    (probe, settle, finish)
 }
 
 /// Why one run of the transaction stopped.
@@ -118,9 +202,13 @@ impl PgKernel {
         let pool = pg_pool(url, config.pool_size).map_err(db_error)?;
         // Fail now, with the server's words, rather than on the first purchase.
         drop(pool.get().await.map_err(pool_error)?);
+        let (probe_sql, settle_sql, finish_sql) = statements(config.sabotage);
         Ok(PgKernel {
             pool,
             begin_sql: format!("BEGIN ISOLATION LEVEL {}", config.isolation.sql()),
+            probe_sql,
+            settle_sql,
+            finish_sql,
             config: config.clone(),
         })
     }
@@ -188,7 +276,7 @@ impl PgKernel {
         link: &Link,
         rng: &mut SmallRng,
     ) -> Attempt {
-        let probe = match client.prepare_cached(PROBE_SQL).await {
+        let probe = match client.prepare_cached(&self.probe_sql).await {
             Ok(s) => s,
             Err(e) => return Attempt::Done(Err(db_error(e))),
         };
@@ -248,7 +336,7 @@ impl PgKernel {
                         currency,
                         attempts,
                     ),
-                    SETTLE_SQL,
+                    self.settle_sql.as_str(),
                     Some((b, s)),
                 )
             }
@@ -362,7 +450,12 @@ impl PgKernel {
                 }
             }
         };
-        let (inserted, committed) = tokio::join!(insert, client.batch_execute("COMMIT"));
+        let finish = if extra.is_some() {
+            self.finish_sql
+        } else {
+            "COMMIT"
+        };
+        let (inserted, committed) = tokio::join!(insert, client.batch_execute(finish));
         match (inserted, committed) {
             (Ok(_), Ok(())) => Attempt::Done(Ok(snapshot)),
             (Err(e), _) if is_key_violation(&e) => Attempt::TwinWon,
@@ -511,5 +604,18 @@ fn stored_from_row(row: Option<tokio_postgres::Row>) -> Result<Option<StoredInte
 async fn rollback(client: &Object) {
     if let Err(e) = client.batch_execute("ROLLBACK").await {
         tracing::debug!("rollback failed: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sabotage_rewrites_something() {
+        let clean = statements(Sabotage::None);
+        for s in Sabotage::ALL {
+            assert_ne!(statements(s), clean, "{s:?}");
+        }
     }
 }

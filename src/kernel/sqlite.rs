@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use super::catalog::{Catalog, ItemInfo, MandateInfo};
 use super::{
-    FailureCode, KernelConfig, KernelError, Link, Outcome, PurchaseRequest, Snapshot, SqliteMode,
-    StoredIntent, backoff, credit_account, cut_error, debit_account, new_id, now_ms,
+    FailureCode, KernelConfig, KernelError, Link, Outcome, PurchaseRequest, Sabotage, Snapshot,
+    SqliteMode, StoredIntent, backoff, credit_account, cut_error, debit_account, new_id, now_ms,
 };
 use crate::db::open_sqlite;
 
@@ -280,7 +280,7 @@ fn group_writer(conn: Connection, mut rx: mpsc::Receiver<Job>, config: KernelCon
         }
         let committed = conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
             for job in &batch {
-                results.push(match execute(&conn, job, 1, &mut rng) {
+                results.push(match execute(&conn, job, 1, config.sabotage, &mut rng) {
                     Ok(s) => Ok(s),
                     Err(Failure::Kernel(e)) => Err(e),
                     Err(Failure::Db(e)) => Err(db_error(e)),
@@ -330,7 +330,7 @@ fn run_optimistic(
         let outcome = conn
             .execute_batch("BEGIN DEFERRED")
             .map_err(Failure::Db)
-            .and_then(|()| execute(conn, job, attempt, rng))
+            .and_then(|()| execute(conn, job, attempt, config.sabotage, rng))
             .and_then(|s| {
                 conn.execute_batch("COMMIT")
                     .map(|()| s)
@@ -368,10 +368,16 @@ fn execute(
     conn: &Connection,
     job: &Job,
     attempts: u32,
+    sabotage: Sabotage,
     rng: &mut SmallRng,
 ) -> Result<Snapshot, Failure> {
+    let lookup = if sabotage == Sabotage::SkipKeyCheck {
+        "SELECT fingerprint, snapshot FROM intent WHERE idem_key = ?1 AND 0 = 1"
+    } else {
+        "SELECT fingerprint, snapshot FROM intent WHERE idem_key = ?1"
+    };
     let stored = conn
-        .prepare_cached("SELECT fingerprint, snapshot FROM intent WHERE idem_key = ?1")?
+        .prepare_cached(lookup)?
         .query_row([&job.key], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })
@@ -389,7 +395,7 @@ fn execute(
         return Err(Failure::Kernel(cut_error()));
     }
     conn.execute_batch("SAVEPOINT purchase")?;
-    let settled = settle(conn, job, attempts, rng).and_then(|s| {
+    let settled = settle(conn, job, attempts, sabotage, rng).and_then(|s| {
         // The client left before the commit point: the server rolls the purchase back.
         if job.link.is_cut() {
             Err(Failure::Kernel(cut_error()))
@@ -398,6 +404,10 @@ fn execute(
         }
     });
     match settled {
+        Ok(s) if sabotage == Sabotage::AckThenRollback && s.outcome == Outcome::Committed => {
+            conn.execute_batch("ROLLBACK TO purchase; RELEASE purchase")?;
+            Ok(s)
+        }
         Ok(s) => {
             conn.execute_batch("RELEASE purchase")?;
             Ok(s)
@@ -414,14 +424,25 @@ fn settle(
     conn: &Connection,
     job: &Job,
     attempts: u32,
+    sabotage: Sabotage,
     rng: &mut SmallRng,
 ) -> Result<Snapshot, Failure> {
     let req = &job.req;
     let intent_id = new_id(rng);
-    let Some(bucket) = claim_stock(conn, req, rng)? else {
+    let stock = if sabotage == Sabotage::SkipStockCondition {
+        &BROKEN_STOCK
+    } else {
+        &STOCK
+    };
+    let Some(bucket) = claim_one(conn, stock, &req.item_id, req.quantity, rng)? else {
         return record_declined(conn, job, intent_id, FailureCode::OutOfStock, attempts);
     };
-    let Some(shard) = debit_mandate(conn, req, rng)? else {
+    let funds = if sabotage == Sabotage::SkipCapCondition {
+        &BROKEN_FUNDS
+    } else {
+        &FUNDS
+    };
+    let Some(shard) = claim_one(conn, funds, &req.mandate_id, req.amount_minor, rng)? else {
         // The claim is not kept.
         conn.execute_batch("ROLLBACK TO purchase")?;
         return record_declined(conn, job, intent_id, FailureCode::MandateRejected, attempts);
@@ -444,28 +465,32 @@ fn settle(
         "INSERT INTO mandate_debit (intent_id, shard_id, mandate_id, amount_minor) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![intent, shard, req.mandate_id.to_string(), req.amount_minor])?;
-    conn.prepare_cached(
-        "INSERT INTO ledger_txn (ledger_txn_id, intent_id, amount_minor, currency) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![ledger, intent, req.amount_minor, currency])?;
-    let mut leg = conn.prepare_cached(
-        "INSERT INTO ledger_leg (leg_id, ledger_txn_id, account, signed_amount_minor, currency) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    leg.execute(params![
-        new_id(rng).to_string(),
-        ledger,
-        debit_account(&req.mandate_id),
-        -req.amount_minor,
-        currency
-    ])?;
-    leg.execute(params![
-        new_id(rng).to_string(),
-        ledger,
-        credit_account(&req.merchant_id),
-        req.amount_minor,
-        currency
-    ])?;
+    if sabotage != Sabotage::NoLedgerRows {
+        conn.prepare_cached(
+            "INSERT INTO ledger_txn (ledger_txn_id, intent_id, amount_minor, currency) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![ledger, intent, req.amount_minor, currency])?;
+        let mut leg = conn.prepare_cached(
+            "INSERT INTO ledger_leg (leg_id, ledger_txn_id, account, signed_amount_minor, currency) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        leg.execute(params![
+            new_id(rng).to_string(),
+            ledger,
+            debit_account(&req.mandate_id),
+            -req.amount_minor,
+            currency
+        ])?;
+        if sabotage != Sabotage::OneLedgerLeg {
+            leg.execute(params![
+                new_id(rng).to_string(),
+                ledger,
+                credit_account(&req.merchant_id),
+                req.amount_minor,
+                currency
+            ])?;
+        }
+    }
     let snapshot = Snapshot::fresh(
         Outcome::Committed,
         intent_id,
@@ -480,50 +505,56 @@ fn settle(
     Ok(snapshot)
 }
 
-/// Conditional decrement of the item's buckets in random order; the first that has the
-/// units wins. `None`: no bucket could give them.
-fn claim_stock(
-    conn: &Connection,
-    req: &PurchaseRequest,
-    rng: &mut SmallRng,
-) -> Result<Option<String>, Failure> {
-    let mut candidates: Vec<String> = conn
-        .prepare_cached("SELECT bucket_id FROM bucket WHERE item_id = ?1 AND available >= ?2")?
-        .query_map(params![req.item_id.to_string(), req.quantity], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    candidates.shuffle(rng);
-    let mut update = conn.prepare_cached(
-        "UPDATE bucket SET available = available - ?2 WHERE bucket_id = ?1 AND available >= ?2",
-    )?;
-    for bucket in candidates {
-        if update.execute(params![bucket, req.quantity])? == 1 {
-            return Ok(Some(bucket));
-        }
-    }
-    Ok(None)
+/// Where a purchase takes from: the candidates query and the conditional decrement.
+struct Pool {
+    candidates: &'static str,
+    take: &'static str,
 }
 
-/// Conditional debit of one shard at a time, in random order. Never a SUM across shards.
-fn debit_mandate(
+/// Stock: conditional decrement of the item's buckets.
+const STOCK: Pool = Pool {
+    candidates: "SELECT bucket_id FROM bucket WHERE item_id = ?1 AND available >= ?2",
+    take: "UPDATE bucket SET available = available - ?2 WHERE bucket_id = ?1 AND available >= ?2",
+};
+
+/// Funds: conditional debit of the mandate's shards. Never a SUM across shards.
+const FUNDS: Pool = Pool {
+    candidates: "SELECT shard_id FROM mandate_shard WHERE mandate_id = ?1 AND remaining >= ?2",
+    take: "UPDATE mandate_shard SET remaining = remaining - ?2 WHERE shard_id = ?1 AND remaining >= ?2",
+};
+
+/// Sabotage: the condition replaced by a clamp, so the row never goes negative (no CHECK
+/// trips) while the sale goes through anyway: the bug a CHECK constraint does not stop.
+const BROKEN_STOCK: Pool = Pool {
+    candidates: "SELECT bucket_id FROM bucket WHERE item_id = ?1 AND ?2 = ?2",
+    take: "UPDATE bucket SET available = CASE WHEN available >= ?2 THEN available - ?2 ELSE 0 END \
+           WHERE bucket_id = ?1",
+};
+
+const BROKEN_FUNDS: Pool = Pool {
+    candidates: "SELECT shard_id FROM mandate_shard WHERE mandate_id = ?1 AND ?2 = ?2",
+    take: "UPDATE mandate_shard SET remaining = CASE WHEN remaining >= ?2 THEN remaining - ?2 ELSE 0 END \
+           WHERE shard_id = ?1",
+};
+
+/// Try the owner's rows in random order; the first conditional decrement that takes wins.
+/// `None`: no row could give `amount`.
+fn claim_one(
     conn: &Connection,
-    req: &PurchaseRequest,
+    pool: &Pool,
+    owner: &Uuid,
+    amount: i64,
     rng: &mut SmallRng,
 ) -> Result<Option<String>, Failure> {
     let mut candidates: Vec<String> = conn
-        .prepare_cached(
-            "SELECT shard_id FROM mandate_shard WHERE mandate_id = ?1 AND remaining >= ?2",
-        )?
-        .query_map(params![req.mandate_id.to_string(), req.amount_minor], |r| {
-            r.get(0)
-        })?
+        .prepare_cached(pool.candidates)?
+        .query_map(params![owner.to_string(), amount], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     candidates.shuffle(rng);
-    let mut update = conn.prepare_cached(
-        "UPDATE mandate_shard SET remaining = remaining - ?2 WHERE shard_id = ?1 AND remaining >= ?2",
-    )?;
-    for shard in candidates {
-        if update.execute(params![shard, req.amount_minor])? == 1 {
-            return Ok(Some(shard));
+    let mut take = conn.prepare_cached(pool.take)?;
+    for row in candidates {
+        if take.execute(params![row, amount])? == 1 {
+            return Ok(Some(row));
         }
     }
     Ok(None)

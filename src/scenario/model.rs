@@ -99,9 +99,55 @@ impl Isolation {
     }
 }
 
+/// A deliberately broken kernel, each reproducing one real bug. Only `swarm selftest` sets
+/// one: it cannot be named in a scenario file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sabotage {
+    #[default]
+    None,
+    /// The claim ignores the stock condition (a clamped decrement): sales go past stock.
+    SkipStockCondition,
+    /// The key is never looked up (and the UNIQUE index is missing): retries settle again.
+    SkipKeyCheck,
+    /// Only the debit leg is written.
+    OneLedgerLeg,
+    /// The debit ignores the cap condition (a clamped decrement).
+    SkipCapCondition,
+    /// The commit is acknowledged, then rolled back.
+    AckThenRollback,
+    /// The intent commits without its ledger rows.
+    NoLedgerRows,
+}
+
+impl Sabotage {
+    pub const ALL: [Sabotage; 6] = [
+        Sabotage::SkipStockCondition,
+        Sabotage::SkipKeyCheck,
+        Sabotage::OneLedgerLeg,
+        Sabotage::SkipCapCondition,
+        Sabotage::AckThenRollback,
+        Sabotage::NoLedgerRows,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Sabotage::None => "none",
+            Sabotage::SkipStockCondition => "stock condition skipped",
+            Sabotage::SkipKeyCheck => "key check skipped",
+            Sabotage::OneLedgerLeg => "one ledger leg written",
+            Sabotage::SkipCapCondition => "cap condition skipped",
+            Sabotage::AckThenRollback => "acknowledged then rolled back",
+            Sabotage::NoLedgerRows => "intent without ledger rows",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KernelSpec {
+    /// Never read from a file (see `Sabotage`).
+    #[serde(skip)]
+    pub sabotage: Sabotage,
     pub sqlite_mode: SqliteMode,
     pub isolation: Isolation,
     /// Bound on whole-transaction reruns after serialization conflicts (1 + OCC retries).
@@ -113,6 +159,7 @@ pub struct KernelSpec {
 impl Default for KernelSpec {
     fn default() -> Self {
         KernelSpec {
+            sabotage: Sabotage::None,
             sqlite_mode: SqliteMode::Group,
             isolation: Isolation::RepeatableRead,
             max_attempts: 16,

@@ -273,3 +273,44 @@ impl State {
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// The first column of the first row of `sql`, as text.
+pub async fn query_text(url: &DbUrl, sql: &str) -> String {
+    match url {
+        DbUrl::Sqlite(p) => {
+            let conn = rusqlite::Connection::open(p).expect("open");
+            conn.query_row(sql, [], |r| r.get::<_, String>(0))
+                .expect(sql)
+        }
+        DbUrl::Postgres(u) => {
+            let (client, conn) = tokio_postgres::connect(u, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(conn);
+            let rows = client.simple_query(sql).await.expect(sql);
+            rows.iter()
+                .find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                    _ => None,
+                })
+                .expect("a row")
+        }
+    }
+}
+
+/// Run statements outside any kernel (corruption by hand).
+pub async fn execute(url: &DbUrl, sql: &str) {
+    match url {
+        DbUrl::Sqlite(p) => {
+            let conn = rusqlite::Connection::open(p).expect("open");
+            conn.execute_batch(sql).expect(sql);
+        }
+        DbUrl::Postgres(u) => {
+            let (client, conn) = tokio_postgres::connect(u, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(conn);
+            client.batch_execute(sql).await.expect(sql);
+        }
+    }
+}

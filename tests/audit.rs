@@ -1,0 +1,315 @@
+//! The auditor, proven by sabotage and by hand corruption, on SQLite and PostgreSQL.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+
+use swarm::audit::{self, Invariant, Validity};
+use swarm::db::DbUrl;
+use swarm::engine::{self, Control, RunOptions};
+use swarm::history::History;
+use swarm::scenario::Scenario;
+
+fn pg_server() -> String {
+    // fresh_pg() starts the cluster if needed; its URL's base is the server.
+    futures_block(async {
+        match common::fresh_pg().await {
+            DbUrl::Postgres(u) => u,
+            DbUrl::Sqlite(_) => unreachable!(),
+        }
+    })
+}
+
+fn futures_block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt")
+        .block_on(f)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sabotage_is_caught_by_exactly_its_check_on_sqlite() {
+    let report = swarm::selftest::run(None).await.expect("selftest");
+    assert!(report.passed, "{report}");
+    assert_eq!(report.cases.len(), 6);
+    assert_eq!(report.clean.len(), 5);
+}
+
+#[test]
+fn every_sabotage_is_caught_by_exactly_its_check_on_postgres() {
+    let server = pg_server();
+    let report = futures_block(swarm::selftest::run(Some(&server))).expect("selftest");
+    assert!(report.passed, "{report}");
+}
+
+const SMALL: &str = "name = \"corrupt\"\nseed = 11\n\
+catalog = { items = 1, stock = 30, buckets = 4, price_minor = 100, currency = \"USD\" }\n\
+mandates = { count = 200, cap_minor = 300, shards = 2 }\n\
+agents = { count = 400, in_flight = 32 }\n\
+mix = { well_behaved = 0.8, double_submit = 0.2 }\n";
+
+/// A clean run into `url`; its history.
+async fn clean_run(url: &DbUrl) -> History {
+    let scenario = Scenario::parse(std::path::Path::new("corrupt.toml"), SMALL).expect("scenario");
+    let dir = tempfile::tempdir().expect("dir");
+    let run = engine::run(RunOptions {
+        scenario,
+        db: Some(url.clone()),
+        dir: dir.path().to_path_buf(),
+        shard: None,
+        progress: false,
+        control: Arc::new(Control::default()),
+    })
+    .await
+    .expect("run");
+    let report = audit::audit(audit::Input {
+        db: Some(url),
+        history: Some(&run.history),
+        history_dropped: 0,
+    })
+    .await;
+    assert_eq!(report.validity, Validity::Valid, "{report}");
+    run.history
+}
+
+/// One hand corruption: how to break the database, which check must say so, and the id
+/// it must give as an example.
+struct Corruption {
+    what: &'static str,
+    check: &'static str,
+    invariant: Invariant,
+}
+
+async fn corrupt(url: &DbUrl, what: &str) -> String {
+    let pg = matches!(url, DbUrl::Postgres(_));
+    match what {
+        "delete one ledger leg" => {
+            let txn = common::query_text(
+                url,
+                "SELECT CAST(ledger_txn_id AS TEXT) FROM ledger_txn ORDER BY ledger_txn_id LIMIT 1",
+            )
+            .await;
+            common::execute(url, &format!(
+                "DELETE FROM ledger_leg WHERE leg_id = (SELECT leg_id FROM ledger_leg WHERE CAST(ledger_txn_id AS TEXT) = '{txn}' AND signed_amount_minor > 0)"
+            )).await;
+            txn
+        }
+        "duplicate a ledger transaction" => {
+            let intent = common::query_text(
+                url,
+                "SELECT CAST(intent_id AS TEXT) FROM ledger_txn ORDER BY intent_id LIMIT 1",
+            )
+            .await;
+            let copy = "00000000-0000-4000-8000-00000000abcd";
+            common::execute(url, &format!(
+                "INSERT INTO ledger_txn (ledger_txn_id, intent_id, amount_minor, currency) \
+                 SELECT '{copy}', intent_id, amount_minor, currency FROM ledger_txn WHERE CAST(intent_id AS TEXT) = '{intent}'; \
+                 INSERT INTO ledger_leg (leg_id, ledger_txn_id, account, signed_amount_minor, currency) VALUES \
+                 ('00000000-0000-4000-8000-00000000abc1', '{copy}', 'a', -100, 'USD'), \
+                 ('00000000-0000-4000-8000-00000000abc2', '{copy}', 'b', 100, 'USD')"
+            )).await;
+            intent
+        }
+        "set a bucket to -1" => {
+            let bucket = common::query_text(
+                url,
+                "SELECT CAST(bucket_id AS TEXT) FROM bucket ORDER BY bucket_id LIMIT 1",
+            )
+            .await;
+            let bypass = if pg {
+                "ALTER TABLE bucket DROP CONSTRAINT bucket_available_check;"
+            } else {
+                "PRAGMA ignore_check_constraints = ON;"
+            };
+            common::execute(url, &format!(
+                "{bypass} UPDATE bucket SET available = -1 WHERE CAST(bucket_id AS TEXT) = '{bucket}'"
+            )).await;
+            bucket
+        }
+        "raise a shard above its cap" => {
+            let mandate = common::query_text(
+                url,
+                "SELECT CAST(mandate_id AS TEXT) FROM mandate_debit ORDER BY mandate_id LIMIT 1",
+            )
+            .await;
+            common::execute(url, &format!(
+                "UPDATE mandate_shard SET remaining = initial_remaining_minor + 5000 \
+                 WHERE shard_id = (SELECT shard_id FROM mandate_shard WHERE CAST(mandate_id AS TEXT) = '{mandate}' ORDER BY shard_id LIMIT 1)"
+            )).await;
+            mandate
+        }
+        "delete an acknowledged intent" => {
+            let key = common::query_text(
+                url,
+                "SELECT idem_key FROM intent WHERE outcome = 'COMMITTED' ORDER BY idem_key LIMIT 1",
+            )
+            .await;
+            common::execute(url, &format!("DELETE FROM intent WHERE idem_key = '{key}'")).await;
+            key
+        }
+        "insert an intent with a key no client sent" => {
+            let key = "nobody-sent-this-key";
+            common::execute(url, &format!(
+                "INSERT INTO intent (intent_id, idem_key, fingerprint, merchant_id, mandate_id, item_id, agent_id, \
+                   quantity, amount_minor, currency, outcome, failure_code, ledger_txn_id, attempts, snapshot, created_at_ms) \
+                 SELECT '00000000-0000-4000-8000-0000000000ff', '{key}', fingerprint, merchant_id, mandate_id, item_id, agent_id, \
+                   quantity, amount_minor, currency, outcome, failure_code, ledger_txn_id, attempts, snapshot, created_at_ms \
+                 FROM intent WHERE outcome = 'DECLINED' AND idem_key = (SELECT MIN(idem_key) FROM intent WHERE outcome = 'DECLINED')"
+            )).await;
+            key.to_string()
+        }
+        other => panic!("unknown corruption {other}"),
+    }
+}
+
+const CORRUPTIONS: [Corruption; 6] = [
+    Corruption {
+        what: "delete one ledger leg",
+        check: "ledger_drift.unbalanced_txn",
+        invariant: Invariant::LedgerDrift,
+    },
+    Corruption {
+        what: "duplicate a ledger transaction",
+        check: "duplicate_settlement.ledger",
+        invariant: Invariant::DuplicateSettlement,
+    },
+    Corruption {
+        what: "set a bucket to -1",
+        check: "oversell.negative_bucket",
+        invariant: Invariant::Oversell,
+    },
+    Corruption {
+        what: "raise a shard above its cap",
+        check: "mandate_breach.not_conserved",
+        invariant: Invariant::MandateBreach,
+    },
+    Corruption {
+        what: "delete an acknowledged intent",
+        check: "history.lost_commit",
+        invariant: Invariant::History,
+    },
+    Corruption {
+        what: "insert an intent with a key no client sent",
+        check: "history.phantom_commit",
+        invariant: Invariant::History,
+    },
+];
+
+async fn hand_corruptions_are_flagged_on(
+    make_db: impl AsyncFn() -> (Option<tempfile::TempDir>, DbUrl),
+) {
+    for c in CORRUPTIONS {
+        let (_guard, url) = make_db().await;
+        let history = clean_run(&url).await;
+        let example = corrupt(&url, c.what).await;
+        let report = audit::audit(audit::Input {
+            db: Some(&url),
+            history: Some(&history),
+            history_dropped: 0,
+        })
+        .await;
+        assert_eq!(report.validity, Validity::Invalid, "{}: {report}", c.what);
+        let check = report
+            .check(c.check)
+            .unwrap_or_else(|| panic!("{} missing", c.check));
+        assert_eq!(check.invariant, c.invariant);
+        assert!(check.count >= 1, "{}: {report}", c.what);
+        assert!(
+            check.examples.iter().any(|e| e.contains(&example)),
+            "{}: {} should name {example}: {:?}",
+            c.what,
+            c.check,
+            check.examples
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_corruptions_are_flagged_with_their_ids_on_sqlite() {
+    hand_corruptions_are_flagged_on(async || {
+        let (g, u) = common::fresh_sqlite();
+        (Some(g), u)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_corruptions_are_flagged_with_their_ids_on_postgres() {
+    hand_corruptions_are_flagged_on(async || (None, common::fresh_pg().await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_only_audit_says_what_it_could_not_check() {
+    let (_g, url) = common::fresh_sqlite();
+    let history = clean_run(&url).await;
+    let report = audit::audit(audit::Input {
+        db: None,
+        history: Some(&history),
+        history_dropped: 0,
+    })
+    .await;
+    assert_eq!(report.validity, Validity::Valid, "{report}");
+    assert_eq!(report.mode, "history-only");
+    assert!(report.skipped.contains(&"oversell.negative_bucket"));
+    assert!(report.skipped.contains(&"history.lost_commit"));
+    assert!(
+        report
+            .check("oversell.acknowledged_over_declared")
+            .is_some()
+    );
+    // A history that claims more sales than the declared stock is caught without a database.
+    let mut inflated = history.clone();
+    inflated.header.stock_per_item = 1;
+    let report = audit::audit(audit::Input {
+        db: None,
+        history: Some(&inflated),
+        history_dropped: 0,
+    })
+    .await;
+    assert_eq!(report.validity, Validity::Invalid, "{report}");
+    assert!(
+        report
+            .check("oversell.acknowledged_over_declared")
+            .is_some_and(|c| c.count == 1)
+    );
+}
+
+#[test]
+fn unreadable_history_and_missing_tables_are_never_valid() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let garbage = tmp.path().join("history.bin");
+    std::fs::write(&garbage, b"not a history").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["audit", "--history", &garbage.display().to_string()])
+        .output()
+        .expect("swarm");
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a swarm history file"));
+
+    let empty = tmp.path().join("empty.db");
+    rusqlite::Connection::open(&empty)
+        .expect("create")
+        .execute_batch("CREATE TABLE x (y INT)")
+        .expect("table");
+    let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args([
+            "audit",
+            "--db",
+            &format!("sqlite://{}", empty.display()),
+            "--json",
+        ])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("swarm");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["validity"], "unknown");
+}

@@ -1,0 +1,259 @@
+//! `swarm run` end to end: the real binary, real databases, real fault modes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use swarm::audit::Validity;
+use swarm::history::{History, Kind};
+
+fn swarm(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("DATABASE_URL")
+        .env("CI", "true")
+        .output()
+        .expect("run swarm")
+}
+
+fn scenario(name: &str) -> String {
+    common::repo()
+        .join("scenarios")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn summary(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json");
+    serde_json::from_str(&text).expect("json")
+}
+
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn run_to(dir: &Path, scenario_file: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["run", scenario_file, "--no-tui", "--report-dir"];
+    let d = dir.display().to_string();
+    args.push(&d);
+    args.extend_from_slice(extra);
+    swarm(&args, dir.parent().unwrap_or(dir))
+}
+
+#[test]
+fn smoke_is_valid_on_embedded_sqlite() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("r");
+    let out = run_to(&dir, &scenario("smoke.toml"), &[]);
+    assert_ok(&out);
+    let s = summary(&dir);
+    assert_eq!(s["validity"], "valid");
+    assert_eq!(s["exit_code"], 0);
+    assert_eq!(s["agents_done"], 10_000);
+    assert!(
+        dir.join("swarm.db").exists(),
+        "the embedded database is kept"
+    );
+    assert!(dir.join("history.bin").exists());
+    // 100 units in stock: exactly 100 distinct commits in the database.
+    let st = futures_block(common::read_state(
+        &format!("sqlite://{}", dir.join("swarm.db").display())
+            .parse()
+            .expect("url"),
+    ));
+    assert_eq!(st.committed, 100);
+    st.assert_sound();
+}
+
+fn futures_block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt")
+        .block_on(f)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_is_valid_on_postgres() {
+    let url = common::fresh_pg().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("r");
+    let u = match &url {
+        swarm::db::DbUrl::Postgres(u) => u.clone(),
+        _ => unreachable!(),
+    };
+    let d = dir.clone();
+    let s = scenario("smoke.toml");
+    let out = tokio::task::spawn_blocking(move || run_to(&d, &s, &["--db", &u]))
+        .await
+        .expect("join");
+    assert_ok(&out);
+    assert_eq!(summary(&dir)["validity"], "valid");
+    assert!(
+        !dir.join("swarm.db").exists(),
+        "no embedded database when one is given"
+    );
+    let st = common::read_state(&url).await;
+    assert_eq!(st.committed, 100);
+    st.assert_sound();
+}
+
+fn first_requests(h: &History) -> Vec<(u32, String, u32, u16)> {
+    let mut v: Vec<(u32, String, u32, u16)> = h
+        .records
+        .iter()
+        .filter(|r| r.variant == 0 && r.purchase == 0)
+        .map(|r| (r.agent, r.persona.name().to_string(), r.mandate, r.item))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn one_seed_gives_the_same_agents_keys_and_fault_schedule() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    for d in [&a, &b] {
+        assert_ok(&run_to(
+            d,
+            &scenario("failover.toml"),
+            &["--agents", "3000"],
+        ));
+    }
+    assert_ok(&run_to(
+        &c,
+        &scenario("failover.toml"),
+        &["--agents", "3000", "--seed", "8"],
+    ));
+    let ha = History::read(&a.join("history.bin")).expect("a");
+    let hb = History::read(&b.join("history.bin")).expect("b");
+    let hc = History::read(&c.join("history.bin")).expect("c");
+    assert_eq!(ha.header, hb.header, "same ids, same key prefix");
+    assert_eq!(
+        first_requests(&ha),
+        first_requests(&hb),
+        "same agents, personas, mandates"
+    );
+    assert_eq!(first_requests(&ha).len(), 3000);
+    assert_ne!(ha.header.key_prefix, hc.header.key_prefix);
+    assert_ne!(first_requests(&ha), first_requests(&hc));
+    let faults = |d: &PathBuf| {
+        summary(d)["faults"]
+            .as_array()
+            .expect("faults")
+            .iter()
+            .map(|f| (f["region"].clone(), f["mode"].clone(), f["trigger"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(faults(&a), faults(&b));
+    assert_eq!(faults(&a).len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_loses_acknowledgements_and_resolves_every_one() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("r");
+    let d = dir.clone();
+    let s = scenario("failover.toml");
+    let out = tokio::task::spawn_blocking(move || run_to(&d, &s, &[]))
+        .await
+        .expect("join");
+    assert_ok(&out);
+    let sum = summary(&dir);
+    assert_eq!(sum["validity"], "valid");
+    for f in sum["faults"].as_array().expect("faults") {
+        assert!(f["started_ms"].is_u64() && f["healed_ms"].is_u64(), "{f}");
+    }
+    let history = History::read(&dir.join("history.bin")).expect("history");
+    let db: swarm::db::DbUrl = format!("sqlite://{}", dir.join("swarm.db").display())
+        .parse()
+        .expect("url");
+    // Keys with an indeterminate request whose purchase is in the database: lost acks.
+    let conn = rusqlite::Connection::open(dir.join("swarm.db")).expect("db");
+    let mut stored = std::collections::HashSet::new();
+    let mut st = conn
+        .prepare("SELECT idem_key FROM intent")
+        .expect("prepare");
+    for k in st.query_map([], |r| r.get::<_, String>(0)).expect("query") {
+        stored.insert(k.expect("key"));
+    }
+    let lost_acks = history
+        .records
+        .iter()
+        .filter(|r| r.kind() == Kind::Info && stored.contains(&history.key_of(r)))
+        .count();
+    assert!(lost_acks > 0, "no acknowledgement was ever lost");
+    // Every one of them got a definite answer later, by replay.
+    let report = swarm::audit::audit(swarm::audit::Input {
+        db: Some(&db),
+        history: Some(&history),
+        history_dropped: 0,
+    })
+    .await;
+    assert_eq!(report.validity, Validity::Valid, "{report}");
+    assert_eq!(report.check("history.unresolved").map(|c| c.count), Some(0));
+    let replays = sum["counters"]["replays"].as_u64().expect("replays");
+    assert!(replays > 0);
+    common::read_state(&db).await.assert_sound();
+}
+
+#[test]
+fn scenario_errors_exit_64_name_the_line_and_create_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cases = [
+        (
+            "unknown.toml",
+            "name = \"x\"\n[agents]\ncount = 5\nwizards = 2\n",
+            "4:",
+            "agents.wizards",
+        ),
+        (
+            "badtype.toml",
+            "name = \"x\"\nagents = { count = \"many\" }\n",
+            "2:",
+            "agents.count",
+        ),
+        (
+            "weights.toml",
+            "name = \"x\"\nmix = { well_behaved = 0.5 }\n",
+            "2:",
+            "mix",
+        ),
+        (
+            "region.toml",
+            "name = \"x\"\n[[regions]]\nname = \"a\"\n[[faults]]\nat = \"1s\"\nkind = \"region-down\"\nregion = \"nowhere\"\nmode = \"crash\"\n",
+            "7:",
+            "faults[0].region",
+        ),
+    ];
+    for (file, text, line, field) in cases {
+        let path = tmp.path().join(file);
+        std::fs::write(&path, text).expect("write");
+        let out = swarm(
+            &["run", &path.display().to_string(), "--no-tui"],
+            tmp.path(),
+        );
+        assert_eq!(out.status.code(), Some(64), "{file}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("{file}:{line}")), "{file}: {err}");
+        assert!(err.contains(field), "{file}: {err}");
+        assert!(
+            !tmp.path().join("reports").exists(),
+            "{file}: nothing is created"
+        );
+    }
+}
