@@ -208,6 +208,8 @@ pub struct Attempt {
     pub region: u8,
     pub quantity: i64,
     pub op: Op,
+    /// Requests of this purchase sent before this one.
+    pub seq: u8,
 }
 
 impl World {
@@ -272,6 +274,7 @@ impl World {
             op: a.op,
             code: sent.code,
             replayed: sent.replayed,
+            seq: a.seq,
         };
         self.metrics.record_request(a.plan.id, &r, raw_us);
     }
@@ -327,10 +330,12 @@ async fn run_purchase(world: &World, plan: AgentPlan, purchase: u16, rng: &mut S
         region: plan.home_region,
         quantity: world.quantity,
         op: Op::Commit,
+        seq: 0,
     };
     let mut keys = KeyStates::default();
     let max = world.retry.max_attempts;
     for attempt in 1..=max {
+        a.seq = attempt.min(254) as u8 - 1;
         let code = match (plan.persona, attempt) {
             (Persona::DoubleSubmit, 1) => {
                 let ((x, _), (y, _)) = tokio::join!(world.send(a), world.send(a));
@@ -360,6 +365,7 @@ async fn run_purchase(world: &World, plan: AgentPlan, purchase: u16, rng: &mut S
         keys.note(a.variant, code);
         if !code.is_transient() {
             if plan.persona == Persona::PayloadMutator && code.kind() == history::Kind::Ok {
+                a.seq = a.seq.saturating_add(1);
                 mutate_payload(world, a, rng).await;
             }
             break;
@@ -395,6 +401,7 @@ async fn mutate_payload(world: &World, mut a: Attempt, rng: &mut SmallRng) {
     a.quantity += 1;
     for attempt in 1..=world.retry.max_attempts {
         let (code, _) = world.send(a).await;
+        a.seq = a.seq.saturating_add(1);
         if !code.is_transient() {
             return;
         }

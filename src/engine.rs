@@ -387,6 +387,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, EngineError> {
     // Drain: every agent gives its capacity back when it is done.
     let _all = capacity.acquire_many(in_flight as u32).await;
 
+    tracing::info!(memory_kib = ?crate::metrics::memory_kib(), "agents done");
     // End of run: stop the timeline, heal everything, resolve what is indeterminate.
     timeline.stop();
     faults_task.abort();
@@ -422,6 +423,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, EngineError> {
         },
         records,
     };
+    tracing::info!(memory_kib = ?crate::metrics::memory_kib(), "history taken");
     let history_path = opts.dir.join("history.bin");
     history.write(&history_path)?;
     Ok(RunResult {
@@ -466,6 +468,7 @@ async fn resolve(world: &Arc<World>, concurrency: usize) -> Resolution {
             let mut rng = SmallRng::seed_from_u64(u64::from(first.plan.id) ^ 0x5EED);
             let mut a = Attempt {
                 op: Op::Resolve,
+                seq: u8::MAX,
                 ..first
             };
             for attempt in 1..=MAX_REPLAYS {

@@ -162,6 +162,9 @@ pub struct Record {
     pub op: Op,
     pub code: Code,
     pub replayed: bool,
+    /// Order of the request within its purchase (saturating): the first request's payload
+    /// is the purchase's, whatever the clock's resolution says.
+    pub seq: u8,
 }
 
 /// Bytes per record on disk.
@@ -190,7 +193,7 @@ impl Record {
         out[45] = self.op as u8;
         out[46] = self.code as u8;
         out[47] = u8::from(self.replayed);
-        out[48] = 0;
+        out[48] = self.seq;
     }
 
     fn decode(b: &[u8; RECORD_BYTES]) -> Option<Record> {
@@ -223,6 +226,7 @@ impl Record {
             },
             code: Code::from_u8(b[46])?,
             replayed: b[47] != 0,
+            seq: b[48],
         })
     }
 }
@@ -415,6 +419,7 @@ mod tests {
             op: Op::Resolve,
             code: Code::Reset,
             replayed: true,
+            seq: 3,
         }
     }
 

@@ -22,11 +22,29 @@ pub const ATTEMPT_BARS: usize = 16;
 /// Highest latency a histogram tracks (10 minutes), in microseconds.
 const MAX_LATENCY_US: u64 = 600_000_000;
 
+/// Two significant figures (1% resolution): ~25 KiB a histogram, so 64 shards of five
+/// histograms stay under 10 MiB.
 fn histogram() -> Histogram<u64> {
     // Bounds are constants that hdrhistogram accepts; a failure is a programming error.
-    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).unwrap_or_else(|_| {
-        Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid"))
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 2).unwrap_or_else(|_| {
+        Histogram::new(2).unwrap_or_else(|_| unreachable!("2 significant figures is valid"))
     })
+}
+
+/// Resident and peak resident memory of this process in KiB, from /proc (0 elsewhere).
+pub fn memory_kib() -> (u64, u64) {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return (0, 0);
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// Outcome counters; indexes are `Code as usize`.
@@ -207,6 +225,11 @@ impl Metrics {
             let _ = h.record(us);
         }
         if s.history.len() < MAX_HISTORY_PER_SHARD {
+            if s.history.len() == s.history.capacity() {
+                // Grow by an eighth, not double: a million records leave little slack.
+                let extra = (s.history.len() / 8).max(1024);
+                s.history.reserve_exact(extra);
+            }
             s.history.push(*r);
         } else {
             s.dropped += 1;
@@ -229,14 +252,16 @@ impl Metrics {
 
     /// Every recorded request, ordered by invoke time, and how many were dropped.
     pub fn take_history(&self) -> (Vec<Record>, u64) {
-        let mut all = Vec::new();
+        let total: usize = self.shards.iter().map(|s| lock(s).history.len()).sum();
+        let mut all = Vec::with_capacity(total);
         let mut dropped = 0;
         for shard in self.shards.iter() {
             let mut s = lock(shard);
-            all.append(&mut s.history);
+            // Move and free shard by shard, so the peak stays near one copy.
+            all.extend(std::mem::take(&mut s.history));
             dropped += s.dropped;
         }
-        all.sort_by_key(|r| (r.invoke_ms, r.agent, r.purchase));
+        all.sort_unstable_by_key(|r| (r.invoke_ms, r.agent, r.purchase, r.variant, r.complete_ms));
         (all, dropped)
     }
 
@@ -385,6 +410,7 @@ mod tests {
             op: Op::Commit,
             code,
             replayed: false,
+            seq: 0,
         }
     }
 

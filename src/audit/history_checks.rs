@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use super::source::{Source, Val};
 use super::verdict::{Check, Invariant};
-use crate::history::{Code, History, Kind, Persona, Record, key, response_hash};
+use crate::history::{Code, Header, History, Kind, Persona, Record, key, response_hash};
 
 type KeyId = (u32, u16, u8);
 
@@ -21,18 +21,19 @@ pub struct KeyFacts {
     pub mandate: u32,
     pub quantity: i64,
     pub amount_minor: i64,
+    /// The first fresh answer's hash (or, if every answer was a replay, the first's);
+    /// 0 when no answer came (`response_hash` is never 0).
+    pub ok_hash: u64,
+    pub fresh_commits: u8,
     pub acked_commit: bool,
     pub acked: bool,
     pub info: bool,
     pub definite: bool,
     pub all_failed: bool,
-    /// The first fresh answer's hash (or, if every answer was a replay, the first's).
-    pub ok_hash: Option<u64>,
-    fresh_hash: Option<u64>,
+    has_fresh: bool,
     /// A replay whose bytes differ from the original answer.
     pub hash_mismatch: bool,
     pub accepted_other_payload: bool,
-    pub fresh_commits: u32,
 }
 
 impl KeyFacts {
@@ -41,12 +42,13 @@ impl KeyFacts {
     }
 }
 
-/// Group the records by key; the first request (by invoke time) gives the payload.
+/// Group the records by key; the first request (by sequence, then invoke time) gives
+/// the payload.
 pub fn key_facts(h: &History) -> Vec<KeyFacts> {
     let mut order: Vec<u32> = (0..h.records.len() as u32).collect();
     order.sort_by_key(|&i| {
         let r = &h.records[i as usize];
-        (r.agent, r.purchase, r.variant, r.invoke_ms)
+        (r.agent, r.purchase, r.variant, r.seq, r.invoke_ms)
     });
     let mut out: Vec<KeyFacts> = Vec::new();
     let mut replays: Vec<(usize, u64)> = Vec::new();
@@ -66,8 +68,8 @@ pub fn key_facts(h: &History) -> Vec<KeyFacts> {
                 info: false,
                 definite: false,
                 all_failed: true,
-                ok_hash: None,
-                fresh_hash: None,
+                ok_hash: 0,
+                has_fresh: false,
                 hash_mismatch: false,
                 accepted_other_payload: false,
                 fresh_commits: 0,
@@ -86,17 +88,17 @@ pub fn key_facts(h: &History) -> Vec<KeyFacts> {
                 if r.code == Code::Committed {
                     f.acked_commit = true;
                     if !r.replayed {
-                        f.fresh_commits += 1;
+                        f.fresh_commits = f.fresh_commits.saturating_add(1);
                     }
                 }
                 // Two fresh answers for one key are a duplicate settlement (counted by
                 // its own checks); a replay must match the original.
-                if !r.replayed && f.fresh_hash.is_none() {
-                    f.fresh_hash = Some(r.response_hash);
-                    f.ok_hash = Some(r.response_hash);
+                if !r.replayed && !f.has_fresh {
+                    f.has_fresh = true;
+                    f.ok_hash = r.response_hash;
                 }
-                if f.ok_hash.is_none() {
-                    f.ok_hash = Some(r.response_hash);
+                if f.ok_hash == 0 {
+                    f.ok_hash = r.response_hash;
                 }
                 if i64::from(r.quantity) != f.quantity || r.amount_minor != f.amount_minor {
                     f.accepted_other_payload = true;
@@ -114,7 +116,7 @@ pub fn key_facts(h: &History) -> Vec<KeyFacts> {
         }
     }
     for (i, hash) in replays {
-        if out[i].ok_hash.is_some_and(|h0| h0 != hash) {
+        if out[i].ok_hash != 0 && out[i].ok_hash != hash {
             out[i].hash_mismatch = true;
         }
     }
@@ -126,12 +128,31 @@ pub fn key_facts(h: &History) -> Vec<KeyFacts> {
 pub struct DbIntent {
     /// Parsed from the key; `None` when the key is not one this history's clients use.
     pub id: Option<KeyId>,
-    pub key: String,
+    /// Kept only for keys that do not parse (they are reported by name).
+    pub foreign_key: Option<Box<str>>,
     pub committed: bool,
     pub quantity: i64,
     pub amount_minor: i64,
     pub snapshot_hash: u64,
-    pub item_id: String,
+    /// Index into `Intents::items`.
+    pub item: u32,
+}
+
+/// The intents and the item ids they name (interned).
+#[derive(Debug, Default)]
+pub struct Intents {
+    pub rows: Vec<DbIntent>,
+    pub items: Vec<String>,
+}
+
+impl DbIntent {
+    fn key(&self, prefix: &str) -> String {
+        match (&self.foreign_key, self.id) {
+            (Some(k), _) => k.to_string(),
+            (None, Some(id)) => key(prefix, id.0, id.1, id.2),
+            (None, None) => String::new(),
+        }
+    }
 }
 
 fn parse_key(prefix: &str, k: &str) -> Option<KeyId> {
@@ -148,21 +169,31 @@ fn parse_key(prefix: &str, k: &str) -> Option<KeyId> {
 }
 
 /// Every non-sandbox intent, sorted by key id (foreign keys last).
-pub async fn load_intents(src: &Source, prefix: &str) -> Result<Vec<DbIntent>, crate::db::DbError> {
+pub async fn load_intents(src: &Source, prefix: &str) -> Result<Intents, crate::db::DbError> {
     let mut out = Vec::new();
+    let mut items: Vec<String> = Vec::new();
     src.for_each(
         "SELECT n.idem_key, n.outcome, n.quantity, n.amount_minor, n.snapshot, CAST(n.item_id AS TEXT) \
          FROM intent n WHERE NOT EXISTS (SELECT 1 FROM item i WHERE i.item_id = n.item_id AND i.sandbox = 1)",
         |r: &[Val]| {
             let k = r[0].as_str();
+            let id = parse_key(prefix, k);
+            let item_id = r[5].as_str();
+            let item = match items.iter().position(|i| i == item_id) {
+                Some(i) => i,
+                None => {
+                    items.push(item_id.to_string());
+                    items.len() - 1
+                }
+            };
             out.push(DbIntent {
-                id: parse_key(prefix, k),
-                key: k.to_string(),
+                id,
+                foreign_key: if id.is_none() { Some(k.into()) } else { None },
                 committed: r[1].as_str() == "COMMITTED",
                 quantity: r[2].int(),
                 amount_minor: r[3].int(),
                 snapshot_hash: response_hash(r[4].as_str()),
-                item_id: r[5].text(),
+                item: item as u32,
             });
         },
     )
@@ -171,14 +202,14 @@ pub async fn load_intents(src: &Source, prefix: &str) -> Result<Vec<DbIntent>, c
         (Some(x), Some(y)) => x.cmp(&y),
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => a.key.cmp(&b.key),
+        (None, None) => a.foreign_key.cmp(&b.foreign_key),
     });
-    Ok(out)
+    Ok(Intents { rows: out, items })
 }
 
 /// Checks that need only the history.
-pub fn history_only(h: &History, facts: &[KeyFacts], dropped: u64) -> Vec<Check> {
-    let k = |f: &KeyFacts| key(&h.header.key_prefix, f.id.0, f.id.1, f.id.2);
+pub fn history_only(h: &Header, facts: &[KeyFacts], dropped: u64) -> Vec<Check> {
+    let k = |f: &KeyFacts| key(&h.key_prefix, f.id.0, f.id.1, f.id.2);
     let mut checks = Vec::new();
     checks.push(if dropped == 0 {
         Check::violations(
@@ -235,7 +266,7 @@ pub fn history_only(h: &History, facts: &[KeyFacts], dropped: u64) -> Vec<Check>
 
 /// Per logical purchase, committed keys; a key rotator's duplicates are its own cost.
 fn per_purchase(
-    h: &History,
+    h: &Header,
     facts: &[KeyFacts],
     committed: impl Fn(&KeyFacts) -> bool,
     source: &str,
@@ -251,7 +282,7 @@ fn per_purchase(
     let mut kernel = Vec::new();
     for ((agent, purchase), (n, persona)) in by_purchase {
         if n > 1 {
-            let name = format!("{}-{agent}-{purchase}", h.header.key_prefix);
+            let name = format!("{}-{agent}-{purchase}", h.key_prefix);
             if persona == Persona::KeyRotator {
                 client.push(name);
             } else {
@@ -280,35 +311,23 @@ fn per_purchase(
 }
 
 /// Without the database: interval checks against what the scenario declared.
-pub fn declared(h: &History, facts: &[KeyFacts]) -> Vec<Check> {
+pub fn declared(h: &Header, facts: &[KeyFacts]) -> Vec<Check> {
     let mut units: HashMap<u16, i64> = HashMap::new();
     let mut spend: HashMap<u32, i64> = HashMap::new();
     for f in facts.iter().filter(|f| f.acked_commit) {
         *units.entry(f.item).or_default() += f.quantity;
         *spend.entry(f.mandate).or_default() += f.amount_minor;
     }
-    let name_item = |i: &u16| {
-        h.header
-            .items
-            .get(usize::from(*i))
-            .cloned()
-            .unwrap_or_default()
-    };
-    let name_mandate = |m: &u32| {
-        h.header
-            .mandates
-            .get(*m as usize)
-            .cloned()
-            .unwrap_or_default()
-    };
+    let name_item = |i: &u16| h.items.get(usize::from(*i)).cloned().unwrap_or_default();
+    let name_mandate = |m: &u32| h.mandates.get(*m as usize).cloned().unwrap_or_default();
     let over_stock: Vec<String> = units
         .iter()
-        .filter(|(_, u)| **u > h.header.stock_per_item)
+        .filter(|(_, u)| **u > h.stock_per_item)
         .map(|(i, _)| name_item(i))
         .collect();
     let over_cap: Vec<String> = spend
         .iter()
-        .filter(|(_, s)| **s > h.header.cap_per_mandate_minor)
+        .filter(|(_, s)| **s > h.cap_per_mandate_minor)
         .map(|(m, _)| name_mandate(m))
         .collect();
     let mut checks = vec![
@@ -319,7 +338,7 @@ pub fn declared(h: &History, facts: &[KeyFacts]) -> Vec<Check> {
             over_stock,
             format!(
                 "items whose acknowledged units exceed the declared {}",
-                h.header.stock_per_item
+                h.stock_per_item
             ),
         ),
         Check::violations(
@@ -329,7 +348,7 @@ pub fn declared(h: &History, facts: &[KeyFacts]) -> Vec<Check> {
             over_cap,
             format!(
                 "mandates whose acknowledged spend exceeds the declared {}",
-                h.header.cap_per_mandate_minor
+                h.cap_per_mandate_minor
             ),
         ),
     ];
@@ -338,8 +357,10 @@ pub fn declared(h: &History, facts: &[KeyFacts]) -> Vec<Check> {
 }
 
 /// With the database: the client's view against the rows.
-pub fn against_db(h: &History, facts: &[KeyFacts], intents: &[DbIntent]) -> Vec<Check> {
-    let k = |id: KeyId| key(&h.header.key_prefix, id.0, id.1, id.2);
+pub fn against_db(h: &Header, facts: &[KeyFacts], all: &Intents) -> Vec<Check> {
+    let intents = &all.rows;
+    let prefix = h.key_prefix.as_str();
+    let k = |id: KeyId| key(&h.key_prefix, id.0, id.1, id.2);
     let mut lost = Vec::new();
     let mut phantom = Vec::new();
     let mut false_failure = Vec::new();
@@ -372,7 +393,7 @@ pub fn against_db(h: &History, facts: &[KeyFacts], intents: &[DbIntent]) -> Vec<
                     false_failure.push(k(f.id));
                 }
                 // Several intents under one key are the state check's to count.
-                if n == 1 && f.ok_hash.is_some_and(|hash| hash != d.snapshot_hash) {
+                if n == 1 && f.ok_hash != 0 && f.ok_hash != d.snapshot_hash {
                     mismatch.push(k(f.id));
                 }
                 if f.acked
@@ -389,7 +410,7 @@ pub fn against_db(h: &History, facts: &[KeyFacts], intents: &[DbIntent]) -> Vec<
                 i += 1;
             }
             (Some(f), Some(d)) if d.id.is_some_and(|id| id < f.id) => {
-                phantom.push(d.key.clone());
+                phantom.push(d.key(prefix));
                 j += 1;
             }
             (Some(f), _) => {
@@ -399,7 +420,7 @@ pub fn against_db(h: &History, facts: &[KeyFacts], intents: &[DbIntent]) -> Vec<
                 i += 1;
             }
             (None, Some(d)) => {
-                phantom.push(d.key.clone());
+                phantom.push(d.key(prefix));
                 j += 1;
             }
             (None, None) => break,
@@ -412,7 +433,6 @@ pub fn against_db(h: &History, facts: &[KeyFacts], intents: &[DbIntent]) -> Vec<
     let is_multi = |id: &Option<KeyId>| id.is_some_and(|id| multi.binary_search(&id).is_ok());
     for f in facts.iter().filter(|f| !is_multi(&Some(f.id))) {
         let item = h
-            .header
             .items
             .get(usize::from(f.item))
             .cloned()
@@ -425,7 +445,8 @@ pub fn against_db(h: &History, facts: &[KeyFacts], intents: &[DbIntent]) -> Vec<
     }
     let mut claimed: HashMap<String, i64> = HashMap::new();
     for d in intents.iter().filter(|d| d.committed && !is_multi(&d.id)) {
-        *claimed.entry(d.item_id.clone()).or_default() += d.quantity;
+        let item = all.items.get(d.item as usize).cloned().unwrap_or_default();
+        *claimed.entry(item).or_default() += d.quantity;
     }
     let mut items: Vec<&String> = acked
         .keys()

@@ -11,7 +11,7 @@ mod state;
 mod verdict;
 
 use crate::db::DbUrl;
-use crate::history::History;
+use crate::history::{Header, History};
 
 pub use source::Source;
 pub use state::{LiveCounts, LiveCursor};
@@ -60,9 +60,28 @@ const HISTORY_CHECKS: &[&str] = &[
 
 /// Run every check the input allows.
 pub async fn audit(input: Input<'_>) -> Report {
+    let facts = input
+        .history
+        .map(|h| (h.header.clone(), history_checks::key_facts(h)));
+    audit_facts(input.db, facts, input.history_dropped).await
+}
+
+/// `audit` for a history it may consume: the records are freed once grouped by key, so a
+/// million-agent run is audited without holding records, key facts and intents at once.
+pub async fn audit_owned(db: Option<&DbUrl>, mut history: History, history_dropped: u64) -> Report {
+    let facts = history_checks::key_facts(&history);
+    history.records = Vec::new();
+    audit_facts(db, Some((history.header, facts)), history_dropped).await
+}
+
+async fn audit_facts(
+    db: Option<&DbUrl>,
+    history: Option<(Header, Vec<history_checks::KeyFacts>)>,
+    history_dropped: u64,
+) -> Report {
     let mut checks = Vec::new();
     let mut skipped: Vec<&'static str> = Vec::new();
-    let source = match input.db {
+    let source = match db {
         Some(url) => match Source::open(url).await {
             Ok(s) => Some(s),
             Err(e) => {
@@ -78,25 +97,26 @@ pub async fn audit(input: Input<'_>) -> Report {
     };
     if let Some(src) = &source {
         checks.extend(state::run(src).await);
-    } else if input.db.is_none() {
+    } else if db.is_none() {
         skipped.extend_from_slice(STATE_CHECKS);
     }
-    let mode = match (input.db.is_some(), input.history.is_some()) {
+    let mode = match (db.is_some(), history.is_some()) {
         (true, true) => "full",
         (true, false) => "state-only",
         (false, _) => "history-only",
     };
-    match input.history {
-        Some(h) => {
-            let facts = history_checks::key_facts(h);
+    match history {
+        Some((header, facts)) => {
             checks.extend(history_checks::history_only(
-                h,
+                &header,
                 &facts,
-                input.history_dropped,
+                history_dropped,
             ));
             match &source {
-                Some(src) => match history_checks::load_intents(src, &h.header.key_prefix).await {
-                    Ok(intents) => checks.extend(history_checks::against_db(h, &facts, &intents)),
+                Some(src) => match history_checks::load_intents(src, &header.key_prefix).await {
+                    Ok(intents) => {
+                        checks.extend(history_checks::against_db(&header, &facts, &intents))
+                    }
                     Err(e) => {
                         for name in DB_HISTORY_CHECKS {
                             checks.push(Check::unknown(
@@ -107,8 +127,8 @@ pub async fn audit(input: Input<'_>) -> Report {
                         }
                     }
                 },
-                None if input.db.is_none() => {
-                    checks.extend(history_checks::declared(h, &facts));
+                None if db.is_none() => {
+                    checks.extend(history_checks::declared(&header, &facts));
                     skipped.extend_from_slice(DB_HISTORY_CHECKS);
                 }
                 None => {}

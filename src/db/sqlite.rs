@@ -16,7 +16,17 @@ pub fn open_sqlite(path: &Path) -> Result<Connection, DbError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// `open_sqlite` for a connection that writes purchases: a bigger page cache keeps the
+/// key indexes hot, and rarer checkpoints batch the copy of WAL pages into the main file.
+pub fn open_sqlite_writer(path: &Path) -> Result<Connection, DbError> {
+    let conn = open_sqlite(path)?;
+    conn.pragma_update(None, "cache_size", -16384)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
     Ok(conn)
 }
 

@@ -121,7 +121,7 @@ impl PurchaseRequest {
         h.update(self.quantity.to_be_bytes());
         h.update(self.amount_minor.to_be_bytes());
         h.update(self.currency.0);
-        hex::encode(h.finalize())
+        hex::encode(&h.finalize()[..16])
     }
 }
 

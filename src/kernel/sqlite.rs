@@ -23,7 +23,7 @@ use super::{
     FailureCode, KernelConfig, KernelError, Link, Outcome, PurchaseRequest, Sabotage, Snapshot,
     SqliteMode, StoredIntent, backoff, credit_account, cut_error, debit_account, new_id, now_ms,
 };
-use crate::db::open_sqlite;
+use crate::db::{open_sqlite, open_sqlite_writer};
 
 /// Purchases queued per lane before callers wait for room.
 const LANE_CAPACITY: usize = 8192;
@@ -81,7 +81,7 @@ impl SqliteKernel {
         };
         let mut lanes = Vec::with_capacity(workers);
         for i in 0..workers {
-            let conn = open_sqlite(path).map_err(db_error)?;
+            let conn = open_sqlite_writer(path).map_err(db_error)?;
             let (tx, rx) = mpsc::channel(LANE_CAPACITY);
             let cfg = config.clone();
             let mode = config.sqlite_mode;
@@ -394,7 +394,7 @@ fn execute(
     if job.link.is_cut() {
         return Err(Failure::Kernel(cut_error()));
     }
-    conn.execute_batch("SAVEPOINT purchase")?;
+    conn.prepare_cached("SAVEPOINT purchase")?.execute([])?;
     let settled = settle(conn, job, attempts, sabotage, rng).and_then(|s| {
         // The client left before the commit point: the server rolls the purchase back.
         if job.link.is_cut() {
@@ -405,18 +405,25 @@ fn execute(
     });
     match settled {
         Ok(s) if sabotage == Sabotage::AckThenRollback && s.outcome == Outcome::Committed => {
-            conn.execute_batch("ROLLBACK TO purchase; RELEASE purchase")?;
+            undo_purchase(conn)?;
             Ok(s)
         }
         Ok(s) => {
-            conn.execute_batch("RELEASE purchase")?;
+            conn.prepare_cached("RELEASE purchase")?.execute([])?;
             Ok(s)
         }
         Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK TO purchase; RELEASE purchase");
+            let _ = undo_purchase(conn);
             Err(e)
         }
     }
+}
+
+/// Roll the purchase's savepoint back and close it.
+fn undo_purchase(conn: &Connection) -> rusqlite::Result<()> {
+    conn.prepare_cached("ROLLBACK TO purchase")?.execute([])?;
+    conn.prepare_cached("RELEASE purchase")?.execute([])?;
+    Ok(())
 }
 
 /// Claim, debit, ledger, intent: steps 2 to 5 of DESIGN.md's transaction.
@@ -444,7 +451,7 @@ fn settle(
     };
     let Some(shard) = claim_one(conn, funds, &req.mandate_id, req.amount_minor, rng)? else {
         // The claim is not kept.
-        conn.execute_batch("ROLLBACK TO purchase")?;
+        conn.prepare_cached("ROLLBACK TO purchase")?.execute([])?;
         return record_declined(conn, job, intent_id, FailureCode::MandateRejected, attempts);
     };
     let bucket_id = Uuid::parse_str(&bucket).map_err(|e| Failure::Kernel(db_error(e)))?;
