@@ -257,3 +257,38 @@ fn scenario_errors_exit_64_name_the_line_and_create_nothing() {
         );
     }
 }
+
+#[test]
+fn end_of_run_replays_resolve_every_indeterminate_key() {
+    // Agents that never retry, a region that loses every acknowledgement: only the
+    // end-of-run resolution can learn those outcomes.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("lost.toml");
+    std::fs::write(
+        &file,
+        "name = \"lost\"\nseed = 9\n\
+         catalog = { items = 1, stock = 500, buckets = 4, price_minor = 100, currency = \"USD\" }\n\
+         mandates = { count = 1000, cap_minor = 1000, shards = 2 }\n\
+         agents = { count = 1000, in_flight = 32 }\n\
+         retry = { timeout_ms = 1000, max_attempts = 1, backoff_ms = [1, 10] }\n\
+         [[regions]]\nname = \"a\"\n[[regions]]\nname = \"b\"\n\
+         [[faults]]\nat = \"0s\"\nkind = \"region-down\"\nregion = \"a\"\nmode = \"lost-ack\"\n",
+    )
+    .expect("write");
+    let dir = tmp.path().join("r");
+    assert_ok(&run_to(&dir, &file.display().to_string(), &[]));
+    let s = summary(&dir);
+    assert_eq!(s["validity"], "valid");
+    let r = &s["resolution"];
+    assert!(r["pending"].as_u64().unwrap_or(0) > 100, "{r}");
+    assert_eq!(
+        r["pending"], r["recovered"],
+        "every lost acknowledgement was recovered: {r}"
+    );
+    assert_eq!(r["unresolved"], 0);
+    assert_eq!(
+        s["faults"][0]["healed_ms"].is_u64(),
+        true,
+        "healed at the end of the run"
+    );
+}

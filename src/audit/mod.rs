@@ -15,7 +15,9 @@ use crate::history::{Header, History};
 
 pub use source::Source;
 pub use state::{LiveCounts, LiveCursor};
-pub use verdict::{Check, Invariant, MAX_EXAMPLES, Report, Validity};
+pub use verdict::{Check, Invariant, MAX_EXAMPLES, Report, Timing, Validity};
+
+use std::time::Instant;
 
 /// What to audit.
 pub struct Input<'a> {
@@ -60,18 +62,26 @@ const HISTORY_CHECKS: &[&str] = &[
 
 /// Run every check the input allows.
 pub async fn audit(input: Input<'_>) -> Report {
+    let clock = Instant::now();
     let facts = input
         .history
         .map(|h| (h.header.clone(), history_checks::key_facts(h)));
-    audit_facts(input.db, facts, input.history_dropped).await
+    let grouped = Timing::since("history: group records by key", clock);
+    let mut report = audit_facts(input.db, facts, input.history_dropped).await;
+    report.timings.insert(0, grouped);
+    report
 }
 
 /// `audit` for a history it may consume: the records are freed once grouped by key, so a
 /// million-agent run is audited without holding records, key facts and intents at once.
 pub async fn audit_owned(db: Option<&DbUrl>, mut history: History, history_dropped: u64) -> Report {
+    let clock = Instant::now();
     let facts = history_checks::key_facts(&history);
     history.records = Vec::new();
-    audit_facts(db, Some((history.header, facts)), history_dropped).await
+    let grouped = Timing::since("history: group records by key", clock);
+    let mut report = audit_facts(db, Some((history.header, facts)), history_dropped).await;
+    report.timings.insert(0, grouped);
+    report
 }
 
 async fn audit_facts(
@@ -95,8 +105,11 @@ async fn audit_facts(
         },
         None => None,
     };
+    let mut timings = Vec::new();
     if let Some(src) = &source {
-        checks.extend(state::run(src).await);
+        let (state_checks, state_timings) = state::run(src).await;
+        checks.extend(state_checks);
+        timings.extend(state_timings);
     } else if db.is_none() {
         skipped.extend_from_slice(STATE_CHECKS);
     }
@@ -107,26 +120,35 @@ async fn audit_facts(
     };
     match history {
         Some((header, facts)) => {
+            let clock = Instant::now();
             checks.extend(history_checks::history_only(
                 &header,
                 &facts,
                 history_dropped,
             ));
+            timings.push(Timing::since("history: client-side checks", clock));
             match &source {
-                Some(src) => match history_checks::load_intents(src, &header.key_prefix).await {
-                    Ok(intents) => {
-                        checks.extend(history_checks::against_db(&header, &facts, &intents))
-                    }
-                    Err(e) => {
-                        for name in DB_HISTORY_CHECKS {
-                            checks.push(Check::unknown(
-                                name,
-                                Invariant::History,
-                                format!("could not read intents: {e}"),
-                            ));
+                Some(src) => {
+                    let clock = Instant::now();
+                    match history_checks::load_intents(src, &header.key_prefix).await {
+                        Ok(intents) => {
+                            timings.push(Timing::since("history: read every intent", clock));
+                            let clock = Instant::now();
+                            checks.extend(history_checks::against_db(&header, &facts, &intents));
+                            timings
+                                .push(Timing::since("history: compare with the database", clock));
+                        }
+                        Err(e) => {
+                            for name in DB_HISTORY_CHECKS {
+                                checks.push(Check::unknown(
+                                    name,
+                                    Invariant::History,
+                                    format!("could not read intents: {e}"),
+                                ));
+                            }
                         }
                     }
-                },
+                }
                 None if db.is_none() => {
                     checks.extend(history_checks::declared(&header, &facts));
                     skipped.extend_from_slice(DB_HISTORY_CHECKS);
@@ -139,7 +161,9 @@ async fn audit_facts(
             skipped.extend_from_slice(DB_HISTORY_CHECKS);
         }
     }
-    Report::new(mode, checks, skipped)
+    let mut report = Report::new(mode, checks, skipped);
+    report.timings = timings;
+    report
 }
 
 /// One poll of the live subset on `src`.

@@ -5,7 +5,9 @@
 //! written at seed time and never updated by a purchase.
 
 use super::source::{Source, Val};
-use super::verdict::{Check, Invariant};
+use std::time::Instant;
+
+use super::verdict::{Check, Invariant, Timing};
 
 fn ids(rows: &[Vec<Val>]) -> Vec<String> {
     rows.iter().map(|r| r[0].text()).collect()
@@ -25,8 +27,23 @@ async fn check_rows(
     }
 }
 
-pub async fn run(src: &Source) -> Vec<Check> {
-    let mut checks = Vec::new();
+/// Every state check, each with the time it took.
+#[allow(unused_assignments)] // the last lap's mark is never read
+pub async fn run(src: &Source) -> (Vec<Check>, Vec<Timing>) {
+    let mut checks: Vec<Check> = Vec::new();
+    let mut timings = Vec::new();
+    let mut mark = (Instant::now(), 0usize);
+    // Time the checks pushed since the last lap.
+    macro_rules! lap {
+        () => {
+            let names: Vec<&str> = checks[mark.1..].iter().map(|c| c.name).collect();
+            timings.push(Timing::since(
+                format!("state: {}", names.join(" + ")),
+                mark.0,
+            ));
+            mark = (Instant::now(), checks.len());
+        };
+    }
 
     // Oversell.
     checks.push(
@@ -39,6 +56,7 @@ pub async fn run(src: &Source) -> Vec<Check> {
         )
         .await,
     );
+    lap!();
     checks.push(
         check_rows(
             src,
@@ -51,6 +69,7 @@ pub async fn run(src: &Source) -> Vec<Check> {
         )
         .await,
     );
+    lap!();
     checks.push(match src
         .rows(
             "SELECT CAST(i.item_id AS TEXT), i.initial_stock, \
@@ -80,6 +99,7 @@ pub async fn run(src: &Source) -> Vec<Check> {
         }
         Err(e) => Check::unknown("oversell.stock_not_conserved", Invariant::Oversell, format!("could not run: {e}")),
     });
+    lap!();
 
     // Duplicate settlement.
     checks.push(
@@ -92,6 +112,7 @@ pub async fn run(src: &Source) -> Vec<Check> {
         )
         .await,
     );
+    lap!();
     checks.push(
         check_rows(
             src,
@@ -102,6 +123,7 @@ pub async fn run(src: &Source) -> Vec<Check> {
         )
         .await,
     );
+    lap!();
 
     // Ledger drift.
     checks.push(match src
@@ -120,6 +142,7 @@ pub async fn run(src: &Source) -> Vec<Check> {
         }
         Err(e) => Check::unknown("ledger_drift.global_sum", Invariant::LedgerDrift, format!("could not run: {e}")),
     });
+    lap!();
     checks.push(
         check_rows(
             src,
@@ -133,6 +156,7 @@ pub async fn run(src: &Source) -> Vec<Check> {
         )
         .await,
     );
+    lap!();
     checks.push(
         check_rows(
             src,
@@ -148,6 +172,7 @@ pub async fn run(src: &Source) -> Vec<Check> {
         )
         .await,
     );
+    lap!();
 
     // Mandate breach.
     checks.push(
@@ -160,6 +185,7 @@ pub async fn run(src: &Source) -> Vec<Check> {
         )
         .await,
     );
+    lap!();
     match src
         .rows(
             "SELECT CAST(m.mandate_id AS TEXT), m.cap_minor, \
@@ -208,6 +234,7 @@ pub async fn run(src: &Source) -> Vec<Check> {
             }
         }
     }
+    lap!();
 
     // Torn commits.
     checks.push(
@@ -223,6 +250,7 @@ pub async fn run(src: &Source) -> Vec<Check> {
         )
         .await,
     );
+    lap!();
     checks.push(
         check_rows(
             src,
@@ -240,7 +268,8 @@ pub async fn run(src: &Source) -> Vec<Check> {
         )
         .await,
     );
-    checks
+    lap!();
+    (checks, timings)
 }
 
 /// The cheap subset polled during a run.

@@ -148,6 +148,23 @@ pub struct Report {
     pub checks: Vec<Check>,
     /// Checks that did not apply in this mode (e.g. state checks without a database).
     pub skipped: Vec<&'static str>,
+    /// Where the audit's time went, phase by phase.
+    pub timings: Vec<Timing>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Timing {
+    pub phase: String,
+    pub ms: f64,
+}
+
+impl Timing {
+    pub fn since(phase: impl Into<String>, start: std::time::Instant) -> Timing {
+        Timing {
+            phase: phase.into(),
+            ms: start.elapsed().as_secs_f64() * 1000.0,
+        }
+    }
 }
 
 impl Report {
@@ -162,6 +179,7 @@ impl Report {
             mode,
             checks,
             skipped,
+            timings: Vec::new(),
         }
     }
 

@@ -223,6 +223,11 @@ impl Kernel {
     }
 }
 
+/// Benchmark hooks: the bare single-writer SQLite loop the kernel is measured against.
+pub mod bench {
+    pub use super::sqlite::bare_loop;
+}
+
 /// Milliseconds since the Unix epoch, for `created_at_ms`.
 fn now_ms() -> i64 {
     std::time::SystemTime::now()

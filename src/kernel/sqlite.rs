@@ -621,3 +621,34 @@ fn insert_intent(
     ])?;
     Ok(())
 }
+
+/// The single-writer limit, for `scripts/bench-kernel.sh`: the kernel's own statements,
+/// one `BEGIN IMMEDIATE … COMMIT` per purchase, in a plain loop on one connection (no
+/// channel, no threads, no group commit). Returns (committed, declined).
+pub fn bare_loop(
+    path: &Path,
+    purchases: impl Iterator<Item = (PurchaseRequest, String)>,
+) -> Result<(u64, u64), KernelError> {
+    let conn = open_sqlite_writer(path).map_err(db_error)?;
+    let mut rng = SmallRng::from_rng(&mut rand::rng());
+    let (mut committed, mut declined) = (0, 0);
+    for (req, key) in purchases {
+        let (reply, _answer) = oneshot::channel();
+        let job = Job {
+            fingerprint: req.fingerprint(),
+            req,
+            key,
+            link: Link::never(),
+            reply,
+        };
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(db_error)?;
+        match execute(&conn, &job, 1, Sabotage::None, &mut rng) {
+            Ok(s) if s.outcome == Outcome::Committed => committed += 1,
+            Ok(_) => declined += 1,
+            Err(Failure::Kernel(e)) => return Err(e),
+            Err(Failure::Db(e)) => return Err(db_error(e)),
+        }
+        conn.execute_batch("COMMIT").map_err(db_error)?;
+    }
+    Ok((committed, declined))
+}
