@@ -286,9 +286,8 @@ fn end_of_run_replays_resolve_every_indeterminate_key() {
         "every lost acknowledgement was recovered: {r}"
     );
     assert_eq!(r["unresolved"], 0);
-    assert_eq!(
+    assert!(
         s["faults"][0]["healed_ms"].is_u64(),
-        true,
         "healed at the end of the run"
     );
 }
