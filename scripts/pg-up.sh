@@ -49,7 +49,13 @@ rm -rf "$DIR"
 mkdir -p "$DIR"
 if [[ ${#RUN[@]} -gt 0 ]]; then chown postgres "$DIR"; fi
 
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+# A free loopback port: nothing answers on it.
+PORT=""
+for _ in $(seq 50); do
+    candidate=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then PORT=$candidate; break; fi
+done
+[[ -n "$PORT" ]] || { log "no free port found"; exit 1; }
 "${RUN[@]}" "$BIN/initdb" -D "$DIR/data" -U swarm --auth=trust --encoding=UTF8 --no-sync >"$DIR/initdb.log" 2>&1 \
     || { cat "$DIR/initdb.log" >&2; exit 1; }
 "${RUN[@]}" "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 start -o \
