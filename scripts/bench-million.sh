@@ -21,11 +21,15 @@ set +e
 /usr/bin/time -v target/release/swarm run "$SCENARIO" --no-tui --report-dir "$WORK/run" \
     >"$WORK/stdout" 2>"$WORK/stderr"
 code=$?
+# The same run without the live audit poller, to price it.
+SWARM_LIVE_AUDIT=off target/release/swarm run "$SCENARIO" --no-tui --report-dir "$WORK/quiet" \
+    >/dev/null 2>&1
 set -e
 rss_kib="$(sed -n 's/.*Maximum resident set size (kbytes): \([0-9]*\).*/\1/p' "$WORK/stderr")"
-python3 - "$WORK/run/summary.json" "$bare" "$rss_kib" "$code" <<'PY'
+python3 - "$WORK/run/summary.json" "$bare" "$rss_kib" "$code" "$WORK/quiet/summary.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
+quiet = json.load(open(sys.argv[5]))
 bare, rss_kib, code = float(sys.argv[2]), int(sys.argv[3] or 0), int(sys.argv[4])
 wall = s["elapsed_ms"] / 1000
 rate = s["rates"]["purchases_per_s"]
@@ -37,6 +41,8 @@ print(f"bare rusqlite loop  {bare:.0f} purchases/s (one transaction per purchase
 print(f"ratio               {rate / bare:.2f}")
 print(f"peak RSS            {rss_kib / 1024:.0f} MiB")
 print(f"OCC retries         {s['counters']['occ_retries']}")
+q = quiet["rates"]["purchases_per_s"]
+print(f"live audit cost     {100 * (q - rate) / q:+.1f}% purchases/s ({q:.0f}/s without the poller)")
 inv = {c['name']: c['count'] for c in s['audit']['checks'] if c['validity'] == 'invalid'}
 print(f"invariants          {'all 0' if not inv else inv}")
 print(f"verdict             {s['validity']} (exit {code})")

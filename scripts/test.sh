@@ -12,4 +12,9 @@ echo "test.sh: PostgreSQL at $SWARM_TEST_PG_URL" >&2
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
-cargo test --quiet -- --test-threads="${SWARM_TEST_THREADS:-2}"
+LOG="$(mktemp)"
+cargo test -- --test-threads="${SWARM_TEST_THREADS:-2}" 2>&1 | tee "$LOG"
+# One closing line over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "all tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' "$LOG"
+rm -f "$LOG"

@@ -322,9 +322,15 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, EngineError> {
     // Side tasks: the fault timeline, the live audit and the once-a-second sampler.
     let live = Arc::new(std::sync::Mutex::new(LiveCounts::default()));
     let live_stop = Arc::new(AtomicBool::new(false));
+    // SWARM_LIVE_AUDIT=off exists to measure the poller's cost (scripts/bench-million.sh).
+    let live_on = std::env::var("SWARM_LIVE_AUDIT").map_or(true, |v| v != "off");
     let live_task = {
         let (url, live, stop) = (url.clone(), live.clone(), live_stop.clone());
-        tokio::spawn(async move { poll_live(url, live, stop).await })
+        tokio::spawn(async move {
+            if live_on {
+                poll_live(url, live, stop).await
+            }
+        })
     };
     let faults_task = {
         let (w, t) = (world.clone(), timeline.clone());
@@ -491,4 +497,36 @@ async fn resolve(world: &Arc<World>, concurrency: usize) -> Resolution {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(text: &str) -> Scenario {
+        Scenario::parse(Path::new("t.toml"), text).expect("scenario")
+    }
+
+    #[test]
+    fn open_model_schedules() {
+        let burst = Schedule::new(&scenario("name = \"b\"\n"));
+        assert_eq!(burst.offset_s(5), None);
+        let rate = Schedule::new(&scenario(
+            "agents = { arrival = \"rate\", rate_per_s = 100.0 }\n",
+        ));
+        assert_eq!(rate.offset_s(250), Some(2.5));
+        // 0 -> 100/s over 10 s is 500 arrivals; then 100/s flat for 5 s is 500 more.
+        let ramp = Schedule::new(&scenario(
+            "agents = { arrival = \"ramp\", stages = [{ duration = \"10s\", rate_per_s = 100.0 }, { duration = \"5s\", rate_per_s = 100.0 }] }\n",
+        ));
+        let at = |i| ramp.offset_s(i).expect("ramp");
+        assert!((at(500) - 10.0).abs() < 1e-6, "{}", at(500));
+        assert!((at(125) - 5.0).abs() < 1e-6, "{}", at(125));
+        assert!((at(750) - 12.5).abs() < 1e-6, "{}", at(750));
+        assert!(
+            (at(1100) - 16.0).abs() < 1e-6,
+            "after the stages the last rate holds"
+        );
+        assert!(at(10) < at(11));
+    }
 }

@@ -313,3 +313,16 @@ fn unreadable_history_and_missing_tables_are_never_valid() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(json["validity"], "unknown");
 }
+
+#[test]
+fn the_auditor_never_imports_the_kernel() {
+    let dir = common::repo().join("src/audit");
+    for entry in std::fs::read_dir(&dir).expect("src/audit") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        for line in text.lines().filter(|l| l.trim_start().starts_with("use ")) {
+            assert!(!line.contains("kernel"), "{}: {line}", path.display());
+        }
+        assert!(!text.contains("crate::kernel"), "{}", path.display());
+    }
+}

@@ -378,3 +378,65 @@ async fn optimistic_sqlite_and_postgres_surface_real_retries() {
         st.assert_sound();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn init_and_seed_twice_change_nothing() {
+    for backend in [
+        Backend::SqliteGroup,
+        Backend::Postgres(swarm::scenario::Isolation::RepeatableRead),
+    ] {
+        let fx = Fixture::new(backend, catalog(100, 4), mandates(50, 10_000, 4)).await;
+        let db = swarm::db::Database::connect(&fx.url).expect("connect");
+        let before = db.stats().await.expect("stats");
+        db.init().await.expect("init again");
+        db.seed(&fx.plan).await.expect("seed again");
+        let after = db.stats().await.expect("stats");
+        assert_eq!(before.counts, after.counts, "{backend:?}");
+        assert_eq!(before.available_units, after.available_units);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retry_exhausted_commits_nothing() {
+    // One attempt only, on a hot bucket: some purchases must give up with 503 and leave
+    // no trace; the rest settle exactly once.
+    for backend in [
+        Backend::SqliteOptimistic,
+        Backend::Postgres(swarm::scenario::Isolation::RepeatableRead),
+    ] {
+        let fx = Fixture::new(backend, catalog(100_000, 1), mandates(300, 1_000_000, 1)).await;
+        let mut config = fx.config();
+        config.max_attempts = 1;
+        let kernel = Kernel::open(&fx.url, config).await.expect("kernel");
+        let mut tasks = Vec::new();
+        for i in 0..300 {
+            let k = kernel.clone();
+            let r = fx.request(i, &format!("a{i}"));
+            tasks.push(tokio::spawn(async move {
+                k.commit(&r, &format!("once-{i}")).await
+            }));
+        }
+        let (mut ok, mut exhausted) = (0, 0);
+        for t in tasks {
+            match t.await.expect("task") {
+                Ok(s) => {
+                    assert_eq!(s.outcome, Outcome::Committed);
+                    ok += 1;
+                }
+                Err(KernelError::RetryExhausted { attempts: 1 }) => exhausted += 1,
+                Err(e) => panic!("{backend:?}: {e}"),
+            }
+        }
+        assert!(exhausted > 0, "{backend:?}: no conflict gave up");
+        let st = fx.state().await;
+        assert_eq!(
+            st.committed, ok,
+            "{backend:?}: only answered commits are stored"
+        );
+        assert_eq!(
+            st.intents, ok,
+            "{backend:?}: an exhausted purchase stores nothing"
+        );
+        st.assert_sound();
+    }
+}

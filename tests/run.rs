@@ -291,3 +291,52 @@ fn end_of_run_replays_resolve_every_indeterminate_key() {
         "healed at the end of the run"
     );
 }
+
+#[test]
+fn ctrl_c_stops_arrivals_then_heals_audits_and_reports() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("long.toml");
+    std::fs::write(
+        &file,
+        "name = \"long\"\nagents = { count = 200000, in_flight = 64, arrival = \"rate\", rate_per_s = 2000 }\n\
+         [[regions]]\nname = \"a\"\n[[regions]]\nname = \"b\"\n\
+         [[faults]]\nat = \"500ms\"\nkind = \"region-down\"\nregion = \"a\"\nmode = \"crash\"\n",
+    )
+    .expect("write");
+    let dir = tmp.path().join("r");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args([
+            "run",
+            &file.display().to_string(),
+            "--no-tui",
+            "--report-dir",
+            &dir.display().to_string(),
+        ])
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = summary(&dir);
+    assert_eq!(s["stopped_early"], true);
+    assert_eq!(s["validity"], "valid");
+    let done = s["agents_done"].as_u64().expect("done");
+    assert!(done > 0 && done < 200_000, "{done}");
+    assert!(
+        s["faults"][0]["healed_ms"].is_u64(),
+        "healed before the audit"
+    );
+}
