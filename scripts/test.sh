@@ -16,5 +16,5 @@ LOG="$(mktemp)"
 cargo test -- --test-threads="${SWARM_TEST_THREADS:-2}" 2>&1 | tee "$LOG"
 # One closing line over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
-     END { printf "all tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' "$LOG"
+     END { printf "swarm: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' "$LOG"
 rm -f "$LOG"

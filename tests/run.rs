@@ -304,7 +304,7 @@ fn ctrl_c_stops_arrivals_then_heals_audits_and_reports() {
     )
     .expect("write");
     let dir = tmp.path().join("r");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_swarm"))
+    let child = Command::new(env!("CARGO_BIN_EXE_swarm"))
         .args([
             "run",
             &file.display().to_string(),
