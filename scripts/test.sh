@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# Run every check and test: fmt, clippy, and the test suite against real SQLite and a
-# real PostgreSQL (started here with scripts/pg-up.sh; installed with apt-get if missing).
+# Run every check and test: fmt, clippy, and the test suite against real SQLite, a real
+# PostgreSQL (started here with scripts/pg-up.sh; installed with apt-get if missing) and a
+# headless Chromium for report.html (installed with apt-get if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "test.sh: installing Chromium (report.html is checked in a real browser)" >&2
+    if [[ "$(id -u)" -ne 0 ]]; then SUDO=sudo; else SUDO=""; fi
+    $SUDO apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >&2
+fi
 
 export SWARM_PG_DIR="${SWARM_PG_DIR:-/tmp/swarm-pg-test}"
 SWARM_TEST_PG_URL="$(scripts/pg-up.sh "$SWARM_PG_DIR")"

@@ -67,7 +67,7 @@ pub struct RunOptions {
 }
 
 /// How the end-of-run replay of indeterminate keys went.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Resolution {
     /// Keys that ended indeterminate (no definite answer, some request without one).
     pub pending: u64,

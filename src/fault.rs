@@ -24,7 +24,7 @@ pub struct Fault {
 }
 
 /// What happened to one fault, for the run's record.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct FaultRecord {
     pub index: usize,
     pub region: String,

@@ -50,6 +50,23 @@ enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// Re-render report.html and junit.xml of a report directory from its files.
+    ///
+    /// Example: swarm report reports/smoke-20261122T162241Z
+    Report { dir: PathBuf },
+    /// Merge shard report directories (`swarm run --shard I/N`) into one, and audit once.
+    ///
+    /// Example: swarm merge reports/million-s0 reports/million-s1 --out reports/million-merged
+    Merge {
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where the merged report goes (default: reports/<name>-merged-<UTC timestamp>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The shared database (default: the one the first shard recorded).
+        #[arg(long, env = "DATABASE_URL")]
+        db: Option<String>,
+    },
     /// Schema, seed data and counts.
     #[command(subcommand)]
     Db(DbVerb),
@@ -217,6 +234,40 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
         Verb::Run(args) => run_verb(args).await,
         Verb::Audit(args) => audit_verb(args).await,
         Verb::Db(verb) => db_verb(verb).await,
+        Verb::Report { dir } => {
+            let text = std::fs::read_to_string(dir.join("summary.json"))
+                .with_context(|| format!("{}", dir.join("summary.json").display()))
+                .map_err(usage)?;
+            let summary: swarm::report::Summary = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a swarm summary", dir.join("summary.json").display()))
+                .map_err(usage)?;
+            let (series, _) = swarm::report::read_series(&dir.join("timeseries.csv")).map_err(usage)?;
+            swarm::report::render(&dir, &summary, &series).map_err(internal)?;
+            println!("{}", dir.join("report.html").display());
+            Ok(summary.exit_code)
+        }
+        Verb::Merge { dirs, out, db } => {
+            let db = match db {
+                Some(u) => Some(parse_url(&u)?),
+                None => None,
+            };
+            let out = match out {
+                Some(o) => o,
+                None => {
+                    let name = dirs
+                        .first()
+                        .and_then(|d| d.file_name())
+                        .map(|n| n.to_string_lossy().split('-').next().unwrap_or("run").to_string())
+                        .unwrap_or_else(|| "run".into());
+                    swarm::engine::new_report_dir(std::path::Path::new("reports"), &format!("{name}-merged"))
+                        .map_err(internal)?
+                }
+            };
+            let summary = swarm::report::merge::merge(&dirs, db, &out).await.map_err(usage)?;
+            println!("{}", summary.render());
+            println!("report: {}", out.display());
+            Ok(summary.exit_code)
+        }
         Verb::Selftest { db, json } => {
             let server = match db {
                 Some(u) => match parse_url(&u)? {
@@ -324,9 +375,8 @@ async fn run_verb(args: RunArgs) -> Result<i32, Exit> {
         swarm::audit::audit_owned(Some(&result.db_url), owned, result.history_dropped).await;
     tracing::info!(memory_kib = ?swarm::metrics::memory_kib(), "audited");
     let summary = swarm::report::Summary::build(&scenario, &result, audit);
-    summary
-        .write(&dir)
-        .with_context(|| format!("writing {}", dir.join("summary.json").display()))
+    swarm::report::write_all(&dir, &summary, &result)
+        .with_context(|| format!("writing the report in {}", dir.display()))
         .map_err(internal)?;
     println!("{}", summary.render());
     println!("report: {}", dir.display());

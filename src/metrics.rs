@@ -359,7 +359,7 @@ impl Metrics {
 }
 
 /// Percentiles of a histogram in milliseconds: p50, p90, p99, p99.9, max.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct Percentiles {
     pub p50_ms: f64,
     pub p90_ms: f64,

@@ -71,7 +71,7 @@ pub struct CaseResult {
     /// Violations the expected invariant's checks counted.
     pub caught: u64,
     /// Invalid checks of other invariants.
-    pub others: Vec<&'static str>,
+    pub others: Vec<String>,
     pub validity: Validity,
     pub passed: bool,
 }
@@ -80,7 +80,7 @@ pub struct CaseResult {
 pub struct CleanResult {
     pub seed: u64,
     pub validity: Validity,
-    pub failing: Vec<&'static str>,
+    pub failing: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -236,11 +236,11 @@ pub async fn run(server: Option<&str>) -> Result<SelftestReport, EngineError> {
         let report = run_case(server, work.path(), 1, sabotage).await?;
         let want = expected(sabotage);
         let caught = report.count_of(want);
-        let others: Vec<&'static str> = report
+        let others: Vec<String> = report
             .checks
             .iter()
             .filter(|c| c.validity == Validity::Invalid && c.invariant != want)
-            .map(|c| c.name)
+            .map(|c| c.name.clone())
             .collect();
         cases.push(CaseResult {
             sabotage: sabotage.name(),
@@ -261,7 +261,7 @@ pub async fn run(server: Option<&str>) -> Result<SelftestReport, EngineError> {
                 .checks
                 .iter()
                 .filter(|c| c.validity != Validity::Valid)
-                .map(|c| c.name)
+                .map(|c| c.name.clone())
                 .collect(),
         });
     }

@@ -36,7 +36,7 @@ pub async fn run(src: &Source) -> (Vec<Check>, Vec<Timing>) {
     // Time the checks pushed since the last lap.
     macro_rules! lap {
         () => {
-            let names: Vec<&str> = checks[mark.1..].iter().map(|c| c.name).collect();
+            let names: Vec<&str> = checks[mark.1..].iter().map(|c| c.name.as_str()).collect();
             timings.push(Timing::since(
                 format!("state: {}", names.join(" + ")),
                 mark.0,

@@ -1,9 +1,9 @@
 //! Verdicts: three-valued validity and one result per check.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Worst wins: `Invalid` > `Unknown` > `Valid`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Validity {
     Valid,
@@ -22,7 +22,7 @@ impl Validity {
 }
 
 /// Which guarantee a check speaks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Invariant {
     Oversell,
@@ -49,9 +49,9 @@ impl Invariant {
 /// Most example ids a check keeps.
 pub const MAX_EXAMPLES: usize = 10;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Check {
-    pub name: &'static str,
+    pub name: String,
     pub invariant: Invariant,
     pub validity: Validity,
     pub count: u64,
@@ -71,7 +71,7 @@ impl Check {
     ) -> Check {
         examples.truncate(MAX_EXAMPLES);
         Check {
-            name,
+            name: name.to_string(),
             invariant,
             validity: if count == 0 {
                 Validity::Valid
@@ -94,7 +94,7 @@ impl Check {
     ) -> Check {
         examples.truncate(MAX_EXAMPLES);
         Check {
-            name,
+            name: name.to_string(),
             invariant,
             validity: Validity::Valid,
             count,
@@ -106,7 +106,7 @@ impl Check {
     /// A check that could not decide: never `valid`.
     pub fn unknown(name: &'static str, invariant: Invariant, why: impl Into<String>) -> Check {
         Check {
-            name,
+            name: name.to_string(),
             invariant,
             validity: Validity::Unknown,
             count: 0,
@@ -125,7 +125,7 @@ impl Check {
     ) -> Check {
         examples.truncate(MAX_EXAMPLES);
         Check {
-            name,
+            name: name.to_string(),
             invariant,
             validity: if count == 0 {
                 Validity::Valid
@@ -140,19 +140,19 @@ impl Check {
 }
 
 /// The whole audit.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Report {
     pub validity: Validity,
     /// `full`, `state-only` or `history-only`.
-    pub mode: &'static str,
+    pub mode: String,
     pub checks: Vec<Check>,
     /// Checks that did not apply in this mode (e.g. state checks without a database).
-    pub skipped: Vec<&'static str>,
+    pub skipped: Vec<String>,
     /// Where the audit's time went, phase by phase.
     pub timings: Vec<Timing>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Timing {
     pub phase: String,
     pub ms: f64,
@@ -168,7 +168,7 @@ impl Timing {
 }
 
 impl Report {
-    pub fn new(mode: &'static str, checks: Vec<Check>, skipped: Vec<&'static str>) -> Report {
+    pub fn new(mode: &'static str, checks: Vec<Check>, skipped: Vec<String>) -> Report {
         let validity = checks
             .iter()
             .map(|c| c.validity)
@@ -176,7 +176,7 @@ impl Report {
             .unwrap_or(Validity::Unknown);
         Report {
             validity,
-            mode,
+            mode: mode.to_string(),
             checks,
             skipped,
             timings: Vec::new(),

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::audit::{Report as Audit, Validity};
 use crate::engine::{Resolution, RunResult};
@@ -18,7 +18,7 @@ use crate::scenario::{Scenario, Threshold};
 
 pub const SUMMARY_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ThresholdResult {
     pub metric: String,
     pub rule: String,
@@ -26,10 +26,10 @@ pub struct ThresholdResult {
     pub passed: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub summary_version: u32,
-    pub swarm_version: &'static str,
+    pub swarm_version: String,
     pub scenario: String,
     pub seed: u64,
     pub shard: Option<(u32, u32)>,
@@ -40,8 +40,8 @@ pub struct Summary {
     pub agents_total: u64,
     pub agents_done: u64,
     pub stopped_early: bool,
-    pub counters: BTreeMap<&'static str, u64>,
-    pub rates: BTreeMap<&'static str, f64>,
+    pub counters: BTreeMap<String, u64>,
+    pub rates: BTreeMap<String, f64>,
     pub latency_corrected_ms: Percentiles,
     pub latency_raw_ms: Percentiles,
     /// `attempts[i]` = answers that took `i + 1` runs (the last bar: that many or more).
@@ -55,7 +55,7 @@ pub struct Summary {
     pub exit_code: i32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RegionSummary {
     pub name: String,
     pub requests: u64,
@@ -96,21 +96,21 @@ impl Summary {
         let m = &run.metrics;
         let t = &m.totals;
         let mut counters = BTreeMap::new();
-        counters.insert("requests", t.requests);
+        counters.insert("requests".to_string(), t.requests);
         for code in Code::ALL {
-            counters.insert(code_key(code), t.code(code));
+            counters.insert(code_key(code).to_string(), t.code(code));
         }
-        counters.insert("replays", t.replays);
-        counters.insert("occ_retries", t.occ_retries);
-        counters.insert("purchases", t.purchases);
+        counters.insert("replays".to_string(), t.replays);
+        counters.insert("occ_retries".to_string(), t.occ_retries);
+        counters.insert("purchases".to_string(), t.purchases);
         let secs = (run.elapsed_ms as f64 / 1000.0).max(1e-3);
         let mut rates = BTreeMap::new();
-        rates.insert("requests_per_s", t.requests as f64 / secs);
-        rates.insert("commits_per_s", t.code(Code::Committed) as f64 / secs);
-        rates.insert("purchases_per_s", t.purchases as f64 / secs);
-        rates.insert("agents_per_s", run.agents_done as f64 / secs);
+        rates.insert("requests_per_s".to_string(), t.requests as f64 / secs);
+        rates.insert("commits_per_s".to_string(), t.code(Code::Committed) as f64 / secs);
+        rates.insert("purchases_per_s".to_string(), t.purchases as f64 / secs);
+        rates.insert("agents_per_s".to_string(), run.agents_done as f64 / secs);
         rates.insert(
-            "error_rate",
+            "error_rate".to_string(),
             if t.requests == 0 {
                 0.0
             } else {
@@ -135,7 +135,7 @@ impl Summary {
             .collect();
         let mut s = Summary {
             summary_version: SUMMARY_VERSION,
-            swarm_version: env!("CARGO_PKG_VERSION"),
+            swarm_version: env!("CARGO_PKG_VERSION").to_string(),
             scenario: scenario.name.clone(),
             seed: scenario.seed,
             shard: run.history.header.shard,

@@ -1,0 +1,248 @@
+//! `report.html`: one self-contained page (no scripts, no CDN) with the verdict on top,
+//! the invariant table and charts drawn as inline SVG.
+
+use super::Summary;
+use crate::audit::Validity;
+use crate::metrics::Sample;
+
+const W: f64 = 760.0;
+const H: f64 = 220.0;
+const PAD: f64 = 40.0;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A line chart of `lines` over seconds, with fault windows shaded.
+fn line_chart(title: &str, unit: &str, seconds: usize, lines: &[(&str, &str, Vec<f64>)], shades: &[(f64, f64)]) -> String {
+    let n = seconds.max(2) as f64;
+    let ymax = lines
+        .iter()
+        .flat_map(|(_, _, v)| v.iter().copied())
+        .fold(0.0f64, f64::max)
+        .max(1e-9)
+        * 1.1;
+    let x = |i: f64| PAD + (W - 2.0 * PAD) * i / (n - 1.0);
+    let y = |v: f64| H - PAD + -(H - 2.0 * PAD) * v / ymax;
+    let mut svg = format!(
+        "<figure><figcaption>{}</figcaption><svg viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{}\">",
+        esc(title),
+        esc(title)
+    );
+    for (from_s, to_s) in shades {
+        let (x0, x1) = (x(*from_s).clamp(PAD, W - PAD), x(*to_s).clamp(PAD, W - PAD));
+        svg.push_str(&format!(
+            "<rect class=\"fault\" x=\"{x0:.1}\" y=\"{PAD}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#f5c6cb\" opacity=\"0.6\"/>",
+            (x1 - x0).max(2.0),
+            H - 2.0 * PAD
+        ));
+    }
+    svg.push_str(&format!(
+        "<line x1=\"{PAD}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#888\"/><line x1=\"{PAD}\" y1=\"{PAD}\" x2=\"{PAD}\" y2=\"{b}\" stroke=\"#888\"/>",
+        b = H - PAD,
+        r = W - PAD
+    ));
+    svg.push_str(&format!(
+        "<text x=\"4\" y=\"{:.1}\" font-size=\"10\">{:.0} {}</text><text x=\"4\" y=\"{:.1}\" font-size=\"10\">0</text><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\">{} s</text>",
+        PAD,
+        ymax,
+        esc(unit),
+        H - PAD,
+        W - PAD - 20.0,
+        H - PAD + 14.0,
+        seconds
+    ));
+    for (k, (name, color, values)) in lines.iter().enumerate() {
+        let mut d = String::new();
+        for (i, v) in values.iter().enumerate() {
+            d.push_str(&format!("{}{:.1},{:.1} ", if i == 0 { "M" } else { "L" }, x(i as f64), y(*v)));
+        }
+        if values.len() == 1 {
+            d.push_str(&format!("L{:.1},{:.1}", x(1.0), y(values[0])));
+        }
+        svg.push_str(&format!(
+            "<path d=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"/>",
+            d.trim_end()
+        ));
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"{color}\">{}</text>",
+            PAD + 10.0 + 130.0 * k as f64,
+            PAD - 8.0,
+            esc(name)
+        ));
+    }
+    svg.push_str("</svg></figure>");
+    svg
+}
+
+fn bar_chart(title: &str, bars: &[(String, u64)]) -> String {
+    let max = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1) as f64;
+    let row = 18.0;
+    let height = PAD + row * bars.len() as f64 + 10.0;
+    let mut svg = format!(
+        "<figure><figcaption>{}</figcaption><svg viewBox=\"0 0 {W} {height}\" width=\"{W}\" height=\"{height}\" role=\"img\" aria-label=\"{}\">",
+        esc(title),
+        esc(title)
+    );
+    for (i, (label, v)) in bars.iter().enumerate() {
+        let y = PAD / 2.0 + row * i as f64;
+        let w = (W - 260.0) * (*v as f64) / max;
+        svg.push_str(&format!(
+            "<text x=\"4\" y=\"{:.1}\" font-size=\"11\">{}</text><path d=\"M180,{:.1} h{:.1} v12 h{:.1} z\" fill=\"#4a7bd0\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">{v}</text>",
+            y + 10.0,
+            esc(label),
+            y,
+            w.max(1.0),
+            -w.max(1.0),
+            186.0 + w,
+            y + 10.0
+        ));
+    }
+    svg.push_str("</svg></figure>");
+    svg
+}
+
+pub fn render(s: &Summary, series: &[Sample]) -> String {
+    let verdict_color = match s.validity {
+        Validity::Valid => "#1e7b34",
+        Validity::Unknown => "#9a6b00",
+        Validity::Invalid => "#b0182a",
+    };
+    let shades: Vec<(f64, f64)> = s
+        .faults
+        .iter()
+        .filter_map(|f| {
+            let start = f.started_ms? as f64 / 1000.0;
+            let end = f.healed_ms.map_or(s.elapsed_ms as f64 / 1000.0, |h| h as f64 / 1000.0);
+            Some((start - 1.0, end - 1.0))
+        })
+        .collect();
+    let col = |f: fn(&Sample) -> f64| series.iter().map(f).collect::<Vec<f64>>();
+    let mut page = String::from(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>swarm report</title>\
+         <style>body{font:14px system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse}\
+         td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}td.n{text-align:right}\
+         .valid{color:#1e7b34}.invalid{color:#b0182a;font-weight:bold}.unknown{color:#9a6b00}\
+         figure{margin:16px 0}figcaption{font-weight:bold}</style></head><body>",
+    );
+    page.push_str(&format!(
+        "<h1 id=\"verdict\" style=\"color:{verdict_color}\">Verdict: {} (exit {})</h1>",
+        s.validity.name().to_uppercase(),
+        s.exit_code
+    ));
+    page.push_str(&format!(
+        "<p>Scenario <b>{}</b> · seed {} · {} ({}) · {} of {} agents in {:.1} s · {:.0} purchases/s · swarm {}</p>",
+        esc(&s.scenario),
+        s.seed,
+        esc(&s.database_engine),
+        esc(&s.database),
+        s.agents_done,
+        s.agents_total,
+        s.elapsed_ms as f64 / 1000.0,
+        s.rates.get("purchases_per_s").copied().unwrap_or(0.0),
+        esc(&s.swarm_version)
+    ));
+    page.push_str("<h2>Invariants</h2><table><tr><th>check</th><th>invariant</th><th>verdict</th><th>count</th><th>examples</th></tr>");
+    for c in &s.audit.checks {
+        page.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            esc(&c.name),
+            c.invariant.name(),
+            c.validity.name(),
+            c.validity.name(),
+            c.count,
+            esc(&c.examples.join(", "))
+        ));
+    }
+    page.push_str("</table>");
+    if !s.audit.skipped.is_empty() {
+        page.push_str(&format!(
+            "<p>Not run ({} audit): {}</p>",
+            s.audit.mode,
+            esc(&s.audit.skipped.join(", "))
+        ));
+    }
+    if !s.thresholds.is_empty() {
+        page.push_str("<h2>Thresholds</h2><table><tr><th>metric</th><th>rule</th><th>observed</th><th>result</th></tr>");
+        for t in &s.thresholds {
+            page.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{:.4}</td><td class=\"{}\">{}</td></tr>",
+                esc(&t.metric),
+                esc(&t.rule),
+                t.observed,
+                if t.passed { "valid" } else { "invalid" },
+                if t.passed { "pass" } else { "FAIL" }
+            ));
+        }
+        page.push_str("</table>");
+    }
+    page.push_str("<h2>Charts</h2>");
+    let n = series.len();
+    page.push_str(&line_chart(
+        "Throughput per second (fault windows shaded)",
+        "/s",
+        n,
+        &[
+            ("commits/s", "#1e7b34", col(|s| s.commits as f64)),
+            ("declines/s", "#4a7bd0", col(|s| s.declines as f64)),
+            ("errors/s", "#b0182a", col(|s| s.errors as f64)),
+        ],
+        &shades,
+    ));
+    page.push_str(&line_chart(
+        "Latency per request, per second",
+        "ms",
+        n,
+        &[
+            ("p50 ms", "#4a7bd0", col(|s| s.p50_us as f64 / 1000.0)),
+            ("p99 ms", "#b0182a", col(|s| s.p99_us as f64 / 1000.0)),
+        ],
+        &shades,
+    ));
+    page.push_str(&line_chart(
+        "OCC retries per second",
+        "/s",
+        n,
+        &[("OCC retries/s", "#9a6b00", col(|s| s.occ_retries as f64))],
+        &shades,
+    ));
+    let attempts: Vec<(String, u64)> = s
+        .attempts
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| **v > 0)
+        .map(|(i, v)| (format!("{} attempt{}", i + 1, if i == 0 { "" } else { "s" }), *v))
+        .collect();
+    page.push_str(&bar_chart("Attempts per answer (1 + OCC retries)", &attempts));
+    let outcomes: Vec<(String, u64)> = s
+        .counters
+        .iter()
+        .filter(|(k, v)| **v > 0 && !matches!(k.as_str(), "requests" | "purchases" | "occ_retries"))
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+    page.push_str(&bar_chart("Outcomes (requests)", &outcomes));
+    let l = &s.latency_corrected_ms;
+    let r = &s.latency_raw_ms;
+    page.push_str(&format!(
+        "<h2>Latency</h2><table><tr><th></th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>\
+         <tr><td>from intended start (ms)</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr>\
+         <tr><td>per request (ms)</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr></table>",
+        l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, r.p50_ms, r.p90_ms, r.p99_ms, r.p999_ms, r.max_ms
+    ));
+    page.push_str("<h2>Faults</h2><table><tr><th>region</th><th>mode</th><th>trigger</th><th>started</th><th>healed</th></tr>");
+    for f in &s.faults {
+        page.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&f.region),
+            esc(&f.mode),
+            esc(&f.trigger),
+            f.started_ms.map_or("never".into(), |v| format!("{v} ms")),
+            f.healed_ms.map_or("never".into(), |v| format!("{v} ms"))
+        ));
+    }
+    page.push_str("</table></body></html>\n");
+    page
+}

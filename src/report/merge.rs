@@ -1,0 +1,236 @@
+//! `swarm merge DIR...`: shard reports into one run, losslessly where the data allows.
+//!
+//! Counters, attempts, HDR histograms (from the `.hdr` files) and histories add up
+//! exactly; per-second series add up by second (their per-second p50/p99 are the shards'
+//! worst, an upper bound); the history audit runs once, on the merged history, against the
+//! shared database; thresholds are evaluated on the merged figures.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use super::{Summary, ThresholdResult, exit_code, observe, read_histogram, read_series};
+use crate::db::DbUrl;
+use crate::history::{History, HistoryError};
+use crate::metrics::{Percentiles, Sample};
+use crate::scenario::Threshold;
+
+#[derive(Debug, Error)]
+pub enum MergeError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    History(#[from] HistoryError),
+    #[error("{path}: {reason}")]
+    Bad { path: String, reason: String },
+}
+
+struct Shard {
+    dir: PathBuf,
+    summary: Summary,
+    history: History,
+    series: Vec<Sample>,
+    regions: Vec<String>,
+}
+
+fn bad(dir: &Path, reason: impl Into<String>) -> MergeError {
+    MergeError::Bad {
+        path: dir.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn read_shard(dir: &Path) -> Result<Shard, MergeError> {
+    let text = std::fs::read_to_string(dir.join("summary.json"))
+        .map_err(|e| bad(dir, format!("summary.json: {e}")))?;
+    let summary: Summary =
+        serde_json::from_str(&text).map_err(|e| bad(dir, format!("summary.json: {e}")))?;
+    let history = History::read(&dir.join("history.bin"))?;
+    let (series, regions) = read_series(&dir.join("timeseries.csv"))?;
+    Ok(Shard {
+        dir: dir.to_path_buf(),
+        summary,
+        history,
+        series,
+        regions,
+    })
+}
+
+fn add_series(into: &mut Vec<Sample>, from: &[Sample]) {
+    for (i, s) in from.iter().enumerate() {
+        if i >= into.len() {
+            into.push(s.clone());
+            continue;
+        }
+        let t = &mut into[i];
+        t.commits += s.commits;
+        t.declines += s.declines;
+        t.errors += s.errors;
+        t.occ_retries += s.occ_retries;
+        t.requests += s.requests;
+        t.p50_us = t.p50_us.max(s.p50_us);
+        t.p99_us = t.p99_us.max(s.p99_us);
+        t.in_flight += s.in_flight;
+        t.agents_done += s.agents_done;
+        for (a, b) in t.regions.iter_mut().zip(s.regions.iter()) {
+            if a == "UP" {
+                a.clone_from(b);
+            }
+        }
+    }
+}
+
+/// Merge shard directories into `out`; `db` is the shared database (default: the first
+/// shard's, when its URL was recorded without a password).
+pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Summary, MergeError> {
+    let mut shards = Vec::with_capacity(dirs.len());
+    for d in dirs {
+        shards.push(read_shard(d)?);
+    }
+    if shards.is_empty() {
+        return Err(bad(out, "no shard directories given"));
+    }
+    let first_regions = shards[0].regions.clone();
+    let first_header = shards[0].history.header.clone();
+    let mut seen = Vec::new();
+    for s in &shards {
+        let mut h = s.history.header.clone();
+        let shard = h.shard.take();
+        let mut base = first_header.clone();
+        base.shard = None;
+        if h != base {
+            return Err(bad(&s.dir, "a different scenario, seed or catalog than the first shard"));
+        }
+        if let Some(sh) = shard {
+            if seen.contains(&sh) {
+                return Err(bad(&s.dir, format!("shard {}/{} given twice", sh.0, sh.1)));
+            }
+            seen.push(sh);
+        }
+        if s.regions != first_regions {
+            return Err(bad(&s.dir, "different regions than the first shard"));
+        }
+    }
+    let db = match db {
+        Some(u) => u,
+        None => shards[0]
+            .summary
+            .database
+            .parse()
+            .map_err(|_| bad(&shards[0].dir, "give --db: the shard's database URL was redacted"))?,
+    };
+
+    // Histories.
+    let mut header = first_header;
+    header.shard = None;
+    let mut records = Vec::with_capacity(shards.iter().map(|s| s.history.records.len()).sum());
+    for s in &mut shards {
+        records.append(&mut s.history.records);
+    }
+    let history = History { header, records };
+    let first = &shards[0];
+
+    // Histograms.
+    let mut names = vec!["latency-corrected".to_string(), "latency-raw".to_string()];
+    names.extend(first.regions.iter().map(|r| format!("latency-raw-region-{r}")));
+    let mut histograms = Vec::new();
+    for name in &names {
+        let mut total = read_histogram(&first.dir.join(format!("{name}.hdr")))?;
+        for s in &shards[1..] {
+            total
+                .add(read_histogram(&s.dir.join(format!("{name}.hdr")))?)
+                .map_err(|e| bad(&s.dir, format!("{name}.hdr: {e:?}")))?;
+        }
+        histograms.push((name.clone(), total));
+    }
+
+    // Figures.
+    let mut m = first.summary.clone();
+    m.shard = None;
+    m.counters = BTreeMap::new();
+    m.attempts = vec![0; first.summary.attempts.len()];
+    m.agents_total = 0;
+    m.agents_done = 0;
+    m.elapsed_ms = 0;
+    m.faults = Vec::new();
+    m.resolution = Default::default();
+    let mut series: Vec<Sample> = Vec::new();
+    for s in &shards {
+        for (k, v) in &s.summary.counters {
+            *m.counters.entry(k.clone()).or_default() += v;
+        }
+        for (a, b) in m.attempts.iter_mut().zip(s.summary.attempts.iter()) {
+            *a += b;
+        }
+        m.agents_total += s.summary.agents_total;
+        m.agents_done += s.summary.agents_done;
+        m.elapsed_ms = m.elapsed_ms.max(s.summary.elapsed_ms);
+        m.stopped_early |= s.summary.stopped_early;
+        m.faults.extend(s.summary.faults.iter().cloned());
+        let r = &s.summary.resolution;
+        m.resolution.pending += r.pending;
+        m.resolution.recovered += r.recovered;
+        m.resolution.fresh += r.fresh;
+        m.resolution.refused += r.refused;
+        m.resolution.unresolved += r.unresolved;
+        for (a, b) in m.regions.iter_mut().zip(s.summary.regions.iter()) {
+            if !std::ptr::eq(s.dir.as_path(), first.dir.as_path()) {
+                a.requests += b.requests;
+                a.commits += b.commits;
+                a.errors += b.errors;
+            }
+        }
+        add_series(&mut series, &s.series);
+    }
+    m.latency_corrected_ms = Percentiles::of(&histograms[0].1);
+    m.latency_raw_ms = Percentiles::of(&histograms[1].1);
+    for (region, (_, h)) in m.regions.iter_mut().zip(histograms[2..].iter()) {
+        region.latency_raw_ms = Percentiles::of(h);
+    }
+    let secs = (m.elapsed_ms as f64 / 1000.0).max(1e-3);
+    let c = |k: &str| m.counters.get(k).copied().unwrap_or(0);
+    let requests = c("requests");
+    let answered = c("committed") + c("out_of_stock") + c("mandate_rejected");
+    m.rates.insert("requests_per_s".into(), requests as f64 / secs);
+    m.rates.insert("commits_per_s".into(), c("committed") as f64 / secs);
+    m.rates.insert("purchases_per_s".into(), c("purchases") as f64 / secs);
+    m.rates.insert("agents_per_s".into(), m.agents_done as f64 / secs);
+    m.rates.insert(
+        "error_rate".into(),
+        if requests == 0 { 0.0 } else { (requests - answered) as f64 / requests as f64 },
+    );
+
+    // One audit over the merged history and the shared database.
+    std::fs::create_dir_all(out).map_err(|e| bad(out, e.to_string()))?;
+    history.write(&out.join("history.bin"))?;
+    m.audit = crate::audit::audit_owned(Some(&db), history, 0).await;
+    m.validity = m.audit.validity;
+    let rules: Vec<(String, String)> = m
+        .thresholds
+        .iter()
+        .map(|t| (t.metric.clone(), t.rule.clone()))
+        .collect();
+    m.thresholds = rules
+        .into_iter()
+        .map(|(metric, rule)| {
+            let observed = observe(&metric, &m).unwrap_or(f64::NAN);
+            let passed = Threshold::parse(&rule).is_ok_and(|t| t.holds(observed));
+            ThresholdResult {
+                metric,
+                rule,
+                observed,
+                passed,
+            }
+        })
+        .collect();
+    m.exit_code = exit_code(m.validity, m.thresholds.iter().all(|t| t.passed));
+
+    m.write(out)?;
+    super::write_series(&out.join("timeseries.csv"), &series, &first_regions)?;
+    let refs: Vec<(String, &hdrhistogram::Histogram<u64>)> =
+        histograms.iter().map(|(n, h)| (n.clone(), h)).collect();
+    super::write_histograms(out, &refs)?;
+    super::render(out, &m, &series)?;
+    Ok(m)
+}
