@@ -239,9 +239,15 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
                 .with_context(|| format!("{}", dir.join("summary.json").display()))
                 .map_err(usage)?;
             let summary: swarm::report::Summary = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not a swarm summary", dir.join("summary.json").display()))
+                .with_context(|| {
+                    format!(
+                        "{}: not a swarm summary",
+                        dir.join("summary.json").display()
+                    )
+                })
                 .map_err(usage)?;
-            let (series, _) = swarm::report::read_series(&dir.join("timeseries.csv")).map_err(usage)?;
+            let (series, _) =
+                swarm::report::read_series(&dir.join("timeseries.csv")).map_err(usage)?;
             swarm::report::render(&dir, &summary, &series).map_err(internal)?;
             println!("{}", dir.join("report.html").display());
             Ok(summary.exit_code)
@@ -257,13 +263,24 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
                     let name = dirs
                         .first()
                         .and_then(|d| d.file_name())
-                        .map(|n| n.to_string_lossy().split('-').next().unwrap_or("run").to_string())
+                        .map(|n| {
+                            n.to_string_lossy()
+                                .split('-')
+                                .next()
+                                .unwrap_or("run")
+                                .to_string()
+                        })
                         .unwrap_or_else(|| "run".into());
-                    swarm::engine::new_report_dir(std::path::Path::new("reports"), &format!("{name}-merged"))
-                        .map_err(internal)?
+                    swarm::engine::new_report_dir(
+                        std::path::Path::new("reports"),
+                        &format!("{name}-merged"),
+                    )
+                    .map_err(internal)?
                 }
             };
-            let summary = swarm::report::merge::merge(&dirs, db, &out).await.map_err(usage)?;
+            let summary = swarm::report::merge::merge(&dirs, db, &out)
+                .await
+                .map_err(usage)?;
             println!("{}", summary.render());
             println!("report: {}", out.display());
             Ok(summary.exit_code)

@@ -59,7 +59,12 @@ fn passing_run() -> &'static (tempfile::TempDir, PathBuf) {
         );
         let dir = tmp.path().join("r");
         let out = run(&scenario, &dir, &[]);
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         (tmp, dir)
     })
 }
@@ -70,7 +75,10 @@ fn summary_validates_against_its_schema() {
     let schema = json(&common::repo().join("schemas/summary.schema.json"));
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
     let summary = json(&dir.join("summary.json"));
-    let errors: Vec<String> = validator.iter_errors(&summary).map(|e| e.to_string()).collect();
+    let errors: Vec<String> = validator
+        .iter_errors(&summary)
+        .map(|e| e.to_string())
+        .collect();
     assert!(errors.is_empty(), "{errors:#?}");
     // And the schema can fail: a summary missing its verdict is refused.
     let mut broken = summary.clone();
@@ -86,15 +94,33 @@ fn junit_has_one_case_per_check_and_threshold() {
     let summary = json(&dir.join("summary.json"));
     let xml = std::fs::read_to_string(dir.join("junit.xml")).expect("junit");
     let doc = roxmltree::Document::parse(&xml).expect("junit.xml parses");
-    let cases: Vec<roxmltree::Node> = doc.descendants().filter(|n| n.has_tag_name("testcase")).collect();
+    let cases: Vec<roxmltree::Node> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
     let checks = summary["audit"]["checks"].as_array().expect("checks").len();
-    let skipped = summary["audit"]["skipped"].as_array().expect("skipped").len();
+    let skipped = summary["audit"]["skipped"]
+        .as_array()
+        .expect("skipped")
+        .len();
     let thresholds = summary["thresholds"].as_array().expect("thresholds").len();
     assert_eq!(thresholds, 2);
     assert_eq!(cases.len(), checks + skipped + thresholds);
-    assert!(cases.iter().any(|c| c.attribute("name") == Some("oversell.negative_bucket")));
-    assert!(cases.iter().any(|c| c.attribute("name") == Some("error_rate < 0.5")));
-    assert!(!cases.iter().any(|c| c.children().any(|k| k.has_tag_name("failure"))));
+    assert!(
+        cases
+            .iter()
+            .any(|c| c.attribute("name") == Some("oversell.negative_bucket"))
+    );
+    assert!(
+        cases
+            .iter()
+            .any(|c| c.attribute("name") == Some("error_rate < 0.5"))
+    );
+    assert!(
+        !cases
+            .iter()
+            .any(|c| c.children().any(|k| k.has_tag_name("failure")))
+    );
 }
 
 #[test]
@@ -113,13 +139,23 @@ fn timeseries_has_a_row_per_second_and_histograms_parse() {
         assert_eq!(s.second, i as u64 + 1);
     }
     let requests: u64 = series.iter().map(|s| s.requests).sum();
-    assert_eq!(requests, summary["counters"]["requests"].as_u64().expect("requests"));
+    assert_eq!(
+        requests,
+        summary["counters"]["requests"].as_u64().expect("requests")
+    );
     for name in ["latency-corrected", "latency-raw", "latency-raw-region-a"] {
         let text = std::fs::read_to_string(dir.join(format!("{name}.hgrm"))).expect("hgrm");
         let mut last_q = -1.0;
         let mut rows = 0;
-        for line in text.lines().skip(2).filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
-            let cols: Vec<f64> = line.split_whitespace().map(|c| c.parse().expect("number")).collect();
+        for line in text
+            .lines()
+            .skip(2)
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let cols: Vec<f64> = line
+                .split_whitespace()
+                .map(|c| c.parse().expect("number"))
+                .collect();
             assert!(cols.len() >= 3, "{line}");
             assert!(cols[1] >= last_q, "percentiles rise");
             last_q = cols[1];
@@ -143,21 +179,41 @@ fn report_html_is_self_contained_and_re_renders() {
     let (_, dir) = passing_run();
     let html = std::fs::read_to_string(dir.join("report.html")).expect("html");
     assert!(html.contains("Verdict: VALID"));
-    assert!(!html.contains("http://") && !html.contains("<script"), "no network, no scripts");
+    assert!(
+        !html.contains("http://") && !html.contains("<script"),
+        "no network, no scripts"
+    );
     assert!(html.matches("<svg").count() >= 5);
     std::fs::remove_file(dir.join("report.html")).expect("rm");
     let out = swarm(&["report", &dir.display().to_string()]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(std::fs::read_to_string(dir.join("report.html")).expect("again"), html);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("report.html")).expect("again"),
+        html
+    );
 }
 
 #[test]
 fn a_failing_threshold_exits_2_and_an_unknown_metric_exits_64() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let failing = write_scenario(tmp.path(), "slow", "thresholds = { purchases_per_s = \"> 1000000000\" }");
+    let failing = write_scenario(
+        tmp.path(),
+        "slow",
+        "thresholds = { purchases_per_s = \"> 1000000000\" }",
+    );
     let dir = tmp.path().join("r");
     let out = run(&failing, &dir, &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let s = json(&dir.join("summary.json"));
     assert_eq!(s["validity"], "valid");
     assert_eq!(s["thresholds"][0]["passed"], false);
@@ -168,7 +224,10 @@ fn a_failing_threshold_exits_2_and_an_unknown_metric_exits_64() {
     let out = run(&unknown, &tmp.path().join("never"), &[]);
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("thresholds.p99_mss") && err.contains("typo.toml:"), "{err}");
+    assert!(
+        err.contains("thresholds.p99_mss") && err.contains("typo.toml:"),
+        "{err}"
+    );
 }
 
 fn keys(h: &History) -> BTreeSet<String> {
@@ -187,10 +246,19 @@ fn two_shards_and_merge_cover_one_unsharded_run() {
     let (s0, s1) = (tmp.path().join("s0"), tmp.path().join("s1"));
     for (dir, shard) in [(&s0, "0/2"), (&s1, "1/2")] {
         let out = run(&scenario, dir, &["--db", &shared, "--shard", shard]);
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         let s = json(&dir.join("summary.json"));
         assert!(
-            s["audit"]["skipped"].as_array().expect("skipped").iter().any(|v| v == "history.phantom_commit"),
+            s["audit"]["skipped"]
+                .as_array()
+                .expect("skipped")
+                .iter()
+                .any(|v| v == "history.phantom_commit"),
             "a shard leaves the cross-shard checks to merge"
         );
     }
@@ -204,11 +272,22 @@ fn two_shards_and_merge_cover_one_unsharded_run() {
         "--db",
         &shared,
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let m = json(&merged.join("summary.json"));
     assert_eq!(m["validity"], "valid");
     assert_eq!(m["audit"]["mode"], "full");
-    assert!(m["audit"]["skipped"].as_array().expect("skipped").is_empty());
+    assert!(
+        m["audit"]["skipped"]
+            .as_array()
+            .expect("skipped")
+            .is_empty()
+    );
     assert_eq!(m["agents_done"], 3000);
 
     let h0 = History::read(&s0.join("history.bin")).expect("h0");
@@ -219,19 +298,33 @@ fn two_shards_and_merge_cover_one_unsharded_run() {
     assert!(k0.is_disjoint(&k1), "no key in two shards");
     let union: BTreeSet<String> = k0.union(&k1).cloned().collect();
     let first_keys = |h: &History| -> BTreeSet<String> {
-        h.records.iter().filter(|r| r.variant == 0).map(|r| h.key_of(r)).collect()
+        h.records
+            .iter()
+            .filter(|r| r.variant == 0)
+            .map(|r| h.key_of(r))
+            .collect()
     };
-    assert_eq!(first_keys(&hm), first_keys(&hw), "the same agents and keys as one run");
+    assert_eq!(
+        first_keys(&hm),
+        first_keys(&hw),
+        "the same agents and keys as one run"
+    );
     assert_eq!(keys(&hm), union);
     let agents = |h: &History| h.records.iter().map(|r| r.agent).collect::<BTreeSet<u32>>();
     assert_eq!(agents(&hm).len(), 3000);
     // Counters add up exactly.
     let c = |v: &serde_json::Value, k: &str| v["counters"][k].as_u64().expect("counter");
-    let (a, b) = (json(&s0.join("summary.json")), json(&s1.join("summary.json")));
+    let (a, b) = (
+        json(&s0.join("summary.json")),
+        json(&s1.join("summary.json")),
+    );
     assert_eq!(c(&m, "requests"), c(&a, "requests") + c(&b, "requests"));
     assert_eq!(
         m["latency_raw_ms"]["count"].as_u64(),
-        Some(a["latency_raw_ms"]["count"].as_u64().unwrap_or(0) + b["latency_raw_ms"]["count"].as_u64().unwrap_or(0))
+        Some(
+            a["latency_raw_ms"]["count"].as_u64().unwrap_or(0)
+                + b["latency_raw_ms"]["count"].as_u64().unwrap_or(0)
+        )
     );
 }
 
@@ -240,8 +333,15 @@ fn report_html_draws_its_charts_in_a_browser() {
     let (_, dir) = passing_run();
     let chromium = ["chromium", "chromium-browser", "google-chrome"]
         .iter()
-        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
-        .unwrap_or_else(|| panic!("this test needs Chromium: apt-get install chromium (scripts/test.sh does)"));
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .unwrap_or_else(|| {
+            panic!("this test needs Chromium: apt-get install chromium (scripts/test.sh does)")
+        });
     let profile = tempfile::tempdir().expect("profile");
     let flags = [
         "--headless",
@@ -263,9 +363,16 @@ fn report_html_draws_its_charts_in_a_browser() {
         .arg(&page)
         .output()
         .expect("chromium");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let png = std::fs::read(&shot).expect("screenshot");
-    assert!(png.len() > 10_000 && png.starts_with(b"\x89PNG"), "a real screenshot");
+    assert!(
+        png.len() > 10_000 && png.starts_with(b"\x89PNG"),
+        "a real screenshot"
+    );
     let dom = Command::new(chromium)
         .args(flags)
         .arg(format!("--user-data-dir={}", profile.path().display()))
@@ -281,5 +388,8 @@ fn report_html_draws_its_charts_in_a_browser() {
         .map(|p| p.split('"').next().unwrap_or(""))
         .collect();
     assert!(paths.len() >= 5, "{} paths", paths.len());
-    assert!(paths.iter().all(|d| d.len() > 4 && d.starts_with('M')), "every path draws something");
+    assert!(
+        paths.iter().all(|d| d.len() > 4 && d.starts_with('M')),
+        "every path draws something"
+    );
 }

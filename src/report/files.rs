@@ -38,7 +38,10 @@ pub fn write_histograms(
     histograms: &[(String, &hdrhistogram::Histogram<u64>)],
 ) -> std::io::Result<()> {
     for (name, h) in histograms {
-        write(&dir.join(format!("{name}.hgrm")), hgrm::percentile_distribution(h))?;
+        write(
+            &dir.join(format!("{name}.hgrm")),
+            hgrm::percentile_distribution(h),
+        )?;
         write(&dir.join(format!("{name}.hdr")), hgrm::to_bytes(h)?)?;
     }
     Ok(())
@@ -97,7 +100,10 @@ pub fn read_series(path: &Path) -> std::io::Result<(Vec<Sample>, Vec<String>)> {
     let mut r = csv::Reader::from_path(path).map_err(|e| io_at(path, e))?;
     let header = r.headers().map_err(|e| io_at(path, e))?.clone();
     if header.len() < FIXED.len() || header.iter().take(FIXED.len()).ne(FIXED.iter().copied()) {
-        return Err(io_at(path, "not a swarm timeseries.csv (unexpected columns)"));
+        return Err(io_at(
+            path,
+            "not a swarm timeseries.csv (unexpected columns)",
+        ));
     }
     let regions: Vec<String> = header
         .iter()
@@ -110,7 +116,12 @@ pub fn read_series(path: &Path) -> std::io::Result<(Vec<Sample>, Vec<String>)> {
         let num = |k: usize| -> std::io::Result<f64> {
             rec.get(k)
                 .and_then(|v| v.parse::<f64>().ok())
-                .ok_or_else(|| io_at(path, format!("row {}: column {} is not a number", i + 2, FIXED[k])))
+                .ok_or_else(|| {
+                    io_at(
+                        path,
+                        format!("row {}: column {} is not a number", i + 2, FIXED[k]),
+                    )
+                })
         };
         out.push(Sample {
             second: num(0)? as u64,

@@ -69,7 +69,10 @@ mod tests {
         let text = percentile_distribution(&h);
         assert!(text.starts_with("       Value     Percentile"));
         assert!(text.contains("Total count    =         1000"));
-        let last_row = text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).last();
+        let last_row = text
+            .lines()
+            .rev()
+            .find(|l| !l.starts_with('#') && !l.trim().is_empty());
         assert!(last_row.is_some_and(|l| l.contains("1.000000000000")));
         let back = from_bytes(&to_bytes(&h).expect("ser")).expect("de");
         assert_eq!(back.len(), h.len());

@@ -17,7 +17,13 @@ fn esc(s: &str) -> String {
 }
 
 /// A line chart of `lines` over seconds, with fault windows shaded.
-fn line_chart(title: &str, unit: &str, seconds: usize, lines: &[(&str, &str, Vec<f64>)], shades: &[(f64, f64)]) -> String {
+fn line_chart(
+    title: &str,
+    unit: &str,
+    seconds: usize,
+    lines: &[(&str, &str, Vec<f64>)],
+    shades: &[(f64, f64)],
+) -> String {
     let n = seconds.max(2) as f64;
     let ymax = lines
         .iter()
@@ -58,7 +64,12 @@ fn line_chart(title: &str, unit: &str, seconds: usize, lines: &[(&str, &str, Vec
     for (k, (name, color, values)) in lines.iter().enumerate() {
         let mut d = String::new();
         for (i, v) in values.iter().enumerate() {
-            d.push_str(&format!("{}{:.1},{:.1} ", if i == 0 { "M" } else { "L" }, x(i as f64), y(*v)));
+            d.push_str(&format!(
+                "{}{:.1},{:.1} ",
+                if i == 0 { "M" } else { "L" },
+                x(i as f64),
+                y(*v)
+            ));
         }
         if values.len() == 1 {
             d.push_str(&format!("L{:.1},{:.1}", x(1.0), y(values[0])));
@@ -116,7 +127,9 @@ pub fn render(s: &Summary, series: &[Sample]) -> String {
         .iter()
         .filter_map(|f| {
             let start = f.started_ms? as f64 / 1000.0;
-            let end = f.healed_ms.map_or(s.elapsed_ms as f64 / 1000.0, |h| h as f64 / 1000.0);
+            let end = f
+                .healed_ms
+                .map_or(s.elapsed_ms as f64 / 1000.0, |h| h as f64 / 1000.0);
             Some((start - 1.0, end - 1.0))
         })
         .collect();
@@ -214,9 +227,17 @@ pub fn render(s: &Summary, series: &[Sample]) -> String {
         .iter()
         .enumerate()
         .filter(|(_, v)| **v > 0)
-        .map(|(i, v)| (format!("{} attempt{}", i + 1, if i == 0 { "" } else { "s" }), *v))
+        .map(|(i, v)| {
+            (
+                format!("{} attempt{}", i + 1, if i == 0 { "" } else { "s" }),
+                *v,
+            )
+        })
         .collect();
-    page.push_str(&bar_chart("Attempts per answer (1 + OCC retries)", &attempts));
+    page.push_str(&bar_chart(
+        "Attempts per answer (1 + OCC retries)",
+        &attempts,
+    ));
     let outcomes: Vec<(String, u64)> = s
         .counters
         .iter()

@@ -100,7 +100,10 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
         let mut base = first_header.clone();
         base.shard = None;
         if h != base {
-            return Err(bad(&s.dir, "a different scenario, seed or catalog than the first shard"));
+            return Err(bad(
+                &s.dir,
+                "a different scenario, seed or catalog than the first shard",
+            ));
         }
         if let Some(sh) = shard {
             if seen.contains(&sh) {
@@ -114,11 +117,12 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
     }
     let db = match db {
         Some(u) => u,
-        None => shards[0]
-            .summary
-            .database
-            .parse()
-            .map_err(|_| bad(&shards[0].dir, "give --db: the shard's database URL was redacted"))?,
+        None => shards[0].summary.database.parse().map_err(|_| {
+            bad(
+                &shards[0].dir,
+                "give --db: the shard's database URL was redacted",
+            )
+        })?,
     };
 
     // Histories.
@@ -133,7 +137,12 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
 
     // Histograms.
     let mut names = vec!["latency-corrected".to_string(), "latency-raw".to_string()];
-    names.extend(first.regions.iter().map(|r| format!("latency-raw-region-{r}")));
+    names.extend(
+        first
+            .regions
+            .iter()
+            .map(|r| format!("latency-raw-region-{r}")),
+    );
     let mut histograms = Vec::new();
     for name in &names {
         let mut total = read_histogram(&first.dir.join(format!("{name}.hdr")))?;
@@ -192,13 +201,21 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
     let c = |k: &str| m.counters.get(k).copied().unwrap_or(0);
     let requests = c("requests");
     let answered = c("committed") + c("out_of_stock") + c("mandate_rejected");
-    m.rates.insert("requests_per_s".into(), requests as f64 / secs);
-    m.rates.insert("commits_per_s".into(), c("committed") as f64 / secs);
-    m.rates.insert("purchases_per_s".into(), c("purchases") as f64 / secs);
-    m.rates.insert("agents_per_s".into(), m.agents_done as f64 / secs);
+    m.rates
+        .insert("requests_per_s".into(), requests as f64 / secs);
+    m.rates
+        .insert("commits_per_s".into(), c("committed") as f64 / secs);
+    m.rates
+        .insert("purchases_per_s".into(), c("purchases") as f64 / secs);
+    m.rates
+        .insert("agents_per_s".into(), m.agents_done as f64 / secs);
     m.rates.insert(
         "error_rate".into(),
-        if requests == 0 { 0.0 } else { (requests - answered) as f64 / requests as f64 },
+        if requests == 0 {
+            0.0
+        } else {
+            (requests - answered) as f64 / requests as f64
+        },
     );
 
     // One audit over the merged history and the shared database.

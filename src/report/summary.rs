@@ -106,7 +106,10 @@ impl Summary {
         let secs = (run.elapsed_ms as f64 / 1000.0).max(1e-3);
         let mut rates = BTreeMap::new();
         rates.insert("requests_per_s".to_string(), t.requests as f64 / secs);
-        rates.insert("commits_per_s".to_string(), t.code(Code::Committed) as f64 / secs);
+        rates.insert(
+            "commits_per_s".to_string(),
+            t.code(Code::Committed) as f64 / secs,
+        );
         rates.insert("purchases_per_s".to_string(), t.purchases as f64 / secs);
         rates.insert("agents_per_s".to_string(), run.agents_done as f64 / secs);
         rates.insert(
