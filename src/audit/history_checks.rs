@@ -226,31 +226,32 @@ pub fn history_only(h: &Header, facts: &[KeyFacts], dropped: u64) -> Vec<Check> 
             format!("{dropped} requests were not recorded (history limit)"),
         )
     });
-    let mismatch: Vec<&KeyFacts> = facts.iter().filter(|f| f.hash_mismatch).collect();
-    checks.push(Check::violations(
+    // A check over keys: how many match, and the first keys by name.
+    let over_keys = |name, invariant, matches: &dyn Fn(&KeyFacts) -> bool, detail| {
+        let hits: Vec<&KeyFacts> = facts.iter().filter(|f| matches(f)).collect();
+        let examples = hits
+            .iter()
+            .take(super::MAX_EXAMPLES)
+            .map(|f| k(f))
+            .collect();
+        Check::violations(name, invariant, hits.len() as u64, examples, detail)
+    };
+    checks.push(over_keys(
         "history.replay_mismatch",
         Invariant::History,
-        mismatch.len() as u64,
-        mismatch.iter().map(|f| k(f)).collect(),
+        &|f| f.hash_mismatch,
         "keys whose answers were not byte-identical",
     ));
-    let accepted: Vec<&KeyFacts> = facts.iter().filter(|f| f.accepted_other_payload).collect();
-    checks.push(Check::violations(
+    checks.push(over_keys(
         "history.payload_not_refused",
         Invariant::History,
-        accepted.len() as u64,
-        accepted.iter().map(|f| k(f)).collect(),
+        &|f| f.accepted_other_payload,
         "keys reused with a changed payload and not refused",
     ));
-    let twins: Vec<&KeyFacts> = facts
-        .iter()
-        .filter(|f| f.persona == Persona::DoubleSubmit && f.fresh_commits > 1)
-        .collect();
-    checks.push(Check::violations(
+    checks.push(over_keys(
         "duplicate_settlement.double_submit",
         Invariant::DuplicateSettlement,
-        twins.len() as u64,
-        twins.iter().map(|f| k(f)).collect(),
+        &|f| f.persona == Persona::DoubleSubmit && f.fresh_commits > 1,
         "concurrent double submits that both committed fresh",
     ));
     let open: Vec<&KeyFacts> = facts.iter().filter(|f| f.indeterminate()).collect();

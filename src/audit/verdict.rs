@@ -61,13 +61,14 @@ pub struct Check {
 }
 
 impl Check {
-    /// A check that found `count` violations (`examples` are trimmed to `MAX_EXAMPLES`).
-    pub fn violations(
+    /// A check that counted `count` findings; any finding makes it `when_found`.
+    fn counted(
         name: &'static str,
         invariant: Invariant,
+        when_found: Validity,
         count: u64,
         mut examples: Vec<String>,
-        detail: impl Into<String>,
+        detail: String,
     ) -> Check {
         examples.truncate(MAX_EXAMPLES);
         Check {
@@ -76,12 +77,30 @@ impl Check {
             validity: if count == 0 {
                 Validity::Valid
             } else {
-                Validity::Invalid
+                when_found
             },
             count,
             examples,
-            detail: detail.into(),
+            detail,
         }
+    }
+
+    /// A check that found `count` violations (`examples` are trimmed to `MAX_EXAMPLES`).
+    pub fn violations(
+        name: &'static str,
+        invariant: Invariant,
+        count: u64,
+        examples: Vec<String>,
+        detail: impl Into<String>,
+    ) -> Check {
+        Check::counted(
+            name,
+            invariant,
+            Validity::Invalid,
+            count,
+            examples,
+            detail.into(),
+        )
     }
 
     /// A figure that is reported but never invalidates (e.g. a client anti-pattern's cost).
@@ -89,18 +108,35 @@ impl Check {
         name: &'static str,
         invariant: Invariant,
         count: u64,
-        mut examples: Vec<String>,
+        examples: Vec<String>,
         detail: impl Into<String>,
     ) -> Check {
-        examples.truncate(MAX_EXAMPLES);
-        Check {
-            name: name.to_string(),
+        Check::counted(
+            name,
             invariant,
-            validity: Validity::Valid,
+            Validity::Valid,
             count,
             examples,
-            detail: detail.into(),
-        }
+            detail.into(),
+        )
+    }
+
+    /// Violations that leave the verdict unknown rather than invalid (unresolved requests).
+    pub fn undecided(
+        name: &'static str,
+        invariant: Invariant,
+        count: u64,
+        examples: Vec<String>,
+        detail: impl Into<String>,
+    ) -> Check {
+        Check::counted(
+            name,
+            invariant,
+            Validity::Unknown,
+            count,
+            examples,
+            detail.into(),
+        )
     }
 
     /// A check that could not decide: never `valid`.
@@ -112,29 +148,6 @@ impl Check {
             count: 0,
             examples: Vec::new(),
             detail: why.into(),
-        }
-    }
-
-    /// Violations that leave the verdict unknown rather than invalid (unresolved requests).
-    pub fn undecided(
-        name: &'static str,
-        invariant: Invariant,
-        count: u64,
-        mut examples: Vec<String>,
-        detail: impl Into<String>,
-    ) -> Check {
-        examples.truncate(MAX_EXAMPLES);
-        Check {
-            name: name.to_string(),
-            invariant,
-            validity: if count == 0 {
-                Validity::Valid
-            } else {
-                Validity::Unknown
-            },
-            count,
-            examples,
-            detail: detail.into(),
         }
     }
 }
