@@ -18,7 +18,7 @@ use thiserror::Error;
 use tokio::sync::Semaphore;
 
 use crate::agent::{self, Attempt, World};
-use crate::audit::{LiveCounts, LiveCursor, Source};
+use crate::audit::{LiveCounts, Source};
 use crate::db::{Database, DbError, DbUrl, Dialect, SeedPlan};
 use crate::fault::{FaultRecord, Timeline};
 use crate::history::{self, History, HistoryError, Kind, Op};
@@ -112,12 +112,11 @@ async fn poll_live(url: DbUrl, out: Arc<std::sync::Mutex<LiveCounts>>, stop: Arc
             return;
         }
     };
-    let mut cursor = LiveCursor::default();
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while !stop.load(Ordering::Acquire) {
         every.tick().await;
-        let polled = crate::audit::live(&source, &mut cursor).await;
+        let polled = crate::audit::live(&source).await;
         let mut counts = out.lock().unwrap_or_else(|p| p.into_inner());
         match polled {
             Ok(c) => {

@@ -331,3 +331,27 @@ fn the_auditor_never_imports_the_kernel() {
         assert!(!text.contains("crate::kernel"), "{}", path.display());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_counters_see_a_negative_bucket_and_a_double_settlement() {
+    let (_g, url) = common::fresh_sqlite();
+    clean_run(&url).await;
+    let src = audit::Source::open(&url).await.expect("source");
+    let clean = audit::live(&src).await.expect("poll");
+    assert_eq!(
+        (
+            clean.oversells,
+            clean.duplicate_settlements,
+            clean.ledger_drift,
+            clean.mandate_breaches
+        ),
+        (0, 0, 0, 0)
+    );
+    corrupt(&url, "set a bucket to -1").await;
+    corrupt(&url, "duplicate a ledger transaction").await;
+    common::execute(&url, "UPDATE ledger_leg SET signed_amount_minor = signed_amount_minor + 1 WHERE signed_amount_minor > 0 AND leg_id = (SELECT MIN(leg_id) FROM ledger_leg WHERE signed_amount_minor > 0)").await;
+    let dirty = audit::live(&src).await.expect("poll");
+    assert!(dirty.oversells >= 1, "{dirty:?}");
+    assert!(dirty.duplicate_settlements >= 1, "{dirty:?}");
+    assert_eq!(dirty.ledger_drift, 1, "{dirty:?}");
+}

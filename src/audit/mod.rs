@@ -14,7 +14,7 @@ use crate::db::DbUrl;
 use crate::history::{Header, History};
 
 pub use source::Source;
-pub use state::{LiveCounts, LiveCursor};
+pub use state::LiveCounts;
 pub use verdict::{Check, Invariant, MAX_EXAMPLES, Report, Timing, Validity};
 
 use std::time::Instant;
@@ -187,6 +187,6 @@ async fn audit_facts(
 }
 
 /// One poll of the live subset on `src`.
-pub async fn live(src: &Source, cursor: &mut LiveCursor) -> Result<LiveCounts, crate::db::DbError> {
-    state::live(src, cursor).await
+pub async fn live(src: &Source) -> Result<LiveCounts, crate::db::DbError> {
+    state::live(src).await
 }
