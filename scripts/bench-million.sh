@@ -2,7 +2,8 @@
 # The main job as a benchmark: `swarm run scenarios/million.toml --no-tui` on the embedded
 # default, next to the bare one-transaction-per-purchase rusqlite loop (same stock, same
 # buckets, same mandates, mostly declined), measured in the same script. Prints wall time,
-# agents/s, purchases/s, peak RSS and the ratio to the bare loop. Not a test.
+# agents/s, purchases/s, peak RSS, the ratio to the bare loop, and the price of the live
+# audit poller and of the dashboard (million and smoke, with and without the TUI). Not a test.
 #
 #   scripts/bench-million.sh [SCENARIO]     # BARE_PURCHASES=200000
 set -euo pipefail
@@ -24,12 +25,16 @@ code=$?
 # The same run without the live audit poller, to price it.
 SWARM_LIVE_AUDIT=off target/release/swarm run "$SCENARIO" --no-tui --report-dir "$WORK/quiet" \
     >/dev/null 2>&1
+# And with the dashboard, in a pseudo-terminal (script(1)), to price that.
+env -u CI TERM=xterm-256color script -qec \
+    "target/release/swarm run $SCENARIO --report-dir $WORK/tui --exit-on-finish" /dev/null >/dev/null 2>&1
 set -e
 rss_kib="$(sed -n 's/.*Maximum resident set size (kbytes): \([0-9]*\).*/\1/p' "$WORK/stderr")"
-python3 - "$WORK/run/summary.json" "$bare" "$rss_kib" "$code" "$WORK/quiet/summary.json" <<'PY'
+python3 - "$WORK/run/summary.json" "$bare" "$rss_kib" "$code" "$WORK/quiet/summary.json" "$WORK/tui/summary.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
 quiet = json.load(open(sys.argv[5]))
+tui = json.load(open(sys.argv[6]))
 bare, rss_kib, code = float(sys.argv[2]), int(sys.argv[3] or 0), int(sys.argv[4])
 wall = s["elapsed_ms"] / 1000
 rate = s["rates"]["purchases_per_s"]
@@ -43,7 +48,26 @@ print(f"peak RSS            {rss_kib / 1024:.0f} MiB")
 print(f"OCC retries         {s['counters']['occ_retries']}")
 q = quiet["rates"]["purchases_per_s"]
 print(f"live audit cost     {100 * (q - rate) / q:+.1f}% purchases/s ({q:.0f}/s without the poller)")
+t = tui["rates"]["purchases_per_s"]
+print(f"dashboard cost      {100 * (rate - t) / rate:+.1f}% purchases/s ({t:.0f}/s with the TUI, {rate:.0f}/s without)")
 inv = {c['name']: c['count'] for c in s['audit']['checks'] if c['validity'] == 'invalid'}
 print(f"invariants          {'all 0' if not inv else inv}")
 print(f"verdict             {s['validity']} (exit {code})")
+PY
+
+# The smoke scenario with and without the dashboard, too (medians of 3).
+smoke_rate() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['rates']['purchases_per_s'])" "$1"; }
+plain=(); dash=()
+for i in 1 2 3; do
+    target/release/swarm run scenarios/smoke.toml --no-tui --report-dir "$WORK/smoke-plain-$i" >/dev/null 2>&1 || true
+    env -u CI TERM=xterm-256color script -qec \
+        "target/release/swarm run scenarios/smoke.toml --report-dir $WORK/smoke-tui-$i --exit-on-finish" /dev/null >/dev/null 2>&1 || true
+    plain+=("$(smoke_rate "$WORK/smoke-plain-$i/summary.json")")
+    dash+=("$(smoke_rate "$WORK/smoke-tui-$i/summary.json")")
+done
+python3 - "${plain[*]}" "${dash[*]}" <<'PY'
+import statistics, sys
+p = statistics.median(map(float, sys.argv[1].split()))
+d = statistics.median(map(float, sys.argv[2].split()))
+print(f"smoke               {p:.0f} purchases/s without the TUI, {d:.0f} with ({100 * (p - d) / p:+.1f}%; runs {sys.argv[1]} / {sys.argv[2]})")
 PY

@@ -5,11 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v chromium >/dev/null 2>&1; then
-    echo "test.sh: installing Chromium (report.html is checked in a real browser)" >&2
+# Chromium checks report.html in a real browser; tmux drives the dashboard like an operator.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+if [[ ${#missing[@]} -gt 0 ]]; then
+    echo "test.sh: installing ${missing[*]}" >&2
     if [[ "$(id -u)" -ne 0 ]]; then SUDO=sudo; else SUDO=""; fi
     $SUDO apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >&2
 fi
 
 export SWARM_PG_DIR="${SWARM_PG_DIR:-/tmp/swarm-pg-test}"
@@ -22,6 +26,12 @@ cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 LOG="$(mktemp)"
 cargo test -- --test-threads="${SWARM_TEST_THREADS:-2}" 2>&1 | tee "$LOG"
+# The dashboard in a real terminal (tmux): press f, see the fault, finish valid.
+if scripts/tui-demo.sh target/debug/swarm 2>&1 | tee -a "$LOG"; then
+    echo "test result: ok. 1 passed; 0 failed; (scripts/tui-demo.sh)" >>"$LOG"
+else
+    echo "test result: FAILED. 0 passed; 1 failed; (scripts/tui-demo.sh)" >>"$LOG"
+fi
 # One closing line over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "swarm: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' "$LOG"

@@ -64,6 +64,18 @@ pub struct RunOptions {
     /// Print a progress line to stderr every second.
     pub progress: bool,
     pub control: Arc<Control>,
+    /// Receives a handle on the running swarm once agents can start (the dashboard).
+    pub observer: Option<tokio::sync::oneshot::Sender<Arc<LiveRun>>>,
+}
+
+/// What a dashboard may read (and the few things it may do) while a run goes on.
+pub struct LiveRun {
+    pub world: Arc<World>,
+    pub timeline: Arc<Timeline>,
+    pub live: Arc<std::sync::Mutex<LiveCounts>>,
+    pub control: Arc<Control>,
+    /// Agents in this run (this shard's).
+    pub total: u64,
 }
 
 /// How the end-of-run replay of indeterminate keys went.
@@ -357,6 +369,16 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, EngineError> {
         })
     };
 
+    if let Some(observer) = opts.observer {
+        let _ = observer.send(Arc::new(LiveRun {
+            world: world.clone(),
+            timeline: timeline.clone(),
+            live: live.clone(),
+            control: opts.control.clone(),
+            total,
+        }));
+    }
+
     // Arrivals.
     let in_flight = s.agents.in_flight;
     let capacity = Arc::new(Semaphore::new(in_flight));
@@ -382,6 +404,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, EngineError> {
             break;
         };
         let intended = scheduled.unwrap_or_else(Instant::now);
+        world.metrics.agents_started.fetch_add(1, Ordering::Relaxed);
         let w = world.clone();
         tokio::spawn(async move {
             agent::run_agent(w.clone(), id as u32, intended).await;

@@ -16,3 +16,4 @@ pub mod region;
 pub mod report;
 pub mod scenario;
 pub mod selftest;
+pub mod tui;

@@ -75,9 +75,12 @@ enum Verb {
 #[derive(clap::Args)]
 struct RunArgs {
     scenario: PathBuf,
-    /// Plain progress lines instead of the dashboard.
+    /// Plain progress lines instead of the dashboard (also without a TTY or with CI=true).
     #[arg(long)]
     no_tui: bool,
+    /// Leave the dashboard as soon as the verdict is in, without waiting for a key.
+    #[arg(long)]
+    exit_on_finish: bool,
     /// `sqlite://PATH` or `postgres://…`; else the scenario's, else `DATABASE_URL`, else an
     /// embedded SQLite file in the report directory.
     #[arg(long)]
@@ -365,24 +368,47 @@ async fn run_verb(args: RunArgs) -> Result<i32, Exit> {
             }
         });
     }
-    let _ = args.no_tui;
+    let tui = swarm::tui::wanted(args.no_tui);
     eprintln!(
         "swarm: running {} (seed {}) → {}",
         scenario.name,
         scenario.seed,
         dir.display()
     );
+    let (observer, watching) = tokio::sync::oneshot::channel();
+    let (phase, phases) = tokio::sync::watch::channel(swarm::tui::Phase::Running);
+    let dashboard = tui.then(|| {
+        let meta = swarm::tui::Meta {
+            scenario: scenario.name.clone(),
+            seed: scenario.seed,
+            target: match &db {
+                Some(u) => format!("direct · {u}"),
+                None => "direct · embedded SQLite".into(),
+            },
+        };
+        tokio::spawn(swarm::tui::run(watching, phases, meta, args.exit_on_finish))
+    });
     let result = engine::run(RunOptions {
         scenario: scenario.clone(),
         db,
         dir: dir.clone(),
         shard: args.shard,
-        progress: true,
+        progress: !tui,
         control,
+        observer: tui.then_some(observer),
     })
-    .await
-    .map_err(internal)?;
-    let mut result = result;
+    .await;
+    let mut result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(d) = dashboard {
+                d.abort();
+                let _ = d.await;
+            }
+            return Err(internal(e));
+        }
+    };
+    let _ = phase.send(swarm::tui::Phase::Auditing);
     let history = std::mem::take(&mut result.history.records);
     let owned = swarm::history::History {
         header: result.history.header.clone(),
@@ -392,9 +418,21 @@ async fn run_verb(args: RunArgs) -> Result<i32, Exit> {
         swarm::audit::audit_owned(Some(&result.db_url), owned, result.history_dropped).await;
     tracing::info!(memory_kib = ?swarm::metrics::memory_kib(), "audited");
     let summary = swarm::report::Summary::build(&scenario, &result, audit);
-    swarm::report::write_all(&dir, &summary, &result)
-        .with_context(|| format!("writing the report in {}", dir.display()))
-        .map_err(internal)?;
+    let written = swarm::report::write_all(&dir, &summary, &result)
+        .with_context(|| format!("writing the report in {}", dir.display()));
+    if let Some(d) = dashboard {
+        let _ = phase.send(swarm::tui::Phase::Done {
+            validity: summary.validity.name().to_string(),
+            exit_code: summary.exit_code,
+            note: format!("report: {} · press any key", dir.display()),
+        });
+        match d.await {
+            Ok(Err(e)) => eprintln!("swarm: dashboard: {e}"),
+            Err(e) if e.is_panic() => eprintln!("swarm: dashboard failed"),
+            _ => {}
+        }
+    }
+    written.map_err(internal)?;
     println!("{}", summary.render());
     println!("report: {}", dir.display());
     Ok(summary.exit_code)

@@ -148,6 +148,7 @@ pub struct Sample {
 pub struct Metrics {
     shards: Box<[Mutex<Shard>]>,
     pub start: Instant,
+    pub agents_started: AtomicU64,
     pub agents_done: AtomicU64,
     in_flight: Box<[AtomicI64]>,
     series: Mutex<Vec<Sample>>,
@@ -177,6 +178,7 @@ impl Metrics {
                 .map(|_| Mutex::new(Shard::new(regions)))
                 .collect(),
             start: Instant::now(),
+            agents_started: AtomicU64::new(0),
             agents_done: AtomicU64::new(0),
             in_flight: (0..regions).map(|_| AtomicI64::new(0)).collect(),
             series: Mutex::new(Vec::new()),

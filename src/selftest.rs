@@ -209,6 +209,7 @@ pub async fn run_case(
         shard: None,
         progress: false,
         control: Arc::new(Control::default()),
+        observer: None,
     })
     .await;
     let report = match result {

@@ -62,6 +62,7 @@ async fn clean_run(url: &DbUrl) -> History {
         shard: None,
         progress: false,
         control: Arc::new(Control::default()),
+        observer: None,
     })
     .await
     .expect("run");

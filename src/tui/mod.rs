@@ -1,0 +1,408 @@
+//! Mission Control: the live terminal dashboard.
+//!
+//! Invariants: the dashboard only reads aggregates (merged metrics once a second, the
+//! 1 Hz series, the live audit counters), never the history; it draws at a fixed 10
+//! frames a second; the terminal is restored however the run ends (a guard's `Drop`, and
+//! ratatui's panic hook); it switches itself off without a TTY or with `CI=true`.
+
+pub mod panels;
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use tokio::sync::{oneshot, watch};
+
+use crate::engine::LiveRun;
+use crate::history::Code;
+use crate::metrics::{self, Percentiles};
+pub use panels::{Dashboard, Health, RegionRow};
+
+/// Where the run is, as the dashboard shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    Running,
+    Auditing,
+    Done {
+        validity: String,
+        exit_code: i32,
+        note: String,
+    },
+}
+
+/// What the header names.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub scenario: String,
+    pub seed: u64,
+    pub target: String,
+}
+
+/// On by default on a terminal; off with `--no-tui`, without a TTY, or with `CI=true`.
+pub fn wanted(no_tui: bool) -> bool {
+    !no_tui
+        && std::io::stdout().is_terminal()
+        && std::env::var("CI").map_or(true, |v| v != "true" && v != "1")
+}
+
+/// Restores the terminal when dropped, however the dashboard ends.
+struct Restore;
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+/// Reads keys on its own thread (crossterm's read blocks) until told to stop.
+fn spawn_input(stop: Arc<AtomicBool>) -> std::sync::mpsc::Receiver<Event> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Acquire) {
+            if event::poll(Duration::from_millis(50)).unwrap_or(false) {
+                match event::read() {
+                    Ok(e) => {
+                        if tx.send(e).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Process CPU time in seconds (utime + stime), from /proc.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name, which may contain spaces, closed by ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Build one frame's figures from the running swarm.
+pub fn dashboard(
+    meta: &Meta,
+    run: &LiveRun,
+    snap: &metrics::Snapshot,
+    health: Health,
+) -> Dashboard {
+    let w = &run.world;
+    let t = &snap.totals;
+    let outcomes = Code::ALL
+        .iter()
+        .map(|c| (c.name().to_string(), t.code(*c)))
+        .chain([("REPLAYS".to_string(), t.replays)])
+        .collect();
+    let regions = w
+        .regions
+        .iter()
+        .zip(snap.regions.iter())
+        .zip(snap.in_flight.iter())
+        .map(|((r, fig), inf)| RegionRow {
+            name: r.name.clone(),
+            state: r.state().label(),
+            requests: fig.counters.requests,
+            errors: fig.counters.errors(),
+            in_flight: *inf,
+        })
+        .collect();
+    Dashboard {
+        scenario: meta.scenario.clone(),
+        seed: meta.seed,
+        target: meta.target.clone(),
+        elapsed_s: w.metrics.start.elapsed().as_secs_f64(),
+        done: w.metrics.agents_done.load(Ordering::Relaxed),
+        total: run.total,
+        paused: run.control.paused.load(Ordering::Acquire),
+        series: w.metrics.series(),
+        faults: run.timeline.records(),
+        latency_corrected: Percentiles::of(&snap.corrected_us),
+        latency_raw: Percentiles::of(&snap.raw_us),
+        attempts: snap.attempts.to_vec(),
+        retry_exhausted: t.code(Code::RetryExhausted),
+        outcomes,
+        regions,
+        live: *run.live.lock().unwrap_or_else(|p| p.into_inner()),
+        health,
+        verdict: None,
+        status: String::new(),
+        help: false,
+    }
+}
+
+/// Run the dashboard until the run is audited and a key is pressed (or at once with
+/// `exit_on_finish`).
+pub async fn run(
+    live: oneshot::Receiver<Arc<LiveRun>>,
+    mut phase: watch::Receiver<Phase>,
+    meta: Meta,
+    exit_on_finish: bool,
+) -> std::io::Result<()> {
+    let mut terminal = ratatui::try_init()?;
+    let _restore = Restore;
+    let stop_input = Arc::new(AtomicBool::new(false));
+    let keys = spawn_input(stop_input.clone());
+    struct StopInput(Arc<AtomicBool>);
+    impl Drop for StopInput {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+    let _stop_input = StopInput(stop_input);
+
+    let Ok(run) = live.await else {
+        return Ok(()); // the run failed before agents started; the caller reports it
+    };
+    let mut frame = tokio::time::interval(Duration::from_millis(100));
+    frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut snap = run.world.metrics.snapshot();
+    let mut board = dashboard(&meta, &run, &snap, Health::default());
+    let (mut last_refresh, mut last_cpu) = (Instant::now(), cpu_seconds());
+    let mut lag_ms = 0.0f64;
+    let mut last_tick = Instant::now();
+    let mut interrupts = 0;
+    loop {
+        frame.tick().await;
+        let since = last_tick.elapsed().as_secs_f64() * 1000.0;
+        lag_ms = 0.8 * lag_ms + 0.2 * (since - 100.0).max(0.0);
+        last_tick = Instant::now();
+
+        let current = phase.borrow_and_update().clone();
+        let done = matches!(current, Phase::Done { .. });
+        while let Ok(ev) = keys.try_recv() {
+            let Event::Key(k) = ev else { continue };
+            if k.kind != KeyEventKind::Press {
+                continue;
+            }
+            if done {
+                return Ok(());
+            }
+            let ctrl_c =
+                k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
+            match k.code {
+                _ if ctrl_c => {
+                    interrupts += 1;
+                    if interrupts > 1 {
+                        drop(_stop_input);
+                        drop(_restore);
+                        eprintln!("swarm: aborted");
+                        std::process::exit(130);
+                    }
+                    run.control.stop.store(true, Ordering::Release);
+                }
+                KeyCode::Char('q') => run.control.stop.store(true, Ordering::Release),
+                KeyCode::Char('f') => {
+                    board.status = match run
+                        .timeline
+                        .fire_next(&run.world.regions, &run.world.metrics)
+                    {
+                        Some(f) => format!("fired {} {} ", f.mode, f.region),
+                        None => "no fault left to fire ".into(),
+                    };
+                }
+                KeyCode::Char('h') => {
+                    run.timeline
+                        .heal_all(&run.world.regions, &run.world.metrics);
+                    board.status = "healed every region ".into();
+                }
+                KeyCode::Char(' ') => {
+                    let p = !run.control.paused.load(Ordering::Acquire);
+                    run.control.paused.store(p, Ordering::Release);
+                }
+                KeyCode::Char('?') => board.help = !board.help,
+                _ => {}
+            }
+        }
+        if last_refresh.elapsed() >= Duration::from_secs(1) && !done {
+            let cpu = cpu_seconds();
+            let secs = last_refresh.elapsed().as_secs_f64();
+            snap = run.world.metrics.snapshot();
+            let (rss_kib, _) = metrics::memory_kib();
+            let started = run.world.metrics.agents_started.load(Ordering::Relaxed);
+            let finished = run.world.metrics.agents_done.load(Ordering::Relaxed);
+            let health = Health {
+                cpu_pct: 100.0 * (cpu - last_cpu) / secs,
+                lag_ms,
+                live_tasks: started.saturating_sub(finished),
+                rss_mib: rss_kib as f64 / 1024.0,
+            };
+            let (status, help) = (board.status.clone(), board.help);
+            board = dashboard(&meta, &run, &snap, health);
+            board.status = status;
+            board.help = help;
+            last_refresh = Instant::now();
+            last_cpu = cpu;
+        }
+        match &current {
+            Phase::Running => {}
+            Phase::Auditing => board.status = "draining, healing, resolving, auditing… ".into(),
+            Phase::Done {
+                validity,
+                exit_code,
+                note,
+            } => {
+                board.verdict = Some((validity.clone(), *exit_code, note.clone()));
+                board.status.clear();
+            }
+        }
+        board.elapsed_s = if done {
+            board.elapsed_s
+        } else {
+            run.world.metrics.start.elapsed().as_secs_f64()
+        };
+        board.done = run.world.metrics.agents_done.load(Ordering::Relaxed);
+        terminal.draw(|f| panels::draw(f, &board))?;
+        if done && exit_on_finish {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::LiveCounts;
+    use crate::fault::FaultRecord;
+    use crate::metrics::Sample;
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use ratatui::style::Color;
+
+    fn figures() -> Dashboard {
+        Dashboard {
+            scenario: "smoke".into(),
+            seed: 42,
+            target: "direct · SQLite".into(),
+            elapsed_s: 7.0,
+            done: 5000,
+            total: 10000,
+            series: (1..=7)
+                .map(|s| Sample {
+                    second: s,
+                    commits: 10 * s,
+                    declines: 900,
+                    errors: 5,
+                    occ_retries: s * 3,
+                    requests: 1000,
+                    p50_us: 2000,
+                    p99_us: 9000,
+                    in_flight: 64,
+                    agents_done: s * 700,
+                    regions: vec!["UP".into(), "DOWN:crash".into()],
+                })
+                .collect(),
+            faults: vec![FaultRecord {
+                index: 0,
+                region: "us-west-2".into(),
+                mode: "crash".into(),
+                trigger: "50%".into(),
+                started_ms: Some(3500),
+                healed_ms: None,
+            }],
+            attempts: vec![900, 70, 25, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            retry_exhausted: 2,
+            outcomes: vec![("COMMITTED".into(), 100), ("OUT_OF_STOCK".into(), 9000)],
+            regions: vec![
+                RegionRow {
+                    name: "us-east-1".into(),
+                    state: "UP".into(),
+                    requests: 6000,
+                    errors: 10,
+                    in_flight: 60,
+                },
+                RegionRow {
+                    name: "us-west-2".into(),
+                    state: "DOWN:crash".into(),
+                    requests: 3000,
+                    errors: 900,
+                    in_flight: 0,
+                },
+            ],
+            live: LiveCounts {
+                oversells: 0,
+                duplicate_settlements: 3,
+                ledger_drift: 0,
+                mandate_breaches: 0,
+                errors: 0,
+                polls: 7,
+            },
+            ..Dashboard::default()
+        }
+    }
+
+    fn render(d: &Dashboard, w: u16, h: u16) -> ratatui::buffer::Buffer {
+        let mut t = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+        t.draw(|f| panels::draw(f, d)).expect("draw");
+        t.backend().buffer().clone()
+    }
+
+    fn text(b: &ratatui::buffer::Buffer) -> String {
+        let a = b.area;
+        (0..a.height)
+            .map(|y| (0..a.width).map(|x| b[(x, y)].symbol()).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn find(b: &ratatui::buffer::Buffer, needle: &str) -> Option<(u16, u16)> {
+        let a = b.area;
+        for y in 0..a.height {
+            let line: String = (0..a.width).map(|x| b[(x, y)].symbol()).collect();
+            if let Some(i) = line.find(needle) {
+                return Some((line[..i].chars().count() as u16, y));
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn invariant_panel_turns_red_on_a_violation() {
+        for (w, h) in [(80, 24), (200, 50)] {
+            let b = render(&figures(), w, h);
+            let (x, y) = find(&b, "dup. settlements").unwrap_or_else(|| panic!("{}", text(&b)));
+            assert_eq!(b[(x, y)].style().bg, Some(Color::Red), "{w}x{h}");
+            let (x, y) = find(&b, "oversells").expect("oversells");
+            assert_eq!(b[(x, y)].style().fg, Some(Color::Green));
+            assert_ne!(b[(x, y)].style().bg, Some(Color::Red));
+        }
+    }
+
+    #[test]
+    fn regions_show_down_and_the_retry_distribution_has_bars() {
+        for (w, h) in [(80, 24), (200, 50)] {
+            let b = render(&figures(), w, h);
+            let (x, y) = find(&b, "DOWN:crash").unwrap_or_else(|| panic!("{}", text(&b)));
+            assert_eq!(b[(x, y)].style().fg, Some(Color::Red));
+            let all = text(&b);
+            assert!(all.contains("exhausted 2"), "{all}");
+            assert!(
+                all.chars()
+                    .filter(|c| matches!(c, '█' | '▇' | '▆' | '▅' | '▄' | '▃' | '▂' | '▁'))
+                    .count()
+                    > 3,
+                "{all}"
+            );
+            assert!(all.contains("5000/10000"), "the progress gauge");
+            assert!(all.contains("1 fault(s) active"));
+        }
+    }
+
+    #[test]
+    fn the_verdict_and_help_show() {
+        let mut d = figures();
+        d.verdict = Some(("invalid".into(), 1, "report: reports/x".into()));
+        d.help = true;
+        let all = text(&render(&d, 200, 50));
+        assert!(all.contains("VERDICT INVALID (exit 1)"));
+        assert!(all.contains("fire the next fault now"));
+    }
+}

@@ -1,0 +1,466 @@
+//! Mission Control's panels, drawn from a `Dashboard` of plain figures, so every panel
+//! can be rendered in a test from known numbers.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Direction, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Axis, Bar, BarChart, BarGroup, Block, Borders, Cell, Chart, Clear, Dataset, Gauge, GraphType,
+    Paragraph, Row, Sparkline, Table,
+};
+
+use crate::audit::LiveCounts;
+use crate::fault::FaultRecord;
+use crate::metrics::{Percentiles, Sample};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionRow {
+    pub name: String,
+    pub state: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub in_flight: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Health {
+    pub cpu_pct: f64,
+    pub lag_ms: f64,
+    pub live_tasks: u64,
+    pub rss_mib: f64,
+}
+
+/// Everything one frame shows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Dashboard {
+    pub scenario: String,
+    pub seed: u64,
+    pub target: String,
+    pub elapsed_s: f64,
+    pub done: u64,
+    pub total: u64,
+    pub paused: bool,
+    pub series: Vec<Sample>,
+    pub faults: Vec<FaultRecord>,
+    pub latency_corrected: Percentiles,
+    pub latency_raw: Percentiles,
+    pub attempts: Vec<u64>,
+    pub retry_exhausted: u64,
+    pub outcomes: Vec<(String, u64)>,
+    pub regions: Vec<RegionRow>,
+    pub live: LiveCounts,
+    pub health: Health,
+    /// `Some((validity, exit code, note))` once the run is audited.
+    pub verdict: Option<(String, i32, String)>,
+    pub status: String,
+    pub help: bool,
+}
+
+fn block(title: &str) -> Block<'_> {
+    Block::default().borders(Borders::ALL).title(Span::styled(
+        title,
+        Style::default().add_modifier(Modifier::BOLD),
+    ))
+}
+
+pub fn draw(f: &mut Frame, d: &Dashboard) {
+    let area = f.area();
+    let roomy = area.width >= 120 && area.height >= 36;
+    let rows = Layout::default()
+        .direction(Direction::Vertical)
+        .constraints(if roomy {
+            vec![
+                Constraint::Length(4),
+                Constraint::Min(10),
+                Constraint::Length(12),
+                Constraint::Length(10),
+            ]
+        } else {
+            vec![
+                Constraint::Length(4),
+                Constraint::Min(6),
+                Constraint::Length(8),
+                Constraint::Length(6),
+            ]
+        })
+        .split(area);
+    header(f, rows[0], d);
+    let top = Layout::default()
+        .direction(Direction::Horizontal)
+        .constraints([Constraint::Percentage(62), Constraint::Percentage(38)])
+        .split(rows[1]);
+    throughput(f, top[0], d);
+    latency(f, top[1], d);
+    let middle = Layout::default()
+        .direction(Direction::Horizontal)
+        .constraints([
+            Constraint::Percentage(40),
+            Constraint::Percentage(30),
+            Constraint::Percentage(30),
+        ])
+        .split(rows[2]);
+    retries(f, middle[0], d);
+    outcomes(f, middle[1], d);
+    invariants(f, middle[2], d);
+    let bottom = Layout::default()
+        .direction(Direction::Horizontal)
+        .constraints([Constraint::Percentage(62), Constraint::Percentage(38)])
+        .split(rows[3]);
+    regions(f, bottom[0], d);
+    health(f, bottom[1], d);
+    if d.help {
+        help(f, area);
+    }
+}
+
+pub fn header(f: &mut Frame, area: Rect, d: &Dashboard) {
+    let ratio = if d.total == 0 {
+        0.0
+    } else {
+        (d.done as f64 / d.total as f64).clamp(0.0, 1.0)
+    };
+    let eta = if d.done > 0 && d.done < d.total {
+        let rate = d.done as f64 / d.elapsed_s.max(1e-3);
+        format!("ETA {:.0}s", (d.total - d.done) as f64 / rate)
+    } else {
+        String::new()
+    };
+    let state = match &d.verdict {
+        Some((v, code, _)) => Span::styled(
+            format!(" VERDICT {} (exit {code}) ", v.to_uppercase()),
+            Style::default()
+                .fg(Color::Black)
+                .bg(if v == "valid" {
+                    Color::Green
+                } else if v == "invalid" {
+                    Color::Red
+                } else {
+                    Color::Yellow
+                })
+                .add_modifier(Modifier::BOLD),
+        ),
+        None if d.paused => Span::styled(
+            " PAUSED ",
+            Style::default().fg(Color::Black).bg(Color::Yellow),
+        ),
+        None => Span::raw(d.status.clone()),
+    };
+    let line = Line::from(vec![
+        Span::styled("swarm ", Style::default().add_modifier(Modifier::BOLD)),
+        Span::raw(format!(
+            "{} · seed {} · {} · {:.1}s ",
+            d.scenario, d.seed, d.target, d.elapsed_s
+        )),
+        state,
+        Span::raw("  q quit · f fault · h heal · space pause · ? help"),
+    ]);
+    let parts = Layout::default()
+        .direction(Direction::Vertical)
+        .constraints([Constraint::Length(1), Constraint::Length(3)])
+        .split(area);
+    f.render_widget(Paragraph::new(line), parts[0]);
+    f.render_widget(
+        Gauge::default()
+            .block(Block::default().borders(Borders::ALL).title("agents"))
+            .gauge_style(Style::default().fg(Color::Cyan))
+            .ratio(ratio)
+            .label(format!("{}/{} agents {eta}", d.done, d.total)),
+        parts[1],
+    );
+}
+
+fn points(series: &[Sample], f: impl Fn(&Sample) -> f64) -> Vec<(f64, f64)> {
+    series.iter().map(|s| (s.second as f64, f(s))).collect()
+}
+
+pub fn throughput(f: &mut Frame, area: Rect, d: &Dashboard) {
+    let commits = points(&d.series, |s| s.commits as f64);
+    let declines = points(&d.series, |s| s.declines as f64);
+    let errors = points(&d.series, |s| s.errors as f64);
+    let x_max = d.series.last().map_or(1.0, |s| s.second as f64).max(1.0);
+    let y_max = commits
+        .iter()
+        .chain(declines.iter())
+        .chain(errors.iter())
+        .map(|p| p.1)
+        .fold(1.0, f64::max)
+        * 1.1;
+    // Fault start and heal, drawn as vertical marks.
+    let mut marks: Vec<(f64, f64)> = Vec::new();
+    for fault in &d.faults {
+        for t in [fault.started_ms, fault.healed_ms].into_iter().flatten() {
+            let x = t as f64 / 1000.0;
+            for k in 0..=8 {
+                marks.push((x, y_max * f64::from(k) / 8.0));
+            }
+        }
+    }
+    let datasets = vec![
+        Dataset::default()
+            .name("commits/s")
+            .marker(symbols::Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(Style::default().fg(Color::Green))
+            .data(&commits),
+        Dataset::default()
+            .name("declines/s")
+            .marker(symbols::Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(Style::default().fg(Color::Blue))
+            .data(&declines),
+        Dataset::default()
+            .name("errors/s")
+            .marker(symbols::Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(Style::default().fg(Color::Red))
+            .data(&errors),
+        Dataset::default()
+            .name("fault")
+            .marker(symbols::Marker::Dot)
+            .graph_type(GraphType::Scatter)
+            .style(Style::default().fg(Color::Magenta))
+            .data(&marks),
+    ];
+    let active = d
+        .faults
+        .iter()
+        .filter(|f| f.started_ms.is_some() && f.healed_ms.is_none())
+        .count();
+    let title = if active > 0 {
+        format!("throughput · {active} fault(s) active")
+    } else {
+        "throughput".to_string()
+    };
+    f.render_widget(
+        Chart::new(datasets)
+            .block(block(&title))
+            .x_axis(
+                Axis::default()
+                    .bounds([0.0, x_max])
+                    .labels(vec![Line::from("0s"), Line::from(format!("{x_max:.0}s"))]),
+            )
+            .y_axis(
+                Axis::default()
+                    .bounds([0.0, y_max])
+                    .labels(vec![Line::from("0"), Line::from(format!("{y_max:.0}"))]),
+            ),
+        area,
+    );
+}
+
+pub fn latency(f: &mut Frame, area: Rect, d: &Dashboard) {
+    let row = |name: &str, p: &Percentiles| {
+        Row::new(vec![
+            Cell::from(name.to_string()),
+            Cell::from(format!("{:.1}", p.p50_ms)),
+            Cell::from(format!("{:.1}", p.p90_ms)),
+            Cell::from(format!("{:.1}", p.p99_ms)),
+            Cell::from(format!("{:.1}", p.p999_ms)),
+            Cell::from(format!("{:.1}", p.max_ms)),
+        ])
+    };
+    f.render_widget(
+        Table::new(
+            vec![
+                row("corrected", &d.latency_corrected),
+                row("raw", &d.latency_raw),
+            ],
+            [
+                Constraint::Length(9),
+                Constraint::Length(7),
+                Constraint::Length(7),
+                Constraint::Length(7),
+                Constraint::Length(7),
+                Constraint::Length(7),
+            ],
+        )
+        .header(
+            Row::new(vec!["ms", "p50", "p90", "p99", "p99.9", "max"])
+                .style(Style::default().add_modifier(Modifier::BOLD)),
+        )
+        .block(block("latency")),
+        area,
+    );
+}
+
+pub fn retries(f: &mut Frame, area: Rect, d: &Dashboard) {
+    let total: u64 = d.series.iter().map(|s| s.occ_retries).sum();
+    let title = format!("OCC retries {total} · exhausted {}", d.retry_exhausted);
+    let outer = block(&title);
+    let inner = outer.inner(area);
+    f.render_widget(outer, area);
+    let parts = Layout::default()
+        .direction(Direction::Vertical)
+        .constraints([Constraint::Length(2), Constraint::Min(3)])
+        .split(inner);
+    let per_second: Vec<u64> = d.series.iter().map(|s| s.occ_retries).collect();
+    let shown = &per_second[per_second.len().saturating_sub(usize::from(parts[0].width))..];
+    f.render_widget(
+        Sparkline::default()
+            .data(shown)
+            .style(Style::default().fg(Color::Yellow)),
+        parts[0],
+    );
+    let last = d
+        .attempts
+        .iter()
+        .rposition(|v| *v > 0)
+        .map_or(1, |i| i + 1)
+        .max(3);
+    let bars: Vec<Bar> = d.attempts[..last.min(d.attempts.len())]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            Bar::default()
+                .label(Line::from(format!("{}", i + 1)))
+                .value(*v)
+        })
+        .collect();
+    f.render_widget(
+        BarChart::default()
+            .block(Block::default().title("attempts per answer"))
+            .bar_width(3)
+            .bar_gap(1)
+            .bar_style(Style::default().fg(Color::Yellow))
+            .data(BarGroup::default().bars(&bars)),
+        parts[1],
+    );
+}
+
+pub fn outcomes(f: &mut Frame, area: Rect, d: &Dashboard) {
+    let rows: Vec<Row> = d
+        .outcomes
+        .iter()
+        .map(|(k, v)| Row::new(vec![Cell::from(k.clone()), Cell::from(v.to_string())]))
+        .collect();
+    f.render_widget(
+        Table::new(rows, [Constraint::Min(12), Constraint::Length(10)]).block(block("outcomes")),
+        area,
+    );
+}
+
+pub fn invariants(f: &mut Frame, area: Rect, d: &Dashboard) {
+    let l = &d.live;
+    let row = |name: &str, n: u64| {
+        let style = if n == 0 {
+            Style::default().fg(Color::Green)
+        } else {
+            Style::default()
+                .fg(Color::White)
+                .bg(Color::Red)
+                .add_modifier(Modifier::BOLD)
+        };
+        Row::new(vec![
+            Cell::from(name.to_string()),
+            Cell::from(n.to_string()),
+        ])
+        .style(style)
+    };
+    let rows = vec![
+        row("oversells", l.oversells),
+        row("dup. settlements", l.duplicate_settlements),
+        row("ledger drift", l.ledger_drift),
+        row("mandate breaches", l.mandate_breaches),
+    ];
+    f.render_widget(
+        Table::new(rows, [Constraint::Min(16), Constraint::Length(5)])
+            .block(block(&format!("live invariants · {} polls", l.polls))),
+        area,
+    );
+}
+
+pub fn regions(f: &mut Frame, area: Rect, d: &Dashboard) {
+    let rows: Vec<Row> = d
+        .regions
+        .iter()
+        .map(|r| {
+            let style = if r.state == "UP" {
+                Style::default().fg(Color::Green)
+            } else {
+                Style::default().fg(Color::Red).add_modifier(Modifier::BOLD)
+            };
+            Row::new(vec![
+                Cell::from(r.name.clone()),
+                Cell::from(r.state.clone()).style(style),
+                Cell::from(r.requests.to_string()),
+                Cell::from(r.errors.to_string()),
+                Cell::from(r.in_flight.to_string()),
+            ])
+        })
+        .collect();
+    f.render_widget(
+        Table::new(
+            rows,
+            [
+                Constraint::Min(9),
+                Constraint::Length(13),
+                Constraint::Length(8),
+                Constraint::Length(7),
+                Constraint::Length(6),
+            ],
+        )
+        .header(
+            Row::new(vec!["region", "state", "requests", "errors", "flight"])
+                .style(Style::default().add_modifier(Modifier::BOLD)),
+        )
+        .block(block("regions")),
+        area,
+    );
+}
+
+pub fn health(f: &mut Frame, area: Rect, d: &Dashboard) {
+    let h = &d.health;
+    let warn = |bad: bool| {
+        if bad {
+            Style::default().fg(Color::Red)
+        } else {
+            Style::default()
+        }
+    };
+    let lines = vec![
+        Line::from(Span::styled(
+            format!("CPU        {:5.0} %", h.cpu_pct),
+            warn(h.cpu_pct > 180.0),
+        )),
+        Line::from(Span::styled(
+            format!("sched lag  {:5.1} ms", h.lag_ms),
+            warn(h.lag_ms > 20.0),
+        )),
+        Line::from(format!("live tasks {:7}", h.live_tasks)),
+        Line::from(format!("RSS        {:5.0} MiB", h.rss_mib)),
+    ];
+    let mut text = lines;
+    if let Some((_, _, note)) = &d.verdict {
+        text.push(Line::from(Span::styled(
+            note.clone(),
+            Style::default().add_modifier(Modifier::BOLD),
+        )));
+    }
+    f.render_widget(Paragraph::new(text).block(block("generator")), area);
+}
+
+fn help(f: &mut Frame, area: Rect) {
+    let w = area.width.min(50);
+    let h = area.height.min(10);
+    let r = Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    );
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(vec![
+            Line::from("q      stop arrivals, drain, heal, audit"),
+            Line::from("f      fire the next fault now"),
+            Line::from("h      heal every fault"),
+            Line::from("space  pause / resume arrivals"),
+            Line::from("?      this help"),
+            Line::from("After the run: any key leaves."),
+        ])
+        .block(block("keys")),
+        r,
+    );
+}
