@@ -13,7 +13,11 @@ BARE_PURCHASES="${BARE_PURCHASES:-200000}"
 
 cargo build --release --quiet --bin swarm --examples
 WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
+# stdin for the dashboard runs: a pipe that never speaks, so no stray byte reaches the
+# dashboard as a key press.
+exec 3< <(sleep 3600)
+SILENT=$!
+trap 'rm -rf "$WORK"; kill "$SILENT" 2>/dev/null' EXIT
 
 bare="$(target/release/examples/bench_kernel bare "$WORK/bare.db" 100 16 10000 10000 "$BARE_PURCHASES" \
     | sed -n 's/.*purchases_per_s=\([0-9]*\).*/\1/p')"
@@ -27,7 +31,7 @@ SWARM_LIVE_AUDIT=off target/release/swarm run "$SCENARIO" --no-tui --report-dir 
     >/dev/null 2>&1
 # And with the dashboard, in a pseudo-terminal (script(1)), to price that.
 env -u CI TERM=xterm-256color script -qec \
-    "target/release/swarm run $SCENARIO --report-dir $WORK/tui --exit-on-finish" /dev/null >/dev/null 2>&1
+    "target/release/swarm run $SCENARIO --report-dir $WORK/tui --exit-on-finish" /dev/null <&3 >/dev/null 2>&1
 set -e
 rss_kib="$(sed -n 's/.*Maximum resident set size (kbytes): \([0-9]*\).*/\1/p' "$WORK/stderr")"
 python3 - "$WORK/run/summary.json" "$bare" "$rss_kib" "$code" "$WORK/quiet/summary.json" "$WORK/tui/summary.json" <<'PY'
@@ -61,7 +65,7 @@ plain=(); dash=()
 for i in 1 2 3; do
     target/release/swarm run scenarios/smoke.toml --no-tui --report-dir "$WORK/smoke-plain-$i" >/dev/null 2>&1 || true
     env -u CI TERM=xterm-256color script -qec \
-        "target/release/swarm run scenarios/smoke.toml --report-dir $WORK/smoke-tui-$i --exit-on-finish" /dev/null >/dev/null 2>&1 || true
+        "target/release/swarm run scenarios/smoke.toml --report-dir $WORK/smoke-tui-$i --exit-on-finish" /dev/null <&3 >/dev/null 2>&1 || true
     plain+=("$(smoke_rate "$WORK/smoke-plain-$i/summary.json")")
     dash+=("$(smoke_rate "$WORK/smoke-tui-$i/summary.json")")
 done
