@@ -19,7 +19,7 @@ fi
 export SWARM_PG_DIR="${SWARM_PG_DIR:-/tmp/swarm-pg-test}"
 SWARM_TEST_PG_URL="$(scripts/pg-up.sh "$SWARM_PG_DIR")"
 export SWARM_TEST_PG_URL
-trap 'scripts/pg-down.sh "$SWARM_PG_DIR"' EXIT
+trap 'scripts/pg-down.sh "$SWARM_PG_DIR" 2>/dev/null' EXIT
 echo "test.sh: PostgreSQL at $SWARM_TEST_PG_URL" >&2
 
 cargo fmt --check
