@@ -16,4 +16,5 @@ pub mod region;
 pub mod report;
 pub mod scenario;
 pub mod selftest;
+pub mod server;
 pub mod tui;

@@ -50,6 +50,22 @@ enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the kernel contract over HTTP (POST /v1/purchases/commit, …; /openapi.json).
+    ///
+    /// Example: swarm serve --db sqlite://demo.db --listen 127.0.0.1:8080
+    Serve {
+        #[arg(long, env = "DATABASE_URL")]
+        db: String,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Environment variable holding the accepted Bearer API keys (comma-separated);
+        /// without it the purchase routes need no key.
+        #[arg(long)]
+        api_key_env: Option<String>,
+        /// Requests handled at once; beyond it, 503 with Retry-After.
+        #[arg(long, default_value_t = 1024)]
+        max_in_flight: usize,
+    },
     /// Re-render report.html and junit.xml of a report directory from its files.
     ///
     /// Example: swarm report reports/smoke-20261122T162241Z
@@ -237,6 +253,51 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
         Verb::Run(args) => run_verb(args).await,
         Verb::Audit(args) => audit_verb(args).await,
         Verb::Db(verb) => db_verb(verb).await,
+        Verb::Serve {
+            db,
+            listen,
+            api_key_env,
+            max_in_flight,
+        } => {
+            let url = parse_url(&db)?;
+            let api_keys = match api_key_env {
+                Some(var) => std::env::var(&var)
+                    .map_err(|_| {
+                        usage(anyhow::anyhow!(
+                            "--api-key-env {var}: the variable is not set"
+                        ))
+                    })?
+                    .split(',')
+                    .map(|k| k.trim().to_string())
+                    .filter(|k| !k.is_empty())
+                    .collect(),
+                None => Vec::new(),
+            };
+            let kernel = Kernel::open(&url, KernelConfig::default())
+                .await
+                .with_context(|| format!("opening the kernel on {url}"))
+                .map_err(internal)?;
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("listening on {listen}"))
+                .map_err(usage)?;
+            let addr = listener.local_addr().map_err(internal)?;
+            eprintln!("swarm: serving {url} on http://{addr} (Ctrl-C drains and stops)");
+            let router = swarm::server::router(
+                kernel,
+                swarm::server::ServerConfig {
+                    api_keys,
+                    max_in_flight,
+                    ..Default::default()
+                },
+            );
+            swarm::server::serve(listener, router, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .map_err(internal)?;
+            Ok(exit::VALID)
+        }
         Verb::Report { dir } => {
             let text = std::fs::read_to_string(dir.join("summary.json"))
                 .with_context(|| format!("{}", dir.join("summary.json").display()))
