@@ -262,32 +262,82 @@ fn progress_line(world: &World, s: &Sample, total: u64, live: &LiveCounts) -> St
     )
 }
 
+/// An in-process HTTP server of one region, stopped at the end of the run.
+struct RegionServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
 /// Open one kernel per region on PostgreSQL (each its own pool); on embedded SQLite the
-/// regions share the one writer, each through its own handle.
-async fn open_regions(scenario: &Scenario, url: &DbUrl) -> Result<Vec<Region>, EngineError> {
+/// regions share the one writer, each through its own handle. With `kind = "http"` each
+/// region gets its own server on 127.0.0.1 behind a fault proxy.
+async fn open_regions(
+    scenario: &Scenario,
+    url: &DbUrl,
+) -> Result<(Vec<Region>, Vec<RegionServer>), EngineError> {
     let config = KernelConfig::from(&scenario.kernel);
     let mut regions = Vec::with_capacity(scenario.regions.len());
+    let mut servers = Vec::new();
     let shared = match url.dialect() {
         Dialect::Sqlite => Some(Kernel::open(url, config.clone()).await?),
         Dialect::Postgres => None,
+    };
+    let io = |e: std::io::Error| EngineError::Io {
+        path: "127.0.0.1".into(),
+        source: e,
     };
     for (i, spec) in scenario.regions.iter().enumerate() {
         let kernel = match &shared {
             Some(k) => k.clone(),
             None => Kernel::open(url, config.clone()).await?,
         };
-        regions.push(Region::new(spec.name.clone(), i as u8, kernel));
+        let region = match scenario.target.kind {
+            TargetKind::Direct => Region::new(spec.name.clone(), i as u8, kernel),
+            TargetKind::Http => {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .map_err(io)?;
+                let server_addr = listener.local_addr().map_err(io)?;
+                let app = crate::server::router(
+                    kernel,
+                    crate::server::ServerConfig {
+                        max_in_flight: 100_000,
+                        ..Default::default()
+                    },
+                );
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let task = tokio::spawn(crate::server::serve(listener, app, async {
+                    let _ = stopped.await;
+                }));
+                servers.push(RegionServer { stop, task });
+                let proxy = crate::proxy::FaultProxy::start(server_addr)
+                    .await
+                    .map_err(io)?;
+                let base = format!("http://{}", proxy.addr());
+                Region::with_gateway(
+                    spec.name.clone(),
+                    i as u8,
+                    crate::region::Gateway::Http(crate::region::HttpGateway::new(
+                        base,
+                        Some(proxy),
+                    )),
+                )
+            }
+        };
+        regions.push(region);
     }
-    Ok(regions)
+    Ok((regions, servers))
 }
 
 /// Run a scenario end to end, up to (not including) the audit.
 pub async fn run(opts: RunOptions) -> Result<RunResult, EngineError> {
     let s = &opts.scenario;
-    if s.target.kind == TargetKind::Http {
-        return Err(EngineError::Unsupported(
-            "target kind `http` is not available in this build; use `direct`".into(),
-        ));
+    if let Some(r) = s.regions.iter().find(|r| r.endpoint.is_some()) {
+        return Err(EngineError::Unsupported(format!(
+            "region `{}`: live endpoints are not built yet; without `endpoint`, kind = \"http\" \
+             starts one in-process server per region",
+            r.name
+        )));
     }
     let embedded = opts.db.is_none();
     let url = opts
@@ -300,7 +350,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, EngineError> {
     database.seed(&plan).await?;
     let db_engine = database.engine_version().await?;
 
-    let regions = open_regions(s, &url).await?;
+    let (regions, servers) = open_regions(s, &url).await?;
     let items: Vec<uuid::Uuid> = plan.catalog_items().map(|i| i.item_id).collect();
     let mandates: Vec<uuid::Uuid> = plan.catalog_mandates().map(|m| m.mandate_id).collect();
     let region_names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
@@ -428,6 +478,10 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, EngineError> {
     live_stop.store(true, Ordering::Release);
     live_task.abort();
     let _ = live_task.await;
+    for server in servers {
+        let _ = server.stop.send(());
+        let _ = server.task.await;
+    }
     let live_counts = *live.lock().unwrap_or_else(|p| p.into_inner());
     world.metrics.sample(region_states(&world));
 

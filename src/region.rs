@@ -11,11 +11,101 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use tokio::sync::Notify;
 
 use crate::history::Code;
 use crate::kernel::{Kernel, KernelError, Link, PurchaseRequest, Snapshot};
+use crate::proxy::FaultProxy;
 use crate::scenario::FaultMode;
+
+/// How a region reaches the database.
+pub enum Gateway {
+    /// In-process calls into the kernel; faults are simulated at the gateway.
+    Direct(Kernel),
+    /// HTTP to an endpoint, through a fault proxy when the server is in-process (faults
+    /// then act on real sockets).
+    Http(HttpGateway),
+}
+
+/// One keep-alive connection pool to one endpoint.
+pub struct HttpGateway {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+    proxy: Option<FaultProxy>,
+}
+
+impl HttpGateway {
+    pub fn new(base: String, proxy: Option<FaultProxy>) -> HttpGateway {
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .pool_max_idle_per_host(1024)
+            .build_http();
+        HttpGateway {
+            client,
+            base: base.trim_end_matches('/').to_string(),
+            proxy,
+        }
+    }
+
+    /// `POST /v1/purchases/commit`, mapped back to what the kernel would have answered.
+    pub async fn commit(&self, req: &PurchaseRequest, key: &str) -> Reply {
+        let body = serde_json::json!({
+            "merchantId": req.merchant_id, "mandateId": req.mandate_id, "itemId": req.item_id,
+            "agentId": req.agent_id, "quantity": req.quantity, "amountMinor": req.amount_minor,
+            "currency": req.currency.as_str(),
+        })
+        .to_string();
+        let Ok(request) = hyper::Request::post(format!("{}/v1/purchases/commit", self.base))
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(Full::new(Bytes::from(body)))
+        else {
+            return Reply::Refused(KernelError::Malformed {
+                field: "Idempotency-Key",
+                reason: "not a valid header value".into(),
+            });
+        };
+        let response = match self.client.request(request).await {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => return Reply::Transport(Code::Refused),
+            Err(_) => return Reply::Transport(Code::Reset),
+        };
+        let status = response.status().as_u16();
+        let Ok(collected) = response.into_body().collect().await else {
+            return Reply::Transport(Code::Reset);
+        };
+        let text = String::from_utf8_lossy(&collected.to_bytes()).into_owned();
+        match status {
+            200 | 201 => match Snapshot::stored(&text) {
+                Ok(s) => Reply::Snapshot(s),
+                Err(e) => {
+                    Reply::Refused(KernelError::Database(format!("unreadable snapshot: {e}")))
+                }
+            },
+            409 => Reply::Refused(KernelError::KeyReused {
+                key: key.to_string(),
+            }),
+            503 if text.contains("RETRY_EXHAUSTED") => {
+                Reply::Refused(KernelError::RetryExhausted { attempts: 0 })
+            }
+            503 => Reply::Refused(KernelError::Unavailable(text)),
+            404 => Reply::Refused(KernelError::NotFound {
+                field: "body",
+                id: text,
+            }),
+            400..=499 => Reply::Refused(KernelError::Invalid {
+                field: "body",
+                reason: text,
+            }),
+            _ => Reply::Refused(KernelError::Database(format!("HTTP {status}: {text}"))),
+        }
+    }
+}
 
 /// What a region is doing now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,18 +171,30 @@ pub struct Region {
     /// Bumped on every crash; a request sent in an older epoch has been cut.
     epoch: Arc<AtomicU64>,
     crashed: Notify,
-    kernel: Kernel,
+    gateway: Gateway,
 }
 
 impl Region {
     pub fn new(name: String, index: u8, kernel: Kernel) -> Region {
+        Region::with_gateway(name, index, Gateway::Direct(kernel))
+    }
+
+    pub fn with_gateway(name: String, index: u8, gateway: Gateway) -> Region {
         Region {
             name,
             index,
             state: AtomicU8::new(0),
             epoch: Arc::new(AtomicU64::new(0)),
             crashed: Notify::new(),
-            kernel,
+            gateway,
+        }
+    }
+
+    /// The fault proxy in front of this region's in-process server, if any.
+    fn proxy(&self) -> Option<&FaultProxy> {
+        match &self.gateway {
+            Gateway::Http(g) => g.proxy.as_ref(),
+            Gateway::Direct(_) => None,
         }
     }
 
@@ -106,6 +208,10 @@ impl Region {
 
     /// Take the region down in `mode`. A crash cuts every request in flight.
     pub fn fail(&self, mode: FaultMode) {
+        if let Some(p) = self.proxy() {
+            let p = p.clone();
+            tokio::spawn(async move { p.fail(mode).await });
+        }
         self.state
             .store(encode(RegionState::Down(mode)), Ordering::Release);
         if mode == FaultMode::Crash {
@@ -115,11 +221,21 @@ impl Region {
     }
 
     pub fn heal(&self) {
+        if let Some(p) = self.proxy() {
+            let p = p.clone();
+            tokio::spawn(async move { p.heal().await });
+        }
         self.state.store(encode(RegionState::Up), Ordering::Release);
     }
 
     /// Send one purchase through this region, as a client on the other end of a network.
     pub async fn commit(&self, req: &PurchaseRequest, key: &str) -> Reply {
+        if let Gateway::Http(g) = &self.gateway
+            && g.proxy.is_some()
+        {
+            // The proxy makes the fault real on the socket; nothing to simulate here.
+            return g.commit(req, key).await;
+        }
         match self.state() {
             RegionState::Down(FaultMode::Outage) | RegionState::Down(FaultMode::Crash) => {
                 return Reply::Transport(Code::Refused);
@@ -134,17 +250,23 @@ impl Region {
         tokio::pin!(cut);
         cut.as_mut().enable();
         let link = Link::new(self.epoch.clone());
+        let call = async {
+            match &self.gateway {
+                Gateway::Direct(k) => k
+                    .commit_on(req, key, &link)
+                    .await
+                    .map_or_else(Reply::Refused, Reply::Snapshot),
+                Gateway::Http(g) => g.commit(req, key).await,
+            }
+        };
         let result = tokio::select! {
-            r = self.kernel.commit_on(req, key, &link) => r,
+            r = call => r,
             () = &mut cut => return Reply::Transport(Code::Reset),
         };
         if link.is_cut() || self.state() == RegionState::Down(FaultMode::LostAck) {
             // The database may have committed; the client never hears of it.
             return Reply::Transport(Code::Reset);
         }
-        match result {
-            Ok(s) => Reply::Snapshot(s),
-            Err(e) => Reply::Refused(e),
-        }
+        result
     }
 }

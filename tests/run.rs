@@ -340,3 +340,59 @@ fn ctrl_c_stops_arrivals_then_heals_audits_and_reports() {
         "healed before the audit"
     );
 }
+
+#[test]
+fn http_target_with_real_socket_faults_in_every_mode_stays_valid() {
+    // failover.toml over HTTP: one in-process server per region, each behind a fault proxy.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let text =
+        std::fs::read_to_string(common::repo().join("scenarios/failover.toml")).expect("read");
+    let file = tmp.path().join("failover-http.toml");
+    std::fs::write(
+        &file,
+        text.replace(
+            "name = \"failover\"",
+            "name = \"failover-http\"\ntarget = { kind = \"http\" }",
+        ),
+    )
+    .expect("write");
+    let dir = tmp.path().join("r");
+    assert_ok(&run_to(
+        &dir,
+        &file.display().to_string(),
+        &["--agents", "12000"],
+    ));
+    let s = summary(&dir);
+    assert_eq!(s["validity"], "valid");
+    let c = |k: &str| s["counters"][k].as_u64().unwrap_or(0);
+    assert!(
+        c("connection_refused") > 0,
+        "outage/crash refused connections"
+    );
+    assert!(
+        c("connection_reset") > 0,
+        "crash/lost-ack reset connections"
+    );
+    assert!(c("timeout") > 0, "blackhole timed out");
+    // Lost acknowledgements happened on the wire and were resolved by replay.
+    let history = History::read(&dir.join("history.bin")).expect("history");
+    let conn = rusqlite::Connection::open(dir.join("swarm.db")).expect("db");
+    let mut stored = std::collections::HashSet::new();
+    let mut st = conn
+        .prepare("SELECT idem_key FROM intent")
+        .expect("prepare");
+    for k in st.query_map([], |r| r.get::<_, String>(0)).expect("query") {
+        stored.insert(k.expect("key"));
+    }
+    let lost = history
+        .records
+        .iter()
+        .filter(|r| {
+            r.kind() == Kind::Info
+                && r.persona == swarm::history::Persona::WellBehaved
+                && stored.contains(&history.key_of(r))
+        })
+        .count();
+    assert!(lost > 0, "no acknowledgement was lost on the wire");
+    assert!(s["counters"]["replays"].as_u64().unwrap_or(0) > 0);
+}

@@ -593,3 +593,74 @@ async fn the_openapi_document_matches_the_server() {
     // An unknown route is a JSON 404.
     assert_eq!(http(addr, "GET", "/nope", &[], b"").await.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fault_proxy_refuses_hangs_resets_and_loses_acks_on_real_sockets() {
+    use swarm::proxy::FaultProxy;
+    use swarm::scenario::FaultMode;
+    let fx = Fixture::new(
+        Backend::SqliteGroup,
+        catalog(100, 4),
+        mandates(4, 100_000, 2),
+    )
+    .await;
+    let server = start(&fx, ServerConfig::default()).await;
+    let proxy = FaultProxy::start(server).await.expect("proxy");
+    let addr = proxy.addr();
+    let req = fx.request(0, "p");
+    assert_eq!(
+        commit(addr, &req, "p-1", &[]).await.status,
+        201,
+        "up: bytes pass"
+    );
+
+    proxy.fail(FaultMode::Outage).await;
+    let refused = tokio::net::TcpStream::connect(addr).await;
+    assert!(refused.is_err(), "outage: connection refused");
+    proxy.heal().await;
+    assert_eq!(commit(addr, &req, "p-1", &[]).await.status, 201, "healed");
+
+    proxy.fail(FaultMode::Blackhole).await;
+    let hung = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        try_http(addr, "GET", "/healthz", &[], b""),
+    )
+    .await;
+    assert!(hung.is_err(), "blackhole: no answer before the timeout");
+    proxy.heal().await;
+
+    proxy.fail(FaultMode::LostAck).await;
+    let before = fx.state().await.committed;
+    let lost = try_http(
+        addr,
+        "POST",
+        "/v1/purchases/commit",
+        &[
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", "p-2"),
+        ],
+        body_of(&fx.request(1, "q")).as_bytes(),
+    )
+    .await;
+    assert!(lost.is_err(), "lost ack: the client hears a reset");
+    assert_eq!(
+        fx.state().await.committed,
+        before + 1,
+        "…but the server committed"
+    );
+    proxy.heal().await;
+    let replay = commit(addr, &fx.request(1, "q"), "p-2", &[]).await;
+    assert!(
+        replay.body.ends_with("\"replayed\":true}"),
+        "{}",
+        replay.body
+    );
+
+    proxy.fail(FaultMode::Crash).await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "crash: refused until healed"
+    );
+    proxy.heal().await;
+    assert_eq!(http(addr, "GET", "/healthz", &[], b"").await.status, 200);
+}
