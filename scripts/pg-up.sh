@@ -49,18 +49,24 @@ rm -rf "$DIR"
 mkdir -p "$DIR"
 if [[ ${#RUN[@]} -gt 0 ]]; then chown postgres "$DIR"; fi
 
-# A free loopback port: nothing answers on it.
-PORT=""
-for _ in $(seq 50); do
-    candidate=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then PORT=$candidate; break; fi
-done
-[[ -n "$PORT" ]] || { log "no free port found"; exit 1; }
+# A loopback port below the kernel's ephemeral range (so no outgoing connection holds
+# it) that nothing answers on; if the server still cannot bind it, try another.
+low="$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
+span=$(( low > 21000 ? low - 20000 : 10000 ))
 "${RUN[@]}" "$BIN/initdb" -D "$DIR/data" -U swarm --auth=trust --encoding=UTF8 --no-sync >"$DIR/initdb.log" 2>&1 \
     || { cat "$DIR/initdb.log" >&2; exit 1; }
-"${RUN[@]}" "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 start -o \
-    "-c listen_addresses=127.0.0.1 -c port=$PORT -c unix_socket_directories=$DIR -c max_connections=300 -c shared_buffers=256MB -c synchronous_commit=off" \
-    >/dev/null || { cat "$DIR/server.log" >&2; exit 1; }
+PORT=""
+for _ in $(seq 20); do
+    candidate=$((20000 + RANDOM % span))
+    if (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then continue; fi
+    if "${RUN[@]}" "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 start -o \
+        "-c listen_addresses=127.0.0.1 -c port=$candidate -c unix_socket_directories=$DIR -c max_connections=300 -c shared_buffers=256MB -c synchronous_commit=off" \
+        >/dev/null 2>&1; then
+        PORT=$candidate
+        break
+    fi
+done
+[[ -n "$PORT" ]] || { log "could not start PostgreSQL on a free port"; cat "$DIR/server.log" >&2; exit 1; }
 URL="postgres://swarm@127.0.0.1:$PORT/postgres"
 echo "$URL" >"$DIR/url"
 log "PostgreSQL $("$BIN/postgres" --version | awk '{print $3}') running in $DIR"

@@ -96,7 +96,8 @@ pub struct Resolution {
 /// Everything the auditor and the report need.
 pub struct RunResult {
     pub dir: PathBuf,
-    pub db_url: DbUrl,
+    /// The database, when swarm can read it (`None`: a live endpoint without `--db`).
+    pub db_url: Option<DbUrl>,
     pub embedded: bool,
     pub db_engine: String,
     pub history_path: PathBuf,
@@ -262,6 +263,33 @@ fn progress_line(world: &World, s: &Sample, total: u64, live: &LiveCounts) -> St
     )
 }
 
+/// Regions that are live endpoints: HTTP with client-side faults, API key from the
+/// variable `target.api_key_env` names.
+fn live_regions(scenario: &Scenario) -> Result<Vec<Region>, EngineError> {
+    let api_key = match &scenario.target.api_key_env {
+        Some(var) => Some(std::env::var(var).map_err(|_| {
+            EngineError::Unsupported(format!(
+                "target.api_key_env: the variable `{var}` is not set"
+            ))
+        })?),
+        None => None,
+    };
+    Ok(scenario
+        .regions
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let base = spec.endpoint.clone().unwrap_or_default();
+            let gateway = crate::region::HttpGateway::new(base, None).with_api_key(api_key.clone());
+            Region::with_gateway(
+                spec.name.clone(),
+                i as u8,
+                crate::region::Gateway::Http(gateway),
+            )
+        })
+        .collect())
+}
+
 /// An in-process HTTP server of one region, stopped at the end of the run.
 struct RegionServer {
     stop: tokio::sync::oneshot::Sender<()>,
@@ -332,25 +360,39 @@ async fn open_regions(
 /// Run a scenario end to end, up to (not including) the audit.
 pub async fn run(opts: RunOptions) -> Result<RunResult, EngineError> {
     let s = &opts.scenario;
-    if let Some(r) = s.regions.iter().find(|r| r.endpoint.is_some()) {
-        return Err(EngineError::Unsupported(format!(
-            "region `{}`: live endpoints are not built yet; without `endpoint`, kind = \"http\" \
-             starts one in-process server per region",
-            r.name
-        )));
+    let live_endpoints = s.regions.iter().filter(|r| r.endpoint.is_some()).count();
+    if live_endpoints > 0 && (live_endpoints < s.regions.len() || s.target.kind != TargetKind::Http)
+    {
+        return Err(EngineError::Unsupported(
+            "give every region an `endpoint` (with target kind \"http\"), or none".into(),
+        ));
     }
-    let embedded = opts.db.is_none();
-    let url = opts
-        .db
-        .clone()
-        .unwrap_or_else(|| DbUrl::sqlite(opts.dir.join("swarm.db")));
-    let database = Database::connect(&url)?;
-    database.init().await?;
+    let live_target = live_endpoints > 0;
+    // A live target without `--db`: its database is not ours to read; the ids come from the
+    // scenario's seed (seed the server with `swarm db seed` and the same scenario) and the
+    // audit is history-only.
+    let embedded = opts.db.is_none() && !live_target;
+    let url = match (&opts.db, live_target) {
+        (Some(u), _) => Some(u.clone()),
+        (None, false) => Some(DbUrl::sqlite(opts.dir.join("swarm.db"))),
+        (None, true) => None,
+    };
     let plan = SeedPlan::new(s.seed, &s.catalog, &s.mandates);
-    database.seed(&plan).await?;
-    let db_engine = database.engine_version().await?;
+    let db_engine = match &url {
+        Some(url) => {
+            let database = Database::connect(url)?;
+            database.init().await?;
+            database.seed(&plan).await?;
+            database.engine_version().await?
+        }
+        None => "live endpoint (database not readable)".to_string(),
+    };
 
-    let (regions, servers) = open_regions(s, &url).await?;
+    let (regions, servers) = match (&url, live_target) {
+        (_, true) => (live_regions(s)?, Vec::new()),
+        (Some(url), false) => open_regions(s, url).await?,
+        (None, false) => unreachable!("an embedded database is always given"),
+    };
     let items: Vec<uuid::Uuid> = plan.catalog_items().map(|i| i.item_id).collect();
     let mandates: Vec<uuid::Uuid> = plan.catalog_mandates().map(|m| m.mandate_id).collect();
     let region_names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
@@ -388,7 +430,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, EngineError> {
     let live_task = {
         let (url, live, stop) = (url.clone(), live.clone(), live_stop.clone());
         tokio::spawn(async move {
-            if live_on {
+            if let (true, Some(url)) = (live_on, url) {
                 poll_live(url, live, stop).await
             }
         })

@@ -476,7 +476,7 @@ async fn run_verb(args: RunArgs) -> Result<i32, Exit> {
         records: history,
     };
     let audit =
-        swarm::audit::audit_owned(Some(&result.db_url), owned, result.history_dropped).await;
+        swarm::audit::audit_owned(result.db_url.as_ref(), owned, result.history_dropped).await;
     tracing::info!(memory_kib = ?swarm::metrics::memory_kib(), "audited");
     let summary = swarm::report::Summary::build(&scenario, &result, audit);
     let written = swarm::report::write_all(&dir, &summary, &result)

@@ -37,6 +37,8 @@ pub struct HttpGateway {
     client: Client<HttpConnector, Full<Bytes>>,
     base: String,
     proxy: Option<FaultProxy>,
+    /// `Authorization: Bearer …` for a live endpoint.
+    authorization: Option<String>,
 }
 
 impl HttpGateway {
@@ -49,7 +51,13 @@ impl HttpGateway {
             client,
             base: base.trim_end_matches('/').to_string(),
             proxy,
+            authorization: None,
         }
+    }
+
+    pub fn with_api_key(mut self, key: Option<String>) -> HttpGateway {
+        self.authorization = key.map(|k| format!("Bearer {k}"));
+        self
     }
 
     /// `POST /v1/purchases/commit`, mapped back to what the kernel would have answered.
@@ -60,11 +68,13 @@ impl HttpGateway {
             "currency": req.currency.as_str(),
         })
         .to_string();
-        let Ok(request) = hyper::Request::post(format!("{}/v1/purchases/commit", self.base))
+        let mut builder = hyper::Request::post(format!("{}/v1/purchases/commit", self.base))
             .header("content-type", "application/json")
-            .header("idempotency-key", key)
-            .body(Full::new(Bytes::from(body)))
-        else {
+            .header("idempotency-key", key);
+        if let Some(auth) = &self.authorization {
+            builder = builder.header("authorization", auth);
+        }
+        let Ok(request) = builder.body(Full::new(Bytes::from(body))) else {
             return Reply::Refused(KernelError::Malformed {
                 field: "Idempotency-Key",
                 reason: "not a valid header value".into(),

@@ -396,3 +396,101 @@ fn http_target_with_real_socket_faults_in_every_mode_stays_valid() {
     assert!(lost > 0, "no acknowledgement was lost on the wire");
     assert!(s["counters"]["replays"].as_u64().unwrap_or(0) > 0);
 }
+
+#[test]
+fn a_live_endpoint_is_driven_over_http_with_an_api_key() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let scenario = tmp.path().join("live.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "name = \"live\"\nseed = 5\ntarget = {{ kind = \"http\", api_key_env = \"SWARM_TEST_API_KEY\" }}\n\
+             catalog = {{ items = 1, stock = 50, buckets = 4, price_minor = 100, currency = \"USD\" }}\n\
+             mandates = {{ count = 100, cap_minor = 1000, shards = 2 }}\n\
+             agents = {{ count = 1500, in_flight = 32 }}\n\
+             mix = {{ well_behaved = 0.9, double_submit = 0.1 }}\n\
+             [[regions]]\nname = \"a\"\nendpoint = \"http://127.0.0.1:{port}\"\n\
+             [[regions]]\nname = \"b\"\nendpoint = \"http://127.0.0.1:{port}/\"\n\
+             [[faults]]\nat = \"30%\"\nkind = \"region-down\"\nregion = \"a\"\nmode = \"outage\"\nheal_after = \"200ms\"\n"
+        ),
+    )
+    .expect("write");
+    let db = format!("sqlite://{}", tmp.path().join("server.db").display());
+    assert_ok(&swarm(
+        &["db", "seed", "--db", &db, &scenario.display().to_string()],
+        tmp.path(),
+    ));
+    let mut server = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args([
+            "serve",
+            "--db",
+            &db,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--api-key-env",
+            "SWARM_TEST_API_KEY",
+        ])
+        .env("SWARM_TEST_API_KEY", "sekret")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let run = |dir: &Path, extra: &[&str]| {
+        let d = dir.display().to_string();
+        let s = scenario.display().to_string();
+        let mut args = vec!["run", s.as_str(), "--no-tui", "--report-dir", d.as_str()];
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_swarm"))
+            .args(&args)
+            .env_remove("DATABASE_URL")
+            .env("SWARM_TEST_API_KEY", "sekret")
+            .env("CI", "true")
+            .output()
+            .expect("run")
+    };
+    // Without the database: the history-only audit, which says what it could not check.
+    let blind = tmp.path().join("blind");
+    let out = run(&blind, &[]);
+    let s = summary(&blind);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(s["audit"]["mode"], "history-only");
+    assert_eq!(s["validity"], "valid");
+    assert_eq!(
+        s["counters"]["committed"].as_u64().map(|c| c >= 50),
+        Some(true),
+        "the stock sold over HTTP"
+    );
+    assert!(!blind.join("swarm.db").exists());
+    // With it (same seed, so every key replays): the full audit.
+    let seen = tmp.path().join("seen");
+    let out = run(&seen, &["--db", &db]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let s = summary(&seen);
+    assert_eq!(s["audit"]["mode"], "full");
+    assert!(
+        s["counters"]["replays"].as_u64().unwrap_or(0) >= 1500,
+        "{}",
+        s["counters"]
+    );
+}

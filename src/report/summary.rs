@@ -142,7 +142,10 @@ impl Summary {
             scenario: scenario.name.clone(),
             seed: scenario.seed,
             shard: run.history.header.shard,
-            database: run.db_url.to_string(),
+            database: run
+                .db_url
+                .as_ref()
+                .map_or_else(|| "none (live endpoint)".to_string(), |u| u.to_string()),
             database_engine: run.db_engine.clone(),
             embedded: run.embedded,
             elapsed_ms: run.elapsed_ms,

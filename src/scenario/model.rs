@@ -65,6 +65,9 @@ pub struct TargetSpec {
     /// `sqlite://…` or `postgres://…`; none means an embedded SQLite file in the report dir.
     #[serde(default)]
     pub database: Option<String>,
+    /// For live endpoints: the environment variable holding the Bearer API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
 }
 
 /// How the embedded SQLite kernel serialises writers.
