@@ -1,25 +1,38 @@
-//! The fault timeline: when each region fails, how, and when it heals.
+//! The fault timeline: when each region fails, how, and when it heals; and commands run at
+//! a point of the run (promote a standby, kill a pod).
 //!
-//! Invariants: a fault fires once; its start and heal are recorded in run time (ms); at
-//! the end of a run every fault is healed, so resolution and audit see a healthy system.
-//! Times are fixed by the scenario, so the same scenario gives the same schedule.
+//! Invariants: a fault fires once; its start and heal are recorded in run time (ms); a
+//! command's exit code and output are kept in the record; at the end of a run every
+//! region fault is healed, so resolution and audit see a healthy system. Times are fixed by
+//! the scenario, so the same scenario gives the same schedule.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::metrics::Metrics;
 use crate::region::{Region, mode_name};
-use crate::scenario::{FaultAt, FaultMode, Scenario, parse_duration_ms};
+use crate::scenario::{FaultAt, FaultKind, FaultMode, Scenario, parse_duration_ms};
+
+/// Longest a command fault may run before it is killed.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+/// Output kept per command (its tail).
+const OUTPUT_BYTES: usize = 4096;
+
+/// What a fault does.
+#[derive(Debug, Clone)]
+pub enum Action {
+    RegionDown { region: usize, mode: FaultMode },
+    Command(String),
+}
 
 /// One planned fault.
 #[derive(Debug, Clone)]
 pub struct Fault {
     pub at: FaultAt,
-    pub region: usize,
-    pub mode: FaultMode,
+    pub action: Action,
     pub heal_after_ms: Option<u64>,
 }
 
@@ -27,12 +40,21 @@ pub struct Fault {
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct FaultRecord {
     pub index: usize,
+    /// The region (empty for a command).
     pub region: String,
+    /// `outage`, `blackhole`, `crash`, `lost-ack` or `command`.
     pub mode: String,
     /// `"50%"`, `"20s"` or `"key"` (fired by hand).
     pub trigger: String,
     pub started_ms: Option<u64>,
+    /// For a command: when it finished.
     pub healed_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
 }
 
 struct Entry {
@@ -42,7 +64,7 @@ struct Entry {
 
 /// The plan and what became of it.
 pub struct Timeline {
-    entries: Mutex<Vec<Entry>>,
+    entries: Arc<Mutex<Vec<Entry>>>,
     total_agents: u64,
     stopped: AtomicBool,
 }
@@ -58,16 +80,31 @@ impl Timeline {
             .iter()
             .enumerate()
             .map(|(index, f)| {
-                let region = scenario
-                    .regions
-                    .iter()
-                    .position(|r| r.name == f.region)
-                    .unwrap_or(0);
+                let (action, region, mode) = match f.kind {
+                    FaultKind::Command => (
+                        Action::Command(f.command.clone().unwrap_or_default()),
+                        String::new(),
+                        "command".to_string(),
+                    ),
+                    FaultKind::RegionDown => {
+                        let name = f.region.clone().unwrap_or_default();
+                        let mode = f.mode.unwrap_or(FaultMode::Outage);
+                        let region = scenario
+                            .regions
+                            .iter()
+                            .position(|r| r.name == name)
+                            .unwrap_or(0);
+                        (
+                            Action::RegionDown { region, mode },
+                            name,
+                            mode_name(mode).to_string(),
+                        )
+                    }
+                };
                 Entry {
                     fault: Fault {
                         at: scenario.fault_at(index),
-                        region,
-                        mode: f.mode,
+                        action: action.clone(),
                         heal_after_ms: f
                             .heal_after
                             .as_deref()
@@ -75,17 +112,23 @@ impl Timeline {
                     },
                     record: FaultRecord {
                         index,
-                        region: f.region.clone(),
-                        mode: mode_name(f.mode).to_string(),
+                        region,
+                        mode,
                         trigger: f.at.clone(),
                         started_ms: None,
                         healed_ms: None,
+                        command: match action {
+                            Action::Command(c) => Some(c),
+                            Action::RegionDown { .. } => None,
+                        },
+                        exit_code: None,
+                        output: None,
                     },
                 }
             })
             .collect();
         Timeline {
-            entries: Mutex::new(entries),
+            entries: Arc::new(Mutex::new(entries)),
             total_agents: total_agents.max(1),
             stopped: AtomicBool::new(false),
         }
@@ -97,19 +140,21 @@ impl Timeline {
         let progress =
             metrics.agents_done.load(Ordering::Relaxed) as f64 / self.total_agents as f64;
         let mut entries = lock(&self.entries);
-        for e in entries.iter_mut() {
+        for i in 0..entries.len() {
+            let e = &mut entries[i];
             if e.record.started_ms.is_none() {
                 let due = match e.fault.at {
                     FaultAt::AfterMs(ms) => now_ms >= ms,
                     FaultAt::Progress(p) => progress >= p,
                 };
                 if due {
-                    fire(e, regions, now_ms);
+                    self.fire(e, i, regions, metrics, now_ms);
                 }
-            } else if let (Some(start), Some(after), None) = (
+            } else if let (Some(start), Some(after), None, Action::RegionDown { .. }) = (
                 e.record.started_ms,
                 e.fault.heal_after_ms,
                 e.record.healed_ms,
+                &e.fault.action,
             ) && now_ms >= start + after
             {
                 heal(e, regions, now_ms);
@@ -121,18 +166,20 @@ impl Timeline {
     pub fn fire_next(&self, regions: &[Region], metrics: &Metrics) -> Option<FaultRecord> {
         let now_ms = metrics.start.elapsed().as_millis() as u64;
         let mut entries = lock(&self.entries);
-        let e = entries.iter_mut().find(|e| e.record.started_ms.is_none())?;
+        let i = entries.iter().position(|e| e.record.started_ms.is_none())?;
+        let e = &mut entries[i];
         e.record.trigger = "key".into();
-        fire(e, regions, now_ms);
+        self.fire(e, i, regions, metrics, now_ms);
         Some(e.record.clone())
     }
 
-    /// Heal every active fault (end of run, or a key press).
+    /// Heal every active region fault (end of run, or a key press).
     pub fn heal_all(&self, regions: &[Region], metrics: &Metrics) {
         let now_ms = metrics.start.elapsed().as_millis() as u64;
         let mut entries = lock(&self.entries);
         for e in entries.iter_mut() {
-            if e.record.started_ms.is_some() && e.record.healed_ms.is_none() {
+            let region_fault = matches!(e.fault.action, Action::RegionDown { .. });
+            if region_fault && e.record.started_ms.is_some() && e.record.healed_ms.is_none() {
                 heal(e, regions, now_ms);
             }
         }
@@ -168,19 +215,71 @@ impl Timeline {
             self.tick(regions, metrics);
         }
     }
+
+    fn fire(
+        &self,
+        e: &mut Entry,
+        index: usize,
+        regions: &[Region],
+        metrics: &Metrics,
+        now_ms: u64,
+    ) {
+        e.record.started_ms = Some(now_ms);
+        match &e.fault.action {
+            Action::RegionDown { region, mode } => {
+                if let Some(r) = regions.get(*region) {
+                    r.fail(*mode);
+                    tracing::info!(region = %r.name, mode = mode_name(*mode), "fault fired");
+                }
+            }
+            Action::Command(command) => {
+                let (command, entries, start) =
+                    (command.clone(), self.entries.clone(), metrics.start);
+                tokio::spawn(async move {
+                    let (code, output) = run_command(&command).await;
+                    let mut entries = lock(&entries);
+                    if let Some(e) = entries.get_mut(index) {
+                        e.record.exit_code = code;
+                        e.record.output = Some(output);
+                        e.record.healed_ms = Some(start.elapsed().as_millis() as u64);
+                    }
+                });
+            }
+        }
+    }
 }
 
-fn fire(e: &mut Entry, regions: &[Region], now_ms: u64) {
-    if let Some(r) = regions.get(e.fault.region) {
-        r.fail(e.fault.mode);
-        tracing::info!(region = %r.name, mode = mode_name(e.fault.mode), "fault fired");
+/// Run `sh -c command`; its exit code (None if killed or not started) and the tail of its
+/// combined output.
+async fn run_command(command: &str) -> (Option<i32>, String) {
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(COMMAND_TIMEOUT, child).await {
+        Ok(Ok(out)) => {
+            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&out.stderr));
+            let cut = text.len().saturating_sub(OUTPUT_BYTES);
+            let start = (cut..text.len())
+                .find(|i| text.is_char_boundary(*i))
+                .unwrap_or(text.len());
+            (out.status.code(), text[start..].to_string())
+        }
+        Ok(Err(e)) => (None, format!("could not run: {e}")),
+        Err(_) => (
+            None,
+            format!("killed after {} s", COMMAND_TIMEOUT.as_secs()),
+        ),
     }
-    e.record.started_ms = Some(now_ms);
 }
 
 /// Heal the fault's region. Overlapping faults on one region: the first heal brings it up.
 fn heal(e: &mut Entry, regions: &[Region], now_ms: u64) {
-    if let Some(r) = regions.get(e.fault.region) {
+    if let Action::RegionDown { region, .. } = e.fault.action
+        && let Some(r) = regions.get(region)
+    {
         r.heal();
         tracing::info!(region = %r.name, "fault healed");
     }

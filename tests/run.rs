@@ -494,3 +494,38 @@ fn a_live_endpoint_is_driven_over_http_with_an_api_key() {
         s["counters"]
     );
 }
+
+#[test]
+fn a_command_fault_runs_and_its_exit_code_and_output_are_kept() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let marker = tmp.path().join("promoted");
+    let file = tmp.path().join("cmd.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"cmd\"\nagents = {{ count = 2000, in_flight = 32, arrival = \"rate\", rate_per_s = 2000 }}\n\
+             [[faults]]\nat = \"20%\"\nkind = \"command\"\ncommand = \"echo promoting standby; touch {}; exit 3\"\n",
+            marker.display()
+        ),
+    )
+    .expect("write");
+    let dir = tmp.path().join("r");
+    assert_ok(&run_to(&dir, &file.display().to_string(), &[]));
+    let s = summary(&dir);
+    let f = &s["faults"][0];
+    assert_eq!(f["mode"], "command");
+    assert_eq!(f["exit_code"], 3, "{f}");
+    assert!(
+        f["output"]
+            .as_str()
+            .is_some_and(|o| o.contains("promoting standby")),
+        "{f}"
+    );
+    assert!(marker.exists(), "the command ran");
+    // A command fault with a mode, or a region fault without one, is a scenario error.
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, "name = \"bad\"\n[[faults]]\nat = \"1s\"\nkind = \"command\"\nmode = \"crash\"\ncommand = \"true\"\n").expect("write");
+    let out = swarm(&["run", &bad.display().to_string(), "--no-tui"], tmp.path());
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("faults[0].mode"));
+}

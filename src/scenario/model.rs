@@ -332,7 +332,11 @@ fn one() -> f64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultKind {
+    /// Take `region` down in `mode`.
     RegionDown,
+    /// Run `command` with `sh -c` (e.g. promote a standby, kill a pod); its exit code and
+    /// output go into the run's record.
+    Command,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -354,8 +358,15 @@ pub struct FaultSpec {
     /// `"20s"`, `"500ms"` or `"50%"` of agents done.
     pub at: String,
     pub kind: FaultKind,
-    pub region: String,
-    pub mode: FaultMode,
+    /// `region-down` only.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// `region-down` only.
+    #[serde(default)]
+    pub mode: Option<FaultMode>,
+    /// `command` only.
+    #[serde(default)]
+    pub command: Option<String>,
     #[serde(default)]
     pub heal_after: Option<String>,
 }
@@ -575,16 +586,38 @@ impl Scenario {
             {
                 return here("heal_after", e);
             }
-            if !self.regions.iter().any(|r| r.name == fault.region) {
-                let known: Vec<&str> = self.regions.iter().map(|r| r.name.as_str()).collect();
-                return here(
-                    "region",
-                    format!(
-                        "unknown region `{}` (known: {})",
-                        fault.region,
-                        known.join(", ")
-                    ),
-                );
+            match fault.kind {
+                FaultKind::RegionDown => {
+                    let Some(region) = &fault.region else {
+                        return here("region", "a region-down fault names its region".into());
+                    };
+                    if fault.mode.is_none() {
+                        return here(
+                            "mode",
+                            "a region-down fault needs a mode: outage, blackhole, crash or lost-ack"
+                                .into(),
+                        );
+                    }
+                    if fault.command.is_some() {
+                        return here("command", "only `command` faults run a command".into());
+                    }
+                    if !self.regions.iter().any(|r| &r.name == region) {
+                        let known: Vec<&str> =
+                            self.regions.iter().map(|r| r.name.as_str()).collect();
+                        return here(
+                            "region",
+                            format!("unknown region `{region}` (known: {})", known.join(", ")),
+                        );
+                    }
+                }
+                FaultKind::Command => {
+                    if fault.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
+                        return here("command", "a command fault needs a `command`".into());
+                    }
+                    if fault.mode.is_some() {
+                        return here("mode", "a command fault has no mode".into());
+                    }
+                }
             }
         }
         for (name, rule) in &self.thresholds {
