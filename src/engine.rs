@@ -280,7 +280,9 @@ fn live_regions(scenario: &Scenario) -> Result<Vec<Region>, EngineError> {
         .enumerate()
         .map(|(i, spec)| {
             let base = spec.endpoint.clone().unwrap_or_default();
-            let gateway = crate::region::HttpGateway::new(base, None).with_api_key(api_key.clone());
+            let gateway = crate::region::HttpGateway::new(base, None)
+                .with_api_key(api_key.clone())
+                .with_zinc(scenario.target.protocol == crate::scenario::Protocol::Zinc);
             Region::with_gateway(
                 spec.name.clone(),
                 i as u8,

@@ -529,3 +529,37 @@ fn a_command_fault_runs_and_its_exit_code_and_output_are_kept() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("faults[0].mode"));
 }
+
+#[test]
+fn the_zinc_shape_runs_the_same_scenario_and_audit() {
+    // failover.toml over HTTP in Zinc's shape: reused keys answer already_exists and the
+    // client looks the order up; the audit is the same.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let text =
+        std::fs::read_to_string(common::repo().join("scenarios/failover.toml")).expect("read");
+    let file = tmp.path().join("failover-zinc.toml");
+    std::fs::write(
+        &file,
+        text.replace(
+            "name = \"failover\"",
+            "name = \"failover-zinc\"\ntarget = { kind = \"http\", protocol = \"zinc\" }",
+        ),
+    )
+    .expect("write");
+    let dir = tmp.path().join("r");
+    assert_ok(&run_to(
+        &dir,
+        &file.display().to_string(),
+        &["--agents", "8000"],
+    ));
+    let s = summary(&dir);
+    assert_eq!(s["validity"], "valid");
+    assert!(
+        s["counters"]["replays"].as_u64().unwrap_or(0) > 0,
+        "already_exists became replays"
+    );
+    assert!(
+        s["counters"]["key_reused"].as_u64().unwrap_or(0) > 0,
+        "changed payloads refused"
+    );
+}

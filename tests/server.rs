@@ -503,6 +503,34 @@ async fn the_openapi_document_matches_the_server() {
     let req = fx.request(0, "doc");
     // A representative call per documented operation: its status must be documented.
     let commit_ok = commit(addr, &req, "doc-1", &[]).await;
+    // Zinc's shape: the same key again answers already_exists with the order's id.
+    let order = body_of(&req).replace(
+        "\"currency\":\"USD\"",
+        "\"currency\":\"USD\",\"idempotency_key\":\"doc-1\"",
+    );
+    let zinc = http(
+        addr,
+        "POST",
+        "/orders",
+        &[("Content-Type", "application/json")],
+        order.as_bytes(),
+    )
+    .await;
+    assert!(
+        zinc.body.contains("already_exists") && zinc.body.contains("order_id"),
+        "{}",
+        zinc.body
+    );
+    let order_id =
+        serde_json::from_str::<serde_json::Value>(&zinc.body).expect("json")["error"]["order_id"]
+            .as_str()
+            .expect("order id")
+            .to_string();
+    let order_lookup = http(addr, "GET", &format!("/orders/{order_id}"), &[], b"").await;
+    assert_eq!(
+        order_lookup.body, commit_ok.body,
+        "the order is the stored snapshot"
+    );
     let calls: Vec<(&str, &str, u16)> = vec![
         ("/v1/purchases/commit", "post", commit_ok.status),
         (
@@ -541,6 +569,8 @@ async fn the_openapi_document_matches_the_server() {
                 .await
                 .status,
         ),
+        ("/orders", "post", zinc.status),
+        ("/orders/{orderId}", "get", order_lookup.status),
         (
             "/healthz",
             "get",

@@ -68,6 +68,21 @@ pub struct TargetSpec {
     /// For live endpoints: the environment variable holding the Bearer API key.
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// The HTTP API's shape.
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// Which API shape an HTTP target speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// `POST /v1/purchases/commit`, Idempotency-Key header, replays with `replayed: true`.
+    #[default]
+    Zerorace,
+    /// `POST /orders`, `idempotency_key` in the body, `409 already_exists` on a reused key
+    /// (a retry looks the order up by its id).
+    Zinc,
 }
 
 /// How the embedded SQLite kernel serialises writers.

@@ -270,6 +270,64 @@ async fn sandbox_commit(State(app): State<Arc<App>>, headers: HeaderMap, body: B
     app.settle(&req, &key).await
 }
 
+/// Zinc's shape: the key travels in the body as `idempotency_key`, and a reused key is
+/// answered `409 already_exists` with the order's id instead of a replay.
+async fn zinc_order(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    if !app.authorized(&headers) {
+        return error(
+            401,
+            "UNAUTHORIZED",
+            Some("Authorization"),
+            "send Authorization: Bearer <api key>",
+        );
+    }
+    let bytes = match app.body(&headers, body).await {
+        Ok(b) => b,
+        Err(e) => return json(e.status, e.body()),
+    };
+    let (req, _) = match parse_purchase(&bytes) {
+        Ok(p) => p,
+        Err(e) => return json(e.status, e.body()),
+    };
+    let key = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| {
+            v.get("idempotency_key")
+                .and_then(|k| k.as_str().map(str::to_string))
+        });
+    let Some(key) = key else {
+        return error(
+            400,
+            "MISSING_FIELD",
+            Some("idempotency_key"),
+            "send idempotency_key in the body",
+        );
+    };
+    match app.kernel.commit(&req, &key).await {
+        Ok(s) if s.replayed => {
+            app.counters.replays.fetch_add(1, Ordering::Relaxed);
+            let body = serde_json::json!({
+                "error": {
+                    "code": "already_exists",
+                    "field": "idempotency_key",
+                    "message": "an order with this idempotency_key exists",
+                    "order_id": s.intent_id,
+                }
+            })
+            .to_string();
+            json(409, body)
+        }
+        Ok(s) => {
+            match s.outcome {
+                Outcome::Committed => app.counters.commits.fetch_add(1, Ordering::Relaxed),
+                Outcome::Declined => app.counters.declines.fetch_add(1, Ordering::Relaxed),
+            };
+            json(s.status(), s.json)
+        }
+        Err(e) => kernel_error(&e),
+    }
+}
+
 async fn by_intent(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -417,6 +475,8 @@ pub fn router(kernel: Kernel, config: ServerConfig) -> Router {
         .route("/v1/sandbox/commit", post(sandbox_commit))
         .route("/v1/purchases/{intent_id}", get(by_intent))
         .route("/v1/purchases", get(by_key))
+        .route("/orders", post(zinc_order))
+        .route("/orders/{intent_id}", get(by_intent))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
