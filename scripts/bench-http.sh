@@ -60,8 +60,9 @@ u, k = map(float, open(sys.argv[2]).read().split()[-2:])
 out = open(sys.argv[3]).read()
 m = re.search(r"Requests/sec:\s*([0-9.]+)", out)
 oha_rps = float(m.group(1)) if m else 0.0
-m = re.search(r"Total:\s*([0-9.]+) secs", out)
-oha_secs = float(m.group(1)) if m else 0.0
+m = re.search(r"Total:\s*([0-9.]+)\s*(ns|us|µs|ms|secs|sec|s)\b", out)
+scale = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "secs": 1.0, "sec": 1.0, "s": 1.0}
+oha_secs = float(m.group(1)) * scale[m.group(2)] if m else 0.0
 ou, ok = map(float, open(sys.argv[4]).read().split()[-2:])
 oha_requests = oha_rps * oha_secs
 print(f"concurrency {sys.argv[5]} · server: swarm serve on embedded SQLite · replays of stored keys")
