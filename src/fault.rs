@@ -195,13 +195,6 @@ impl Timeline {
             .collect()
     }
 
-    /// True while some fault is active (for drawing fault windows).
-    pub fn active(&self) -> bool {
-        lock(&self.entries)
-            .iter()
-            .any(|e| e.record.started_ms.is_some() && e.record.healed_ms.is_none())
-    }
-
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
     }

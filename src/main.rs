@@ -594,22 +594,13 @@ async fn db_verb(verb: DbVerb) -> Result<i32, Exit> {
             }
         }
         DbVerb::Sandbox { db, key } => {
-            use swarm::db::seed::sandbox;
             let url = parse_url(&db.db)?;
             let kernel = Kernel::open(&url, KernelConfig::default())
                 .await
                 .with_context(|| format!("opening the kernel on {url}"))
                 .map_err(internal)?;
             let key = key.unwrap_or_else(|| format!("sandbox-{}", uuid::Uuid::new_v4()));
-            let req = PurchaseRequest {
-                merchant_id: sandbox::MERCHANT,
-                mandate_id: sandbox::MANDATE,
-                item_id: sandbox::ITEM,
-                agent_id: sandbox::AGENT.into(),
-                quantity: 1,
-                amount_minor: sandbox::PRICE_MINOR,
-                currency: swarm::kernel::Currency::parse(sandbox::CURRENCY).map_err(internal)?,
-            };
+            let req = PurchaseRequest::sandbox();
             for _ in 0..2 {
                 let s = kernel.commit(&req, &key).await.map_err(internal)?;
                 println!("{} {}", s.status(), s.json);

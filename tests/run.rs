@@ -341,27 +341,29 @@ fn ctrl_c_stops_arrivals_then_heals_audits_and_reports() {
     );
 }
 
-#[test]
-fn http_target_with_real_socket_faults_in_every_mode_stays_valid() {
-    // failover.toml over HTTP: one in-process server per region, each behind a fault proxy.
-    let tmp = tempfile::tempdir().expect("tmp");
+/// scenarios/failover.toml renamed and given `target`, written under `dir`.
+fn failover_with_target(dir: &Path, name: &str, target: &str) -> String {
     let text =
         std::fs::read_to_string(common::repo().join("scenarios/failover.toml")).expect("read");
-    let file = tmp.path().join("failover-http.toml");
+    let file = dir.join(format!("{name}.toml"));
     std::fs::write(
         &file,
         text.replace(
             "name = \"failover\"",
-            "name = \"failover-http\"\ntarget = { kind = \"http\" }",
+            &format!("name = \"{name}\"\ntarget = {target}"),
         ),
     )
     .expect("write");
+    file.display().to_string()
+}
+
+#[test]
+fn http_target_with_real_socket_faults_in_every_mode_stays_valid() {
+    // failover.toml over HTTP: one in-process server per region, each behind a fault proxy.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = failover_with_target(tmp.path(), "failover-http", "{ kind = \"http\" }");
     let dir = tmp.path().join("r");
-    assert_ok(&run_to(
-        &dir,
-        &file.display().to_string(),
-        &["--agents", "12000"],
-    ));
+    assert_ok(&run_to(&dir, &file, &["--agents", "12000"]));
     let s = summary(&dir);
     assert_eq!(s["validity"], "valid");
     let c = |k: &str| s["counters"][k].as_u64().unwrap_or(0);
@@ -535,23 +537,13 @@ fn the_zinc_shape_runs_the_same_scenario_and_audit() {
     // failover.toml over HTTP in Zinc's shape: reused keys answer already_exists and the
     // client looks the order up; the audit is the same.
     let tmp = tempfile::tempdir().expect("tmp");
-    let text =
-        std::fs::read_to_string(common::repo().join("scenarios/failover.toml")).expect("read");
-    let file = tmp.path().join("failover-zinc.toml");
-    std::fs::write(
-        &file,
-        text.replace(
-            "name = \"failover\"",
-            "name = \"failover-zinc\"\ntarget = { kind = \"http\", protocol = \"zinc\" }",
-        ),
-    )
-    .expect("write");
+    let file = failover_with_target(
+        tmp.path(),
+        "failover-zinc",
+        "{ kind = \"http\", protocol = \"zinc\" }",
+    );
     let dir = tmp.path().join("r");
-    assert_ok(&run_to(
-        &dir,
-        &file.display().to_string(),
-        &["--agents", "8000"],
-    ));
+    assert_ok(&run_to(&dir, &file, &["--agents", "8000"]));
     let s = summary(&dir);
     assert_eq!(s["validity"], "valid");
     assert!(

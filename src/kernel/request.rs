@@ -64,6 +64,21 @@ fn parse_uuid(field: &'static str, s: &str) -> Result<Uuid, KernelError> {
 }
 
 impl PurchaseRequest {
+    /// One unit of the stocked sandbox item on the sandbox mandate (fixed ids).
+    pub fn sandbox() -> PurchaseRequest {
+        use crate::db::seed::sandbox;
+        PurchaseRequest {
+            merchant_id: sandbox::MERCHANT,
+            mandate_id: sandbox::MANDATE,
+            item_id: sandbox::ITEM,
+            agent_id: sandbox::AGENT.into(),
+            quantity: 1,
+            amount_minor: sandbox::PRICE_MINOR,
+            // The constant is a valid code; the fallback is the same three letters.
+            currency: Currency::parse(sandbox::CURRENCY).unwrap_or(Currency(*b"USD")),
+        }
+    }
+
     /// Build a request from the wire's strings, naming the first malformed field.
     pub fn from_wire(
         merchant_id: &str,

@@ -6,6 +6,9 @@
 //! refused before the kernel is called); load beyond `max_in_flight` is shed with 503 and
 //! `Retry-After` instead of queueing without bound. The server knows nothing of agents.
 
+// Handlers return `Result<_, Response>`: the error *is* the reply, built once per request.
+#![allow(clippy::result_large_err)]
+
 mod wire;
 
 use std::net::SocketAddr;
@@ -23,8 +26,7 @@ use hdrhistogram::Histogram;
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
-use crate::db::seed::sandbox;
-use crate::kernel::{Currency, Kernel, KernelError, Outcome, PurchaseRequest};
+use crate::kernel::{Kernel, KernelError, Outcome, PurchaseRequest, Snapshot};
 pub use wire::{WireError, parse_purchase};
 
 /// The OpenAPI 3 document for every route, served at `/openapi.json`.
@@ -147,32 +149,92 @@ impl App {
             })
     }
 
-    async fn settle(&self, req: &PurchaseRequest, key: &str) -> Response {
+    /// One kernel call, counted and timed for `/metrics` (both API shapes go through here).
+    async fn counted_commit(
+        &self,
+        req: &PurchaseRequest,
+        key: &str,
+    ) -> Result<Snapshot, KernelError> {
         let start = Instant::now();
         let result = self.kernel.commit(req, key).await;
         if let Ok(mut h) = self.latency_us.lock() {
             let _ = h.record((start.elapsed().as_micros() as u64).max(1));
         }
-        match result {
+        let c = &self.counters;
+        match &result {
+            Ok(s) if s.replayed => c.replays.fetch_add(1, Ordering::Relaxed),
             Ok(s) => {
-                let c = &self.counters;
-                if s.replayed {
-                    c.replays.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    c.occ_retries
-                        .fetch_add(u64::from(s.attempts.saturating_sub(1)), Ordering::Relaxed);
-                    match s.outcome {
-                        Outcome::Committed => c.commits.fetch_add(1, Ordering::Relaxed),
-                        Outcome::Declined => c.declines.fetch_add(1, Ordering::Relaxed),
-                    };
+                c.occ_retries
+                    .fetch_add(u64::from(s.attempts.saturating_sub(1)), Ordering::Relaxed);
+                match s.outcome {
+                    Outcome::Committed => c.commits.fetch_add(1, Ordering::Relaxed),
+                    Outcome::Declined => c.declines.fetch_add(1, Ordering::Relaxed),
                 }
-                json(s.status(), s.json)
             }
-            Err(e) => {
-                self.counters.refused.fetch_add(1, Ordering::Relaxed);
-                kernel_error(&e)
-            }
+            Err(_) => c.refused.fetch_add(1, Ordering::Relaxed),
+        };
+        result
+    }
+
+    async fn settle(&self, req: &PurchaseRequest, key: &str) -> Response {
+        match self.counted_commit(req, key).await {
+            Ok(s) => json(s.status(), s.json),
+            Err(e) => kernel_error(&e),
         }
+    }
+
+    /// A slot for one request, or the 503 that sheds it.
+    fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
+        self.slots.clone().try_acquire_owned().map_err(|_| {
+            self.counters.shed.fetch_add(1, Ordering::Relaxed);
+            let mut r = error(
+                503,
+                "OVERLOADED",
+                None,
+                "too many requests in flight; retry the same key",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        })
+    }
+
+    /// Refuse a request without a valid API key (when keys are configured).
+    fn guard(&self, headers: &HeaderMap) -> Result<(), Response> {
+        if self.authorized(headers) {
+            return Ok(());
+        }
+        Err(error(
+            401,
+            "UNAUTHORIZED",
+            Some("Authorization"),
+            "send Authorization: Bearer <api key>",
+        ))
+    }
+
+    /// Slot, auth, content type, size and shape: the purchase and its raw body, or the
+    /// response that refuses it. Nothing reaches the kernel before this passes.
+    async fn admit(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<
+        (
+            tokio::sync::OwnedSemaphorePermit,
+            PurchaseRequest,
+            Option<String>,
+            bytes::Bytes,
+        ),
+        Response,
+    > {
+        let slot = self.slot()?;
+        self.guard(headers)?;
+        let bytes = self
+            .body(headers, body)
+            .await
+            .map_err(|e| json(e.status, e.body()))?;
+        let (req, body_key) = parse_purchase(&bytes).map_err(|e| json(e.status, e.body()))?;
+        Ok((slot, req, body_key, bytes))
     }
 }
 
@@ -199,47 +261,20 @@ fn idempotency_key(headers: &HeaderMap, body_key: Option<String>) -> Result<Stri
 }
 
 async fn commit(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    let Ok(_slot) = app.slots.clone().try_acquire_owned() else {
-        app.counters.shed.fetch_add(1, Ordering::Relaxed);
-        let mut r = error(
-            503,
-            "OVERLOADED",
-            None,
-            "too many requests in flight; retry the same key",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
+    let (_slot, req, body_key, _) = match app.admit(&headers, body).await {
+        Ok(admitted) => admitted,
+        Err(r) => return r,
     };
-    if !app.authorized(&headers) {
-        return error(
-            401,
-            "UNAUTHORIZED",
-            Some("Authorization"),
-            "send Authorization: Bearer <api key>",
-        );
+    match idempotency_key(&headers, body_key) {
+        Ok(key) => app.settle(&req, &key).await,
+        Err(e) => json(e.status, e.body()),
     }
-    let bytes = match app.body(&headers, body).await {
-        Ok(b) => b,
-        Err(e) => return json(e.status, e.body()),
-    };
-    let (req, body_key) = match parse_purchase(&bytes) {
-        Ok(p) => p,
-        Err(e) => return json(e.status, e.body()),
-    };
-    let key = match idempotency_key(&headers, body_key) {
-        Ok(k) => k,
-        Err(e) => return json(e.status, e.body()),
-    };
-    app.settle(&req, &key).await
 }
 
 async fn sandbox_commit(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    let Ok(_slot) = app.slots.clone().try_acquire_owned() else {
-        let mut r = error(503, "OVERLOADED", None, "too many requests in flight");
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
+    let _slot = match app.slot() {
+        Ok(s) => s,
+        Err(r) => return r,
     };
     let bytes = match app.body(&headers, body).await {
         Ok(b) => b,
@@ -251,43 +286,18 @@ async fn sandbox_commit(State(app): State<Arc<App>>, headers: HeaderMap, body: B
     ) {
         return error(400, "MALFORMED_JSON", None, "send {} as the body");
     }
-    let key = match idempotency_key(&headers, None) {
-        Ok(k) => k,
-        Err(e) => return json(e.status, e.body()),
-    };
-    let Ok(currency) = Currency::parse(sandbox::CURRENCY) else {
-        return error(500, "INTERNAL", None, "sandbox currency");
-    };
-    let req = PurchaseRequest {
-        merchant_id: sandbox::MERCHANT,
-        mandate_id: sandbox::MANDATE,
-        item_id: sandbox::ITEM,
-        agent_id: sandbox::AGENT.into(),
-        quantity: 1,
-        amount_minor: sandbox::PRICE_MINOR,
-        currency,
-    };
-    app.settle(&req, &key).await
+    match idempotency_key(&headers, None) {
+        Ok(key) => app.settle(&PurchaseRequest::sandbox(), &key).await,
+        Err(e) => json(e.status, e.body()),
+    }
 }
 
 /// Zinc's shape: the key travels in the body as `idempotency_key`, and a reused key is
 /// answered `409 already_exists` with the order's id instead of a replay.
 async fn zinc_order(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    if !app.authorized(&headers) {
-        return error(
-            401,
-            "UNAUTHORIZED",
-            Some("Authorization"),
-            "send Authorization: Bearer <api key>",
-        );
-    }
-    let bytes = match app.body(&headers, body).await {
-        Ok(b) => b,
-        Err(e) => return json(e.status, e.body()),
-    };
-    let (req, _) = match parse_purchase(&bytes) {
-        Ok(p) => p,
-        Err(e) => return json(e.status, e.body()),
+    let (_slot, req, _, bytes) = match app.admit(&headers, body).await {
+        Ok(admitted) => admitted,
+        Err(r) => return r,
     };
     let key = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
@@ -303,9 +313,8 @@ async fn zinc_order(State(app): State<Arc<App>>, headers: HeaderMap, body: Body)
             "send idempotency_key in the body",
         );
     };
-    match app.kernel.commit(&req, &key).await {
+    match app.counted_commit(&req, &key).await {
         Ok(s) if s.replayed => {
-            app.counters.replays.fetch_add(1, Ordering::Relaxed);
             let body = serde_json::json!({
                 "error": {
                     "code": "already_exists",
@@ -317,13 +326,7 @@ async fn zinc_order(State(app): State<Arc<App>>, headers: HeaderMap, body: Body)
             .to_string();
             json(409, body)
         }
-        Ok(s) => {
-            match s.outcome {
-                Outcome::Committed => app.counters.commits.fetch_add(1, Ordering::Relaxed),
-                Outcome::Declined => app.counters.declines.fetch_add(1, Ordering::Relaxed),
-            };
-            json(s.status(), s.json)
-        }
+        Ok(s) => json(s.status(), s.json),
         Err(e) => kernel_error(&e),
     }
 }
@@ -333,13 +336,8 @@ async fn by_intent(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if !app.authorized(&headers) {
-        return error(
-            401,
-            "UNAUTHORIZED",
-            Some("Authorization"),
-            "send Authorization: Bearer <api key>",
-        );
+    if let Err(r) = app.guard(&headers) {
+        return r;
     }
     let Ok(id) = uuid::Uuid::parse_str(&id) else {
         return error(400, "MALFORMED_FIELD", Some("intentId"), "not a UUID");
@@ -356,13 +354,8 @@ async fn by_key(
     headers: HeaderMap,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> Response {
-    if !app.authorized(&headers) {
-        return error(
-            401,
-            "UNAUTHORIZED",
-            Some("Authorization"),
-            "send Authorization: Bearer <api key>",
-        );
+    if let Err(r) = app.guard(&headers) {
+        return r;
     }
     let Some(key) = q.get("idempotencyKey") else {
         return error(
