@@ -3,12 +3,15 @@
 # concurrency, on the same server path (replays of stored keys): requests/s of each, the
 # ratio, and client CPU per request. Not a test.
 #
-#   scripts/bench-http.sh        # CONCURRENCY=64 AGENTS=50000 OHA_SECONDS=10
+# The two generators take turns (ROUNDS rounds, swarm then oha, about SECONDS each) and
+# the medians are compared, so a noisy neighbour hurts both alike.
+#
+#   scripts/bench-http.sh        # CONCURRENCY=64 AGENTS=200000 ROUNDS=3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C="${CONCURRENCY:-64}"
-AGENTS="${AGENTS:-50000}"
-OHA_SECONDS="${OHA_SECONDS:-10}"
+AGENTS="${AGENTS:-200000}"
+ROUNDS="${ROUNDS:-3}"
 
 command -v oha >/dev/null 2>&1 || cargo install oha --locked
 cargo build --release --quiet --bin swarm
@@ -35,11 +38,9 @@ $BIN serve --db "$DB" --listen "127.0.0.1:$PORT" --max-in-flight 100000 2>/dev/n
 SERVER=$!
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.05; done
 
-# First pass stores every key (declined: no stock); the measured pass replays them all,
+# First pass stores every key (declined: no stock); the measured passes replay them all,
 # the same server path oha's fixed key takes.
 CI=true $BIN run "$WORK/bench.toml" --no-tui --report-dir "$WORK/warm" >/dev/null 2>&1 || true
-CI=true /usr/bin/time -f "%U %S" -o "$WORK/swarm.cpu" \
-    $BIN run "$WORK/bench.toml" --no-tui --report-dir "$WORK/swarm" >/dev/null 2>&1 || true
 BODY="$(python3 - "$WORK/server.db" <<'PY'
 import json, sqlite3, sys
 r = sqlite3.connect(sys.argv[1]).execute(
@@ -47,26 +48,41 @@ r = sqlite3.connect(sys.argv[1]).execute(
 print(json.dumps(dict(zip(["merchantId", "mandateId", "itemId", "agentId", "quantity", "amountMinor", "currency"], r))))
 PY
 )"
-/usr/bin/time -f "%U %S" -o "$WORK/oha.cpu" oha --no-tui -c "$C" -z "${OHA_SECONDS}s" -m POST \
-    -H "Content-Type: application/json" -H "Idempotency-Key: s5-0-0-0" -d "$BODY" \
-    "http://127.0.0.1:$PORT/v1/purchases/commit" >"$WORK/oha.out" 2>&1 || true
+for round in $(seq "$ROUNDS"); do
+    CI=true /usr/bin/time -f "%U %S" -o "$WORK/swarm.$round.cpu" \
+        $BIN run "$WORK/bench.toml" --no-tui --report-dir "$WORK/swarm.$round" >/dev/null 2>&1 || true
+    # oha runs as long as swarm just did.
+    SECS="$(python3 -c "import json,sys; print(max(1, round(json.load(open(sys.argv[1]))['elapsed_ms'] / 1000)))" "$WORK/swarm.$round/summary.json")"
+    /usr/bin/time -f "%U %S" -o "$WORK/oha.$round.cpu" oha --no-tui -c "$C" -z "${SECS}s" -m POST \
+        -H "Content-Type: application/json" -H "Idempotency-Key: s5-0-0-0" -d "$BODY" \
+        "http://127.0.0.1:$PORT/v1/purchases/commit" >"$WORK/oha.$round.out" 2>&1 || true
+done
 
-python3 - "$WORK/swarm/summary.json" "$WORK/swarm.cpu" "$WORK/oha.out" "$WORK/oha.cpu" "$C" <<'PY'
-import json, re, sys
-s = json.load(open(sys.argv[1]))
-swarm_rps = s["rates"]["requests_per_s"]
-requests = s["counters"]["requests"]
-u, k = map(float, open(sys.argv[2]).read().split()[-2:])
-out = open(sys.argv[3]).read()
-m = re.search(r"Requests/sec:\s*([0-9.]+)", out)
-oha_rps = float(m.group(1)) if m else 0.0
-m = re.search(r"Total:\s*([0-9.]+)\s*(ns|us|µs|ms|secs|sec|s)\b", out)
+python3 - "$WORK" "$ROUNDS" "$C" <<'PY'
+import json, re, statistics, sys
+work, rounds, c = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 scale = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "secs": 1.0, "sec": 1.0, "s": 1.0}
-oha_secs = float(m.group(1)) * scale[m.group(2)] if m else 0.0
-ou, ok = map(float, open(sys.argv[4]).read().split()[-2:])
-oha_requests = oha_rps * oha_secs
-print(f"concurrency {sys.argv[5]} · server: swarm serve on embedded SQLite · replays of stored keys")
-print(f"swarm  {swarm_rps:9.0f} requests/s  ({requests} requests, client CPU {1e6 * (u + k) / max(requests, 1):.1f} µs/request)")
-print(f"oha    {oha_rps:9.0f} requests/s  (client CPU {1e6 * (ou + ok) / max(oha_requests, 1):.1f} µs/request)")
-print(f"ratio  {swarm_rps / oha_rps if oha_rps else float('nan'):.2f} (swarm / oha)")
+def cpu(path):
+    u, k = map(float, open(path).read().split()[-2:])
+    return u + k
+rows = []
+for r in range(1, rounds + 1):
+    s = json.load(open(f"{work}/swarm.{r}/summary.json"))
+    n = s["counters"]["requests"]
+    swarm = (s["rates"]["requests_per_s"], 1e6 * cpu(f"{work}/swarm.{r}.cpu") / max(n, 1))
+    out = open(f"{work}/oha.{r}.out").read()
+    m = re.search(r"Requests/sec:\s*([0-9.]+)", out)
+    rps = float(m.group(1)) if m else 0.0
+    m = re.search(r"Total:\s*([0-9.]+)\s*(ns|us|µs|ms|secs|sec|s)\b", out)
+    secs = float(m.group(1)) * scale[m.group(2)] if m else 0.0
+    oha = (rps, 1e6 * cpu(f"{work}/oha.{r}.cpu") / max(rps * secs, 1))
+    rows.append((swarm, oha))
+    print(f"round {r}: swarm {swarm[0]:8.0f} req/s {swarm[1]:5.1f} µs CPU/req · oha {oha[0]:8.0f} req/s {oha[1]:5.1f} µs CPU/req")
+med = lambda xs: statistics.median(xs)
+s_rps, s_cpu = med([r[0][0] for r in rows]), med([r[0][1] for r in rows])
+o_rps, o_cpu = med([r[1][0] for r in rows]), med([r[1][1] for r in rows])
+print(f"concurrency {c} · server: swarm serve on embedded SQLite · replays of stored keys · medians of {rounds}")
+print(f"swarm  {s_rps:9.0f} requests/s  (client CPU {s_cpu:.1f} µs/request)")
+print(f"oha    {o_rps:9.0f} requests/s  (client CPU {o_cpu:.1f} µs/request)")
+print(f"ratio  {s_rps / o_rps if o_rps else float('nan'):.2f} (swarm / oha)")
 PY

@@ -337,8 +337,11 @@ async fn run_purchase(world: &World, plan: AgentPlan, purchase: u16, rng: &mut S
     for attempt in 1..=max {
         a.seq = attempt.min(254) as u8 - 1;
         let code = match (plan.persona, attempt) {
+            // The rarer personas' branches are boxed: an agent's future is as large as
+            // its largest branch, and every agent's future is copied when it is spawned.
             (Persona::DoubleSubmit, 1) => {
-                let ((x, _), (y, _)) = tokio::join!(world.send(a), world.send(a));
+                let ((x, _), (y, _)) =
+                    Box::pin(async { tokio::join!(world.send(a), world.send(a)) }).await;
                 keys.note(a.variant, x);
                 // The better of the two answers decides what the agent does next.
                 if x.kind() == history::Kind::Ok || !x.is_transient() {
@@ -351,8 +354,9 @@ async fn run_purchase(world: &World, plan: AgentPlan, purchase: u16, rng: &mut S
                 let invoke_ms = world.metrics.now_ms();
                 let sent_at = Instant::now();
                 let crash_after = Duration::from_micros(rng.random_range(0..=2000));
+                let send = Box::pin(world.send(a));
                 tokio::select! {
-                    (code, _) = world.send(a) => code,
+                    (code, _) = send => code,
                     () = tokio::time::sleep(crash_after) => {
                         // The process died mid-flight; its request may still land.
                         world.record_abandoned(&a, invoke_ms, sent_at.elapsed().as_micros() as u64);
@@ -366,7 +370,7 @@ async fn run_purchase(world: &World, plan: AgentPlan, purchase: u16, rng: &mut S
         if !code.is_transient() {
             if plan.persona == Persona::PayloadMutator && code.kind() == history::Kind::Ok {
                 a.seq = a.seq.saturating_add(1);
-                mutate_payload(world, a, rng).await;
+                Box::pin(mutate_payload(world, a, rng)).await;
             }
             break;
         }

@@ -274,22 +274,27 @@ fn live_regions(scenario: &Scenario) -> Result<Vec<Region>, EngineError> {
         })?),
         None => None,
     };
-    Ok(scenario
+    scenario
         .regions
         .iter()
         .enumerate()
         .map(|(i, spec)| {
-            let base = spec.endpoint.clone().unwrap_or_default();
-            let gateway = crate::region::HttpGateway::new(base, None)
+            let unsupported =
+                |e: String| EngineError::Unsupported(format!("regions[{i}].endpoint: {e}"));
+            let endpoint = crate::pool::Endpoint::parse(spec.endpoint.as_deref().unwrap_or(""))
+                .map_err(unsupported)?;
+            let gateway = crate::region::HttpGateway::new(endpoint, None)
+                .map_err(unsupported)?
                 .with_api_key(api_key.clone())
+                .map_err(|e| EngineError::Unsupported(format!("target.api_key_env: {e}")))?
                 .with_zinc(scenario.target.protocol == crate::scenario::Protocol::Zinc);
-            Region::with_gateway(
+            Ok(Region::with_gateway(
                 spec.name.clone(),
                 i as u8,
-                crate::region::Gateway::Http(gateway),
-            )
+                crate::region::Gateway::Http(Box::new(gateway)),
+            ))
         })
-        .collect())
+        .collect()
 }
 
 /// An in-process HTTP server of one region, stopped at the end of the run.
@@ -343,14 +348,18 @@ async fn open_regions(
                 let proxy = crate::proxy::FaultProxy::start(server_addr)
                     .await
                     .map_err(io)?;
-                let base = format!("http://{}", proxy.addr());
+                let endpoint = crate::pool::Endpoint {
+                    address: proxy.addr().to_string(),
+                    host: proxy.addr().to_string(),
+                    prefix: String::new(),
+                };
+                let gateway = crate::region::HttpGateway::new(endpoint, Some(proxy))
+                    .map_err(EngineError::Unsupported)?
+                    .with_zinc(scenario.target.protocol == crate::scenario::Protocol::Zinc);
                 Region::with_gateway(
                     spec.name.clone(),
                     i as u8,
-                    crate::region::Gateway::Http(crate::region::HttpGateway::new(
-                        base,
-                        Some(proxy),
-                    )),
+                    crate::region::Gateway::Http(Box::new(gateway)),
                 )
             }
         };
@@ -500,11 +509,13 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, EngineError> {
         let intended = scheduled.unwrap_or_else(Instant::now);
         world.metrics.agents_started.fetch_add(1, Ordering::Relaxed);
         let w = world.clone();
-        tokio::spawn(async move {
+        // Boxed: the task then holds a pointer, and the agent's few kilobytes of future
+        // are copied once instead of on every move the spawn makes.
+        tokio::spawn(Box::pin(async move {
             agent::run_agent(w.clone(), id as u32, intended).await;
             w.metrics.agents_done.fetch_add(1, Ordering::Relaxed);
             drop(permit);
-        });
+        }));
     }
     // Drain: every agent gives its capacity back when it is done.
     let _all = capacity.acquire_many(in_flight as u32).await;

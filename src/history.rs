@@ -261,13 +261,28 @@ const MAGIC: &[u8; 8] = b"SWARMH01";
 const MAX_HEADER_BYTES: u32 = 512 << 20;
 
 /// The idempotency key of (agent, purchase, variant) under `prefix`.
+/// Written digit by digit (no formatter): it is built for every request.
 pub fn key(prefix: &str, agent: u32, purchase: u16, variant: u8) -> String {
-    format!("{prefix}-{agent}-{purchase}-{variant}")
+    let mut b = itoa::Buffer::new();
+    let mut k = String::with_capacity(prefix.len() + 22);
+    k.push_str(prefix);
+    k.push('-');
+    k.push_str(b.format(agent));
+    k.push('-');
+    k.push_str(b.format(purchase));
+    k.push('-');
+    k.push_str(b.format(variant));
+    k
 }
 
 /// The agent id string a request carries.
 pub fn agent_name(agent: u32) -> String {
-    format!("agent-{agent}")
+    let mut b = itoa::Buffer::new();
+    let digits = b.format(agent);
+    let mut name = String::with_capacity(6 + digits.len());
+    name.push_str("agent-");
+    name.push_str(digits);
+    name
 }
 
 /// FNV-1a over the snapshot bytes with `"replayed":true` read as `"replayed":false`, so a

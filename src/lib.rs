@@ -12,6 +12,7 @@ pub mod fault;
 pub mod history;
 pub mod kernel;
 pub mod metrics;
+pub mod pool;
 pub mod proxy;
 pub mod region;
 pub mod report;

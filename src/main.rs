@@ -239,7 +239,11 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::INTERNAL as u8);
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    // The verb runs as a task on the workers, not on this thread: a future driven by
+    // `block_on` is woken across threads (a futex call) every time a worker's task
+    // signals it, which on a busy run is once per agent.
+    let outcome = runtime.block_on(async { tokio::spawn(dispatch(cli)).await });
+    match outcome.unwrap_or_else(|e| Err(internal(anyhow::anyhow!("the run stopped: {e}")))) {
         Ok(code) => ExitCode::from(code as u8),
         Err(Exit(code, e)) => {
             eprintln!("swarm: {e:#}");

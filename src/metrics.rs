@@ -99,9 +99,37 @@ struct Shard {
     corrected_us: Histogram<u64>,
     interval_raw_us: Histogram<u64>,
     regions: Vec<(Counters, Histogram<u64>)>,
-    history: Vec<Record>,
+    history: Chunks,
     dropped: u64,
     pending: Vec<crate::agent::Attempt>,
+}
+
+/// A shard's history in chunks that are never moved: appending copies one record, where
+/// a growing `Vec` would copy every record again at each growth.
+#[derive(Default)]
+struct Chunks {
+    chunks: Vec<Vec<Record>>,
+    len: usize,
+}
+
+impl Chunks {
+    /// Chunks start small (a short run stays small) and double up to this many records.
+    const MAX_CHUNK: usize = 4096;
+
+    fn push(&mut self, r: Record) {
+        let full = self.chunks.last().is_none_or(|c| c.len() == c.capacity());
+        if full {
+            let next = self
+                .chunks
+                .last()
+                .map_or(64, |c| (c.capacity() * 2).min(Self::MAX_CHUNK));
+            self.chunks.push(Vec::with_capacity(next));
+        }
+        if let Some(c) = self.chunks.last_mut() {
+            c.push(r);
+        }
+        self.len += 1;
+    }
 }
 
 /// Most history records kept per shard (64 shards: 64M records, ~3.5 GiB at the limit).
@@ -120,7 +148,7 @@ impl Shard {
             regions: (0..regions)
                 .map(|_| (Counters::default(), histogram()))
                 .collect(),
-            history: Vec::new(),
+            history: Chunks::default(),
             dropped: 0,
             pending: Vec::new(),
         }
@@ -226,12 +254,7 @@ impl Metrics {
             c.occ_retries += retries;
             let _ = h.record(us);
         }
-        if s.history.len() < MAX_HISTORY_PER_SHARD {
-            if s.history.len() == s.history.capacity() {
-                // Grow by an eighth, not double: a million records leave little slack.
-                let extra = (s.history.len() / 8).max(1024);
-                s.history.reserve_exact(extra);
-            }
+        if s.history.len < MAX_HISTORY_PER_SHARD {
             s.history.push(*r);
         } else {
             s.dropped += 1;
@@ -254,13 +277,15 @@ impl Metrics {
 
     /// Every recorded request, ordered by invoke time, and how many were dropped.
     pub fn take_history(&self) -> (Vec<Record>, u64) {
-        let total: usize = self.shards.iter().map(|s| lock(s).history.len()).sum();
+        let total: usize = self.shards.iter().map(|s| lock(s).history.len).sum();
         let mut all = Vec::with_capacity(total);
         let mut dropped = 0;
         for shard in self.shards.iter() {
             let mut s = lock(shard);
             // Move and free shard by shard, so the peak stays near one copy.
-            all.extend(std::mem::take(&mut s.history));
+            for chunk in std::mem::take(&mut s.history).chunks {
+                all.extend(chunk);
+            }
             dropped += s.dropped;
         }
         all.sort_unstable_by_key(|r| (r.invoke_ms, r.agent, r.purchase, r.variant, r.complete_ms));

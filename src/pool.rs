@@ -1,0 +1,185 @@
+//! One endpoint's keep-alive HTTP/1 connections, and the endpoint's address.
+//!
+//! A request checks a connection out, sends, reads the whole answer and checks it back
+//! in; a request that is abandoned (timeout, crash) drops its connection with it, since
+//! HTTP/1 cannot reuse a connection that still owes an answer. Invariants: a connection
+//! is in the idle list only when it owes nothing; the lock is held for a push or a pop,
+//! never across an await; at most `max_idle` connections wait idle.
+
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::HeaderValue;
+use hyper_util::rt::TokioIo;
+
+use crate::history::Code;
+
+/// Where an endpoint is: what to connect to, what to call it, what to put before paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `host:port` to connect to.
+    pub address: String,
+    /// The `Host` header.
+    pub host: String,
+    /// A path prefix (`""` or `/api`), without a trailing slash.
+    pub prefix: String,
+}
+
+impl Endpoint {
+    /// Parse `http://host[:port][/prefix]`.
+    pub fn parse(url: &str) -> Result<Endpoint, String> {
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(format!(
+                    "`{url}`: https is not supported by swarm's client yet; \
+                     reach it through a TLS-terminating proxy on http"
+                ));
+            }
+            _ => return Err(format!("`{url}` must start with http://")),
+        }
+        let Some(authority) = uri.authority() else {
+            return Err(format!("`{url}` has no host"));
+        };
+        if authority.as_str().contains('@') {
+            return Err(format!(
+                "`{url}`: credentials in the URL are not sent; use target.api_key_env"
+            ));
+        }
+        let port = authority.port_u16().unwrap_or(80);
+        let host = authority.host();
+        Ok(Endpoint {
+            address: format!("{host}:{port}"),
+            host: authority.as_str().to_string(),
+            prefix: uri.path().trim_end_matches('/').to_string(),
+        })
+    }
+}
+
+/// An HTTP answer: status and the whole body.
+pub struct Answer {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+/// Keep-alive connections to one endpoint.
+pub struct ConnectionPool {
+    address: String,
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    max_idle: usize,
+}
+
+impl ConnectionPool {
+    pub fn new(address: String, max_idle: usize) -> ConnectionPool {
+        ConnectionPool {
+            address,
+            idle: Mutex::new(Vec::new()),
+            max_idle,
+        }
+    }
+
+    fn pop(&self) -> Option<SendRequest<Full<Bytes>>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    /// An idle connection that still works, else a new one.
+    async fn checkout(&self) -> Result<SendRequest<Full<Bytes>>, Code> {
+        while let Some(mut sender) = self.pop() {
+            if sender.ready().await.is_ok() {
+                return Ok(sender);
+            }
+        }
+        let stream = tokio::net::TcpStream::connect(&self.address)
+            .await
+            .map_err(|_| Code::Refused)?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| Code::Reset)?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+
+    fn checkin(&self, sender: SendRequest<Full<Bytes>>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push(sender);
+        }
+    }
+
+    /// Send one request and read its whole answer. A refused connection is `Refused`;
+    /// anything that breaks after it is open is `Reset`.
+    pub async fn send(&self, request: hyper::Request<Full<Bytes>>) -> Result<Answer, Code> {
+        let mut sender = self.checkout().await?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|_| Code::Reset)?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|_| Code::Reset)?
+            .to_bytes();
+        self.checkin(sender);
+        Ok(Answer { status, body })
+    }
+
+    /// Connections waiting idle (for tests).
+    pub fn idle_len(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// A header value from a string the program made, or `None` when it is not one.
+pub fn header(value: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(value).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse_with_port_host_and_prefix() {
+        let e = Endpoint::parse("http://127.0.0.1:8080").unwrap();
+        assert_eq!(e.address, "127.0.0.1:8080");
+        assert_eq!(e.host, "127.0.0.1:8080");
+        assert_eq!(e.prefix, "");
+        let e = Endpoint::parse("http://shop.example/api/").unwrap();
+        assert_eq!(e.address, "shop.example:80");
+        assert_eq!(e.host, "shop.example");
+        assert_eq!(e.prefix, "/api");
+    }
+
+    #[test]
+    fn endpoints_that_cannot_be_driven_are_refused_with_a_reason() {
+        assert!(
+            Endpoint::parse("https://x.example")
+                .unwrap_err()
+                .contains("https")
+        );
+        assert!(Endpoint::parse("ftp://x").unwrap_err().contains("http://"));
+        assert!(
+            Endpoint::parse("not a url")
+                .unwrap_err()
+                .contains("not a URL")
+        );
+        assert!(
+            Endpoint::parse("http://u:p@x")
+                .unwrap_err()
+                .contains("api_key_env")
+        );
+    }
+}
