@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::metrics::Metrics;
 use crate::region::{Region, mode_name};
-use crate::scenario::{FaultAt, FaultKind, FaultMode, Scenario, parse_duration_ms};
+use crate::scenario::{Delay, FaultAt, FaultKind, FaultMode, Scenario, parse_duration_ms};
 
 /// Longest a command fault may run before it is killed.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -24,7 +24,12 @@ const OUTPUT_BYTES: usize = 4096;
 /// What a fault does.
 #[derive(Debug, Clone)]
 pub enum Action {
-    RegionDown { region: usize, mode: FaultMode },
+    RegionDown {
+        region: usize,
+        mode: FaultMode,
+        /// What a `latency` fault adds (zero otherwise).
+        delay: Delay,
+    },
     Command(String),
 }
 
@@ -42,7 +47,7 @@ pub struct FaultRecord {
     pub index: usize,
     /// The region (empty for a command).
     pub region: String,
-    /// `outage`, `blackhole`, `crash`, `lost-ack` or `command`.
+    /// `outage`, `blackhole`, `crash`, `lost-ack`, `latency` or `command`.
     pub mode: String,
     /// `"50%"`, `"20s"` or `"key"` (fired by hand).
     pub trigger: String,
@@ -55,6 +60,11 @@ pub struct FaultRecord {
     pub exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// For a `latency` fault: the delay added to each answer, and its jitter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter_ms: Option<u64>,
 }
 
 struct Entry {
@@ -95,7 +105,11 @@ impl Timeline {
                             .position(|r| r.name == name)
                             .unwrap_or(0);
                         (
-                            Action::RegionDown { region, mode },
+                            Action::RegionDown {
+                                region,
+                                mode,
+                                delay: f.delay(),
+                            },
                             name,
                             mode_name(mode).to_string(),
                         )
@@ -123,6 +137,8 @@ impl Timeline {
                         },
                         exit_code: None,
                         output: None,
+                        latency_ms: f.latency_ms,
+                        jitter_ms: f.latency_ms.map(|_| f.jitter_ms.unwrap_or(0)),
                     },
                 }
             })
@@ -219,9 +235,13 @@ impl Timeline {
     ) {
         e.record.started_ms = Some(now_ms);
         match &e.fault.action {
-            Action::RegionDown { region, mode } => {
+            Action::RegionDown {
+                region,
+                mode,
+                delay,
+            } => {
                 if let Some(r) = regions.get(*region) {
-                    r.fail(*mode);
+                    r.fail_with(*mode, *delay);
                     tracing::info!(region = %r.name, mode = mode_name(*mode), "fault fired");
                 }
             }

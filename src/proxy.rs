@@ -6,20 +6,22 @@
 //! `Blackhole` accepts and never answers, on new and open connections alike. `Crash` resets every open connection (RST) and
 //! refuses new ones until healed. `LostAck` forwards the request, lets the server answer
 //! (and commit), then resets the client connection instead of passing the answer on.
+//! `Latency` holds every answer back by the fault's delay (± its jitter) and passes it on.
 //! Invariant: the proxy never alters bytes it passes; it only withholds or cuts them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, watch};
 
-use crate::scenario::FaultMode;
+use crate::scenario::{Delay, FaultMode};
 
 const UP: u8 = 0;
+const LATENCY: u8 = 5;
 
 fn code(mode: Option<FaultMode>) -> u8 {
     match mode {
@@ -28,6 +30,7 @@ fn code(mode: Option<FaultMode>) -> u8 {
         Some(FaultMode::Blackhole) => 2,
         Some(FaultMode::Crash) => 3,
         Some(FaultMode::LostAck) => 4,
+        Some(FaultMode::Latency) => LATENCY,
     }
 }
 
@@ -35,6 +38,8 @@ struct Shared {
     upstream: SocketAddr,
     addr: SocketAddr,
     mode: AtomicU8,
+    /// A `latency` fault's delay: base and jitter, in ms.
+    delay_ms: [AtomicU64; 2],
     /// Bumped on a crash: every connection opened before it is reset.
     crashes: watch::Sender<u64>,
     /// The accept loop, when the listener is open.
@@ -58,6 +63,7 @@ impl FaultProxy {
                 upstream,
                 addr,
                 mode: AtomicU8::new(UP),
+                delay_ms: [AtomicU64::new(0), AtomicU64::new(0)],
                 crashes,
                 accept: Mutex::new(None),
             }),
@@ -92,7 +98,9 @@ impl FaultProxy {
     }
 
     /// Take the region down in `mode`.
-    pub async fn fail(&self, mode: FaultMode) {
+    pub async fn fail(&self, mode: FaultMode, delay: Delay) {
+        self.shared.delay_ms[0].store(delay.latency_ms, Ordering::Release);
+        self.shared.delay_ms[1].store(delay.jitter_ms, Ordering::Release);
         self.shared.mode.store(code(Some(mode)), Ordering::Release);
         match mode {
             // Both take the listener down and cut every open (also idle keep-alive)
@@ -101,7 +109,7 @@ impl FaultProxy {
                 self.close().await;
                 self.shared.crashes.send_modify(|n| *n += 1);
             }
-            FaultMode::Blackhole | FaultMode::LostAck => {}
+            FaultMode::Blackhole | FaultMode::LostAck | FaultMode::Latency => {}
         }
     }
 
@@ -173,6 +181,13 @@ async fn handle(shared: Arc<Shared>, client: TcpStream) {
                             reset(c);
                         }
                         return;
+                    }
+                    if shared.mode.load(Ordering::Acquire) == LATENCY {
+                        let delay = Delay {
+                            latency_ms: shared.delay_ms[0].load(Ordering::Acquire),
+                            jitter_ms: shared.delay_ms[1].load(Ordering::Acquire),
+                        };
+                        tokio::time::sleep(delay.sample()).await;
                     }
                     if cw.write_all(&down[..n]).await.is_err() { break }
                 }

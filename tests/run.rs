@@ -178,6 +178,7 @@ async fn failover_loses_acknowledgements_and_resolves_every_one() {
     for f in sum["faults"].as_array().expect("faults") {
         assert!(f["started_ms"].is_u64() && f["healed_ms"].is_u64(), "{f}");
     }
+    assert_latency_fault_slowed(&sum);
     let history = History::read(&dir.join("history.bin")).expect("history");
     let db: swarm::db::DbUrl = format!("sqlite://{}", dir.join("swarm.db").display())
         .parse()
@@ -341,6 +342,23 @@ fn ctrl_c_stops_arrivals_then_heals_audits_and_reports() {
     );
 }
 
+/// failover.toml's last fault adds 200 ± 50 ms to us-east-1 for 500 ms: its slowest
+/// requests took at least 140 ms (without the fault, tens of ms at most: its other faults
+/// refuse or reset at once).
+fn assert_latency_fault_slowed(s: &serde_json::Value) {
+    let slow = &s["faults"][4];
+    assert_eq!(slow["mode"], "latency");
+    assert_eq!(slow["latency_ms"], 200);
+    assert_eq!(slow["jitter_ms"], 50);
+    assert!(slow["started_ms"].is_u64(), "{slow}");
+    let east = &s["regions"][0];
+    assert_eq!(east["name"], "us-east-1");
+    assert!(
+        east["latency_raw_ms"]["p99_ms"].as_f64().unwrap_or(0.0) >= 140.0,
+        "{east}"
+    );
+}
+
 /// scenarios/failover.toml renamed and given `target`, written under `dir`.
 fn failover_with_target(dir: &Path, name: &str, target: &str) -> String {
     let text =
@@ -376,6 +394,7 @@ fn http_target_with_real_socket_faults_in_every_mode_stays_valid() {
         "crash/lost-ack reset connections"
     );
     assert!(c("timeout") > 0, "blackhole timed out");
+    assert_latency_fault_slowed(&s);
     // Lost acknowledgements happened on the wire and were resolved by replay.
     let history = History::read(&dir.join("history.bin")).expect("history");
     let conn = rusqlite::Connection::open(dir.join("swarm.db")).expect("db");

@@ -627,7 +627,7 @@ async fn the_openapi_document_matches_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fault_proxy_refuses_hangs_resets_and_loses_acks_on_real_sockets() {
     use swarm::proxy::FaultProxy;
-    use swarm::scenario::FaultMode;
+    use swarm::scenario::{Delay, FaultMode};
     let fx = Fixture::new(
         Backend::SqliteGroup,
         catalog(100, 4),
@@ -644,13 +644,13 @@ async fn the_fault_proxy_refuses_hangs_resets_and_loses_acks_on_real_sockets() {
         "up: bytes pass"
     );
 
-    proxy.fail(FaultMode::Outage).await;
+    proxy.fail(FaultMode::Outage, Delay::default()).await;
     let refused = tokio::net::TcpStream::connect(addr).await;
     assert!(refused.is_err(), "outage: connection refused");
     proxy.heal().await;
     assert_eq!(commit(addr, &req, "p-1", &[]).await.status, 201, "healed");
 
-    proxy.fail(FaultMode::Blackhole).await;
+    proxy.fail(FaultMode::Blackhole, Delay::default()).await;
     let hung = tokio::time::timeout(
         std::time::Duration::from_millis(300),
         try_http(addr, "GET", "/healthz", &[], b""),
@@ -659,7 +659,7 @@ async fn the_fault_proxy_refuses_hangs_resets_and_loses_acks_on_real_sockets() {
     assert!(hung.is_err(), "blackhole: no answer before the timeout");
     proxy.heal().await;
 
-    proxy.fail(FaultMode::LostAck).await;
+    proxy.fail(FaultMode::LostAck, Delay::default()).await;
     let before = fx.state().await.committed;
     let lost = try_http(
         addr,
@@ -686,11 +686,30 @@ async fn the_fault_proxy_refuses_hangs_resets_and_loses_acks_on_real_sockets() {
         replay.body
     );
 
-    proxy.fail(FaultMode::Crash).await;
+    proxy.fail(FaultMode::Crash, Delay::default()).await;
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "crash: refused until healed"
     );
+    proxy.heal().await;
+    assert_eq!(http(addr, "GET", "/healthz", &[], b"").await.status, 200);
+
+    // Latency: every answer arrives, none sooner than latency - jitter.
+    let delay = Delay {
+        latency_ms: 400,
+        jitter_ms: 100,
+    };
+    proxy.fail(FaultMode::Latency, delay).await;
+    for i in 0..3 {
+        let sent = std::time::Instant::now();
+        let slow = commit(addr, &fx.request(2, "r"), &format!("p-3-{i}"), &[]).await;
+        let took = sent.elapsed();
+        assert!(slow.status == 200 || slow.status == 201, "{}", slow.body);
+        assert!(
+            took >= std::time::Duration::from_millis(300),
+            "latency: answered after {took:?}, expected at least 300 ms"
+        );
+    }
     proxy.heal().await;
     assert_eq!(http(addr, "GET", "/healthz", &[], b"").await.status, 200);
 }

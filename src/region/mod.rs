@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use crate::history::Code;
 use crate::kernel::{Kernel, KernelError, Link, PurchaseRequest, Snapshot};
 use crate::proxy::FaultProxy;
-use crate::scenario::FaultMode;
+use crate::scenario::{Delay, FaultMode};
 
 mod http;
 pub use http::HttpGateway;
@@ -41,6 +41,8 @@ impl RegionState {
     pub fn label(self) -> String {
         match self {
             RegionState::Up => "UP".into(),
+            // Slow, not down: every answer still arrives.
+            RegionState::Down(FaultMode::Latency) => "SLOW:latency".into(),
             RegionState::Down(m) => format!("DOWN:{}", mode_name(m)),
         }
     }
@@ -52,6 +54,7 @@ pub fn mode_name(m: FaultMode) -> &'static str {
         FaultMode::Blackhole => "blackhole",
         FaultMode::Crash => "crash",
         FaultMode::LostAck => "lost-ack",
+        FaultMode::Latency => "latency",
     }
 }
 
@@ -62,6 +65,7 @@ fn encode(s: RegionState) -> u8 {
         RegionState::Down(FaultMode::Blackhole) => 2,
         RegionState::Down(FaultMode::Crash) => 3,
         RegionState::Down(FaultMode::LostAck) => 4,
+        RegionState::Down(FaultMode::Latency) => 5,
     }
 }
 
@@ -71,6 +75,7 @@ fn decode(v: u8) -> RegionState {
         2 => RegionState::Down(FaultMode::Blackhole),
         3 => RegionState::Down(FaultMode::Crash),
         4 => RegionState::Down(FaultMode::LostAck),
+        5 => RegionState::Down(FaultMode::Latency),
         _ => RegionState::Up,
     }
 }
@@ -94,6 +99,8 @@ pub struct Region {
     /// Bumped on every crash; a request sent in an older epoch has been cut.
     epoch: Arc<AtomicU64>,
     crashed: Notify,
+    /// The delay of a `latency` fault: base and jitter, in ms.
+    delay_ms: [AtomicU64; 2],
     gateway: Gateway,
 }
 
@@ -109,6 +116,7 @@ impl Region {
             state: AtomicU8::new(0),
             epoch: Arc::new(AtomicU64::new(0)),
             crashed: Notify::new(),
+            delay_ms: [AtomicU64::new(0), AtomicU64::new(0)],
             gateway,
         }
     }
@@ -125,15 +133,26 @@ impl Region {
         decode(self.state.load(Ordering::Acquire))
     }
 
+    /// Up, or slow (a `latency` fault): it answers.
     pub fn is_up(&self) -> bool {
-        self.state() == RegionState::Up
+        matches!(
+            self.state(),
+            RegionState::Up | RegionState::Down(FaultMode::Latency)
+        )
     }
 
     /// Take the region down in `mode`. A crash cuts every request in flight.
     pub fn fail(&self, mode: FaultMode) {
+        self.fail_with(mode, Delay::default());
+    }
+
+    /// Take the region down in `mode`; `delay` is what a `latency` fault adds.
+    pub fn fail_with(&self, mode: FaultMode, delay: Delay) {
+        self.delay_ms[0].store(delay.latency_ms, Ordering::Release);
+        self.delay_ms[1].store(delay.jitter_ms, Ordering::Release);
         if let Some(p) = self.proxy() {
             let p = p.clone();
-            tokio::spawn(async move { p.fail(mode).await });
+            tokio::spawn(async move { p.fail(mode, delay).await });
         }
         self.state
             .store(encode(RegionState::Down(mode)), Ordering::Release);
@@ -166,6 +185,14 @@ impl Region {
             RegionState::Down(FaultMode::Blackhole) => {
                 // Accepted, never answered: only the client's timeout ends this.
                 std::future::pending::<()>().await;
+            }
+            RegionState::Down(FaultMode::Latency) => {
+                // The request reaches the kernel late; the answer is what it would be.
+                let delay = Delay {
+                    latency_ms: self.delay_ms[0].load(Ordering::Acquire),
+                    jitter_ms: self.delay_ms[1].load(Ordering::Acquire),
+                };
+                tokio::time::sleep(delay.sample()).await;
             }
             RegionState::Up | RegionState::Down(FaultMode::LostAck) => {}
         }

@@ -141,6 +141,31 @@ mod tests {
     }
 
     #[test]
+    fn latency_faults_need_a_latency_and_only_they_take_one() {
+        let head = "[[regions]]\nname = \"a\"\n\n[[faults]]\nat = \"50%\"\nkind = \"region-down\"\nregion = \"a\"\n";
+        let err = parse(&format!("{head}mode = \"latency\"\n")).unwrap_err();
+        assert_eq!(err.field(), Some("faults[0].latency_ms"), "{err}");
+        let err = parse(&format!("{head}mode = \"crash\"\njitter_ms = 5\n")).unwrap_err();
+        assert_eq!(err.field(), Some("faults[0].jitter_ms"), "{err}");
+        assert_eq!(err.line(), Some(9), "{err}");
+        let ok = parse(&format!(
+            "{head}mode = \"latency\"\nlatency_ms = 100\njitter_ms = 20\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            ok.faults[0].delay(),
+            Delay {
+                latency_ms: 100,
+                jitter_ms: 20
+            }
+        );
+        for _ in 0..100 {
+            let d = ok.faults[0].delay().sample().as_millis();
+            assert!((80..=120).contains(&d), "{d}");
+        }
+    }
+
+    #[test]
     fn fault_times_parse() {
         assert_eq!(FaultAt::parse("50%"), Ok(FaultAt::Progress(0.5)));
         assert_eq!(FaultAt::parse("20s"), Ok(FaultAt::AfterMs(20_000)));

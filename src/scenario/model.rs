@@ -365,6 +365,31 @@ pub enum FaultMode {
     Crash,
     /// The commit happens; the acknowledgement is lost.
     LostAck,
+    /// Every answer comes `latency_ms` ± `jitter_ms` late; nothing is lost.
+    Latency,
+}
+
+/// The delay a `latency` fault adds to each answer: uniform in
+/// `[latency_ms - jitter_ms, latency_ms + jitter_ms]`, never below 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delay {
+    pub latency_ms: u64,
+    pub jitter_ms: u64,
+}
+
+impl Delay {
+    /// One draw of the delay.
+    pub fn sample(self) -> std::time::Duration {
+        use rand::Rng;
+        let lo = self.latency_ms.saturating_sub(self.jitter_ms) * 1000;
+        let hi = (self.latency_ms + self.jitter_ms) * 1000;
+        let us = if hi > lo {
+            rand::rng().random_range(lo..=hi)
+        } else {
+            lo
+        };
+        std::time::Duration::from_micros(us)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -382,9 +407,28 @@ pub struct FaultSpec {
     /// `command` only.
     #[serde(default)]
     pub command: Option<String>,
+    /// `latency` mode only: the added delay per answer.
+    #[serde(default)]
+    pub latency_ms: Option<u64>,
+    /// `latency` mode only: the delay varies by up to this much either way.
+    #[serde(default)]
+    pub jitter_ms: Option<u64>,
     #[serde(default)]
     pub heal_after: Option<String>,
 }
+
+impl FaultSpec {
+    /// The delay of a `latency` fault (zero for every other kind).
+    pub fn delay(&self) -> Delay {
+        Delay {
+            latency_ms: self.latency_ms.unwrap_or(0),
+            jitter_ms: self.jitter_ms.unwrap_or(0),
+        }
+    }
+}
+
+/// Longest `latency_ms` / `jitter_ms` a fault may add.
+pub const MAX_DELAY_MS: u64 = 600_000;
 
 /// When a fault fires.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -609,9 +653,39 @@ impl Scenario {
                     if fault.mode.is_none() {
                         return here(
                             "mode",
-                            "a region-down fault needs a mode: outage, blackhole, crash or lost-ack"
+                            "a region-down fault needs a mode: outage, blackhole, crash, lost-ack or latency"
                                 .into(),
                         );
+                    }
+                    if fault.mode == Some(FaultMode::Latency) {
+                        match fault.latency_ms {
+                            None | Some(0) => {
+                                return here(
+                                    "latency_ms",
+                                    "a latency fault needs latency_ms > 0".into(),
+                                );
+                            }
+                            Some(ms) if ms > MAX_DELAY_MS => {
+                                return here(
+                                    "latency_ms",
+                                    format!("must be at most {MAX_DELAY_MS} (10 minutes)"),
+                                );
+                            }
+                            Some(_) => {}
+                        }
+                        if fault.jitter_ms.is_some_and(|j| j > MAX_DELAY_MS) {
+                            return here(
+                                "jitter_ms",
+                                format!("must be at most {MAX_DELAY_MS} (10 minutes)"),
+                            );
+                        }
+                    } else {
+                        if fault.latency_ms.is_some() {
+                            return here("latency_ms", "only `latency` faults take latency_ms".into());
+                        }
+                        if fault.jitter_ms.is_some() {
+                            return here("jitter_ms", "only `latency` faults take jitter_ms".into());
+                        }
                     }
                     if fault.command.is_some() {
                         return here("command", "only `command` faults run a command".into());
@@ -631,6 +705,9 @@ impl Scenario {
                     }
                     if fault.mode.is_some() {
                         return here("mode", "a command fault has no mode".into());
+                    }
+                    if fault.latency_ms.is_some() || fault.jitter_ms.is_some() {
+                        return here("latency_ms", "a command fault has no latency".into());
                     }
                 }
             }

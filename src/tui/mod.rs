@@ -310,6 +310,8 @@ mod tests {
                 command: None,
                 exit_code: None,
                 output: None,
+                latency_ms: None,
+                jitter_ms: None,
             }],
             attempts: vec![900, 70, 25, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             retry_exhausted: 2,
