@@ -297,6 +297,112 @@ fn live_regions(scenario: &Scenario) -> Result<Vec<Region>, EngineError> {
         .collect()
 }
 
+/// Whose catalog the agents buy from, at what price, within what declared limits.
+struct Shop {
+    merchant_id: uuid::Uuid,
+    items: Vec<uuid::Uuid>,
+    mandates: Vec<uuid::Uuid>,
+    price_minor: i64,
+    currency: String,
+    stock_per_item: i64,
+    cap_per_mandate_minor: i64,
+}
+
+/// `GET /v1/sandbox`'s document.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SandboxDoc {
+    merchant_id: uuid::Uuid,
+    mandate_id: uuid::Uuid,
+    item_id: uuid::Uuid,
+    unit_price_minor: i64,
+    currency: String,
+    initial_stock: i64,
+    cap_minor: i64,
+}
+
+impl Shop {
+    /// The scenario's own seeded catalog; the ids it gives (price and limits from its
+    /// catalog and mandates, which then describe the live deployment); or the sandbox a
+    /// live endpoint names.
+    async fn resolve(
+        s: &Scenario,
+        plan: &SeedPlan,
+        regions: &[Region],
+    ) -> Result<Shop, EngineError> {
+        let declared = |merchant_id, items, mandates| Shop {
+            merchant_id,
+            items,
+            mandates,
+            price_minor: s.catalog.price_minor,
+            currency: s.catalog.currency.clone(),
+            stock_per_item: s.catalog.stock,
+            cap_per_mandate_minor: s.mandates.cap_minor,
+        };
+        let uuid = |text: &str| {
+            uuid::Uuid::parse_str(text)
+                .map_err(|e| EngineError::Unsupported(format!("target.ids: `{text}`: {e}")))
+        };
+        if let Some(ids) = &s.target.ids {
+            let items = ids
+                .items
+                .iter()
+                .map(|i| uuid(i))
+                .collect::<Result<_, _>>()?;
+            let mandates = ids
+                .mandates
+                .iter()
+                .map(|m| uuid(m))
+                .collect::<Result<_, _>>()?;
+            return Ok(declared(uuid(&ids.merchant)?, items, mandates));
+        }
+        if s.target.discover == Some(crate::scenario::Discover::Sandbox) {
+            return Shop::discover(regions).await;
+        }
+        Ok(declared(
+            plan.merchants[0].merchant_id,
+            plan.catalog_items().map(|i| i.item_id).collect(),
+            plan.catalog_mandates().map(|m| m.mandate_id).collect(),
+        ))
+    }
+
+    async fn discover(regions: &[Region]) -> Result<Shop, EngineError> {
+        let failed = |why: String| {
+            EngineError::Unsupported(format!(
+                "target.discover = \"sandbox\": GET /v1/sandbox: {why}"
+            ))
+        };
+        let gateway = regions
+            .first()
+            .and_then(|r| r.http())
+            .ok_or_else(|| failed("no HTTP endpoint to ask".into()))?;
+        let answer =
+            match tokio::time::timeout(Duration::from_secs(10), gateway.get("/v1/sandbox")).await {
+                Ok(Ok(a)) => a,
+                Ok(Err(code)) => return Err(failed(format!("{code:?}"))),
+                Err(_) => return Err(failed("no answer within 10 s".into())),
+            };
+        if answer.status != 200 {
+            return Err(failed(format!(
+                "HTTP {}: {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            )));
+        }
+        let doc: SandboxDoc = serde_json::from_slice(&answer.body)
+            .map_err(|e| failed(format!("unreadable document: {e}")))?;
+        Ok(Shop {
+            merchant_id: doc.merchant_id,
+            items: vec![doc.item_id],
+            mandates: vec![doc.mandate_id],
+            price_minor: doc.unit_price_minor,
+            currency: doc.currency,
+            stock_per_item: doc.initial_stock,
+            cap_per_mandate_minor: doc.cap_minor,
+        })
+    }
+}
+
 /// An in-process HTTP server of one region, stopped at the end of the run.
 struct RegionServer {
     stop: tokio::sync::oneshot::Sender<()>,
@@ -389,11 +495,15 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, EngineError> {
         (None, true) => None,
     };
     let plan = SeedPlan::new(s.seed, &s.catalog, &s.mandates);
+    // Ids given or discovered belong to the live deployment: nothing of ours to seed.
+    let own_catalog = s.target.ids.is_none() && s.target.discover.is_none();
     let db_engine = match &url {
         Some(url) => {
             let database = Database::connect(url)?;
-            database.init().await?;
-            database.seed(&plan).await?;
+            if own_catalog {
+                database.init().await?;
+                database.seed(&plan).await?;
+            }
             database.engine_version().await?
         }
         None => "live endpoint (database not readable)".to_string(),
@@ -404,8 +514,8 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, EngineError> {
         (Some(url), false) => open_regions(s, url).await?,
         (None, false) => unreachable!("an embedded database is always given"),
     };
-    let items: Vec<uuid::Uuid> = plan.catalog_items().map(|i| i.item_id).collect();
-    let mandates: Vec<uuid::Uuid> = plan.catalog_mandates().map(|m| m.mandate_id).collect();
+    let shop = Shop::resolve(s, &plan, &regions).await?;
+    let (items, mandates) = (shop.items.clone(), shop.mandates.clone());
     let region_names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
     let region_weights: Vec<f64> = s.regions.iter().map(|r| r.weight).collect();
     let world = Arc::new(World {
@@ -413,11 +523,11 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, EngineError> {
         regions,
         seed: s.seed,
         key_prefix: format!("s{}", s.seed),
-        merchant_id: plan.merchants[0].merchant_id,
-        items: items.clone(),
-        mandates: mandates.clone(),
-        price_minor: s.catalog.price_minor,
-        currency: Currency::parse(&s.catalog.currency)?,
+        merchant_id: shop.merchant_id,
+        items: shop.items,
+        mandates: shop.mandates,
+        price_minor: shop.price_minor,
+        currency: Currency::parse(&shop.currency)?,
         quantity: s.agents.quantity,
         purchases: s.agents.purchases,
         retry: s.retry.clone(),
@@ -552,10 +662,10 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, EngineError> {
             items: items.iter().map(|u| u.to_string()).collect(),
             mandates: mandates.iter().map(|u| u.to_string()).collect(),
             regions: region_names.clone(),
-            stock_per_item: s.catalog.stock,
-            cap_per_mandate_minor: s.mandates.cap_minor,
-            price_minor: s.catalog.price_minor,
-            currency: s.catalog.currency.clone(),
+            stock_per_item: shop.stock_per_item,
+            cap_per_mandate_minor: shop.cap_per_mandate_minor,
+            price_minor: shop.price_minor,
+            currency: shop.currency.clone(),
             shard: opts.shard,
         },
         records,

@@ -445,20 +445,31 @@ fn a_live_endpoint_is_driven_over_http_with_an_api_key() {
         &["db", "seed", "--db", &db, &scenario.display().to_string()],
         tmp.path(),
     ));
-    let mut server = Command::new(env!("CARGO_BIN_EXE_swarm"))
-        .args([
-            "serve",
-            "--db",
-            &db,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--api-key-env",
-            "SWARM_TEST_API_KEY",
-        ])
-        .env("SWARM_TEST_API_KEY", "sekret")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("serve");
+    // Killed when the test ends, passed or failed (a live child would hold the test's
+    // output open).
+    struct Serving(std::process::Child);
+    impl Drop for Serving {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Serving(
+        Command::new(env!("CARGO_BIN_EXE_swarm"))
+            .args([
+                "serve",
+                "--db",
+                &db,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--api-key-env",
+                "SWARM_TEST_API_KEY",
+            ])
+            .env("SWARM_TEST_API_KEY", "sekret")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("serve"),
+    );
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             break;
@@ -499,8 +510,6 @@ fn a_live_endpoint_is_driven_over_http_with_an_api_key() {
     // With it (same seed, so every key replays): the full audit.
     let seen = tmp.path().join("seen");
     let out = run(&seen, &["--db", &db]);
-    let _ = server.kill();
-    let _ = server.wait();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -514,6 +523,114 @@ fn a_live_endpoint_is_driven_over_http_with_an_api_key() {
         "{}",
         s["counters"]
     );
+
+    // Ids given in the scenario (another seed, so the derived ids would be others) and
+    // ids discovered from the sandbox: each run buys exactly what it was pointed at. The
+    // audits are history-only: the database also holds the seed-5 runs' purchases, which a
+    // full audit rightly reports as no client of this run's.
+    let conn = rusqlite::Connection::open(tmp.path().join("server.db")).expect("db");
+    let one = |sql: &str| -> Vec<String> {
+        let mut st = conn.prepare(sql).expect("prepare");
+        st.query_map([], |r| r.get::<_, String>(0))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect()
+    };
+    let merchant = one("SELECT merchant_id FROM merchant WHERE sandbox = 0")[0].clone();
+    let mandates =
+        one("SELECT mandate_id FROM mandate WHERE sandbox = 0 ORDER BY mandate_id LIMIT 3");
+    let items = one("SELECT item_id FROM item WHERE sandbox = 0");
+    let quoted = |v: &[String]| {
+        v.iter()
+            .map(|x| format!("\"{x}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let text = std::fs::read_to_string(&scenario).expect("read");
+    let given = tmp.path().join("given.toml");
+    std::fs::write(
+        &given,
+        text.replace("seed = 5", "seed = 7").replace(
+            "api_key_env = \"SWARM_TEST_API_KEY\" }",
+            &format!(
+                "api_key_env = \"SWARM_TEST_API_KEY\", ids = {{ merchant = \"{merchant}\", mandates = [{}], items = [{}] }} }}",
+                quoted(&mandates),
+                quoted(&items)
+            ),
+        ),
+    )
+    .expect("write");
+    let discovered = tmp.path().join("discovered.toml");
+    std::fs::write(
+        &discovered,
+        text.replace("seed = 5", "seed = 8").replace(
+            "api_key_env = \"SWARM_TEST_API_KEY\" }",
+            "api_key_env = \"SWARM_TEST_API_KEY\", discover = \"sandbox\" }",
+        ),
+    )
+    .expect("write");
+    for (file, prefix) in [(&given, "s7-"), (&discovered, "s8-")] {
+        let dir = tmp.path().join(prefix);
+        let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
+            .args(["run", &file.display().to_string(), "--no-tui"])
+            .args([
+                "--report-dir",
+                &dir.display().to_string(),
+                "--agents",
+                "300",
+            ])
+            .env("SWARM_TEST_API_KEY", "sekret")
+            .env("CI", "true")
+            .output()
+            .expect("run");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{prefix}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let s = summary(&dir);
+        assert_eq!(s["validity"], "valid", "{prefix}");
+        assert_eq!(s["audit"]["mode"], "history-only", "{prefix}");
+        let committed = s["counters"]["committed"].as_u64().unwrap_or(0);
+        let bought = |sql: String| {
+            conn.query_row(&sql, [], |r| r.get::<_, i64>(0))
+                .expect("count") as u64
+        };
+        // Every intent, declined ones too (the seed-5 runs sold the given items out).
+        let like = format!("idem_key LIKE '{prefix}%'");
+        let (want_items, want_mandates) = if prefix == "s7-" {
+            (items.clone(), mandates.clone())
+        } else {
+            (
+                one("SELECT item_id FROM item WHERE sandbox = 1"),
+                one("SELECT mandate_id FROM mandate WHERE sandbox = 1"),
+            )
+        };
+        assert!(
+            committed > 0 || prefix == "s7-",
+            "{prefix}: {}",
+            s["counters"]
+        );
+        assert!(bought(format!("SELECT COUNT(*) FROM intent WHERE {like}")) >= 300);
+        assert_eq!(
+            bought(format!(
+                "SELECT COUNT(*) FROM intent WHERE {like} AND item_id IN ({}) AND mandate_id IN ({})",
+                want_items
+                    .iter()
+                    .map(|x| format!("'{x}'"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                want_mandates
+                    .iter()
+                    .map(|x| format!("'{x}'"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )),
+            bought(format!("SELECT COUNT(*) FROM intent WHERE {like}")),
+            "{prefix}: every purchase used the ids it was given"
+        );
+    }
 }
 
 #[test]

@@ -501,6 +501,17 @@ async fn the_openapi_document_matches_the_server() {
     assert_eq!(served.body, file);
     let doc: serde_json::Value = serde_json::from_str(&file).expect("json");
     let req = fx.request(0, "doc");
+    // The sandbox document names the stocked sandbox, with every field the schema requires.
+    let sandbox = http(addr, "GET", "/v1/sandbox", &[], b"").await;
+    let sandbox_doc: serde_json::Value = serde_json::from_str(&sandbox.body).expect("json");
+    let sandbox_schema = &doc["components"]["schemas"]["Sandbox"];
+    for k in sandbox_schema["required"].as_array().expect("required") {
+        assert!(sandbox_doc.get(k.as_str().expect("name")).is_some(), "{k}");
+    }
+    assert_eq!(
+        sandbox_doc.as_object().map(|o| o.len()),
+        sandbox_schema["properties"].as_object().map(|o| o.len())
+    );
     // A representative call per documented operation: its status must be documented.
     let commit_ok = commit(addr, &req, "doc-1", &[]).await;
     // Zinc's shape: the same key again answers already_exists with the order's id.
@@ -571,6 +582,7 @@ async fn the_openapi_document_matches_the_server() {
         ),
         ("/orders", "post", zinc.status),
         ("/orders/{orderId}", "get", order_lookup.status),
+        ("/v1/sandbox", "get", sandbox.status),
         (
             "/healthz",
             "get",

@@ -121,6 +121,14 @@ impl Region {
         }
     }
 
+    /// This region's HTTP gateway, when it is reached over HTTP.
+    pub fn http(&self) -> Option<&HttpGateway> {
+        match &self.gateway {
+            Gateway::Http(g) => Some(g),
+            Gateway::Direct(_) => None,
+        }
+    }
+
     /// The fault proxy in front of this region's in-process server, if any.
     fn proxy(&self) -> Option<&FaultProxy> {
         match &self.gateway {

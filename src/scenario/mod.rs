@@ -166,6 +166,31 @@ mod tests {
     }
 
     #[test]
+    fn live_ids_are_checked_and_name_the_bad_one() {
+        let u = "00000000-0000-4000-8000-000000000001";
+        let ids = format!(
+            "ids = {{ merchant = \"{u}\", mandates = [\"{u}\", \"nope\"], items = [\"{u}\"] }}"
+        );
+        let err = parse(&format!(
+            "target = {{ kind = \"http\", {ids} }}\n[[regions]]\nname = \"a\"\nendpoint = \"http://127.0.0.1:1\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(err.field(), Some("target.ids.mandates[1]"), "{err}");
+        let err = parse(&format!(
+            "target = {{ kind = \"http\", {} }}\n[[regions]]\nname = \"a\"\n",
+            ids.replace("nope", u)
+        ))
+        .unwrap_err();
+        assert_eq!(err.field(), Some("target.ids"), "{err}");
+        let err = parse(
+            "target = { kind = \"http\" }\n[[regions]]\nname = \"a\"\nendpoint = \"https://x.example\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.field(), Some("regions[0].endpoint"), "{err}");
+        assert_eq!(err.line(), Some(4), "{err}");
+    }
+
+    #[test]
     fn fault_times_parse() {
         assert_eq!(FaultAt::parse("50%"), Ok(FaultAt::Progress(0.5)));
         assert_eq!(FaultAt::parse("20s"), Ok(FaultAt::AfterMs(20_000)));

@@ -71,6 +71,31 @@ pub struct TargetSpec {
     /// The HTTP API's shape.
     #[serde(default)]
     pub protocol: Protocol,
+    /// For live endpoints: the merchant, mandates and items to buy with (instead of the
+    /// ids `swarm db seed` derives from the scenario's seed).
+    #[serde(default)]
+    pub ids: Option<LiveIds>,
+    /// For live endpoints: find the ids by asking the endpoint (`"sandbox"`: its
+    /// `GET /v1/sandbox`, the stocked sandbox).
+    #[serde(default)]
+    pub discover: Option<Discover>,
+}
+
+/// Ids of a live deployment's catalog, given in the scenario.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveIds {
+    pub merchant: String,
+    pub mandates: Vec<String>,
+    pub items: Vec<String>,
+}
+
+/// Where a live target's ids are discovered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Discover {
+    /// `GET /v1/sandbox` on the first region's endpoint.
+    Sandbox,
 }
 
 /// Which API shape an HTTP target speaks.
@@ -608,6 +633,73 @@ impl Scenario {
         if self.regions.is_empty() {
             return top("regions", "at least one region is needed".into());
         }
+        let live = self.regions.iter().all(|r| r.endpoint.is_some());
+        if let Some(ids) = &self.target.ids {
+            if !live {
+                return within(
+                    "target",
+                    "ids",
+                    "ids are for live endpoints: give every region an `endpoint`".into(),
+                );
+            }
+            if self.target.discover.is_some() {
+                return within(
+                    "target",
+                    "ids",
+                    "give ids or discover them, not both".into(),
+                );
+            }
+            if ids.mandates.is_empty() || ids.items.is_empty() {
+                return within(
+                    "target",
+                    "ids",
+                    "ids needs at least one mandate and one item".into(),
+                );
+            }
+            if ids.items.len() > usize::from(u16::MAX) {
+                return within("target", "ids", "at most 65535 items".into());
+            }
+            let named = std::iter::once(("merchant".to_string(), &ids.merchant))
+                .chain(
+                    ids.mandates
+                        .iter()
+                        .enumerate()
+                        .map(|(i, m)| (format!("mandates[{i}]"), m)),
+                )
+                .chain(
+                    ids.items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, m)| (format!("items[{i}]"), m)),
+                );
+            for (name, id) in named {
+                if uuid::Uuid::parse_str(id).is_err() {
+                    return Err((
+                        Locator::Key("target", "ids"),
+                        format!("target.ids.{name}"),
+                        format!("`{id}` is not a UUID"),
+                    ));
+                }
+            }
+        }
+        if self.target.discover.is_some() && !live {
+            return within(
+                "target",
+                "discover",
+                "discovery asks a live endpoint: give every region an `endpoint`".into(),
+            );
+        }
+        for (i, region) in self.regions.iter().enumerate() {
+            if let Some(url) = &region.endpoint
+                && let Err(e) = crate::pool::Endpoint::parse(url)
+            {
+                return Err((
+                    Locator::Element("regions", i, "endpoint"),
+                    format!("regions[{i}].endpoint"),
+                    e,
+                ));
+            }
+        }
         for (i, region) in self.regions.iter().enumerate() {
             let here = |key: &'static str, msg: String| {
                 Err((
@@ -681,10 +773,16 @@ impl Scenario {
                         }
                     } else {
                         if fault.latency_ms.is_some() {
-                            return here("latency_ms", "only `latency` faults take latency_ms".into());
+                            return here(
+                                "latency_ms",
+                                "only `latency` faults take latency_ms".into(),
+                            );
                         }
                         if fault.jitter_ms.is_some() {
-                            return here("jitter_ms", "only `latency` faults take jitter_ms".into());
+                            return here(
+                                "jitter_ms",
+                                "only `latency` faults take jitter_ms".into(),
+                            );
                         }
                     }
                     if fault.command.is_some() {

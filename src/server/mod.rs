@@ -377,6 +377,21 @@ async fn by_key(
     }
 }
 
+/// `GET /v1/sandbox`: where the stocked sandbox is, so a client can buy from it with
+/// `POST /v1/purchases/commit` (what `target.discover = "sandbox"` reads).
+async fn sandbox() -> Response {
+    use crate::db::seed::sandbox as s;
+    json(
+        200,
+        serde_json::json!({
+            "merchantId": s::MERCHANT, "mandateId": s::MANDATE, "itemId": s::ITEM,
+            "unitPriceMinor": s::PRICE_MINOR, "currency": s::CURRENCY,
+            "initialStock": s::STOCK, "capMinor": s::CAP_MINOR,
+        })
+        .to_string(),
+    )
+}
+
 async fn healthz() -> Response {
     json(200, r#"{"status":"ok"}"#.to_string())
 }
@@ -466,6 +481,7 @@ pub fn router(kernel: Kernel, config: ServerConfig) -> Router {
     Router::new()
         .route("/v1/purchases/commit", post(commit))
         .route("/v1/sandbox/commit", post(sandbox_commit))
+        .route("/v1/sandbox", get(sandbox))
         .route("/v1/purchases/{intent_id}", get(by_intent))
         .route("/v1/purchases", get(by_key))
         .route("/orders", post(zinc_order))
