@@ -406,7 +406,7 @@ impl Shop {
 /// An in-process HTTP server of one region, stopped at the end of the run.
 struct RegionServer {
     stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<bool>>,
 }
 
 /// Open one kernel per region on PostgreSQL (each its own pool); on embedded SQLite the
@@ -447,9 +447,15 @@ async fn open_regions(
                     },
                 );
                 let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-                let task = tokio::spawn(crate::server::serve(listener, app, async {
-                    let _ = stopped.await;
-                }));
+                let drain = Duration::from_secs(5);
+                let task = tokio::spawn(crate::server::serve(
+                    listener,
+                    app,
+                    async {
+                        let _ = stopped.await;
+                    },
+                    drain,
+                ));
                 servers.push(RegionServer { stop, task });
                 let proxy = crate::proxy::FaultProxy::start(server_addr)
                     .await

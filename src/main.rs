@@ -65,6 +65,10 @@ enum Verb {
         /// Requests handled at once; beyond it, 503 with Retry-After.
         #[arg(long, default_value_t = 1024)]
         max_in_flight: usize,
+        /// After Ctrl-C or SIGTERM, how long in-flight requests may take to finish before
+        /// their connections are cut.
+        #[arg(long, default_value_t = 30_000)]
+        drain_ms: u64,
     },
     /// Re-render report.html and junit.xml of a report directory from its files.
     ///
@@ -262,6 +266,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
             listen,
             api_key_env,
             max_in_flight,
+            drain_ms,
         } => {
             let url = parse_url(&db)?;
             let api_keys = match api_key_env {
@@ -286,7 +291,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
                 .with_context(|| format!("listening on {listen}"))
                 .map_err(usage)?;
             let addr = listener.local_addr().map_err(internal)?;
-            eprintln!("swarm: serving {url} on http://{addr} (Ctrl-C drains and stops)");
+            eprintln!("swarm: serving {url} on http://{addr} (Ctrl-C or SIGTERM drains and stops)");
             let router = swarm::server::router(
                 kernel,
                 swarm::server::ServerConfig {
@@ -295,11 +300,22 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
                     ..Default::default()
                 },
             );
-            swarm::server::serve(listener, router, async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .map_err(internal)?;
+            let stop = async {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    Some(()) = async { term.as_mut()?.recv().await } => {}
+                }
+                eprintln!("swarm: stopping: no new connections; draining in-flight requests");
+            };
+            let drain = std::time::Duration::from_millis(drain_ms);
+            let drained = swarm::server::serve(listener, router, stop, drain)
+                .await
+                .map_err(internal)?;
+            if !drained {
+                eprintln!("swarm: drain deadline ({drain_ms} ms) passed; open connections cut");
+            }
             Ok(exit::VALID)
         }
         Verb::Report { dir } => {

@@ -418,6 +418,32 @@ fn http_target_with_real_socket_faults_in_every_mode_stays_valid() {
     assert!(s["counters"]["replays"].as_u64().unwrap_or(0) > 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_target_with_socket_faults_is_valid_on_postgres() {
+    // failover.toml over HTTP, every region its own server and pool on one PostgreSQL.
+    let url = common::fresh_pg().await;
+    let u = match &url {
+        swarm::db::DbUrl::Postgres(u) => u.clone(),
+        _ => unreachable!(),
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = failover_with_target(tmp.path(), "failover-http-pg", "{ kind = \"http\" }");
+    let dir = tmp.path().join("r");
+    let d = dir.clone();
+    let out =
+        tokio::task::spawn_blocking(move || run_to(&d, &file, &["--db", &u, "--agents", "6000"]))
+            .await
+            .expect("join");
+    assert_ok(&out);
+    let s = summary(&dir);
+    assert_eq!(s["validity"], "valid");
+    assert_eq!(s["audit"]["mode"], "full");
+    assert!(s["counters"]["connection_reset"].as_u64().unwrap_or(0) > 0);
+    assert!(s["counters"]["replays"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(s["resolution"]["unresolved"], 0, "{}", s["resolution"]);
+    common::read_state(&url).await.assert_sound();
+}
+
 #[test]
 fn a_live_endpoint_is_driven_over_http_with_an_api_key() {
     let tmp = tempfile::tempdir().expect("tmp");

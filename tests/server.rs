@@ -108,7 +108,8 @@ async fn start(fx: &Fixture, config: ServerConfig) -> SocketAddr {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = router(fx.kernel().await, config);
-    tokio::spawn(async move { serve(listener, app, std::future::pending()).await });
+    let drain = std::time::Duration::from_secs(5);
+    tokio::spawn(async move { serve(listener, app, std::future::pending(), drain).await });
     addr
 }
 
@@ -724,4 +725,109 @@ async fn the_fault_proxy_refuses_hangs_resets_and_loses_acks_on_real_sockets() {
     }
     proxy.heal().await;
     assert_eq!(http(addr, "GET", "/healthz", &[], b"").await.status, 200);
+}
+
+/// `swarm serve` as a process, stopped by SIGTERM while a request is half sent: the
+/// listener closes at once, the request still completes (and commits), the idle
+/// keep-alive connection is closed, and the process exits 0.
+#[test]
+fn sigterm_drains_in_flight_requests_then_exits() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let db = format!("sqlite://{}", tmp.path().join("serve.db").display());
+    let seeded = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["db", "seed", "--db", &db])
+        .arg(common::repo().join("scenarios/smoke.toml"))
+        .output()
+        .expect("seed");
+    assert!(seeded.status.success(), "{seeded:?}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args([
+            "serve",
+            "--db",
+            &db,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let connect = || std::net::TcpStream::connect(("127.0.0.1", port));
+    let mut up = false;
+    for _ in 0..200 {
+        if connect().is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(up, "the server never listened");
+    let timeout = Some(std::time::Duration::from_secs(10));
+    // An idle keep-alive connection: one request answered, then nothing.
+    let mut idle = connect().expect("idle");
+    idle.set_read_timeout(timeout).expect("timeout");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut buf = [0u8; 4096];
+    let n = idle.read(&mut buf).expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // A request in flight: headers and half the body sent.
+    let mut busy = connect().expect("busy");
+    busy.set_read_timeout(timeout).expect("timeout");
+    busy.write_all(
+        b"POST /v1/sandbox/commit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Idempotency-Key: drain-1\r\nContent-Length: 2\r\n\r\n{",
+    )
+    .expect("write");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    // New connections are refused once the server stops listening.
+    let mut refused = false;
+    for _ in 0..200 {
+        if connect().is_err() {
+            refused = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(refused, "still accepting after SIGTERM");
+    // The idle connection is closed by the server: end of stream, no answer.
+    assert_eq!(
+        idle.read(&mut buf).unwrap_or(0),
+        0,
+        "idle keep-alive closed"
+    );
+    // The request in flight finishes and gets its answer.
+    busy.write_all(b"}").expect("rest of the body");
+    let mut answer = Vec::new();
+    let _ = busy.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert!(answer.contains("\"outcome\":\"COMMITTED\""), "{answer}");
+    let status = server.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+    let mut err = String::new();
+    if let Some(mut e) = server.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(err.contains("draining"), "{err}");
+    // It committed before the process went away.
+    let conn = rusqlite::Connection::open(tmp.path().join("serve.db")).expect("db");
+    let stored: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM intent WHERE idem_key = 'drain-1' AND outcome = 'COMMITTED'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(stored, 1);
 }

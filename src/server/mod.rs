@@ -494,16 +494,30 @@ pub fn router(kernel: Kernel, config: ServerConfig) -> Router {
         .with_state(app)
 }
 
-/// Serve until `shutdown` resolves, then drain in-flight requests.
+/// Serve until `shutdown` resolves; then stop accepting, let in-flight requests finish
+/// (idle keep-alive connections close at once) and return `true` — or `false` when `drain`
+/// passed first and the remaining connections were cut.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
+    drain: std::time::Duration,
+) -> std::io::Result<bool> {
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signal = stopping.clone();
+    let serving = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
-    .await
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        signal.notify_one();
+    });
+    tokio::select! {
+        served = serving => served.map(|()| true),
+        () = async {
+            stopping.notified().await;
+            tokio::time::sleep(drain).await;
+        } => Ok(false),
+    }
 }
