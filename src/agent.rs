@@ -7,7 +7,6 @@
 //! connection-level failure. Invariants: an agent's state is a few hundred bytes; it
 //! records every request it makes, and takes no global lock doing so.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
@@ -282,7 +281,7 @@ impl World {
 
 /// Run agent `id` from its arrival to its last purchase. `intended` is when it was meant
 /// to arrive (the open model's schedule), so latency can be measured from there.
-pub async fn run_agent(world: Arc<World>, id: u32, intended: Instant) {
+pub async fn run_agent(world: &World, id: u32, intended: Instant) {
     let plan = world.plan(id);
     let mut rng = agent_rng(world.seed, id, 1);
     for purchase in 0..world.purchases.min(u32::from(u16::MAX)) as u16 {
@@ -291,7 +290,7 @@ pub async fn run_agent(world: Arc<World>, id: u32, intended: Instant) {
         } else {
             Instant::now()
         };
-        run_purchase(&world, plan, purchase, &mut rng).await;
+        run_purchase(world, plan, purchase, &mut rng).await;
         world
             .metrics
             .record_purchase(id, start.elapsed().as_micros() as u64);

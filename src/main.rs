@@ -69,6 +69,10 @@ enum Verb {
         /// their connections are cut.
         #[arg(long, default_value_t = 30_000)]
         drain_ms: u64,
+        /// SQLite: read the database through a memory map of up to this many MiB (0: off),
+        /// so replays of keys from all over a large database skip a system call per page.
+        #[arg(long, default_value_t = 1024)]
+        sqlite_mmap_mib: u64,
     },
     /// Re-render report.html and junit.xml of a report directory from its files.
     ///
@@ -267,6 +271,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
             api_key_env,
             max_in_flight,
             drain_ms,
+            sqlite_mmap_mib,
         } => {
             let url = parse_url(&db)?;
             let api_keys = match api_key_env {
@@ -282,7 +287,11 @@ async fn dispatch(cli: Cli) -> Result<i32, Exit> {
                     .collect(),
                 None => Vec::new(),
             };
-            let kernel = Kernel::open(&url, KernelConfig::default())
+            let config = KernelConfig {
+                sqlite_mmap_bytes: sqlite_mmap_mib << 20,
+                ..KernelConfig::default()
+            };
+            let kernel = Kernel::open(&url, config)
                 .await
                 .with_context(|| format!("opening the kernel on {url}"))
                 .map_err(internal)?;

@@ -95,8 +95,8 @@ struct Shard {
     totals: Counters,
     interval: Counters,
     attempts: [u64; ATTEMPT_BARS],
-    raw_us: Histogram<u64>,
     corrected_us: Histogram<u64>,
+    /// Requests' latency since the last sample; the sampler folds it into the run's total.
     interval_raw_us: Histogram<u64>,
     regions: Vec<(Counters, Histogram<u64>)>,
     history: Chunks,
@@ -142,7 +142,6 @@ impl Shard {
             totals: Counters::default(),
             interval: Counters::default(),
             attempts: [0; ATTEMPT_BARS],
-            raw_us: histogram(),
             corrected_us: histogram(),
             interval_raw_us: histogram(),
             regions: (0..regions)
@@ -180,6 +179,8 @@ pub struct Metrics {
     pub agents_done: AtomicU64,
     in_flight: Box<[AtomicI64]>,
     series: Mutex<Vec<Sample>>,
+    /// Every request's latency up to the last sample. Locked before any shard.
+    raw_total: Mutex<Histogram<u64>>,
 }
 
 /// A merged, read-only view.
@@ -210,6 +211,7 @@ impl Metrics {
             agents_done: AtomicU64::new(0),
             in_flight: (0..regions).map(|_| AtomicI64::new(0)).collect(),
             series: Mutex::new(Vec::new()),
+            raw_total: Mutex::new(histogram()),
         }
     }
 
@@ -245,14 +247,18 @@ impl Metrics {
             s.attempts[(usize::from(r.attempts) - 1).min(ATTEMPT_BARS - 1)] += 1;
         }
         let us = raw_us.clamp(1, MAX_LATENCY_US);
-        let _ = s.raw_us.record(us);
+        // One record per histogram per request: the run's total is folded from the
+        // intervals, and one region's figures are the run's.
         let _ = s.interval_raw_us.record(us);
+        let several = s.regions.len() > 1;
         if let Some((c, h)) = s.regions.get_mut(usize::from(r.region)) {
             c.requests += 1;
             c.by_code[r.code as usize] += 1;
             c.replays += u64::from(r.replayed);
             c.occ_retries += retries;
-            let _ = h.record(us);
+            if several {
+                let _ = h.record(us);
+            }
         }
         if s.history.len < MAX_HISTORY_PER_SHARD {
             s.history.push(*r);
@@ -304,6 +310,7 @@ impl Metrics {
     pub fn sample(&self, region_states: Vec<String>) -> Sample {
         let mut interval = Counters::default();
         let mut hist = histogram();
+        let mut total = lock(&self.raw_total);
         for shard in self.shards.iter() {
             let mut s = lock(shard);
             interval.add(&s.interval);
@@ -311,6 +318,8 @@ impl Metrics {
             let _ = hist.add(&s.interval_raw_us);
             s.interval_raw_us.reset();
         }
+        let _ = total.add(&hist);
+        drop(total);
         let mut series = lock(&self.series);
         let sample = Sample {
             second: series.len() as u64 + 1,
@@ -348,10 +357,12 @@ impl Metrics {
     /// Merge every shard into one view.
     pub fn snapshot(&self) -> Snapshot {
         let regions = self.in_flight.len();
+        // The total so far, then what the shards hold since the last sample.
+        let total = lock(&self.raw_total);
         let mut snap = Snapshot {
             totals: Counters::default(),
             attempts: [0; ATTEMPT_BARS],
-            raw_us: histogram(),
+            raw_us: total.clone(),
             corrected_us: histogram(),
             regions: (0..regions)
                 .map(|_| RegionFigures {
@@ -372,7 +383,7 @@ impl Metrics {
             for (a, b) in snap.attempts.iter_mut().zip(s.attempts.iter()) {
                 *a += b;
             }
-            let _ = snap.raw_us.add(&s.raw_us);
+            let _ = snap.raw_us.add(&s.interval_raw_us);
             let _ = snap.corrected_us.add(&s.corrected_us);
             for (fig, (c, h)) in snap.regions.iter_mut().zip(s.regions.iter()) {
                 fig.counters.add(c);
@@ -380,6 +391,10 @@ impl Metrics {
                     let _ = mine.add(h);
                 }
             }
+        }
+        drop(total);
+        if let [only] = snap.regions.as_mut_slice() {
+            only.latency_us = Some(snap.raw_us.clone());
         }
         snap
     }

@@ -6,6 +6,7 @@
 //! is in the idle list only when it owes nothing; the lock is held for a push or a pop,
 //! never across an await; at most `max_idle` connections wait idle.
 
+use std::cell::Cell;
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -67,10 +68,23 @@ pub struct Answer {
     pub body: Bytes,
 }
 
-/// Keep-alive connections to one endpoint.
+/// Most generator lanes (threads with their own runtime) a pool keeps connections for.
+pub const MAX_LANES: usize = 64;
+
+thread_local! {
+    static LANE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Mark this thread as generator lane `lane`: its connections are kept apart from other
+/// lanes', so a connection is only ever used on the thread (runtime) that drives it.
+pub fn set_lane(lane: usize) {
+    LANE.with(|l| l.set(lane % MAX_LANES));
+}
+
+/// Keep-alive connections to one endpoint, one idle list per lane.
 pub struct ConnectionPool {
     address: String,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    idle: Vec<Mutex<Vec<SendRequest<Full<Bytes>>>>>,
     max_idle: usize,
 }
 
@@ -78,13 +92,18 @@ impl ConnectionPool {
     pub fn new(address: String, max_idle: usize) -> ConnectionPool {
         ConnectionPool {
             address,
-            idle: Mutex::new(Vec::new()),
+            idle: (0..MAX_LANES).map(|_| Mutex::new(Vec::new())).collect(),
             max_idle,
         }
     }
 
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<SendRequest<Full<Bytes>>>> {
+        let lane = LANE.with(Cell::get);
+        self.idle[lane].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn pop(&self) -> Option<SendRequest<Full<Bytes>>> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+        self.idle().pop()
     }
 
     /// An idle connection that still works, else a new one.
@@ -111,7 +130,7 @@ impl ConnectionPool {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.idle();
         if idle.len() < self.max_idle {
             idle.push(sender);
         }
@@ -136,9 +155,12 @@ impl ConnectionPool {
         Ok(Answer { status, body })
     }
 
-    /// Connections waiting idle (for tests).
+    /// Connections waiting idle, all lanes (for tests).
     pub fn idle_len(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.idle
+            .iter()
+            .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
     }
 }
 

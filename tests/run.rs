@@ -160,7 +160,7 @@ fn one_seed_gives_the_same_agents_keys_and_fault_schedule() {
             .collect::<Vec<_>>()
     };
     assert_eq!(faults(&a), faults(&b));
-    assert_eq!(faults(&a).len(), 4);
+    assert_eq!(faults(&a).len(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,7 @@ use tokio_postgres::NoTls;
 
 pub use schema::{DATA_TABLES, SCHEMA_VERSION, statements as schema_statements};
 pub use seed::SeedPlan;
-pub use sqlite::{open_sqlite, open_sqlite_writer};
+pub use sqlite::{open_sqlite, open_sqlite_server, open_sqlite_writer};
 pub use url::{DbUrl, Dialect, redact};
 
 #[derive(Debug, Error)]

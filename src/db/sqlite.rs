@@ -30,6 +30,17 @@ pub fn open_sqlite_writer(path: &Path) -> Result<Connection, DbError> {
     Ok(conn)
 }
 
+/// `open_sqlite_writer` that also reads the database through a memory map of up to
+/// `mmap_bytes` (0: none). A long-lived server replaying keys from all over a large
+/// database then reads pages without a system call each.
+pub fn open_sqlite_server(path: &Path, mmap_bytes: u64) -> Result<Connection, DbError> {
+    let conn = open_sqlite_writer(path)?;
+    if mmap_bytes > 0 {
+        conn.pragma_update(None, "mmap_size", mmap_bytes as i64)?;
+    }
+    Ok(conn)
+}
+
 pub fn init(path: &Path) -> Result<(), DbError> {
     let conn = open_sqlite(path)?;
     for ddl in schema_statements(Dialect::Sqlite) {

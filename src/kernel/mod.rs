@@ -46,6 +46,8 @@ pub struct KernelConfig {
     pub group_max: usize,
     /// `Sabotage::None` except under `swarm selftest`.
     pub sabotage: Sabotage,
+    /// SQLite: read the database through a memory map of this size (`swarm serve`).
+    pub sqlite_mmap_bytes: u64,
 }
 
 impl Default for KernelConfig {
@@ -59,6 +61,7 @@ impl Default for KernelConfig {
             backoff_cap_ms: 50,
             group_max: 512,
             sabotage: Sabotage::None,
+            sqlite_mmap_bytes: 0,
         }
     }
 }

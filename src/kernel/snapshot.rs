@@ -60,6 +60,13 @@ pub struct Snapshot {
 const FRESH_SUFFIX: &str = "\"replayed\":false}";
 const REPLAY_SUFFIX: &str = "\"replayed\":true}";
 
+/// `text` split around the first `at` (an ASCII byte), which is dropped. A byte scan: the
+/// pieces of a snapshot are a few bytes long, too short for a string searcher to pay.
+fn cut(text: &str, at: u8) -> Option<(&str, &str)> {
+    let i = text.bytes().position(|b| b == at)?;
+    Some((&text[..i], &text[i + 1..]))
+}
+
 /// Why stored snapshot bytes could not be served.
 #[derive(Debug, thiserror::Error)]
 #[error("stored snapshot is corrupt: {0}")]
@@ -110,10 +117,112 @@ impl Snapshot {
 
     /// The stored bytes as they are (used by lookups, which are not replays).
     pub fn stored(stored: &str) -> Result<Snapshot, CorruptSnapshot> {
-        let mut s: Snapshot =
-            serde_json::from_str(stored).map_err(|e| CorruptSnapshot(e.to_string()))?;
+        let mut s: Snapshot = match Snapshot::flat(stored) {
+            Some(s) => s,
+            None => serde_json::from_str(stored).map_err(|e| CorruptSnapshot(e.to_string()))?,
+        };
         s.json = stored.to_string();
         Ok(s)
+    }
+
+    /// A quick read of the compact form the kernel writes (one flat object, no
+    /// whitespace, no escapes), which an HTTP client reads once per request. `None` for
+    /// anything else, which `serde_json` then reads (or rejects) in full.
+    fn flat(text: &str) -> Option<Snapshot> {
+        let mut rest = text.strip_prefix('{')?.strip_suffix('}')?;
+        let mut s = Snapshot {
+            outcome: Outcome::Declined,
+            intent_id: Uuid::nil(),
+            ledger_txn_id: None,
+            chosen_bucket_id: None,
+            failure_code: None,
+            amount_minor: 0,
+            currency: String::new(),
+            attempts: 0,
+            replayed: false,
+            json: String::new(),
+        };
+        let mut seen = 0u16;
+        while !rest.is_empty() {
+            let (key, after) = cut(rest.strip_prefix('"')?, b'"')?;
+            let after = after.strip_prefix(':')?;
+            let (value, next) = match after.strip_prefix('"') {
+                Some(quoted) => {
+                    let (v, n) = cut(quoted, b'"')?;
+                    if v.bytes().any(|b| b == b'\\') {
+                        return None;
+                    }
+                    (v, n)
+                }
+                None => {
+                    let end = after.bytes().position(|b| b == b',').unwrap_or(after.len());
+                    after.split_at(end)
+                }
+            };
+            rest = match next.strip_prefix(',') {
+                Some(r) if !r.is_empty() => r,
+                Some(_) => return None,
+                None if next.is_empty() => next,
+                None => return None,
+            };
+            let bit = match key {
+                "outcome" => {
+                    s.outcome = match value {
+                        "COMMITTED" => Outcome::Committed,
+                        "DECLINED" => Outcome::Declined,
+                        _ => return None,
+                    };
+                    1
+                }
+                "intentId" => {
+                    s.intent_id = Uuid::try_parse(value).ok()?;
+                    2
+                }
+                "ledgerTxnId" => {
+                    s.ledger_txn_id = Some(Uuid::try_parse(value).ok()?);
+                    4
+                }
+                "chosenBucketId" => {
+                    s.chosen_bucket_id = Some(Uuid::try_parse(value).ok()?);
+                    8
+                }
+                "failureCode" => {
+                    s.failure_code = Some(match value {
+                        "OUT_OF_STOCK" => FailureCode::OutOfStock,
+                        "MANDATE_REJECTED" => FailureCode::MandateRejected,
+                        _ => return None,
+                    });
+                    16
+                }
+                "amountMinor" => {
+                    s.amount_minor = value.parse().ok()?;
+                    32
+                }
+                "currency" => {
+                    s.currency = value.to_string();
+                    64
+                }
+                "attempts" => {
+                    s.attempts = value.parse().ok()?;
+                    128
+                }
+                "replayed" => {
+                    s.replayed = match value {
+                        "true" => true,
+                        "false" => false,
+                        _ => return None,
+                    };
+                    256
+                }
+                _ => return None,
+            };
+            if seen & bit != 0 {
+                return None;
+            }
+            seen |= bit;
+        }
+        // Every required field, once.
+        (seen & (1 | 2 | 32 | 64 | 128 | 256) == (1 | 2 | 32 | 64 | 128 | 256)).then_some(s)
     }
 
     /// HTTP status of this snapshot on the wire.
@@ -128,6 +237,61 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_quick_read_agrees_with_serde_and_leaves_the_rest_to_it() {
+        let committed = Snapshot::fresh(
+            Outcome::Committed,
+            Uuid::from_u128(1),
+            Some(Uuid::from_u128(2)),
+            Some(Uuid::from_u128(3)),
+            None,
+            2500,
+            "USD",
+            3,
+        );
+        let declined = Snapshot::fresh(
+            Outcome::Declined,
+            Uuid::from_u128(4),
+            None,
+            None,
+            Some(FailureCode::MandateRejected),
+            100,
+            "EUR",
+            1,
+        );
+        for s in [&committed, &declined] {
+            let quick = Snapshot::flat(&s.json).expect("compact form");
+            let full: Snapshot = serde_json::from_str(&s.json).expect("serde");
+            assert_eq!(quick, full);
+            let replay = Snapshot::replay_of(&s.json).expect("replay");
+            assert_eq!(Snapshot::flat(&replay.json).map(|r| r.replayed), Some(true));
+        }
+        // Not the compact form, or not a snapshot: the quick read declines; serde decides.
+        let spaced = committed.json.replace(",", ", ");
+        assert!(Snapshot::flat(&spaced).is_none());
+        assert_eq!(
+            Snapshot::stored(&spaced).expect("serde reads it").attempts,
+            3
+        );
+        for bad in [
+            committed.json.replace("\"attempts\":3,", ""),
+            committed.json.replace("attempts", "tries"),
+            committed
+                .json
+                .replace("\"replayed\":false", "\"replayed\":0"),
+            committed.json.replace("COMMITTED", "MAYBE"),
+            committed
+                .json
+                .replace("\"amountMinor\":2500", "\"amountMinor\":25.5"),
+            committed.json.replace("}", ",\"attempts\":4}"),
+            format!("{}x", committed.json),
+            String::new(),
+        ] {
+            assert!(Snapshot::flat(&bad).is_none(), "{bad}");
+            assert!(Snapshot::stored(&bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn replay_differs_only_in_replayed() {

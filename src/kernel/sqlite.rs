@@ -23,7 +23,7 @@ use super::{
     FailureCode, KernelConfig, KernelError, Link, Outcome, PurchaseRequest, Sabotage, Snapshot,
     SqliteMode, StoredIntent, backoff, credit_account, cut_error, debit_account, new_id, now_ms,
 };
-use crate::db::{open_sqlite, open_sqlite_writer};
+use crate::db::{open_sqlite, open_sqlite_server, open_sqlite_writer};
 
 /// Purchases queued per lane before callers wait for room.
 const LANE_CAPACITY: usize = 8192;
@@ -81,7 +81,7 @@ impl SqliteKernel {
         };
         let mut lanes = Vec::with_capacity(workers);
         for i in 0..workers {
-            let conn = open_sqlite_writer(path).map_err(db_error)?;
+            let conn = open_sqlite_server(path, config.sqlite_mmap_bytes).map_err(db_error)?;
             let (tx, rx) = mpsc::channel(LANE_CAPACITY);
             let cfg = config.clone();
             let mode = config.sqlite_mode;

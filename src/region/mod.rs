@@ -180,19 +180,58 @@ impl Region {
 
     /// Send one purchase through this region, as a client on the other end of a network.
     pub async fn commit(&self, req: &PurchaseRequest, key: &str) -> Reply {
-        if let Gateway::Http(g) = &self.gateway
-            && g.proxy.is_some()
-        {
+        let kernel = match &self.gateway {
             // The proxy makes the fault real on the socket; nothing to simulate here.
-            return g.commit(req, key).await;
+            Gateway::Http(g) if g.proxy.is_some() => return g.commit(req, key).await,
+            Gateway::Http(g) => return self.commit_live(g, req, key).await,
+            Gateway::Direct(k) => k,
+        };
+        if let Some(refused) = self.simulate_fault().await {
+            return refused;
         }
+        let cut = self.crashed.notified();
+        tokio::pin!(cut);
+        cut.as_mut().enable();
+        let link = Link::new(self.epoch.clone());
+        let result = tokio::select! {
+            r = kernel.commit_on(req, key, &link) => r.map_or_else(Reply::Refused, Reply::Snapshot),
+            () = &mut cut => return Reply::Transport(Code::Reset),
+        };
+        if link.is_cut() || self.state() == RegionState::Down(FaultMode::LostAck) {
+            // The database may have committed; the client never hears of it.
+            return Reply::Transport(Code::Reset);
+        }
+        result
+    }
+
+    /// A live endpoint, its faults simulated on the client's side. A crash cuts requests in
+    /// flight too, but they learn of it when their answer comes (and is thrown away): no
+    /// per-request wake-up registration on the hot path.
+    async fn commit_live(&self, g: &HttpGateway, req: &PurchaseRequest, key: &str) -> Reply {
+        if let Some(refused) = self.simulate_fault().await {
+            return refused;
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let result = g.commit(req, key).await;
+        if self.epoch.load(Ordering::Acquire) != epoch
+            || self.state() == RegionState::Down(FaultMode::LostAck)
+        {
+            return Reply::Transport(Code::Reset);
+        }
+        result
+    }
+
+    /// What the region's state does to a request before it is sent: refuse it, hang it
+    /// (until the client's timeout), or hold it back (latency).
+    async fn simulate_fault(&self) -> Option<Reply> {
         match self.state() {
             RegionState::Down(FaultMode::Outage) | RegionState::Down(FaultMode::Crash) => {
-                return Reply::Transport(Code::Refused);
+                Some(Reply::Transport(Code::Refused))
             }
             RegionState::Down(FaultMode::Blackhole) => {
                 // Accepted, never answered: only the client's timeout ends this.
                 std::future::pending::<()>().await;
+                None
             }
             RegionState::Down(FaultMode::Latency) => {
                 // The request reaches the kernel late; the answer is what it would be.
@@ -201,30 +240,9 @@ impl Region {
                     jitter_ms: self.delay_ms[1].load(Ordering::Acquire),
                 };
                 tokio::time::sleep(delay.sample()).await;
+                None
             }
-            RegionState::Up | RegionState::Down(FaultMode::LostAck) => {}
+            RegionState::Up | RegionState::Down(FaultMode::LostAck) => None,
         }
-        let cut = self.crashed.notified();
-        tokio::pin!(cut);
-        cut.as_mut().enable();
-        let link = Link::new(self.epoch.clone());
-        let call = async {
-            match &self.gateway {
-                Gateway::Direct(k) => k
-                    .commit_on(req, key, &link)
-                    .await
-                    .map_or_else(Reply::Refused, Reply::Snapshot),
-                Gateway::Http(g) => g.commit(req, key).await,
-            }
-        };
-        let result = tokio::select! {
-            r = call => r,
-            () = &mut cut => return Reply::Transport(Code::Reset),
-        };
-        if link.is_cut() || self.state() == RegionState::Down(FaultMode::LostAck) {
-            // The database may have committed; the client never hears of it.
-            return Reply::Transport(Code::Reset);
-        }
-        result
     }
 }
