@@ -5,8 +5,11 @@
 //! state into what a client would see: `outage` refuses at once, `blackhole` never
 //! answers (the client's timeout ends it), `crash` cuts every in-flight request (those not
 //! yet committed roll back; those committed lose their acknowledgement) and refuses new
-//! ones, `lost-ack` executes and then drops the answer. Invariant: a region never changes
-//! what the database decides, only what the client learns.
+//! ones, `lost-ack` executes and then drops the answer, `latency` sends late. Behind an
+//! in-process server's fault proxy the modes act on the socket instead; against a live
+//! endpoint a crash's in-flight requests learn of it when their answer arrives (and is
+//! thrown away). Invariant: a region never changes what the database decides, only what
+//! the client learns.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
