@@ -447,10 +447,7 @@ async fn http_target_with_socket_faults_is_valid_on_postgres() {
 #[test]
 fn a_live_endpoint_is_driven_over_http_with_an_api_key() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = common::free_port();
     let scenario = tmp.path().join("live.toml");
     std::fs::write(
         &scenario,
@@ -471,37 +468,12 @@ fn a_live_endpoint_is_driven_over_http_with_an_api_key() {
         &["db", "seed", "--db", &db, &scenario.display().to_string()],
         tmp.path(),
     ));
-    // Killed when the test ends, passed or failed (a live child would hold the test's
-    // output open).
-    struct Serving(std::process::Child);
-    impl Drop for Serving {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _server = Serving(
-        Command::new(env!("CARGO_BIN_EXE_swarm"))
-            .args([
-                "serve",
-                "--db",
-                &db,
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--api-key-env",
-                "SWARM_TEST_API_KEY",
-            ])
-            .env("SWARM_TEST_API_KEY", "sekret")
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("serve"),
+    let _server = common::ServeProcess::start(
+        &db,
+        port,
+        &["--api-key-env", "SWARM_TEST_API_KEY"],
+        &[("SWARM_TEST_API_KEY", "sekret")],
     );
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
     let run = |dir: &Path, extra: &[&str]| {
         let d = dir.display().to_string();
         let s = scenario.display().to_string();

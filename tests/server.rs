@@ -733,7 +733,7 @@ async fn the_fault_proxy_refuses_hangs_resets_and_loses_acks_on_real_sockets() {
 #[test]
 fn sigterm_drains_in_flight_requests_then_exits() {
     use std::io::{Read, Write};
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     let tmp = tempfile::tempdir().expect("tmp");
     let db = format!("sqlite://{}", tmp.path().join("serve.db").display());
     let seeded = Command::new(env!("CARGO_BIN_EXE_swarm"))
@@ -742,31 +742,9 @@ fn sigterm_drains_in_flight_requests_then_exits() {
         .output()
         .expect("seed");
     assert!(seeded.status.success(), "{seeded:?}");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_swarm"))
-        .args([
-            "serve",
-            "--db",
-            &db,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve");
+    let mut server = common::ServeProcess::start(&db, common::free_port(), &[], &[]);
+    let port = server.port;
     let connect = || std::net::TcpStream::connect(("127.0.0.1", port));
-    let mut up = false;
-    for _ in 0..200 {
-        if connect().is_ok() {
-            up = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    assert!(up, "the server never listened");
     let timeout = Some(std::time::Duration::from_secs(10));
     // An idle keep-alive connection: one request answered, then nothing.
     let mut idle = connect().expect("idle");
@@ -786,7 +764,7 @@ fn sigterm_drains_in_flight_requests_then_exits() {
     .expect("write");
     std::thread::sleep(std::time::Duration::from_millis(200));
     let killed = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
+        .args(["-TERM", &server.child.id().to_string()])
         .status()
         .expect("kill");
     assert!(killed.success());
@@ -813,10 +791,10 @@ fn sigterm_drains_in_flight_requests_then_exits() {
     let answer = String::from_utf8_lossy(&answer).to_string();
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
     assert!(answer.contains("\"outcome\":\"COMMITTED\""), "{answer}");
-    let status = server.wait().expect("wait");
+    let status = server.child.wait().expect("wait");
     assert_eq!(status.code(), Some(0));
     let mut err = String::new();
-    if let Some(mut e) = server.stderr.take() {
+    if let Some(mut e) = server.child.stderr.take() {
         let _ = e.read_to_string(&mut err);
     }
     assert!(err.contains("draining"), "{err}");

@@ -238,9 +238,9 @@ impl Snapshot {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_quick_read_agrees_with_serde_and_leaves_the_rest_to_it() {
-        let committed = Snapshot::fresh(
+    /// A committed snapshot with every optional id.
+    fn committed() -> Snapshot {
+        Snapshot::fresh(
             Outcome::Committed,
             Uuid::from_u128(1),
             Some(Uuid::from_u128(2)),
@@ -249,7 +249,12 @@ mod tests {
             2500,
             "USD",
             3,
-        );
+        )
+    }
+
+    #[test]
+    fn the_quick_read_agrees_with_serde_and_leaves_the_rest_to_it() {
+        let committed = committed();
         let declined = Snapshot::fresh(
             Outcome::Declined,
             Uuid::from_u128(4),
@@ -295,16 +300,7 @@ mod tests {
 
     #[test]
     fn replay_differs_only_in_replayed() {
-        let s = Snapshot::fresh(
-            Outcome::Committed,
-            Uuid::from_u128(1),
-            Some(Uuid::from_u128(2)),
-            Some(Uuid::from_u128(3)),
-            None,
-            2500,
-            "USD",
-            3,
-        );
+        let s = committed();
         assert!(
             s.json
                 .starts_with("{\"outcome\":\"COMMITTED\",\"intentId\":")

@@ -314,3 +314,46 @@ pub async fn execute(url: &DbUrl, sql: &str) {
         }
     }
 }
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
+}
+
+/// `swarm serve --db DB --listen 127.0.0.1:PORT ARGS…` as a process, listening when this
+/// returns; killed when dropped, so a failing test never leaves it holding its output.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl ServeProcess {
+    pub fn start(db: &str, port: u16, args: &[&str], env: &[(&str, &str)]) -> ServeProcess {
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_swarm"))
+            .args(["serve", "--db", db, "--listen", &listen])
+            .args(args)
+            .envs(env.iter().copied())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("swarm serve");
+        let server = ServeProcess { child, port };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("swarm serve never listened on {listen}");
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
