@@ -412,6 +412,14 @@ async fn run_verb(args: RunArgs) -> Result<i32, Exit> {
     use swarm::engine::{self, Control, RunOptions};
 
     let mut scenario = Scenario::load(&args.scenario).map_err(usage)?;
+    if scenario.target.kind == swarm::scenario::TargetKind::Http {
+        // Over HTTP every request allocates and frees its buffers; purged at once, those
+        // pages are faulted back in by the next request (4x the page faults in
+        // scripts/bench-http.sh). mimalloc's own delay keeps them; the embedded run keeps
+        // the prompt purge for its peak RSS.
+        // SAFETY: an allocator option, read (atomically) on the next purge.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10) };
+    }
     if let Some(seed) = args.seed {
         scenario.seed = seed;
     }

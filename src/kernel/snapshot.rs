@@ -60,10 +60,9 @@ pub struct Snapshot {
 const FRESH_SUFFIX: &str = "\"replayed\":false}";
 const REPLAY_SUFFIX: &str = "\"replayed\":true}";
 
-/// `text` split around the first `at` (an ASCII byte), which is dropped. A byte scan: the
-/// pieces of a snapshot are a few bytes long, too short for a string searcher to pay.
+/// `text` split around the first `at` (an ASCII byte), which is dropped.
 fn cut(text: &str, at: u8) -> Option<(&str, &str)> {
-    let i = text.bytes().position(|b| b == at)?;
+    let i = memchr::memchr(at, text.as_bytes())?;
     Some((&text[..i], &text[i + 1..]))
 }
 
@@ -129,6 +128,9 @@ impl Snapshot {
     /// whitespace, no escapes), which an HTTP client reads once per request. `None` for
     /// anything else, which `serde_json` then reads (or rejects) in full.
     fn flat(text: &str) -> Option<Snapshot> {
+        if memchr::memchr(b'\\', text.as_bytes()).is_some() {
+            return None;
+        }
         let mut rest = text.strip_prefix('{')?.strip_suffix('}')?;
         let mut s = Snapshot {
             outcome: Outcome::Declined,
@@ -147,16 +149,9 @@ impl Snapshot {
             let (key, after) = cut(rest.strip_prefix('"')?, b'"')?;
             let after = after.strip_prefix(':')?;
             let (value, next) = match after.strip_prefix('"') {
-                Some(quoted) => {
-                    let (v, n) = cut(quoted, b'"')?;
-                    if v.bytes().any(|b| b == b'\\') {
-                        return None;
-                    }
-                    (v, n)
-                }
+                Some(quoted) => cut(quoted, b'"')?,
                 None => {
-                    let end = after.bytes().position(|b| b == b',').unwrap_or(after.len());
-                    after.split_at(end)
+                    after.split_at(memchr::memchr(b',', after.as_bytes()).unwrap_or(after.len()))
                 }
             };
             rest = match next.strip_prefix(',') {
