@@ -15,8 +15,10 @@ use serde::Serialize;
 
 use crate::history::{Code, Record};
 
-/// Stripes of the recorder; a power of two comfortably above the core count.
-pub const SHARDS: usize = 64;
+/// Stripes of the recorder; a power of two above the core count, and no more: every
+/// request touches a shard's histograms at a random spot, and 16 shards' histograms stay
+/// in cache where 64 did not (hdrhistogram's record was 3x as costly at 64).
+pub const SHARDS: usize = 16;
 /// `attempts` 1..=15 have their own bar; 16 and more share the last.
 pub const ATTEMPT_BARS: usize = 16;
 /// Highest latency a histogram tracks (10 minutes), in microseconds.
@@ -132,9 +134,9 @@ impl Chunks {
     }
 }
 
-/// Most history records kept per shard (64 shards: 64M records, ~3.5 GiB at the limit).
+/// Most history records kept per shard (16 shards: 64M records, ~3.5 GiB at the limit).
 /// Past it, records are counted as dropped and the audit cannot be complete.
-pub const MAX_HISTORY_PER_SHARD: usize = 1 << 20;
+pub const MAX_HISTORY_PER_SHARD: usize = 1 << 22;
 
 impl Shard {
     fn new(regions: usize) -> Shard {
