@@ -172,6 +172,7 @@ pub fn header(value: &str) -> Option<HeaderValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn endpoints_parse_with_port_host_and_prefix() {
@@ -183,6 +184,91 @@ mod tests {
         assert_eq!(e.address, "shop.example:80");
         assert_eq!(e.host, "shop.example");
         assert_eq!(e.prefix, "/api");
+    }
+
+    /// A loopback server answering every request with `200 ok` (or never, when `silent`),
+    /// counting the connections it accepts.
+    async fn counting_server(silent: bool) -> (String, std::sync::Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let mut seen = Vec::new();
+                    while let Ok(n) = socket.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            if !silent {
+                                let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                                if socket.write_all(ok).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (address, accepted)
+    }
+
+    fn get(address: &str) -> hyper::Request<Full<Bytes>> {
+        hyper::Request::builder()
+            .uri("/")
+            .header("host", address)
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn answered_requests_reuse_one_connection_and_abandoned_ones_drop_theirs() {
+        let (address, accepted) = counting_server(false).await;
+        let pool = ConnectionPool::new(address.clone(), 8);
+        for _ in 0..5 {
+            let answer = pool.send(get(&address)).await.expect("answer");
+            assert_eq!((answer.status, &answer.body[..]), (200, &b"ok"[..]));
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "keep-alive: one connection"
+        );
+        assert_eq!(pool.idle_len(), 1);
+
+        // A request abandoned before its answer takes its connection with it.
+        let (silent, _) = counting_server(true).await;
+        let pool = ConnectionPool::new(silent.clone(), 8);
+        let abandoned = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            pool.send(get(&silent)),
+        )
+        .await;
+        assert!(abandoned.is_err(), "the silent server never answers");
+        assert_eq!(
+            pool.idle_len(),
+            0,
+            "a connection that owes an answer is never idle"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_refused() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let pool = ConnectionPool::new(address.clone(), 8);
+        assert_eq!(pool.send(get(&address)).await.err(), Some(Code::Refused));
     }
 
     #[test]
