@@ -218,8 +218,8 @@ impl World {
         let req = self.request(&a.plan, a.plan.mandate, a.plan.item, a.quantity);
         let key = history::key(&self.key_prefix, a.plan.id, a.purchase, a.variant);
         let region = &self.regions[usize::from(a.region) % self.regions.len()];
-        let invoke_ms = self.metrics.now_ms();
         let sent_at = Instant::now();
+        let invoke_ms = self.metrics.ms_at(sent_at);
         self.metrics.enter(usize::from(a.region));
         let reply = match tokio::time::timeout(
             Duration::from_millis(self.retry.timeout_ms),
@@ -231,14 +231,17 @@ impl World {
             Err(_) => Reply::Transport(Code::Timeout),
         };
         self.metrics.leave(usize::from(a.region));
+        let done = Instant::now();
         let sent = classify(&reply);
-        self.record(
+        let r = self.record_of(
             &a,
             &sent,
             invoke_ms,
-            sent_at.elapsed().as_micros() as u64,
+            self.metrics.ms_at(done),
             req.amount_minor,
         );
+        self.metrics
+            .record_request(a.plan.id, &r, (done - sent_at).as_micros() as u64);
         (sent.code, sent.replayed)
     }
 
@@ -251,15 +254,24 @@ impl World {
             replayed: false,
             response_hash: 0,
         };
-        self.record(a, &sent, invoke_ms, raw_us, a.quantity * self.price_minor);
+        let amount_minor = a.quantity * self.price_minor;
+        let r = self.record_of(a, &sent, invoke_ms, self.metrics.now_ms(), amount_minor);
+        self.metrics.record_request(a.plan.id, &r, raw_us);
     }
 
-    fn record(&self, a: &Attempt, sent: &Sent, invoke_ms: u32, raw_us: u64, amount_minor: i64) {
-        let r = Record {
+    fn record_of(
+        &self,
+        a: &Attempt,
+        sent: &Sent,
+        invoke_ms: u32,
+        complete_ms: u32,
+        amount_minor: i64,
+    ) -> Record {
+        Record {
             agent: a.plan.id,
             mandate: a.plan.mandate,
             invoke_ms,
-            complete_ms: self.metrics.now_ms(),
+            complete_ms,
             amount_minor,
             response_hash: sent.response_hash,
             purchase: a.purchase,
@@ -274,8 +286,7 @@ impl World {
             code: sent.code,
             replayed: sent.replayed,
             seq: a.seq,
-        };
-        self.metrics.record_request(a.plan.id, &r, raw_us);
+        }
     }
 }
 

@@ -179,7 +179,7 @@ pub struct Metrics {
     pub start: Instant,
     pub agents_started: AtomicU64,
     pub agents_done: AtomicU64,
-    in_flight: Box<[AtomicI64]>,
+    in_flight: InFlight,
     series: Mutex<Vec<Sample>>,
     /// Every request's latency up to the last sample. Locked before any shard.
     raw_total: Mutex<Histogram<u64>>,
@@ -197,6 +197,43 @@ pub struct Snapshot {
     pub agents_done: u64,
 }
 
+/// Requests in flight per region, striped by generator lane (each stripe on its own cache
+/// line): two lanes never bounce one counter between their cores on every request.
+struct InFlight {
+    regions: usize,
+    stripes: Box<[Padded]>,
+}
+
+#[repr(align(64))]
+struct Padded(AtomicI64);
+
+impl InFlight {
+    const STRIPES: usize = 16;
+
+    fn new(regions: usize) -> InFlight {
+        InFlight {
+            regions,
+            stripes: (0..regions * Self::STRIPES)
+                .map(|_| Padded(AtomicI64::new(0)))
+                .collect(),
+        }
+    }
+
+    fn add(&self, region: usize, delta: i64) {
+        if region < self.regions {
+            let i = region * Self::STRIPES + crate::pool::lane() % Self::STRIPES;
+            self.stripes[i].0.fetch_add(delta, Ordering::Relaxed);
+        }
+    }
+
+    fn of(&self, region: usize) -> i64 {
+        self.stripes[region * Self::STRIPES..(region + 1) * Self::STRIPES]
+            .iter()
+            .map(|p| p.0.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding a metrics lock leaves plain counters behind: still readable.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -211,7 +248,7 @@ impl Metrics {
             start: Instant::now(),
             agents_started: AtomicU64::new(0),
             agents_done: AtomicU64::new(0),
-            in_flight: (0..regions).map(|_| AtomicI64::new(0)).collect(),
+            in_flight: InFlight::new(regions),
             series: Mutex::new(Vec::new()),
             raw_total: Mutex::new(histogram()),
         }
@@ -219,19 +256,22 @@ impl Metrics {
 
     /// Milliseconds since the run started.
     pub fn now_ms(&self) -> u32 {
-        self.start.elapsed().as_millis().min(u128::from(u32::MAX)) as u32
+        self.ms_at(Instant::now())
+    }
+
+    /// `at` in ms since the start (one clock read serves several figures).
+    pub fn ms_at(&self, at: Instant) -> u32 {
+        at.saturating_duration_since(self.start)
+            .as_millis()
+            .min(u128::from(u32::MAX)) as u32
     }
 
     pub fn enter(&self, region: usize) {
-        if let Some(g) = self.in_flight.get(region) {
-            g.fetch_add(1, Ordering::Relaxed);
-        }
+        self.in_flight.add(region, 1);
     }
 
     pub fn leave(&self, region: usize) {
-        if let Some(g) = self.in_flight.get(region) {
-            g.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.in_flight.add(region, -1);
     }
 
     /// One finished request: counters, attempts, raw latency.
@@ -340,10 +380,8 @@ impl Metrics {
             } else {
                 hist.value_at_quantile(0.99)
             },
-            in_flight: self
-                .in_flight
-                .iter()
-                .map(|g| g.load(Ordering::Relaxed))
+            in_flight: (0..self.in_flight.regions)
+                .map(|r| self.in_flight.of(r))
                 .sum(),
             agents_done: self.agents_done.load(Ordering::Relaxed),
             regions: region_states,
@@ -358,7 +396,7 @@ impl Metrics {
 
     /// Merge every shard into one view.
     pub fn snapshot(&self) -> Snapshot {
-        let regions = self.in_flight.len();
+        let regions = self.in_flight.regions;
         // The total so far, then what the shards hold since the last sample.
         let total = lock(&self.raw_total);
         let mut snap = Snapshot {
@@ -372,11 +410,7 @@ impl Metrics {
                     latency_us: Some(histogram()),
                 })
                 .collect(),
-            in_flight: self
-                .in_flight
-                .iter()
-                .map(|g| g.load(Ordering::Relaxed))
-                .collect(),
+            in_flight: (0..regions).map(|r| self.in_flight.of(r)).collect(),
             agents_done: self.agents_done.load(Ordering::Relaxed),
         };
         for shard in self.shards.iter() {

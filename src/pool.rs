@@ -75,6 +75,11 @@ thread_local! {
     static LANE: Cell<usize> = const { Cell::new(0) };
 }
 
+/// This thread's generator lane (0 off the lanes).
+pub fn lane() -> usize {
+    LANE.with(Cell::get)
+}
+
 /// Mark this thread as generator lane `lane`: its connections are kept apart from other
 /// lanes', so a connection is only ever used on the thread (runtime) that drives it.
 pub fn set_lane(lane: usize) {
@@ -98,8 +103,7 @@ impl ConnectionPool {
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<SendRequest<Full<Bytes>>>> {
-        let lane = LANE.with(Cell::get);
-        self.idle[lane].lock().unwrap_or_else(|p| p.into_inner())
+        self.idle[lane()].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn pop(&self) -> Option<SendRequest<Full<Bytes>>> {
