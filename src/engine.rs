@@ -1,8 +1,9 @@
 //! The engine: seeds the database, opens the regions, releases agents on the arrival
 //! schedule, runs the fault timeline, and at the end heals, resolves and hands over.
 //!
-//! Invariants: at most `in_flight` agents are alive at once (spawned as capacity frees, so
-//! a million-agent burst never holds a million idle tasks); every indeterminate key is
+//! Invariants: at most `in_flight` agents are alive at once (`in_flight` workers take the
+//! next agent when free, so a million-agent burst never holds a million futures); over HTTP
+//! the workers are split over one single-threaded lane per core; every indeterminate key is
 //! replayed through a healthy region before the run is handed to the auditor; the engine
 //! never decides what is valid.
 

@@ -241,7 +241,7 @@ impl Timeline {
                 delay,
             } => {
                 if let Some(r) = regions.get(*region) {
-                    r.fail_with(*mode, *delay);
+                    r.fail(*mode, *delay);
                     tracing::info!(region = %r.name, mode = mode_name(*mode), "fault fired");
                 }
             }

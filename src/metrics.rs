@@ -24,8 +24,8 @@ pub const ATTEMPT_BARS: usize = 16;
 /// Highest latency a histogram tracks (10 minutes), in microseconds.
 const MAX_LATENCY_US: u64 = 600_000_000;
 
-/// Two significant figures (1% resolution): ~25 KiB a histogram, so 64 shards of five
-/// histograms stay under 10 MiB.
+/// Two significant figures (1% resolution): ~25 KiB a histogram, so `SHARDS` shards of a
+/// few histograms stay in a few MiB.
 fn histogram() -> Histogram<u64> {
     // Bounds are constants that hdrhistogram accepts; a failure is a programming error.
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 2).unwrap_or_else(|_| {

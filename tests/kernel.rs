@@ -4,27 +4,8 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{ALL, Backend, Fixture, ISOLATIONS};
+use common::{ALL, Backend, Fixture, ISOLATIONS, catalog, mandates};
 use swarm::kernel::{FailureCode, Kernel, KernelError, Outcome, PurchaseRequest, Snapshot};
-use swarm::scenario::{CatalogSpec, MandateSpec};
-
-fn catalog(stock: i64, buckets: u32) -> CatalogSpec {
-    CatalogSpec {
-        items: 1,
-        stock,
-        buckets,
-        price_minor: 2500,
-        currency: "USD".into(),
-    }
-}
-
-fn mandates(count: u32, cap_minor: i64, shards: u32) -> MandateSpec {
-    MandateSpec {
-        count,
-        cap_minor,
-        shards,
-    }
-}
 
 /// Commit as a well-behaved client would: retry the same key while the error is transient.
 async fn commit_retrying(

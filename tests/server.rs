@@ -6,9 +6,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use common::{Backend, Fixture};
+use common::{Backend, Fixture, catalog, mandates};
 use swarm::kernel::PurchaseRequest;
-use swarm::scenario::{CatalogSpec, Isolation, MandateSpec};
+use swarm::scenario::Isolation;
 use swarm::server::{ServerConfig, router, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -102,6 +102,16 @@ async fn commit(addr: SocketAddr, r: &PurchaseRequest, key: &str, extra: &[(&str
     .await
 }
 
+/// Embedded SQLite: 100 units over 4 buckets, two mandates of 1000.00.
+async fn small_fixture() -> Fixture {
+    Fixture::new(
+        Backend::SqliteGroup,
+        catalog(100, 4),
+        mandates(2, 100_000, 2),
+    )
+    .await
+}
+
 async fn start(fx: &Fixture, config: ServerConfig) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -111,24 +121,6 @@ async fn start(fx: &Fixture, config: ServerConfig) -> SocketAddr {
     let drain = std::time::Duration::from_secs(5);
     tokio::spawn(async move { serve(listener, app, std::future::pending(), drain).await });
     addr
-}
-
-fn catalog(stock: i64, buckets: u32) -> CatalogSpec {
-    CatalogSpec {
-        items: 1,
-        stock,
-        buckets,
-        price_minor: 2500,
-        currency: "USD".into(),
-    }
-}
-
-fn mandates(count: u32, cap_minor: i64, shards: u32) -> MandateSpec {
-    MandateSpec {
-        count,
-        cap_minor,
-        shards,
-    }
 }
 
 const BACKENDS: [Backend; 2] = [
@@ -252,12 +244,7 @@ async fn idempotency_holds_over_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_and_every_bad_input_get_their_status_and_store_nothing() {
     use swarm::db::seed::sandbox;
-    let fx = Fixture::new(
-        Backend::SqliteGroup,
-        catalog(100, 4),
-        mandates(2, 100_000, 2),
-    )
-    .await;
+    let fx = small_fixture().await;
     let addr = start(
         &fx,
         ServerConfig {
@@ -434,12 +421,7 @@ async fn auth_and_every_bad_input_get_their_status_and_store_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_health_metrics_and_overload() {
-    let fx = Fixture::new(
-        Backend::SqliteGroup,
-        catalog(100, 4),
-        mandates(2, 100_000, 2),
-    )
-    .await;
+    let fx = small_fixture().await;
     let addr = start(&fx, ServerConfig::default()).await;
     let h = [
         ("Content-Type", "application/json"),
@@ -489,12 +471,7 @@ async fn sandbox_health_metrics_and_overload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_matches_the_server() {
-    let fx = Fixture::new(
-        Backend::SqliteGroup,
-        catalog(100, 4),
-        mandates(2, 100_000, 2),
-    )
-    .await;
+    let fx = small_fixture().await;
     let addr = start(&fx, ServerConfig::default()).await;
     let served = http(addr, "GET", "/openapi.json", &[], b"").await;
     assert_eq!(served.status, 200);

@@ -97,23 +97,18 @@ impl HttpGateway {
             .await
     }
 
-    /// `POST {prefix}{path}` with a JSON body and an optional Idempotency-Key.
-    pub async fn post(&self, path: &str, key: Option<&str>, body: Bytes) -> Result<Answer, Code> {
+    /// `POST {prefix}{path}` with a JSON body.
+    async fn post(&self, path: &str, body: Bytes) -> Result<Answer, Code> {
         let uri = format!("{}{path}", self.prefix)
             .parse()
             .map_err(|_| Code::BadRequest)?;
-        let mut r = self.request(Method::POST, uri, body);
-        if let Some(key) = key {
-            let v = pool::header(key).ok_or(Code::BadRequest)?;
-            r.headers_mut().insert(IDEMPOTENCY_KEY, v);
-        }
-        self.pool.send(r).await
+        self.pool.send(self.request(Method::POST, uri, body)).await
     }
 
     /// Zinc: `already_exists` on a retry is success; the order is looked up by its id.
     async fn zinc_commit(&self, req: &PurchaseRequest, key: &str) -> Reply {
         let body = purchase_body(req, Some(key));
-        let answer = match self.post("/orders", None, body).await {
+        let answer = match self.post("/orders", body).await {
             Ok(a) => a,
             Err(code) => return Reply::Transport(code),
         };

@@ -152,13 +152,9 @@ impl Region {
         )
     }
 
-    /// Take the region down in `mode`. A crash cuts every request in flight.
-    pub fn fail(&self, mode: FaultMode) {
-        self.fail_with(mode, Delay::default());
-    }
-
-    /// Take the region down in `mode`; `delay` is what a `latency` fault adds.
-    pub fn fail_with(&self, mode: FaultMode, delay: Delay) {
+    /// Take the region down in `mode` (a crash cuts every request in flight); `delay` is
+    /// what a `latency` fault adds.
+    pub fn fail(&self, mode: FaultMode, delay: Delay) {
         self.delay_ms[0].store(delay.latency_ms, Ordering::Release);
         self.delay_ms[1].store(delay.jitter_ms, Ordering::Release);
         if let Some(p) = self.proxy() {

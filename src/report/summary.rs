@@ -232,8 +232,11 @@ impl Summary {
             r.p50_ms, r.p90_ms, r.p99_ms, r.p999_ms, r.max_ms
         ));
         for f in &self.faults {
+            let delay = f.latency_ms.map_or(String::new(), |ms| {
+                format!(" +{ms}±{} ms", f.jitter_ms.unwrap_or(0))
+            });
             out.push_str(&format!(
-                "fault {} {} at {}: started {} healed {}\n",
+                "fault {} {}{delay} at {}: started {} healed {}\n",
                 f.region,
                 f.mode,
                 f.trigger,

@@ -36,14 +36,18 @@ impl WireError {
     }
 }
 
+fn missing(field: &'static str) -> WireError {
+    WireError::new(
+        400,
+        "MISSING_FIELD",
+        Some(field),
+        format!("`{field}` is required"),
+    )
+}
+
 fn string(obj: &Map<String, Value>, field: &'static str) -> Result<String, WireError> {
     match obj.get(field) {
-        None | Some(Value::Null) => Err(WireError::new(
-            400,
-            "MISSING_FIELD",
-            Some(field),
-            format!("`{field}` is required"),
-        )),
+        None | Some(Value::Null) => Err(missing(field)),
         Some(Value::String(s)) => Ok(s.clone()),
         Some(_) => Err(WireError::new(
             400,
@@ -57,12 +61,7 @@ fn string(obj: &Map<String, Value>, field: &'static str) -> Result<String, WireE
 /// An integer field; a float (even `2500.0`) is refused: money is never a float.
 fn integer(obj: &Map<String, Value>, field: &'static str) -> Result<i64, WireError> {
     match obj.get(field) {
-        None | Some(Value::Null) => Err(WireError::new(
-            400,
-            "MISSING_FIELD",
-            Some(field),
-            format!("`{field}` is required"),
-        )),
+        None | Some(Value::Null) => Err(missing(field)),
         Some(Value::Number(n)) => match n.as_i64() {
             Some(v) => Ok(v),
             None if n.is_f64() => Err(WireError::new(

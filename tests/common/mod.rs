@@ -357,3 +357,23 @@ impl Drop for ServeProcess {
         let _ = self.child.wait();
     }
 }
+
+/// One item of `stock` units at 2500 USD minor units, over `buckets` buckets.
+pub fn catalog(stock: i64, buckets: u32) -> CatalogSpec {
+    CatalogSpec {
+        items: 1,
+        stock,
+        buckets,
+        price_minor: 2500,
+        currency: "USD".into(),
+    }
+}
+
+/// `count` mandates capped at `cap_minor`, over `shards` shards each.
+pub fn mandates(count: u32, cap_minor: i64, shards: u32) -> MandateSpec {
+    MandateSpec {
+        count,
+        cap_minor,
+        shards,
+    }
+}
