@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use swarm::db::{Database, DbUrl, SeedPlan};
-use swarm::kernel::{Currency, Kernel, KernelConfig, Outcome, PurchaseRequest};
-use swarm::scenario::{CatalogSpec, MandateSpec};
+use swarm::addr::DbUrl;
+use swarm::sut::db::seed::{CatalogSpec, MandateSpec};
+use swarm::sut::db::{Database, SeedPlan};
+use swarm::sut::kernel::{Currency, Kernel, KernelConfig, Outcome, PurchaseRequest};
 
 const SEED: u64 = 4242;
 const PRICE: i64 = 2500;
@@ -102,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
             let reqs: Vec<_> = (0..n).map(|i| request(&p, i)).collect();
             let start = Instant::now();
             let (c, d) = tokio::task::spawn_blocking(move || {
-                swarm::kernel::bench::bare_loop(std::path::Path::new(&path), reqs.into_iter())
+                swarm::sut::kernel::bench::bare_loop(std::path::Path::new(&path), reqs.into_iter())
             })
             .await??;
             report(start, c, d);

@@ -1,22 +1,23 @@
 //! swarm: proves an agent-safe checkout can't be broken.
 //!
-//! Flow runs one way: `scenario` → `db` (schema, seed) → `kernel` (the commit transaction).
+//! Two wings. `sut` is the system under test: swarm's reference implementation of the
+//! checkout contract (schema and seed, the commit kernel, `swarm serve`); it knows nothing
+//! of the tool. Everything else is the tool that drives and judges a system under test:
+//! `scenario` → `run` (agents, faults) → `target` (regions, HTTP client) → `sut` or a live
+//! endpoint; `run` → `metrics`/`history` → `audit` → `report`; `tui` and `selftest` on top.
+//! Flow runs one way; `tests/architecture.rs` fails on an arrow that runs back up.
 //! See ARCHITECTURE.md for the code map and the invariants each module keeps.
 
-pub mod agent;
+pub mod addr;
 pub mod audit;
-pub mod db;
-pub mod engine;
 pub mod exit;
-pub mod fault;
 pub mod history;
-pub mod kernel;
+pub mod lane;
 pub mod metrics;
-pub mod pool;
-pub mod proxy;
-pub mod region;
 pub mod report;
+pub mod run;
 pub mod scenario;
 pub mod selftest;
-pub mod server;
+pub mod sut;
+pub mod target;
 pub mod tui;

@@ -14,6 +14,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::history::{Code, Record};
+use crate::scenario::RegionState;
 
 /// Stripes of the recorder; a power of two above the core count, and no more: every
 /// request touches a shard's histograms at a random spot, and 16 shards' histograms stay
@@ -103,7 +104,6 @@ struct Shard {
     regions: Vec<(Counters, Histogram<u64>)>,
     history: Chunks,
     dropped: u64,
-    pending: Vec<crate::agent::Attempt>,
 }
 
 /// A shard's history in chunks that are never moved: appending copies one record, where
@@ -151,7 +151,6 @@ impl Shard {
                 .collect(),
             history: Chunks::default(),
             dropped: 0,
-            pending: Vec::new(),
         }
     }
 }
@@ -169,8 +168,8 @@ pub struct Sample {
     pub p99_us: u64,
     pub in_flight: i64,
     pub agents_done: u64,
-    /// Region states as `UP`, `DOWN`, …, in region order.
-    pub regions: Vec<String>,
+    /// Region states, in region order.
+    pub regions: Vec<RegionState>,
 }
 
 /// The recorder every agent writes to.
@@ -221,7 +220,7 @@ impl InFlight {
 
     fn add(&self, region: usize, delta: i64) {
         if region < self.regions {
-            let i = region * Self::STRIPES + crate::pool::lane() % Self::STRIPES;
+            let i = region * Self::STRIPES + crate::lane::lane() % Self::STRIPES;
             self.stripes[i].0.fetch_add(delta, Ordering::Relaxed);
         }
     }
@@ -309,20 +308,6 @@ impl Metrics {
         }
     }
 
-    /// A key left indeterminate by its agent, for the end-of-run resolution.
-    pub fn push_pending(&self, agent: u32, a: crate::agent::Attempt) {
-        lock(&self.shards[agent as usize % SHARDS]).pending.push(a);
-    }
-
-    pub fn take_pending(&self) -> Vec<crate::agent::Attempt> {
-        let mut all = Vec::new();
-        for shard in self.shards.iter() {
-            all.append(&mut lock(shard).pending);
-        }
-        all.sort_by_key(|a| (a.plan.id, a.purchase, a.variant));
-        all
-    }
-
     /// Every recorded request, ordered by invoke time, and how many were dropped.
     pub fn take_history(&self) -> (Vec<Record>, u64) {
         let total: usize = self.shards.iter().map(|s| lock(s).history.len).sum();
@@ -349,7 +334,7 @@ impl Metrics {
     }
 
     /// Drain one second of figures into the series; returns the new sample.
-    pub fn sample(&self, region_states: Vec<String>) -> Sample {
+    pub fn sample(&self, region_states: Vec<RegionState>) -> Sample {
         let mut interval = Counters::default();
         let mut hist = histogram();
         let mut total = lock(&self.raw_total);

@@ -5,10 +5,10 @@ mod common;
 use std::process::Command;
 use std::sync::Arc;
 
+use swarm::addr::DbUrl;
 use swarm::audit::{self, Invariant, Validity};
-use swarm::db::DbUrl;
-use swarm::engine::{self, Control, RunOptions};
 use swarm::history::History;
+use swarm::run::{self, Control, RunOptions};
 use swarm::scenario::Scenario;
 
 fn pg_server() -> String {
@@ -55,7 +55,7 @@ mix = { well_behaved = 0.8, double_submit = 0.2 }\n";
 async fn clean_run(url: &DbUrl) -> History {
     let scenario = Scenario::parse(std::path::Path::new("corrupt.toml"), SMALL).expect("scenario");
     let dir = tempfile::tempdir().expect("dir");
-    let run = engine::run(RunOptions {
+    let run = run::execute(RunOptions {
         scenario,
         db: Some(url.clone()),
         dir: dir.path().to_path_buf(),
@@ -63,6 +63,7 @@ async fn clean_run(url: &DbUrl) -> History {
         progress: false,
         control: Arc::new(Control::default()),
         observer: None,
+        kernel_sql: swarm::sut::kernel::Sql::reference(),
     })
     .await
     .expect("run");
@@ -329,7 +330,7 @@ fn the_auditor_never_imports_the_kernel() {
         for line in text.lines().filter(|l| l.trim_start().starts_with("use ")) {
             assert!(!line.contains("kernel"), "{}: {line}", path.display());
         }
-        assert!(!text.contains("crate::kernel"), "{}", path.display());
+        assert!(!text.contains("crate::sut::kernel"), "{}", path.display());
     }
 }
 

@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::{ALL, Backend, Fixture, ISOLATIONS, catalog, mandates};
-use swarm::kernel::{FailureCode, Kernel, KernelError, Outcome, PurchaseRequest, Snapshot};
+use swarm::sut::kernel::{FailureCode, Kernel, KernelError, Outcome, PurchaseRequest, Snapshot};
 
 /// Commit as a well-behaved client would: retry the same key while the error is transient.
 async fn commit_retrying(
@@ -214,7 +214,7 @@ async fn declined_replays_as_declined_after_restock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_bad_input_is_refused_by_field_and_stores_nothing() {
-    use swarm::db::seed::sandbox;
+    use swarm::sut::db::seed::sandbox;
     for backend in ALL {
         let fx = Fixture::new(backend, catalog(100, 4), mandates(2, 100_000, 4)).await;
         let kernel = fx.kernel().await;
@@ -237,7 +237,7 @@ async fn every_bad_input_is_refused_by_field_and_stores_nothing() {
         r.quantity = 2;
         cases.push(("quantity without amount", r, "k", 422, "amountMinor"));
         let mut r = good.clone();
-        r.currency = swarm::kernel::Currency::parse("EUR").expect("eur");
+        r.currency = swarm::sut::kernel::Currency::parse("EUR").expect("eur");
         cases.push(("currency mismatch", r, "k", 422, "currency"));
         let mut r = good.clone();
         r.item_id = uuid::Uuid::from_u128(99);
@@ -330,7 +330,7 @@ async fn optimistic_sqlite_and_postgres_surface_real_retries() {
     // counted in `attempts`, and every purchase still settles once.
     for backend in [
         Backend::SqliteOptimistic,
-        Backend::Postgres(swarm::scenario::Isolation::RepeatableRead),
+        Backend::Postgres(swarm::sut::kernel::Isolation::RepeatableRead),
     ] {
         let fx = Fixture::new(backend, catalog(10_000, 2), mandates(400, 1_000_000, 2)).await;
         let kernel = fx.kernel().await;
@@ -364,10 +364,10 @@ async fn optimistic_sqlite_and_postgres_surface_real_retries() {
 async fn init_and_seed_twice_change_nothing() {
     for backend in [
         Backend::SqliteGroup,
-        Backend::Postgres(swarm::scenario::Isolation::RepeatableRead),
+        Backend::Postgres(swarm::sut::kernel::Isolation::RepeatableRead),
     ] {
         let fx = Fixture::new(backend, catalog(100, 4), mandates(50, 10_000, 4)).await;
-        let db = swarm::db::Database::connect(&fx.url).expect("connect");
+        let db = swarm::sut::db::Database::connect(&fx.url).expect("connect");
         let before = db.stats().await.expect("stats");
         db.init().await.expect("init again");
         db.seed(&fx.plan).await.expect("seed again");
@@ -383,7 +383,7 @@ async fn retry_exhausted_commits_nothing() {
     // no trace; the rest settle exactly once.
     for backend in [
         Backend::SqliteOptimistic,
-        Backend::Postgres(swarm::scenario::Isolation::RepeatableRead),
+        Backend::Postgres(swarm::sut::kernel::Isolation::RepeatableRead),
     ] {
         let fx = Fixture::new(backend, catalog(100_000, 1), mandates(300, 1_000_000, 1)).await;
         let mut config = fx.config();

@@ -88,7 +88,7 @@ async fn smoke_is_valid_on_postgres() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("r");
     let u = match &url {
-        swarm::db::DbUrl::Postgres(u) => u.clone(),
+        swarm::addr::DbUrl::Postgres(u) => u.clone(),
         _ => unreachable!(),
     };
     let d = dir.clone();
@@ -180,7 +180,7 @@ async fn failover_loses_acknowledgements_and_resolves_every_one() {
     }
     assert_latency_fault_slowed(&sum);
     let history = History::read(&dir.join("history.bin")).expect("history");
-    let db: swarm::db::DbUrl = format!("sqlite://{}", dir.join("swarm.db").display())
+    let db: swarm::addr::DbUrl = format!("sqlite://{}", dir.join("swarm.db").display())
         .parse()
         .expect("url");
     // Keys with an indeterminate request whose purchase is in the database: lost acks.
@@ -423,7 +423,7 @@ async fn http_target_with_socket_faults_is_valid_on_postgres() {
     // failover.toml over HTTP, every region its own server and pool on one PostgreSQL.
     let url = common::fresh_pg().await;
     let u = match &url {
-        swarm::db::DbUrl::Postgres(u) => u.clone(),
+        swarm::addr::DbUrl::Postgres(u) => u.clone(),
         _ => unreachable!(),
     };
     let tmp = tempfile::tempdir().expect("tmp");

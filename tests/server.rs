@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use common::{Backend, Fixture, catalog, mandates};
-use swarm::kernel::PurchaseRequest;
-use swarm::scenario::Isolation;
-use swarm::server::{ServerConfig, router, serve};
+use swarm::sut::kernel::Isolation;
+use swarm::sut::kernel::PurchaseRequest;
+use swarm::sut::server::{ServerConfig, router, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Reply {
@@ -243,7 +243,7 @@ async fn idempotency_holds_over_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_and_every_bad_input_get_their_status_and_store_nothing() {
-    use swarm::db::seed::sandbox;
+    use swarm::sut::db::seed::sandbox;
     let fx = small_fixture().await;
     let addr = start(
         &fx,
@@ -616,8 +616,8 @@ async fn the_openapi_document_matches_the_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fault_proxy_refuses_hangs_resets_and_loses_acks_on_real_sockets() {
-    use swarm::proxy::FaultProxy;
     use swarm::scenario::{Delay, FaultMode};
+    use swarm::target::proxy::FaultProxy;
     let fx = Fixture::new(
         Backend::SqliteGroup,
         catalog(100, 4),

@@ -169,7 +169,7 @@ fn parse_key(prefix: &str, k: &str) -> Option<KeyId> {
 }
 
 /// Every non-sandbox intent, sorted by key id (foreign keys last).
-pub async fn load_intents(src: &Source, prefix: &str) -> Result<Intents, crate::db::DbError> {
+pub async fn load_intents(src: &Source, prefix: &str) -> Result<Intents, crate::sut::db::DbError> {
     let mut out = Vec::new();
     let mut items: Vec<String> = Vec::new();
     src.for_each(

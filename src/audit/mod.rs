@@ -10,7 +10,7 @@ mod source;
 mod state;
 mod verdict;
 
-use crate::db::DbUrl;
+use crate::addr::DbUrl;
 use crate::history::{Header, History};
 
 pub use source::Source;
@@ -187,6 +187,6 @@ async fn audit_facts(
 }
 
 /// One poll of the live subset on `src`.
-pub async fn live(src: &Source) -> Result<LiveCounts, crate::db::DbError> {
+pub async fn live(src: &Source) -> Result<LiveCounts, crate::sut::db::DbError> {
     state::live(src).await
 }

@@ -7,7 +7,8 @@ use futures_util::{StreamExt, pin_mut};
 use rusqlite::types::ValueRef;
 use tokio_postgres::types::Type;
 
-use crate::db::{DbError, DbUrl, open_sqlite};
+use crate::addr::DbUrl;
+use crate::sut::db::{DbError, open_sqlite};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Val {

@@ -286,7 +286,7 @@ pub struct LiveCounts {
 
 /// Costs a few milliseconds a poll whatever the number of intents: every query is over
 /// the small tables (buckets, shards, ledger rows), never a scan of `intent`.
-pub async fn live(src: &Source) -> Result<LiveCounts, crate::db::DbError> {
+pub async fn live(src: &Source) -> Result<LiveCounts, crate::sut::db::DbError> {
     let one = |rows: Vec<Vec<Val>>| rows.first().map_or(0, |r| r[0].int());
     let negative_buckets = one(src
         .rows("SELECT count(*) FROM bucket WHERE available < 0")

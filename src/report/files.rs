@@ -1,10 +1,11 @@
 //! Writing and reading a report directory's files.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{Summary, hgrm, html, junit};
-use crate::engine::RunResult;
 use crate::metrics::Sample;
+use crate::run::RunResult;
+use crate::scenario::RegionState;
 
 fn io_at(path: &Path, e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(format!("{}: {e}", path.display()))
@@ -89,7 +90,7 @@ pub fn write_series(path: &Path, series: &[Sample], regions: &[String]) -> std::
             s.in_flight.to_string(),
             s.agents_done.to_string(),
         ];
-        row.extend(s.regions.iter().cloned());
+        row.extend(s.regions.iter().map(|r| r.label()));
         w.write_record(&row).map_err(|e| io_at(path, e))?;
     }
     w.flush().map_err(|e| io_at(path, e))
@@ -134,8 +135,35 @@ pub fn read_series(path: &Path) -> std::io::Result<(Vec<Sample>, Vec<String>)> {
             p99_us: (num(7)? * 1000.0) as u64,
             in_flight: num(8)? as i64,
             agents_done: num(9)? as u64,
-            regions: rec.iter().skip(FIXED.len()).map(str::to_string).collect(),
+            regions: rec
+                .iter()
+                .skip(FIXED.len())
+                .map(|label| {
+                    RegionState::parse_label(label).ok_or_else(|| {
+                        io_at(
+                            path,
+                            format!("row {}: `{label}` is not a region state", i + 2),
+                        )
+                    })
+                })
+                .collect::<std::io::Result<_>>()?,
         });
     }
     Ok((out, regions))
+}
+
+/// `reports/<name>-<UTC timestamp>/`, made unique if two runs start in one second.
+pub fn new_report_dir(root: &Path, name: &str) -> std::io::Result<PathBuf> {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(['-', ':'], "");
+    let base = root.join(format!("{name}-{stamp}"));
+    let mut dir = base.clone();
+    let mut n = 1;
+    while dir.exists() {
+        n += 1;
+        dir = PathBuf::from(format!("{}-{n}", base.display()));
+    }
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

@@ -183,8 +183,8 @@ pub fn render(s: &Summary, series: &[Sample]) -> String {
         for t in &s.thresholds {
             page.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td class=\"n\">{:.4}</td><td class=\"{}\">{}</td></tr>",
-                esc(&t.metric),
-                esc(&t.rule),
+                esc(t.metric.name()),
+                esc(&t.rule.to_string()),
                 t.observed,
                 if t.passed { "valid" } else { "invalid" },
                 if t.passed { "pass" } else { "FAIL" }

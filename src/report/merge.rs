@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use super::{Summary, ThresholdResult, exit_code, observe, read_histogram, read_series};
-use crate::db::DbUrl;
+use super::{Summary, read_histogram, read_series};
+use crate::addr::DbUrl;
 use crate::history::{History, HistoryError};
 use crate::metrics::{Percentiles, Sample};
-use crate::scenario::Threshold;
+use crate::scenario::{Metric, Threshold};
 
 #[derive(Debug, Error)]
 pub enum MergeError {
@@ -74,8 +74,8 @@ fn add_series(into: &mut Vec<Sample>, from: &[Sample]) {
         t.in_flight += s.in_flight;
         t.agents_done += s.agents_done;
         for (a, b) in t.regions.iter_mut().zip(s.regions.iter()) {
-            if a == "UP" {
-                a.clone_from(b);
+            if a.is_up() {
+                *a = *b;
             }
         }
     }
@@ -197,51 +197,12 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
     for (region, (_, h)) in m.regions.iter_mut().zip(histograms[2..].iter()) {
         region.latency_raw_ms = Percentiles::of(h);
     }
-    let secs = (m.elapsed_ms as f64 / 1000.0).max(1e-3);
-    let c = |k: &str| m.counters.get(k).copied().unwrap_or(0);
-    let requests = c("requests");
-    let answered = c("committed") + c("out_of_stock") + c("mandate_rejected");
-    m.rates
-        .insert("requests_per_s".into(), requests as f64 / secs);
-    m.rates
-        .insert("commits_per_s".into(), c("committed") as f64 / secs);
-    m.rates
-        .insert("purchases_per_s".into(), c("purchases") as f64 / secs);
-    m.rates
-        .insert("agents_per_s".into(), m.agents_done as f64 / secs);
-    m.rates.insert(
-        "error_rate".into(),
-        if requests == 0 {
-            0.0
-        } else {
-            (requests - answered) as f64 / requests as f64
-        },
-    );
-
     // One audit over the merged history and the shared database.
     std::fs::create_dir_all(out).map_err(|e| bad(out, e.to_string()))?;
     history.write(&out.join("history.bin"))?;
     m.audit = crate::audit::audit_owned(Some(&db), history, 0).await;
-    m.validity = m.audit.validity;
-    let rules: Vec<(String, String)> = m
-        .thresholds
-        .iter()
-        .map(|t| (t.metric.clone(), t.rule.clone()))
-        .collect();
-    m.thresholds = rules
-        .into_iter()
-        .map(|(metric, rule)| {
-            let observed = observe(&metric, &m).unwrap_or(f64::NAN);
-            let passed = Threshold::parse(&rule).is_ok_and(|t| t.holds(observed));
-            ThresholdResult {
-                metric,
-                rule,
-                observed,
-                passed,
-            }
-        })
-        .collect();
-    m.exit_code = exit_code(m.validity, m.thresholds.iter().all(|t| t.passed));
+    let rules: Vec<(Metric, Threshold)> = m.thresholds.iter().map(|t| (t.metric, t.rule)).collect();
+    m.conclude(&rules);
 
     m.write(out)?;
     super::write_series(&out.join("timeseries.csv"), &series, &first_regions)?;

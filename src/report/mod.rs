@@ -14,5 +14,30 @@ mod junit;
 pub mod merge;
 mod summary;
 
-pub use files::{read_histogram, read_series, render, write_all, write_histograms, write_series};
+pub use files::{
+    new_report_dir, read_histogram, read_series, render, write_all, write_histograms, write_series,
+};
 pub use summary::*;
+
+use crate::history::History;
+use crate::run::RunResult;
+use crate::scenario::Scenario;
+
+/// The end of every run: audit what it left (the history is handed over, so its records
+/// are freed before the audit's peak), build the summary, and write the report directory.
+/// The summary comes back even when writing failed.
+pub async fn conclude(
+    scenario: &Scenario,
+    mut result: RunResult,
+) -> (Summary, std::io::Result<()>) {
+    let history = History {
+        header: result.history.header.clone(),
+        records: std::mem::take(&mut result.history.records),
+    };
+    let audit =
+        crate::audit::audit_owned(result.db_url.as_ref(), history, result.history_dropped).await;
+    tracing::info!(memory_kib = ?crate::metrics::memory_kib(), "audited");
+    let summary = Summary::build(scenario, &result, audit);
+    let written = write_all(&result.dir, &summary, &result);
+    (summary, written)
+}

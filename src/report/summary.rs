@@ -9,19 +9,19 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{Report as Audit, Validity};
-use crate::engine::{Resolution, RunResult};
 use crate::exit;
-use crate::fault::FaultRecord;
 use crate::history::Code;
 use crate::metrics::{ATTEMPT_BARS, Percentiles};
-use crate::scenario::{Scenario, Threshold};
+use crate::run::faults::FaultRecord;
+use crate::run::{Resolution, RunResult};
+use crate::scenario::{Metric, Scenario, Threshold};
 
 pub const SUMMARY_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ThresholdResult {
-    pub metric: String,
-    pub rule: String,
+    pub metric: Metric,
+    pub rule: Threshold,
     pub observed: f64,
     pub passed: bool,
 }
@@ -65,30 +65,20 @@ pub struct RegionSummary {
 }
 
 /// Observed value of a threshold metric.
-pub fn observe(metric: &str, s: &Summary) -> Option<f64> {
+pub fn observe(metric: Metric, s: &Summary) -> Option<f64> {
     let c = &s.latency_corrected_ms;
     Some(match metric {
-        "p50_ms" => c.p50_ms,
-        "p90_ms" => c.p90_ms,
-        "p99_ms" => c.p99_ms,
-        "p999_ms" => c.p999_ms,
-        "max_ms" => c.max_ms,
-        "error_rate" => *s.rates.get("error_rate")?,
-        "commits_per_s" => *s.rates.get("commits_per_s")?,
-        "purchases_per_s" => *s.rates.get("purchases_per_s")?,
-        "occ_retries" => *s.counters.get("occ_retries")? as f64,
-        "retry_exhausted" => *s.counters.get("retry_exhausted")? as f64,
-        _ => return None,
+        Metric::P50Ms => c.p50_ms,
+        Metric::P90Ms => c.p90_ms,
+        Metric::P99Ms => c.p99_ms,
+        Metric::P999Ms => c.p999_ms,
+        Metric::MaxMs => c.max_ms,
+        Metric::ErrorRate => *s.rates.get("error_rate")?,
+        Metric::CommitsPerS => *s.rates.get("commits_per_s")?,
+        Metric::PurchasesPerS => *s.rates.get("purchases_per_s")?,
+        Metric::OccRetries => *s.counters.get("occ_retries")? as f64,
+        Metric::RetryExhausted => *s.counters.get("retry_exhausted")? as f64,
     })
-}
-
-pub fn exit_code(audit: Validity, thresholds_passed: bool) -> i32 {
-    match audit {
-        Validity::Invalid => exit::INVARIANT_VIOLATED,
-        _ if !thresholds_passed => exit::THRESHOLD_FAILED,
-        Validity::Unknown => exit::UNKNOWN,
-        Validity::Valid => exit::VALID,
-    }
 }
 
 impl Summary {
@@ -103,23 +93,6 @@ impl Summary {
         counters.insert("replays".to_string(), t.replays);
         counters.insert("occ_retries".to_string(), t.occ_retries);
         counters.insert("purchases".to_string(), t.purchases);
-        let secs = (run.elapsed_ms as f64 / 1000.0).max(1e-3);
-        let mut rates = BTreeMap::new();
-        rates.insert("requests_per_s".to_string(), t.requests as f64 / secs);
-        rates.insert(
-            "commits_per_s".to_string(),
-            t.code(Code::Committed) as f64 / secs,
-        );
-        rates.insert("purchases_per_s".to_string(), t.purchases as f64 / secs);
-        rates.insert("agents_per_s".to_string(), run.agents_done as f64 / secs);
-        rates.insert(
-            "error_rate".to_string(),
-            if t.requests == 0 {
-                0.0
-            } else {
-                t.errors() as f64 / t.requests as f64
-            },
-        );
         let regions = run
             .region_names
             .iter()
@@ -153,7 +126,7 @@ impl Summary {
             agents_done: run.agents_done,
             stopped_early: run.stopped_early,
             counters,
-            rates,
+            rates: BTreeMap::new(),
             latency_corrected_ms: Percentiles::of(&m.corrected_us),
             latency_raw_ms: Percentiles::of(&m.raw_us),
             attempts: m.attempts[..ATTEMPT_BARS].to_vec(),
@@ -165,22 +138,49 @@ impl Summary {
             thresholds: Vec::new(),
             exit_code: 0,
         };
-        s.thresholds = scenario
-            .thresholds
+        let rules: Vec<(Metric, Threshold)> =
+            scenario.thresholds.iter().map(|(m, t)| (*m, *t)).collect();
+        s.conclude(&rules);
+        s
+    }
+
+    /// The figures that follow from the others, for a run and for merged shards alike:
+    /// rates from the counters and the elapsed time, the verdict from `audit`, each
+    /// threshold against what was observed, and the exit code.
+    pub fn conclude(&mut self, rules: &[(Metric, Threshold)]) {
+        let secs = (self.elapsed_ms as f64 / 1000.0).max(1e-3);
+        let c = |k: &str| self.counters.get(k).copied().unwrap_or(0);
+        let requests = c("requests");
+        let answered = c("committed") + c("out_of_stock") + c("mandate_rejected");
+        let rates = [
+            ("requests_per_s", requests as f64 / secs),
+            ("commits_per_s", c("committed") as f64 / secs),
+            ("purchases_per_s", c("purchases") as f64 / secs),
+            ("agents_per_s", self.agents_done as f64 / secs),
+            (
+                "error_rate",
+                if requests == 0 {
+                    0.0
+                } else {
+                    requests.saturating_sub(answered) as f64 / requests as f64
+                },
+            ),
+        ];
+        self.rates = rates.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        self.validity = self.audit.validity;
+        self.thresholds = rules
             .iter()
-            .map(|(metric, rule)| {
-                let observed = observe(metric, &s).unwrap_or(f64::NAN);
-                let passed = Threshold::parse(rule).is_ok_and(|t| t.holds(observed));
+            .map(|&(metric, rule)| {
+                let observed = observe(metric, self).unwrap_or(f64::NAN);
                 ThresholdResult {
-                    metric: metric.clone(),
-                    rule: rule.clone(),
+                    metric,
+                    rule,
                     observed,
-                    passed,
+                    passed: rule.holds(observed),
                 }
             })
             .collect();
-        s.exit_code = exit_code(s.validity, s.thresholds.iter().all(|t| t.passed));
-        s
+        self.exit_code = exit::code(self.validity, self.thresholds.iter().all(|t| t.passed));
     }
 
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
@@ -283,19 +283,5 @@ fn code_key(code: Code) -> &'static str {
         Code::Timeout => "timeout",
         Code::Refused => "connection_refused",
         Code::Reset => "connection_reset",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn invariants_win_over_thresholds_over_unknown() {
-        assert_eq!(exit_code(Validity::Invalid, false), 1);
-        assert_eq!(exit_code(Validity::Valid, false), 2);
-        assert_eq!(exit_code(Validity::Unknown, false), 2);
-        assert_eq!(exit_code(Validity::Unknown, true), 3);
-        assert_eq!(exit_code(Validity::Valid, true), 0);
     }
 }

@@ -51,11 +51,20 @@ pub fn field_at(text: &str, offset: usize) -> String {
     parts.join(".")
 }
 
+/// The `[table]` the text before `before` is in; for the i-th `[[table]]`, `table[i]`.
 fn table_header(text: &str, before: usize) -> Option<String> {
-    text[..before]
+    let headers: Vec<String> = text[..before]
         .lines()
-        .rev()
-        .find_map(|l| header_name(l.trim_start()))
+        .filter_map(|l| header_name(l.trim_start()))
+        .collect();
+    let last = headers.last()?;
+    Some(match last.strip_suffix("[]") {
+        Some(array) => {
+            let index = headers.iter().filter(|h| *h == last).count() - 1;
+            format!("{array}[{index}]")
+        }
+        None => last.clone(),
+    })
 }
 
 fn header_name(line: &str) -> Option<String> {
@@ -104,8 +113,8 @@ fn word_at(line: &str, col: usize) -> String {
 }
 
 /// The byte offset a semantic error should point at.
-pub fn find(text: &str, locator: super::Locator) -> usize {
-    use super::Locator;
+pub fn find(text: &str, locator: super::validate::Locator) -> usize {
+    use super::validate::Locator;
     match locator {
         Locator::Top(key) => find_line(text, 0, text.len(), |l| {
             key_of(l) == Some(key)

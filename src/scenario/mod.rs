@@ -4,14 +4,23 @@
 //! field; a scenario that loads has passed every check `validate` knows, so the layers
 //! below may trust it (weights sum to 1, faults name known regions, counts are bounded).
 
+mod fault;
 mod locate;
 mod model;
+mod parsed;
+mod threshold;
+mod validate;
 
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+pub use fault::{
+    Delay, Fault, FaultAction, FaultAt, FaultKind, FaultMode, FaultSpec, MAX_DELAY_MS, RegionState,
+};
 pub use model::*;
+pub use parsed::{parse_duration, show_duration};
+pub use threshold::{Metric, Threshold, ThresholdOp};
 
 /// Why a scenario could not be used. Each variant maps to exit code 64.
 #[derive(Debug, Error)]
@@ -152,15 +161,18 @@ mod tests {
             "{head}mode = \"latency\"\nlatency_ms = 100\njitter_ms = 20\n"
         ))
         .expect("valid");
+        let FaultAction::RegionDown { delay, .. } = ok.faults[0].action else {
+            panic!("a region fault: {:?}", ok.faults[0]);
+        };
         assert_eq!(
-            ok.faults[0].delay(),
+            delay,
             Delay {
                 latency_ms: 100,
                 jitter_ms: 20
             }
         );
         for _ in 0..100 {
-            let d = ok.faults[0].delay().sample().as_millis();
+            let d = delay.sample().as_millis();
             assert!((80..=120).contains(&d), "{d}");
         }
     }
@@ -193,8 +205,17 @@ mod tests {
     #[test]
     fn fault_times_parse() {
         assert_eq!(FaultAt::parse("50%"), Ok(FaultAt::Progress(0.5)));
-        assert_eq!(FaultAt::parse("20s"), Ok(FaultAt::AfterMs(20_000)));
-        assert_eq!(FaultAt::parse("150ms"), Ok(FaultAt::AfterMs(150)));
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(FaultAt::parse("20s"), Ok(FaultAt::Time(ms(20_000))));
+        assert_eq!(FaultAt::parse("150ms"), Ok(FaultAt::Time(ms(150))));
+        assert_eq!(
+            FaultAt::parse("50%").map(|a| a.to_string()),
+            Ok("50%".into())
+        );
+        assert_eq!(
+            FaultAt::parse("1500ms").map(|a| a.to_string()),
+            Ok("1500ms".into())
+        );
         assert!(FaultAt::parse("150%").is_err());
         assert!(FaultAt::parse("soon").is_err());
     }

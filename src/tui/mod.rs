@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use tokio::sync::{oneshot, watch};
 
-use crate::engine::LiveRun;
+use crate::audit::Validity;
 use crate::history::Code;
 use crate::metrics::{self, Percentiles};
+use crate::run::LiveRun;
 pub use panels::{Dashboard, Health, RegionRow};
 
 /// Where the run is, as the dashboard shows it.
@@ -26,7 +27,7 @@ pub enum Phase {
     Running,
     Auditing,
     Done {
-        validity: String,
+        validity: Validity,
         exit_code: i32,
         note: String,
     },
@@ -109,7 +110,7 @@ pub fn dashboard(
         .zip(snap.in_flight.iter())
         .map(|((r, fig), inf)| RegionRow {
             name: r.name.clone(),
-            state: r.state().label(),
+            state: r.state(),
             requests: fig.counters.requests,
             errors: fig.counters.errors(),
             in_flight: *inf,
@@ -250,7 +251,7 @@ pub async fn run(
                 exit_code,
                 note,
             } => {
-                board.verdict = Some((validity.clone(), *exit_code, note.clone()));
+                board.verdict = Some((*validity, *exit_code, note.clone()));
                 board.status.clear();
             }
         }
@@ -271,8 +272,9 @@ pub async fn run(
 mod tests {
     use super::*;
     use crate::audit::LiveCounts;
-    use crate::fault::FaultRecord;
     use crate::metrics::Sample;
+    use crate::run::faults::FaultRecord;
+    use crate::scenario::{FaultMode, RegionState};
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
     use ratatui::style::Color;
@@ -297,7 +299,7 @@ mod tests {
                     p99_us: 9000,
                     in_flight: 64,
                     agents_done: s * 700,
-                    regions: vec!["UP".into(), "DOWN:crash".into()],
+                    regions: vec![RegionState::Up, RegionState::Down(FaultMode::Crash)],
                 })
                 .collect(),
             faults: vec![FaultRecord {
@@ -319,14 +321,14 @@ mod tests {
             regions: vec![
                 RegionRow {
                     name: "us-east-1".into(),
-                    state: "UP".into(),
+                    state: RegionState::Up,
                     requests: 6000,
                     errors: 10,
                     in_flight: 60,
                 },
                 RegionRow {
                     name: "us-west-2".into(),
-                    state: "DOWN:crash".into(),
+                    state: RegionState::Down(FaultMode::Crash),
                     requests: 3000,
                     errors: 900,
                     in_flight: 0,
@@ -404,7 +406,7 @@ mod tests {
     #[test]
     fn the_verdict_and_help_show() {
         let mut d = figures();
-        d.verdict = Some(("invalid".into(), 1, "report: reports/x".into()));
+        d.verdict = Some((Validity::Invalid, 1, "report: reports/x".into()));
         d.help = true;
         let all = text(&render(&d, 200, 50));
         assert!(all.contains("VERDICT INVALID (exit 1)"));

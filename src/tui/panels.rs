@@ -12,13 +12,15 @@ use ratatui::widgets::{
 };
 
 use crate::audit::LiveCounts;
-use crate::fault::FaultRecord;
+use crate::audit::Validity;
 use crate::metrics::{Percentiles, Sample};
+use crate::run::faults::FaultRecord;
+use crate::scenario::RegionState;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegionRow {
     pub name: String,
-    pub state: String,
+    pub state: RegionState,
     pub requests: u64,
     pub errors: u64,
     pub in_flight: i64,
@@ -53,7 +55,7 @@ pub struct Dashboard {
     pub live: LiveCounts,
     pub health: Health,
     /// `Some((validity, exit code, note))` once the run is audited.
-    pub verdict: Option<(String, i32, String)>,
+    pub verdict: Option<(Validity, i32, String)>,
     pub status: String,
     pub help: bool,
 }
@@ -129,15 +131,13 @@ pub fn header(f: &mut Frame, area: Rect, d: &Dashboard) {
     };
     let state = match &d.verdict {
         Some((v, code, _)) => Span::styled(
-            format!(" VERDICT {} (exit {code}) ", v.to_uppercase()),
+            format!(" VERDICT {} (exit {code}) ", v.name().to_uppercase()),
             Style::default()
                 .fg(Color::Black)
-                .bg(if v == "valid" {
-                    Color::Green
-                } else if v == "invalid" {
-                    Color::Red
-                } else {
-                    Color::Yellow
+                .bg(match v {
+                    Validity::Valid => Color::Green,
+                    Validity::Invalid => Color::Red,
+                    Validity::Unknown => Color::Yellow,
                 })
                 .add_modifier(Modifier::BOLD),
         ),
@@ -376,14 +376,14 @@ pub fn regions(f: &mut Frame, area: Rect, d: &Dashboard) {
         .regions
         .iter()
         .map(|r| {
-            let style = if r.state == "UP" {
+            let style = if r.state.is_up() {
                 Style::default().fg(Color::Green)
             } else {
                 Style::default().fg(Color::Red).add_modifier(Modifier::BOLD)
             };
             Row::new(vec![
                 Cell::from(r.name.clone()),
-                Cell::from(r.state.clone()).style(style),
+                Cell::from(r.state.label()).style(style),
                 Cell::from(r.requests.to_string()),
                 Cell::from(r.errors.to_string()),
                 Cell::from(r.in_flight.to_string()),

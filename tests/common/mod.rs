@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use swarm::db::{Database, DbUrl, SeedPlan};
-use swarm::scenario::{CatalogSpec, MandateSpec};
+use swarm::addr::DbUrl;
+use swarm::sut::db::seed::{CatalogSpec, MandateSpec};
+use swarm::sut::db::{Database, SeedPlan};
 
 /// Where the tests' PostgreSQL cluster lives, started once per test binary.
 fn pg_admin_url() -> &'static str {
@@ -59,19 +60,19 @@ pub fn fresh_sqlite() -> (tempfile::TempDir, DbUrl) {
 pub enum Backend {
     SqliteGroup,
     SqliteOptimistic,
-    Postgres(swarm::scenario::Isolation),
+    Postgres(swarm::sut::kernel::Isolation),
 }
 
 pub const ALL: [Backend; 3] = [
     Backend::SqliteGroup,
     Backend::SqliteOptimistic,
-    Backend::Postgres(swarm::scenario::Isolation::RepeatableRead),
+    Backend::Postgres(swarm::sut::kernel::Isolation::RepeatableRead),
 ];
 
-pub const ISOLATIONS: [swarm::scenario::Isolation; 3] = [
-    swarm::scenario::Isolation::ReadCommitted,
-    swarm::scenario::Isolation::RepeatableRead,
-    swarm::scenario::Isolation::Serializable,
+pub const ISOLATIONS: [swarm::sut::kernel::Isolation; 3] = [
+    swarm::sut::kernel::Isolation::ReadCommitted,
+    swarm::sut::kernel::Isolation::RepeatableRead,
+    swarm::sut::kernel::Isolation::Serializable,
 ];
 
 /// A database of `backend`, initialised and seeded, with its plan; `_guard` keeps a
@@ -104,15 +105,15 @@ impl Fixture {
         }
     }
 
-    pub fn config(&self) -> swarm::kernel::KernelConfig {
-        let mut c = swarm::kernel::KernelConfig {
+    pub fn config(&self) -> swarm::sut::kernel::KernelConfig {
+        let mut c = swarm::sut::kernel::KernelConfig {
             max_attempts: 64,
             ..Default::default()
         };
         match self.backend {
-            Backend::SqliteGroup => c.sqlite_mode = swarm::scenario::SqliteMode::Group,
+            Backend::SqliteGroup => c.sqlite_mode = swarm::sut::kernel::SqliteMode::Group,
             Backend::SqliteOptimistic => {
-                c.sqlite_mode = swarm::scenario::SqliteMode::Optimistic;
+                c.sqlite_mode = swarm::sut::kernel::SqliteMode::Optimistic;
                 c.pool_size = 8;
             }
             Backend::Postgres(iso) => {
@@ -123,24 +124,24 @@ impl Fixture {
         c
     }
 
-    pub async fn kernel(&self) -> swarm::kernel::Kernel {
-        swarm::kernel::Kernel::open(&self.url, self.config())
+    pub async fn kernel(&self) -> swarm::sut::kernel::Kernel {
+        swarm::sut::kernel::Kernel::open(&self.url, self.config())
             .await
             .expect("open kernel")
     }
 
     /// A valid request for catalog item 0 on mandate `m`.
-    pub fn request(&self, m: usize, agent: &str) -> swarm::kernel::PurchaseRequest {
+    pub fn request(&self, m: usize, agent: &str) -> swarm::sut::kernel::PurchaseRequest {
         let item = self.plan.catalog_items().next().expect("an item");
         let mandate = self.plan.catalog_mandates().nth(m).expect("a mandate");
-        swarm::kernel::PurchaseRequest {
+        swarm::sut::kernel::PurchaseRequest {
             merchant_id: item.merchant_id,
             mandate_id: mandate.mandate_id,
             item_id: item.item_id,
             agent_id: agent.to_string(),
             quantity: 1,
             amount_minor: item.unit_price_minor,
-            currency: swarm::kernel::Currency::parse(&item.currency).expect("currency"),
+            currency: swarm::sut::kernel::Currency::parse(&item.currency).expect("currency"),
         }
     }
 

@@ -1,0 +1,129 @@
+//! Verbs that look at what runs left behind: `audit`, `report`, `merge`, and `selftest`
+//! (which makes its own runs to look at).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::{AuditArgs, Exit, internal, parse_url, usage};
+use swarm::addr::DbUrl;
+use swarm::exit;
+
+pub async fn audit(args: AuditArgs) -> Result<i32, Exit> {
+    if args.db.is_none() && args.history.is_none() {
+        return Err(usage(anyhow::anyhow!(
+            "give --db URL, --history FILE, or both"
+        )));
+    }
+    let url = match &args.db {
+        Some(u) => Some(parse_url(u)?),
+        None => None,
+    };
+    let history = match &args.history {
+        Some(p) => Some(swarm::history::History::read(p).map_err(usage)?),
+        None => None,
+    };
+    let report = match history {
+        Some(h) => swarm::audit::audit_owned(url.as_ref(), h, 0).await,
+        None => {
+            swarm::audit::audit(swarm::audit::Input {
+                db: url.as_ref(),
+                history: None,
+                history_dropped: 0,
+            })
+            .await
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(internal)?
+        );
+    } else {
+        println!("{report}");
+    }
+    // No thresholds apply after the fact: the verdict alone decides.
+    Ok(exit::code(report.validity, true))
+}
+
+pub async fn report(dir: PathBuf) -> Result<i32, Exit> {
+    let text = std::fs::read_to_string(dir.join("summary.json"))
+        .with_context(|| format!("{}", dir.join("summary.json").display()))
+        .map_err(usage)?;
+    let summary: swarm::report::Summary = serde_json::from_str(&text)
+        .with_context(|| {
+            format!(
+                "{}: not a swarm summary",
+                dir.join("summary.json").display()
+            )
+        })
+        .map_err(usage)?;
+    let (series, _) = swarm::report::read_series(&dir.join("timeseries.csv")).map_err(usage)?;
+    swarm::report::render(&dir, &summary, &series).map_err(internal)?;
+    println!("{}", dir.join("report.html").display());
+    Ok(summary.exit_code)
+}
+
+pub async fn merge(
+    dirs: Vec<PathBuf>,
+    out: Option<PathBuf>,
+    db: Option<String>,
+) -> Result<i32, Exit> {
+    let db = match db {
+        Some(u) => Some(parse_url(&u)?),
+        None => None,
+    };
+    let out = match out {
+        Some(o) => o,
+        None => {
+            let name = dirs
+                .first()
+                .and_then(|d| d.file_name())
+                .map(|n| {
+                    n.to_string_lossy()
+                        .split('-')
+                        .next()
+                        .unwrap_or("run")
+                        .to_string()
+                })
+                .unwrap_or_else(|| "run".into());
+            swarm::report::new_report_dir(
+                std::path::Path::new("reports"),
+                &format!("{name}-merged"),
+            )
+            .map_err(internal)?
+        }
+    };
+    let summary = swarm::report::merge::merge(&dirs, db, &out)
+        .await
+        .map_err(usage)?;
+    println!("{}", summary.render());
+    println!("report: {}", out.display());
+    Ok(summary.exit_code)
+}
+
+pub async fn selftest(db: Option<String>, json: bool) -> Result<i32, Exit> {
+    let server = match db {
+        Some(u) => match parse_url(&u)? {
+            DbUrl::Postgres(u) => Some(u),
+            DbUrl::Sqlite(_) => None,
+        },
+        None => None,
+    };
+    let report = swarm::selftest::run(server.as_deref())
+        .await
+        .map_err(internal)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(internal)?
+        );
+    } else {
+        println!("{report}");
+    }
+    Ok(if report.passed {
+        exit::VALID
+    } else {
+        exit::INVARIANT_VIOLATED
+    })
+}

@@ -1,0 +1,231 @@
+//! The command line: verbs, flags, and the exit code each outcome maps to.
+//!
+//! Each verb is a few lines over library functions (`run::execute`, `report::conclude`,
+//! `audit::audit`, `selftest::run`, `sut::server::serve`, …); `anyhow` lives here and
+//! nowhere below. Errors carry their exit code to `main` (`Exit`).
+
+mod db;
+mod inspect;
+mod run;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use swarm::addr::DbUrl;
+use swarm::exit;
+
+#[derive(Parser)]
+#[command(
+    name = "swarm",
+    version,
+    about = "Prove an agent-safe checkout can't be broken",
+    after_help = "Examples:\n  swarm run scenarios/million.toml\n  swarm audit --db sqlite://reports/smoke-…/swarm.db --history reports/smoke-…/history.bin\n  swarm db init --db sqlite://demo.db"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+#[derive(Subcommand)]
+pub enum Verb {
+    /// Run a scenario: seed, release the agents, fail regions, resolve, audit, report.
+    ///
+    /// Example: swarm run scenarios/smoke.toml --no-tui
+    Run(RunArgs),
+    /// Audit a database and/or a client history after the fact.
+    ///
+    /// Example: swarm audit --db sqlite://reports/smoke-X/swarm.db --history reports/smoke-X/history.bin
+    Audit(AuditArgs),
+    /// Sabotage the kernel in six ways and prove the auditor catches each; clean runs stay valid.
+    ///
+    /// Example: swarm selftest            (embedded SQLite)
+    ///          swarm selftest --db postgres://swarm@127.0.0.1:5432/postgres
+    Selftest {
+        /// A PostgreSQL server URL (one database is created and dropped per case).
+        #[arg(long)]
+        db: Option<String>,
+        /// Print the table as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the kernel contract over HTTP (POST /v1/purchases/commit, …; /openapi.json).
+    ///
+    /// Example: swarm serve --db sqlite://demo.db --listen 127.0.0.1:8080
+    Serve(ServeArgs),
+    /// Re-render report.html and junit.xml of a report directory from its files.
+    ///
+    /// Example: swarm report reports/smoke-20261122T162241Z
+    Report { dir: PathBuf },
+    /// Merge shard report directories (`swarm run --shard I/N`) into one, and audit once.
+    ///
+    /// Example: swarm merge reports/million-s0 reports/million-s1 --out reports/million-merged
+    Merge {
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where the merged report goes (default: reports/<name>-merged-<UTC timestamp>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The shared database (default: the one the first shard recorded).
+        #[arg(long, env = "DATABASE_URL")]
+        db: Option<String>,
+    },
+    /// Schema, seed data and counts.
+    #[command(subcommand)]
+    Db(DbVerb),
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    pub scenario: PathBuf,
+    /// Plain progress lines instead of the dashboard (also without a TTY or with CI=true).
+    #[arg(long)]
+    pub no_tui: bool,
+    /// Leave the dashboard as soon as the verdict is in, without waiting for a key.
+    #[arg(long)]
+    pub exit_on_finish: bool,
+    /// `sqlite://PATH` or `postgres://…`; else the scenario's, else `DATABASE_URL`, else an
+    /// embedded SQLite file in the report directory.
+    #[arg(long)]
+    pub db: Option<String>,
+    /// The run's report directory (default: reports/<name>-<UTC timestamp>).
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Override the number of agents.
+    #[arg(long)]
+    pub agents: Option<u64>,
+    /// Run one deterministic slice of the agents: `I/N` (0-based I).
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<(u32, u32)>,
+}
+
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    /// The database to audit (also read from DATABASE_URL).
+    #[arg(long, env = "DATABASE_URL")]
+    pub db: Option<String>,
+    /// The client history a run wrote (`history.bin`).
+    #[arg(long)]
+    pub history: Option<PathBuf>,
+    /// Print the verdict as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let (i, n) = s.split_once('/').ok_or("expected I/N, e.g. 0/4")?;
+    let i: u32 = i
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{i}` is not a number"))?;
+    let n: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{n}` is not a number"))?;
+    if n == 0 || i >= n {
+        return Err(format!("shard {i}/{n}: need 0 <= I < N"));
+    }
+    Ok((i, n))
+}
+
+#[derive(clap::Args)]
+pub struct DbArgs {
+    /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`.
+    #[arg(long, env = "DATABASE_URL")]
+    pub db: String,
+}
+
+#[derive(Subcommand)]
+pub enum DbVerb {
+    /// Create the schema (idempotent).
+    ///
+    /// Example: swarm db init --db sqlite://demo.db
+    Init(DbArgs),
+    /// Create the scenario's merchants, items, buckets, mandates and shards, and the sandbox.
+    ///
+    /// Example: swarm db seed --db sqlite://demo.db scenarios/smoke.toml
+    Seed {
+        #[command(flatten)]
+        db: DbArgs,
+        scenario: PathBuf,
+        /// Override the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Print row counts, commits, declines, units left and the ledger sum.
+    ///
+    /// Example: swarm db stats --db sqlite://demo.db
+    Stats {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Commit one purchase of the stocked sandbox item, then replay it with the same key.
+    ///
+    /// Example: swarm db sandbox --db sqlite://demo.db --key demo-1
+    Sandbox {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The Idempotency-Key (default: a fresh one).
+        #[arg(long)]
+        key: Option<String>,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[arg(long, env = "DATABASE_URL")]
+    pub db: String,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Environment variable holding the accepted Bearer API keys (comma-separated);
+    /// without it the purchase routes need no key.
+    #[arg(long)]
+    pub api_key_env: Option<String>,
+    /// Requests handled at once; beyond it, 503 with Retry-After.
+    #[arg(long, default_value_t = 1024)]
+    pub max_in_flight: usize,
+    /// After Ctrl-C or SIGTERM, how long in-flight requests may take to finish before
+    /// their connections are cut.
+    #[arg(long, default_value_t = 30_000)]
+    pub drain_ms: u64,
+    /// SQLite: read the database through a memory map of up to this many MiB (0: off),
+    /// so replays of keys from all over a large database skip a system call per page.
+    #[arg(long, default_value_t = 1024)]
+    pub sqlite_mmap_mib: u64,
+}
+
+/// An error that carries its exit code to the edge.
+#[derive(Debug)]
+pub struct Exit(pub i32, pub anyhow::Error);
+
+pub fn usage(e: impl Into<anyhow::Error>) -> Exit {
+    Exit(exit::USAGE, e.into())
+}
+
+pub fn internal(e: impl Into<anyhow::Error>) -> Exit {
+    Exit(exit::INTERNAL, e.into())
+}
+
+pub fn parse_url(s: &str) -> Result<DbUrl, Exit> {
+    s.parse::<DbUrl>().map_err(usage)
+}
+
+/// Run one verb to its exit code.
+pub async fn dispatch(cli: Cli) -> Result<i32, Exit> {
+    match cli.verb {
+        Verb::Run(args) => run::run(args).await,
+        Verb::Audit(args) => inspect::audit(args).await,
+        Verb::Db(verb) => db::db(verb).await,
+        Verb::Serve(args) => serve::serve(args).await,
+        Verb::Report { dir } => inspect::report(dir).await,
+        Verb::Merge { dirs, out, db } => inspect::merge(dirs, out, db).await,
+        Verb::Selftest { db, json } => inspect::selftest(db, json).await,
+    }
+}

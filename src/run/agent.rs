@@ -1,0 +1,493 @@
+//! Agents: small state machines that buy, retry and misbehave the way real clients do.
+//!
+//! An agent's persona, home region, mandate, item and keys derive from (seed, agent id,
+//! purchase) alone, so a seed replays the same swarm. It "persists" its key before sending
+//! and retries only what is transient (timeouts, resets, refused connections, 503) with
+//! capped, jittered exponential backoff, moving to the next healthy region after a
+//! connection-level failure. Invariants: an agent's state is a few hundred bytes; it
+//! records every request it makes, and takes no global lock doing so.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use uuid::Uuid;
+
+use crate::history::{self, Code, Op, Persona, Record};
+use crate::metrics::Metrics;
+use crate::scenario::{Mix, RetrySpec};
+use crate::sut::kernel::{Currency, KernelError, Outcome, PurchaseRequest};
+use crate::target::region::{Region, Reply};
+
+/// Everything agents share: read-only after the run starts, except the recorder.
+pub struct World {
+    pub regions: Vec<Region>,
+    pub metrics: Metrics,
+    pub seed: u64,
+    pub key_prefix: String,
+    pub merchant_id: Uuid,
+    pub items: Vec<Uuid>,
+    pub mandates: Vec<Uuid>,
+    pub price_minor: i64,
+    pub currency: Currency,
+    pub quantity: i64,
+    pub purchases: u32,
+    pub retry: RetrySpec,
+    /// Cumulative persona weights, in `Persona::ALL` order.
+    pub mix_cdf: [f64; 5],
+    /// Cumulative region weights.
+    pub region_cdf: Vec<f64>,
+    /// Keys left indeterminate, for the end-of-run resolution.
+    pub pending: Pending,
+}
+
+/// Who an agent is; derived, never stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AgentPlan {
+    pub id: u32,
+    pub persona: Persona,
+    pub home_region: u8,
+    pub mandate: u32,
+    pub item: u16,
+}
+
+/// Cumulative sums of `weights`, normalised so the last is exactly 1.
+pub fn cdf(weights: &[f64]) -> Vec<f64> {
+    let total: f64 = weights.iter().sum();
+    let mut acc = 0.0;
+    let mut out: Vec<f64> = weights
+        .iter()
+        .map(|w| {
+            acc += w / total;
+            acc
+        })
+        .collect();
+    if let Some(last) = out.last_mut() {
+        *last = 1.0;
+    }
+    out
+}
+
+fn pick(cdf: &[f64], x: f64) -> usize {
+    cdf.iter()
+        .position(|c| x < *c)
+        .unwrap_or(cdf.len().saturating_sub(1))
+}
+
+pub fn mix_cdf(mix: &Mix) -> [f64; 5] {
+    let v = cdf(&mix.weights());
+    [v[0], v[1], v[2], v[3], v[4]]
+}
+
+/// The agent's own generator: a function of (seed, agent, stream) only.
+fn agent_rng(seed: u64, agent: u32, stream: u64) -> SmallRng {
+    SmallRng::seed_from_u64(
+        seed ^ (u64::from(agent).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03),
+    )
+}
+
+impl World {
+    /// Who agent `id` is.
+    pub fn plan(&self, id: u32) -> AgentPlan {
+        let mut rng = agent_rng(self.seed, id, 0);
+        let persona = Persona::ALL[pick(&self.mix_cdf, rng.random())];
+        let home_region = pick(&self.region_cdf, rng.random()) as u8;
+        AgentPlan {
+            id,
+            persona,
+            home_region,
+            mandate: id % self.mandates.len().max(1) as u32,
+            item: (id % self.items.len().max(1) as u32) as u16,
+        }
+    }
+
+    /// The request for (plan, quantity); the amount is always quantity x unit price.
+    pub fn request(
+        &self,
+        plan: &AgentPlan,
+        mandate: u32,
+        item: u16,
+        quantity: i64,
+    ) -> PurchaseRequest {
+        PurchaseRequest {
+            merchant_id: self.merchant_id,
+            mandate_id: self.mandates[mandate as usize % self.mandates.len()],
+            item_id: self.items[usize::from(item) % self.items.len()],
+            agent_id: history::agent_name(plan.id),
+            quantity,
+            amount_minor: quantity * self.price_minor,
+            currency: self.currency,
+        }
+    }
+
+    /// The next region to try after `from` failed: the next one that is up, else the next.
+    pub fn failover(&self, from: u8) -> u8 {
+        let n = self.regions.len();
+        for step in 1..=n {
+            let i = (usize::from(from) + step) % n;
+            if self.regions[i].is_up() {
+                return i as u8;
+            }
+        }
+        ((usize::from(from) + 1) % n) as u8
+    }
+
+    fn backoff(&self, attempt: u32, rng: &mut SmallRng) -> Duration {
+        let [base, cap] = self.retry.backoff_ms;
+        crate::sut::kernel::backoff(attempt, base, cap, rng)
+    }
+}
+
+/// What one request ended as, ready for the history.
+pub struct Sent {
+    pub code: Code,
+    pub status: u16,
+    pub attempts: u16,
+    pub replayed: bool,
+    pub response_hash: u64,
+}
+
+/// Turn a gateway reply into the history's terms.
+pub fn classify(reply: &Reply) -> Sent {
+    let (code, status) = match reply {
+        Reply::Snapshot(s) => (
+            match (s.outcome, s.failure_code) {
+                (Outcome::Committed, _) => Code::Committed,
+                (Outcome::Declined, Some(crate::sut::kernel::FailureCode::MandateRejected)) => {
+                    Code::MandateRejected
+                }
+                (Outcome::Declined, _) => Code::OutOfStock,
+            },
+            s.status(),
+        ),
+        Reply::Refused(e) => (
+            match e {
+                KernelError::KeyReused { .. } => Code::KeyReused,
+                KernelError::RetryExhausted { .. } => Code::RetryExhausted,
+                KernelError::Unavailable(_) => Code::Unavailable,
+                KernelError::Database(_) => Code::Internal,
+                KernelError::Malformed { .. }
+                | KernelError::Invalid { .. }
+                | KernelError::NotFound { .. } => Code::BadRequest,
+            },
+            e.status(),
+        ),
+        Reply::Transport(c) => (*c, 0),
+    };
+    match reply {
+        Reply::Snapshot(s) => Sent {
+            code,
+            status,
+            attempts: s.attempts.min(u32::from(u16::MAX)) as u16,
+            replayed: s.replayed,
+            response_hash: history::response_hash(&s.json),
+        },
+        Reply::Refused(KernelError::RetryExhausted { attempts }) => Sent {
+            code,
+            status,
+            attempts: (*attempts).min(u32::from(u16::MAX)) as u16,
+            replayed: false,
+            response_hash: 0,
+        },
+        _ => Sent {
+            code,
+            status,
+            attempts: 0,
+            replayed: false,
+            response_hash: 0,
+        },
+    }
+}
+
+/// One request of one logical purchase, as the history sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt {
+    pub plan: AgentPlan,
+    pub purchase: u16,
+    pub variant: u8,
+    pub region: u8,
+    pub quantity: i64,
+    pub op: Op,
+    /// Requests of this purchase sent before this one.
+    pub seq: u8,
+}
+
+impl World {
+    /// Send one request through a region with the client's timeout, and record it.
+    /// Returns what the client saw and whether the answer was a replay.
+    pub async fn send(&self, a: Attempt) -> (Code, bool) {
+        let req = self.request(&a.plan, a.plan.mandate, a.plan.item, a.quantity);
+        let key = history::key(&self.key_prefix, a.plan.id, a.purchase, a.variant);
+        let region = &self.regions[usize::from(a.region) % self.regions.len()];
+        let sent_at = Instant::now();
+        let invoke_ms = self.metrics.ms_at(sent_at);
+        self.metrics.enter(usize::from(a.region));
+        let reply = match tokio::time::timeout(
+            Duration::from_millis(self.retry.timeout_ms),
+            region.commit(&req, &key),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Reply::Transport(Code::Timeout),
+        };
+        self.metrics.leave(usize::from(a.region));
+        let done = Instant::now();
+        let sent = classify(&reply);
+        let r = self.record_of(
+            &a,
+            &sent,
+            invoke_ms,
+            self.metrics.ms_at(done),
+            req.amount_minor,
+        );
+        self.metrics
+            .record_request(a.plan.id, &r, (done - sent_at).as_micros() as u64);
+        (sent.code, sent.replayed)
+    }
+
+    /// Record a request that the agent itself abandoned (a client crash mid-flight).
+    fn record_abandoned(&self, a: &Attempt, invoke_ms: u32, raw_us: u64) {
+        let sent = Sent {
+            code: Code::Reset,
+            status: 0,
+            attempts: 0,
+            replayed: false,
+            response_hash: 0,
+        };
+        let amount_minor = a.quantity * self.price_minor;
+        let r = self.record_of(a, &sent, invoke_ms, self.metrics.now_ms(), amount_minor);
+        self.metrics.record_request(a.plan.id, &r, raw_us);
+    }
+
+    fn record_of(
+        &self,
+        a: &Attempt,
+        sent: &Sent,
+        invoke_ms: u32,
+        complete_ms: u32,
+        amount_minor: i64,
+    ) -> Record {
+        Record {
+            agent: a.plan.id,
+            mandate: a.plan.mandate,
+            invoke_ms,
+            complete_ms,
+            amount_minor,
+            response_hash: sent.response_hash,
+            purchase: a.purchase,
+            status: sent.status,
+            attempts: sent.attempts,
+            quantity: a.quantity.clamp(0, i64::from(u16::MAX)) as u16,
+            item: a.plan.item,
+            variant: a.variant,
+            persona: a.plan.persona,
+            region: a.region,
+            op: a.op,
+            code: sent.code,
+            replayed: sent.replayed,
+            seq: a.seq,
+        }
+    }
+}
+
+/// Run agent `id` from its arrival to its last purchase. `intended` is when it was meant
+/// to arrive (the open model's schedule), so latency can be measured from there.
+pub async fn run_agent(world: &World, id: u32, intended: Instant) {
+    let plan = world.plan(id);
+    let mut rng = agent_rng(world.seed, id, 1);
+    for purchase in 0..world.purchases.min(u32::from(u16::MAX)) as u16 {
+        let start = if purchase == 0 {
+            intended
+        } else {
+            Instant::now()
+        };
+        run_purchase(world, plan, purchase, &mut rng).await;
+        world
+            .metrics
+            .record_purchase(id, start.elapsed().as_micros() as u64);
+    }
+}
+
+fn is_connection_failure(code: Code) -> bool {
+    matches!(code, Code::Refused | Code::Timeout | Code::Reset)
+}
+
+/// Which of a purchase's keys (by variant) got an indeterminate answer, and which a
+/// definite one; a key in the first set and not the second is left for resolution.
+#[derive(Default)]
+struct KeyStates {
+    info: u64,
+    definite: u64,
+}
+
+impl KeyStates {
+    fn note(&mut self, variant: u8, code: Code) {
+        let bit = 1u64 << u32::from(variant).min(63);
+        match code.kind() {
+            history::Kind::Info => self.info |= bit,
+            history::Kind::Ok => self.definite |= bit,
+            history::Kind::Fail if code == Code::KeyReused => self.definite |= bit,
+            history::Kind::Fail => {}
+        }
+    }
+}
+
+async fn run_purchase(world: &World, plan: AgentPlan, purchase: u16, rng: &mut SmallRng) {
+    let mut a = Attempt {
+        plan,
+        purchase,
+        variant: 0,
+        region: plan.home_region,
+        quantity: world.quantity,
+        op: Op::Commit,
+        seq: 0,
+    };
+    let mut keys = KeyStates::default();
+    let max = world.retry.max_attempts;
+    for attempt in 1..=max {
+        a.seq = attempt.min(254) as u8 - 1;
+        let code = match (plan.persona, attempt) {
+            // The rarer personas' branches are boxed: an agent's future is as large as
+            // its largest branch, and every agent's future is copied when it is spawned.
+            (Persona::DoubleSubmit, 1) => {
+                let ((x, _), (y, _)) =
+                    Box::pin(async { tokio::join!(world.send(a), world.send(a)) }).await;
+                keys.note(a.variant, x);
+                // The better of the two answers decides what the agent does next.
+                if x.kind() == history::Kind::Ok || !x.is_transient() {
+                    x
+                } else {
+                    y
+                }
+            }
+            (Persona::CrashRestart, 1) => {
+                let invoke_ms = world.metrics.now_ms();
+                let sent_at = Instant::now();
+                let crash_after = Duration::from_micros(rng.random_range(0..=2000));
+                let send = Box::pin(world.send(a));
+                tokio::select! {
+                    (code, _) = send => code,
+                    () = tokio::time::sleep(crash_after) => {
+                        // The process died mid-flight; its request may still land.
+                        world.record_abandoned(&a, invoke_ms, sent_at.elapsed().as_micros() as u64);
+                        Code::Reset
+                    }
+                }
+            }
+            _ => world.send(a).await.0,
+        };
+        keys.note(a.variant, code);
+        if !code.is_transient() {
+            if plan.persona == Persona::PayloadMutator && code.kind() == history::Kind::Ok {
+                a.seq = a.seq.saturating_add(1);
+                Box::pin(mutate_payload(world, a, rng)).await;
+            }
+            break;
+        }
+        if attempt == max {
+            break;
+        }
+        if is_connection_failure(code) {
+            a.region = world.failover(a.region);
+        }
+        if plan.persona == Persona::KeyRotator {
+            // The anti-pattern: a fresh key for the same purchase on every retry.
+            a.variant = a.variant.wrapping_add(1);
+        }
+        tokio::time::sleep(world.backoff(attempt, rng)).await;
+    }
+    // Keys that never got a definite answer wait for the end-of-run resolution.
+    let open = keys.info & !keys.definite;
+    for variant in (0..64u8).filter(|v| open & (1u64 << v) != 0) {
+        world.pending.push(
+            plan.id,
+            Attempt {
+                variant,
+                quantity: world.quantity,
+                ..a
+            },
+        );
+    }
+}
+
+/// Reuse the key with a changed (still valid) payload: the kernel must answer 409.
+async fn mutate_payload(world: &World, mut a: Attempt, rng: &mut SmallRng) {
+    a.quantity += 1;
+    for attempt in 1..=world.retry.max_attempts {
+        let (code, _) = world.send(a).await;
+        a.seq = a.seq.saturating_add(1);
+        if !code.is_transient() {
+            return;
+        }
+        if is_connection_failure(code) {
+            a.region = world.failover(a.region);
+        }
+        tokio::time::sleep(world.backoff(attempt, rng)).await;
+    }
+}
+
+/// Stripes of the pending queue (agents land on `id % STRIPES`).
+const STRIPES: usize = 16;
+
+/// Keys left indeterminate by their agents, waiting for the end-of-run resolution
+/// (`resolve`). Striped by agent, so parking a key takes no global lock.
+pub struct Pending {
+    stripes: Vec<Mutex<Vec<Attempt>>>,
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Pending {
+            stripes: (0..STRIPES).map(|_| Mutex::new(Vec::new())).collect(),
+        }
+    }
+}
+
+impl Pending {
+    /// Park agent `agent`'s open key.
+    pub fn push(&self, agent: u32, a: Attempt) {
+        lock(&self.stripes[agent as usize % STRIPES]).push(a);
+    }
+
+    /// Every parked key, in (agent, purchase, variant) order.
+    pub fn take(&self) -> Vec<Attempt> {
+        let mut all = Vec::new();
+        for stripe in &self.stripes {
+            all.append(&mut lock(stripe));
+        }
+        all.sort_by_key(|a| (a.plan.id, a.purchase, a.variant));
+        all
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cdf_picks_by_weight() {
+        let c = cdf(&[0.5, 0.0, 0.5]);
+        assert_eq!(c, vec![0.5, 0.5, 1.0]);
+        assert_eq!(pick(&c, 0.1), 0);
+        assert_eq!(pick(&c, 0.5), 2);
+        assert_eq!(pick(&c, 0.999), 2);
+    }
+
+    #[test]
+    fn agent_generators_are_deterministic_and_distinct() {
+        let a: u64 = agent_rng(1, 5, 0).random();
+        let b: u64 = agent_rng(1, 5, 0).random();
+        let c: u64 = agent_rng(1, 6, 0).random();
+        let d: u64 = agent_rng(2, 5, 0).random();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(a, d);
+    }
+}

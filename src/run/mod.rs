@@ -1,0 +1,294 @@
+//! A run: seed the database, open the target, release the agents on their schedule, run
+//! the fault timeline, then heal, resolve what is indeterminate and hand over to the audit.
+//!
+//! `execute` is the pipeline; the parts live beside it: `schedule` (arrival maths),
+//! `arrive` (workers and lanes), `agent` (personas), `faults` (the timeline), `shop` (whose
+//! catalog), `sampler` (progress and the live audit), `resolve` (the end-of-run replays).
+//! Invariants: every fault is healed and every indeterminate key replayed before the run is
+//! handed to the auditor; a run never decides what is valid.
+
+pub mod agent;
+mod arrive;
+pub mod faults;
+pub mod resolve;
+mod sampler;
+pub mod schedule;
+mod shop;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use thiserror::Error;
+
+use crate::addr::DbUrl;
+use crate::audit::LiveCounts;
+use crate::history::{self, History, HistoryError};
+use crate::metrics::{self, Metrics, Sample};
+use crate::scenario::{Scenario, TargetKind};
+use crate::sut::db::{Database, DbError, SeedPlan};
+use crate::sut::kernel::{Currency, KernelError, Sql};
+use crate::target::open::{self, OpenError};
+use agent::World;
+use faults::{FaultRecord, Timeline};
+pub use resolve::Resolution;
+use schedule::Schedule;
+use shop::Shop;
+
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error("database: {0}")]
+    Db(#[from] DbError),
+    #[error("kernel: {0}")]
+    Kernel(#[from] KernelError),
+    #[error("target: {0}")]
+    Target(#[from] OpenError),
+    #[error("history: {0}")]
+    History(#[from] HistoryError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Stop and pause switches, flipped by Ctrl-C or the dashboard.
+#[derive(Debug, Default)]
+pub struct Control {
+    pub stop: AtomicBool,
+    pub paused: AtomicBool,
+}
+
+/// What to run and where.
+pub struct RunOptions {
+    pub scenario: Scenario,
+    /// Resolved by the caller: flag, then scenario, then `DATABASE_URL`; `None` = embedded.
+    pub db: Option<DbUrl>,
+    /// The run's directory (created).
+    pub dir: PathBuf,
+    /// `(i, n)`: run the agents whose id is `i` modulo `n`.
+    pub shard: Option<(u32, u32)>,
+    /// Print a progress line to stderr every second.
+    pub progress: bool,
+    pub control: Arc<Control>,
+    /// Receives a handle on the running swarm once agents can start (the dashboard).
+    pub observer: Option<tokio::sync::oneshot::Sender<Arc<LiveRun>>>,
+    /// The SQL the in-process kernels run: `Sql::reference()` except under `swarm selftest`.
+    pub kernel_sql: Sql,
+}
+
+/// What a dashboard may read (and the few things it may do) while a run goes on.
+pub struct LiveRun {
+    pub world: Arc<World>,
+    pub timeline: Arc<Timeline>,
+    pub live: Arc<std::sync::Mutex<LiveCounts>>,
+    pub control: Arc<Control>,
+    /// Agents in this run (this shard's).
+    pub total: u64,
+}
+
+/// Everything the auditor and the report need.
+pub struct RunResult {
+    pub dir: PathBuf,
+    /// The database, when swarm can read it (`None`: a live endpoint without `--db`).
+    pub db_url: Option<DbUrl>,
+    pub embedded: bool,
+    pub db_engine: String,
+    pub history_path: PathBuf,
+    pub history: History,
+    pub history_dropped: u64,
+    pub metrics: metrics::Snapshot,
+    pub series: Vec<Sample>,
+    pub faults: Vec<FaultRecord>,
+    pub resolution: Resolution,
+    pub elapsed_ms: u64,
+    pub agents_total: u64,
+    pub agents_done: u64,
+    pub stopped_early: bool,
+    pub region_names: Vec<String>,
+    /// The last figures of the live audit.
+    pub live: LiveCounts,
+}
+
+/// Run a scenario end to end, up to (not including) the audit.
+pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
+    let s = &opts.scenario;
+    let live_endpoints = s.regions.iter().filter(|r| r.endpoint.is_some()).count();
+    if live_endpoints > 0 && (live_endpoints < s.regions.len() || s.target.kind != TargetKind::Http)
+    {
+        return Err(RunError::Unsupported(
+            "give every region an `endpoint` (with target kind \"http\"), or none".into(),
+        ));
+    }
+    let live_target = live_endpoints > 0;
+    // A live target without `--db`: its database is not ours to read; the ids come from the
+    // scenario's seed (seed the server with `swarm db seed` and the same scenario) and the
+    // audit is history-only.
+    let embedded = opts.db.is_none() && !live_target;
+    let url = match (&opts.db, live_target) {
+        (Some(u), _) => Some(u.clone()),
+        (None, false) => Some(DbUrl::sqlite(opts.dir.join("swarm.db"))),
+        (None, true) => None,
+    };
+    let plan = SeedPlan::new(s.seed, &s.catalog, &s.mandates);
+    // Ids given or discovered belong to the live deployment: nothing of ours to seed.
+    let own_catalog = s.target.ids.is_none() && s.target.discover.is_none();
+    let db_engine = match &url {
+        Some(url) => {
+            let database = Database::connect(url)?;
+            if own_catalog {
+                database.init().await?;
+                database.seed(&plan).await?;
+            }
+            database.engine_version().await?
+        }
+        None => "live endpoint (database not readable)".to_string(),
+    };
+
+    let (regions, servers) = match (&url, live_target) {
+        (_, true) => (open::live_regions(s)?, Vec::new()),
+        (Some(url), false) => open::open_regions(s, url, opts.kernel_sql.clone()).await?,
+        (None, false) => unreachable!("an embedded database is always given"),
+    };
+    let shop = Shop::resolve(s, &plan, &regions).await?;
+    let (items, mandates) = (shop.items.clone(), shop.mandates.clone());
+    let region_names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
+    let region_weights: Vec<f64> = s.regions.iter().map(|r| r.weight).collect();
+    let world = Arc::new(World {
+        metrics: Metrics::new(regions.len()),
+        regions,
+        seed: s.seed,
+        key_prefix: format!("s{}", s.seed),
+        merchant_id: shop.merchant_id,
+        items: shop.items,
+        mandates: shop.mandates,
+        price_minor: shop.price_minor,
+        currency: Currency::parse(&shop.currency)?,
+        quantity: s.agents.quantity,
+        purchases: s.agents.purchases,
+        retry: s.retry.clone(),
+        mix_cdf: agent::mix_cdf(&s.mix),
+        region_cdf: agent::cdf(&region_weights),
+        pending: agent::Pending::default(),
+    });
+
+    let (shard_i, shard_n) = opts.shard.unwrap_or((0, 1));
+    let count = s.agents.count.min(u64::from(u32::MAX));
+    let total = (0..count)
+        .filter(|i| i % u64::from(shard_n) == u64::from(shard_i))
+        .count() as u64;
+    let timeline = Arc::new(Timeline::new(s, total));
+    let schedule = Schedule::new(s);
+
+    // Side tasks: the fault timeline, the live audit and the once-a-second sampler.
+    let live = Arc::new(std::sync::Mutex::new(LiveCounts::default()));
+    let live_stop = Arc::new(AtomicBool::new(false));
+    // SWARM_LIVE_AUDIT=off exists to measure the poller's cost (scripts/bench-million.sh).
+    let live_on = std::env::var("SWARM_LIVE_AUDIT").map_or(true, |v| v != "off");
+    let live_task = {
+        let (url, live, stop) = (url.clone(), live.clone(), live_stop.clone());
+        tokio::spawn(async move {
+            if let (true, Some(url)) = (live_on, url) {
+                sampler::poll_live(url, live, stop).await
+            }
+        })
+    };
+    let faults_task = {
+        let (w, t) = (world.clone(), timeline.clone());
+        tokio::spawn(async move { t.run(&w.regions, &w.metrics).await })
+    };
+    let sampler_stop = Arc::new(AtomicBool::new(false));
+    let sampler_task = tokio::spawn(sampler::sample_every_second(
+        world.clone(),
+        sampler_stop.clone(),
+        opts.progress,
+        live.clone(),
+        total,
+    ));
+
+    if let Some(observer) = opts.observer {
+        let _ = observer.send(Arc::new(LiveRun {
+            world: world.clone(),
+            timeline: timeline.clone(),
+            live: live.clone(),
+            control: opts.control.clone(),
+            total,
+        }));
+    }
+
+    let stopped_early = arrive::release(
+        world.clone(),
+        (shard_i, shard_n),
+        count,
+        s.agents.in_flight,
+        schedule,
+        opts.control.clone(),
+        s.target.kind == TargetKind::Http,
+    )
+    .await?;
+
+    tracing::info!(memory_kib = ?crate::metrics::memory_kib(), "agents done");
+    // End of run: stop the timeline, heal everything, resolve what is indeterminate.
+    timeline.stop();
+    faults_task.abort();
+    let _ = faults_task.await;
+    timeline.heal_all(&world.regions, &world.metrics);
+    let resolution = resolve::resolve(&world, s.agents.in_flight).await;
+    sampler_stop.store(true, Ordering::Release);
+    sampler_task.abort();
+    let _ = sampler_task.await;
+    live_stop.store(true, Ordering::Release);
+    live_task.abort();
+    let _ = live_task.await;
+    for server in servers {
+        server.stop().await;
+    }
+    let live_counts = *live.lock().unwrap_or_else(|p| p.into_inner());
+    world.metrics.sample(sampler::region_states(&world));
+
+    let elapsed_ms = world.metrics.start.elapsed().as_millis() as u64;
+    let (records, history_dropped) = world.metrics.take_history();
+    let history = History {
+        header: history::Header {
+            version: history::HISTORY_VERSION,
+            scenario: s.name.clone(),
+            seed: s.seed,
+            key_prefix: world.key_prefix.clone(),
+            merchant_id: world.merchant_id.to_string(),
+            items: items.iter().map(|u| u.to_string()).collect(),
+            mandates: mandates.iter().map(|u| u.to_string()).collect(),
+            regions: region_names.clone(),
+            stock_per_item: shop.stock_per_item,
+            cap_per_mandate_minor: shop.cap_per_mandate_minor,
+            price_minor: shop.price_minor,
+            currency: shop.currency.clone(),
+            shard: opts.shard,
+        },
+        records,
+    };
+    tracing::info!(memory_kib = ?crate::metrics::memory_kib(), "history taken");
+    let history_path = opts.dir.join("history.bin");
+    history.write(&history_path)?;
+    Ok(RunResult {
+        dir: opts.dir.clone(),
+        db_url: url,
+        embedded,
+        db_engine,
+        history_path,
+        history,
+        history_dropped,
+        metrics: world.metrics.snapshot(),
+        series: world.metrics.series(),
+        faults: timeline.records(),
+        resolution,
+        elapsed_ms,
+        agents_total: total,
+        agents_done: world.metrics.agents_done.load(Ordering::Relaxed),
+        stopped_early: stopped_early || opts.control.stop.load(Ordering::Acquire),
+        region_names,
+        live: live_counts,
+    })
+}

@@ -1,0 +1,96 @@
+//! Side tasks of a run: the once-a-second sampler (and the progress line) and the live
+//! audit poller (the cheap state checks on their own read connection).
+//!
+//! Invariants: both only read aggregates (a metrics sample, small tables); neither holds a
+//! lock an agent waits on for longer than a merge of the metrics shards.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::agent::World;
+use crate::addr::DbUrl;
+use crate::audit::{LiveCounts, Source};
+use crate::metrics::Sample;
+use crate::scenario::RegionState;
+
+/// Poll the live audit subset once a second on its own read connection.
+pub async fn poll_live(url: DbUrl, out: Arc<std::sync::Mutex<LiveCounts>>, stop: Arc<AtomicBool>) {
+    let source = match Source::open(&url).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("live audit disabled: {e}");
+            return;
+        }
+    };
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while !stop.load(Ordering::Acquire) {
+        every.tick().await;
+        let polled = crate::audit::live(&source).await;
+        let mut counts = out.lock().unwrap_or_else(|p| p.into_inner());
+        match polled {
+            Ok(c) => {
+                *counts = LiveCounts {
+                    errors: counts.errors,
+                    polls: counts.polls + 1,
+                    ..c
+                }
+            }
+            Err(e) => {
+                counts.errors += 1;
+                tracing::debug!("live audit poll failed: {e}");
+            }
+        }
+    }
+}
+
+pub fn region_states(world: &World) -> Vec<RegionState> {
+    world.regions.iter().map(|r| r.state()).collect()
+}
+
+fn progress_line(world: &World, s: &Sample, total: u64, live: &LiveCounts) -> String {
+    let regions: Vec<String> = world
+        .regions
+        .iter()
+        .map(|r| format!("{} {}", r.name, r.state()))
+        .collect();
+    format!(
+        "[{:>4}s] agents {}/{} ({:.1}%) · {} req/s · commits {}/s · declines {}/s · errors {}/s · OCC retries {}/s · p99 {:.1} ms · {} · live: oversells {} dup {} drift {} breaches {}",
+        s.second,
+        s.agents_done,
+        total,
+        100.0 * s.agents_done as f64 / total.max(1) as f64,
+        s.requests,
+        s.commits,
+        s.declines,
+        s.errors,
+        s.occ_retries,
+        s.p99_us as f64 / 1000.0,
+        regions.join(" · "),
+        live.oversells,
+        live.duplicate_settlements,
+        live.ledger_drift,
+        live.mandate_breaches
+    )
+}
+
+/// Sample the metrics once a second until `stop`, printing a progress line when `progress`.
+pub async fn sample_every_second(
+    w: Arc<World>,
+    stop: Arc<AtomicBool>,
+    progress: bool,
+    live: Arc<std::sync::Mutex<LiveCounts>>,
+    total: u64,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.tick().await;
+    while !stop.load(Ordering::Acquire) {
+        every.tick().await;
+        let sample = w.metrics.sample(region_states(&w));
+        if progress {
+            let counts = *live.lock().unwrap_or_else(|p| p.into_inner());
+            eprintln!("{}", progress_line(&w, &sample, total, &counts));
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Whose catalog the agents buy from: the scenario's own seeded catalog, the ids a live
+//! scenario gives, or the sandbox a live endpoint names (`GET /v1/sandbox`).
+
+use std::time::Duration;
+
+use super::RunError;
+use crate::scenario::Scenario;
+use crate::sut::db::SeedPlan;
+use crate::target::Region;
+
+/// Whose catalog the agents buy from, at what price, within what declared limits.
+pub struct Shop {
+    pub merchant_id: uuid::Uuid,
+    pub items: Vec<uuid::Uuid>,
+    pub mandates: Vec<uuid::Uuid>,
+    pub price_minor: i64,
+    pub currency: String,
+    pub stock_per_item: i64,
+    pub cap_per_mandate_minor: i64,
+}
+
+/// `GET /v1/sandbox`'s document.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SandboxDoc {
+    pub merchant_id: uuid::Uuid,
+    mandate_id: uuid::Uuid,
+    item_id: uuid::Uuid,
+    unit_price_minor: i64,
+    currency: String,
+    initial_stock: i64,
+    cap_minor: i64,
+}
+
+impl Shop {
+    /// The scenario's own seeded catalog; the ids it gives (price and limits from its
+    /// catalog and mandates, which then describe the live deployment); or the sandbox a
+    /// live endpoint names.
+    pub async fn resolve(
+        s: &Scenario,
+        plan: &SeedPlan,
+        regions: &[Region],
+    ) -> Result<Shop, RunError> {
+        let declared = |merchant_id, items, mandates| Shop {
+            merchant_id,
+            items,
+            mandates,
+            price_minor: s.catalog.price_minor,
+            currency: s.catalog.currency.clone(),
+            stock_per_item: s.catalog.stock,
+            cap_per_mandate_minor: s.mandates.cap_minor,
+        };
+        let uuid = |text: &str| {
+            uuid::Uuid::parse_str(text)
+                .map_err(|e| RunError::Unsupported(format!("target.ids: `{text}`: {e}")))
+        };
+        if let Some(ids) = &s.target.ids {
+            let items = ids
+                .items
+                .iter()
+                .map(|i| uuid(i))
+                .collect::<Result<_, _>>()?;
+            let mandates = ids
+                .mandates
+                .iter()
+                .map(|m| uuid(m))
+                .collect::<Result<_, _>>()?;
+            return Ok(declared(uuid(&ids.merchant)?, items, mandates));
+        }
+        if s.target.discover == Some(crate::scenario::Discover::Sandbox) {
+            return Shop::discover(regions).await;
+        }
+        Ok(declared(
+            plan.merchants[0].merchant_id,
+            plan.catalog_items().map(|i| i.item_id).collect(),
+            plan.catalog_mandates().map(|m| m.mandate_id).collect(),
+        ))
+    }
+
+    async fn discover(regions: &[Region]) -> Result<Shop, RunError> {
+        let failed = |why: String| {
+            RunError::Unsupported(format!(
+                "target.discover = \"sandbox\": GET /v1/sandbox: {why}"
+            ))
+        };
+        let gateway = regions
+            .first()
+            .and_then(|r| r.http())
+            .ok_or_else(|| failed("no HTTP endpoint to ask".into()))?;
+        let answer =
+            match tokio::time::timeout(Duration::from_secs(10), gateway.get("/v1/sandbox")).await {
+                Ok(Ok(a)) => a,
+                Ok(Err(code)) => return Err(failed(format!("{code:?}"))),
+                Err(_) => return Err(failed("no answer within 10 s".into())),
+            };
+        if answer.status != 200 {
+            return Err(failed(format!(
+                "HTTP {}: {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            )));
+        }
+        let doc: SandboxDoc = serde_json::from_slice(&answer.body)
+            .map_err(|e| failed(format!("unreadable document: {e}")))?;
+        Ok(Shop {
+            merchant_id: doc.merchant_id,
+            items: vec![doc.item_id],
+            mandates: vec![doc.mandate_id],
+            price_minor: doc.unit_price_minor,
+            currency: doc.currency,
+            stock_per_item: doc.initial_stock,
+            cap_per_mandate_minor: doc.cap_minor,
+        })
+    }
+}

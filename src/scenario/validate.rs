@@ -1,0 +1,300 @@
+//! Checks serde cannot express: ranges, sums, cross-references. A scenario that passes
+//! them is one every lower layer may trust; `validate` also turns the `[[faults]]` tables
+//! into typed `Fault`s (regions resolved to indices).
+
+use super::fault::{Delay, Fault, FaultAction, FaultKind, FaultMode, MAX_DELAY_MS};
+use super::model::{Arrival, MAX_AGENTS, Scenario, is_currency};
+
+impl Scenario {
+    /// Checks serde cannot express. Spans are found again in the text by `locate`.
+    pub(super) fn validate(&mut self) -> Result<(), (Locator, String, String)> {
+        let top = |key: &'static str, msg: String| Err((Locator::Top(key), key.to_string(), msg));
+        let within = |table: &'static str, key: &'static str, msg: String| {
+            Err((Locator::Key(table, key), format!("{table}.{key}"), msg))
+        };
+        let c = &self.catalog;
+        if c.items == 0 || c.items > 10_000 {
+            return within("catalog", "items", "must be between 1 and 10000".into());
+        }
+        if c.stock < 0 {
+            return within("catalog", "stock", "must be >= 0".into());
+        }
+        if c.buckets == 0 || c.buckets > 1024 {
+            return within("catalog", "buckets", "must be between 1 and 1024".into());
+        }
+        if c.price_minor <= 0 {
+            return within("catalog", "price_minor", "must be > 0 (minor units)".into());
+        }
+        if !is_currency(&c.currency) {
+            return within(
+                "catalog",
+                "currency",
+                format!("`{}` is not a 3-letter ISO-4217 code", c.currency),
+            );
+        }
+        let m = &self.mandates;
+        if m.count == 0 || m.count > 2_000_000 {
+            return within("mandates", "count", "must be between 1 and 2000000".into());
+        }
+        if m.cap_minor < 0 {
+            return within("mandates", "cap_minor", "must be >= 0".into());
+        }
+        if m.shards == 0 || m.shards > 256 {
+            return within("mandates", "shards", "must be between 1 and 256".into());
+        }
+        let a = &self.agents;
+        if a.count == 0 || a.count > MAX_AGENTS {
+            return within(
+                "agents",
+                "count",
+                format!("must be between 1 and {MAX_AGENTS}"),
+            );
+        }
+        if a.in_flight == 0 || a.in_flight > 100_000 {
+            return within("agents", "in_flight", "must be between 1 and 100000".into());
+        }
+        if a.purchases == 0 || a.purchases > 1000 {
+            return within("agents", "purchases", "must be between 1 and 1000".into());
+        }
+        if a.quantity < 1 {
+            return within("agents", "quantity", "must be >= 1".into());
+        }
+        match a.arrival {
+            Arrival::Rate if !(a.rate_per_s > 0.0 && a.rate_per_s.is_finite()) => {
+                return within("agents", "rate_per_s", "must be > 0".into());
+            }
+            Arrival::Ramp if a.stages.is_empty() => {
+                return within("agents", "stages", "ramp arrival needs stages".into());
+            }
+            _ => {}
+        }
+        for stage in &a.stages {
+            if !(stage.rate_per_s >= 0.0 && stage.rate_per_s.is_finite()) {
+                return within("agents", "stages", "rate_per_s must be >= 0".into());
+            }
+        }
+        let w = self.mix.weights();
+        if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+            return top("mix", "weights must be finite and >= 0".into());
+        }
+        let sum: f64 = w.iter().sum();
+        if (sum - 1.0).abs() > 1e-6 {
+            return top(
+                "mix",
+                format!("persona weights must sum to 1, they sum to {sum}"),
+            );
+        }
+        let r = &self.retry;
+        if r.timeout_ms == 0 {
+            return within("retry", "timeout_ms", "must be > 0".into());
+        }
+        if r.max_attempts == 0 || r.max_attempts > 1000 {
+            return within("retry", "max_attempts", "must be between 1 and 1000".into());
+        }
+        if r.backoff_ms[0] > r.backoff_ms[1] {
+            return within("retry", "backoff_ms", "base must be <= cap".into());
+        }
+        if self.kernel.max_attempts == 0 || self.kernel.max_attempts > 1000 {
+            return within(
+                "kernel",
+                "max_attempts",
+                "must be between 1 and 1000".into(),
+            );
+        }
+        if self.kernel.pool_size == 0 || self.kernel.pool_size > 1024 {
+            return within("kernel", "pool_size", "must be between 1 and 1024".into());
+        }
+        if self.regions.is_empty() {
+            return top("regions", "at least one region is needed".into());
+        }
+        let live = self.regions.iter().all(|r| r.endpoint.is_some());
+        if let Some(ids) = &self.target.ids {
+            if !live {
+                return within(
+                    "target",
+                    "ids",
+                    "ids are for live endpoints: give every region an `endpoint`".into(),
+                );
+            }
+            if self.target.discover.is_some() {
+                return within(
+                    "target",
+                    "ids",
+                    "give ids or discover them, not both".into(),
+                );
+            }
+            if ids.mandates.is_empty() || ids.items.is_empty() {
+                return within(
+                    "target",
+                    "ids",
+                    "ids needs at least one mandate and one item".into(),
+                );
+            }
+            if ids.items.len() > usize::from(u16::MAX) {
+                return within("target", "ids", "at most 65535 items".into());
+            }
+            let named = std::iter::once(("merchant".to_string(), &ids.merchant))
+                .chain(
+                    ids.mandates
+                        .iter()
+                        .enumerate()
+                        .map(|(i, m)| (format!("mandates[{i}]"), m)),
+                )
+                .chain(
+                    ids.items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, m)| (format!("items[{i}]"), m)),
+                );
+            for (name, id) in named {
+                if uuid::Uuid::parse_str(id).is_err() {
+                    return Err((
+                        Locator::Key("target", "ids"),
+                        format!("target.ids.{name}"),
+                        format!("`{id}` is not a UUID"),
+                    ));
+                }
+            }
+        }
+        if self.target.discover.is_some() && !live {
+            return within(
+                "target",
+                "discover",
+                "discovery asks a live endpoint: give every region an `endpoint`".into(),
+            );
+        }
+        for (i, region) in self.regions.iter().enumerate() {
+            let here = |key: &'static str, msg: String| {
+                Err((
+                    Locator::Element("regions", i, key),
+                    format!("regions[{i}].{key}"),
+                    msg,
+                ))
+            };
+            if region.name.is_empty() {
+                return here("name", "must not be empty".into());
+            }
+            if self.regions[..i].iter().any(|r| r.name == region.name) {
+                return here("name", format!("region `{}` is named twice", region.name));
+            }
+            if !(region.weight.is_finite() && region.weight >= 0.0) {
+                return here("weight", "must be finite and >= 0".into());
+            }
+        }
+        if self.regions.iter().all(|r| r.weight == 0.0) {
+            return top("regions", "at least one region needs a weight > 0".into());
+        }
+        let mut faults = Vec::with_capacity(self.fault_specs.len());
+        for (i, fault) in self.fault_specs.iter().enumerate() {
+            let here = |key: &'static str, msg: String| {
+                Err((
+                    Locator::Element("faults", i, key),
+                    format!("faults[{i}].{key}"),
+                    msg,
+                ))
+            };
+            let action = match fault.kind {
+                FaultKind::RegionDown => {
+                    let Some(region) = &fault.region else {
+                        return here("region", "a region-down fault names its region".into());
+                    };
+                    let Some(mode) = fault.mode else {
+                        return here(
+                            "mode",
+                            "a region-down fault needs a mode: outage, blackhole, crash, lost-ack or latency"
+                                .into(),
+                        );
+                    };
+                    if mode == FaultMode::Latency {
+                        match fault.latency_ms {
+                            None | Some(0) => {
+                                return here(
+                                    "latency_ms",
+                                    "a latency fault needs latency_ms > 0".into(),
+                                );
+                            }
+                            Some(ms) if ms > MAX_DELAY_MS => {
+                                return here(
+                                    "latency_ms",
+                                    format!("must be at most {MAX_DELAY_MS} (10 minutes)"),
+                                );
+                            }
+                            Some(_) => {}
+                        }
+                        if fault.jitter_ms.is_some_and(|j| j > MAX_DELAY_MS) {
+                            return here(
+                                "jitter_ms",
+                                format!("must be at most {MAX_DELAY_MS} (10 minutes)"),
+                            );
+                        }
+                    } else {
+                        if fault.latency_ms.is_some() {
+                            return here(
+                                "latency_ms",
+                                "only `latency` faults take latency_ms".into(),
+                            );
+                        }
+                        if fault.jitter_ms.is_some() {
+                            return here(
+                                "jitter_ms",
+                                "only `latency` faults take jitter_ms".into(),
+                            );
+                        }
+                    }
+                    if fault.command.is_some() {
+                        return here("command", "only `command` faults run a command".into());
+                    }
+                    let Some(index) = self.regions.iter().position(|r| &r.name == region) else {
+                        let known: Vec<&str> =
+                            self.regions.iter().map(|r| r.name.as_str()).collect();
+                        return here(
+                            "region",
+                            format!("unknown region `{region}` (known: {})", known.join(", ")),
+                        );
+                    };
+                    FaultAction::RegionDown {
+                        region: index,
+                        mode,
+                        delay: Delay {
+                            latency_ms: fault.latency_ms.unwrap_or(0),
+                            jitter_ms: fault.jitter_ms.unwrap_or(0),
+                        },
+                    }
+                }
+                FaultKind::Command => {
+                    if fault.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
+                        return here("command", "a command fault needs a `command`".into());
+                    }
+                    if fault.mode.is_some() {
+                        return here("mode", "a command fault has no mode".into());
+                    }
+                    if fault.latency_ms.is_some() || fault.jitter_ms.is_some() {
+                        return here("latency_ms", "a command fault has no latency".into());
+                    }
+                    if fault.heal_after.is_some() {
+                        return here("heal_after", "a command fault does not heal".into());
+                    }
+                    FaultAction::Command(fault.command.clone().unwrap_or_default())
+                }
+            };
+            faults.push(Fault {
+                at: fault.at,
+                action,
+                heal_after: fault.heal_after,
+            });
+        }
+        self.faults = faults;
+        Ok(())
+    }
+}
+
+/// Where in the text a semantic error points.
+#[derive(Debug, Clone, Copy)]
+pub enum Locator {
+    /// A top-level key or `[table]`.
+    Top(&'static str),
+    /// `key` inside `[table]` or `table = { … }`.
+    Key(&'static str, &'static str),
+    /// `key` inside the i-th `[[table]]`.
+    Element(&'static str, usize, &'static str),
+}

@@ -1,0 +1,259 @@
+//! A region reached over HTTP: the contract's requests, built and read back the way a
+//! client on the other end of a network would.
+//!
+//! The purchase body is written straight into its buffer and the answer parsed once, so a
+//! request costs the generator little more than the socket calls (the generator must not
+//! be the bottleneck; `scripts/bench-http.sh` compares it with oha).
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request};
+
+use super::region::Reply;
+use crate::addr::Endpoint;
+use crate::history::Code;
+use crate::sut::kernel::{KernelError, PurchaseRequest, Snapshot};
+use crate::target::pool::{self, Answer, ConnectionPool};
+use crate::target::proxy::FaultProxy;
+
+const IDEMPOTENCY_KEY: header::HeaderName = header::HeaderName::from_static("idempotency-key");
+
+/// Idle connections kept per region; more than any scenario's `in_flight` share needs.
+const MAX_IDLE: usize = 4096;
+
+/// One endpoint with its keep-alive connection pool.
+pub struct HttpGateway {
+    pool: ConnectionPool,
+    host: HeaderValue,
+    prefix: String,
+    commit_path: hyper::Uri,
+    pub(super) proxy: Option<FaultProxy>,
+    /// `Authorization: Bearer …` for a live endpoint.
+    authorization: Option<HeaderValue>,
+    /// Zinc's API shape (`POST /orders`, `already_exists`) instead of ZeroRace's.
+    zinc: bool,
+}
+
+impl HttpGateway {
+    pub fn new(endpoint: Endpoint, proxy: Option<FaultProxy>) -> Result<HttpGateway, String> {
+        let host = pool::header(&endpoint.host)
+            .ok_or_else(|| format!("`{}` is not a valid Host header", endpoint.host))?;
+        let commit_path = format!("{}/v1/purchases/commit", endpoint.prefix)
+            .parse()
+            .map_err(|e| format!("`{}`: {e}", endpoint.prefix))?;
+        Ok(HttpGateway {
+            pool: ConnectionPool::new(endpoint.address, MAX_IDLE),
+            host,
+            prefix: endpoint.prefix,
+            commit_path,
+            proxy,
+            authorization: None,
+            zinc: false,
+        })
+    }
+
+    pub fn with_zinc(mut self, zinc: bool) -> HttpGateway {
+        self.zinc = zinc;
+        self
+    }
+
+    /// Send `Authorization: Bearer KEY` with every request.
+    pub fn with_api_key(mut self, key: Option<String>) -> Result<HttpGateway, String> {
+        self.authorization = match key {
+            Some(k) => {
+                let mut v = pool::header(&format!("Bearer {k}"))
+                    .ok_or("the API key is not a valid header value")?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            None => None,
+        };
+        Ok(self)
+    }
+
+    fn request(&self, method: Method, uri: hyper::Uri, body: Bytes) -> Request<Full<Bytes>> {
+        let mut r = Request::new(Full::new(body));
+        *r.method_mut() = method;
+        *r.uri_mut() = uri;
+        let h = r.headers_mut();
+        h.insert(header::HOST, self.host.clone());
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(auth) = &self.authorization {
+            h.insert(header::AUTHORIZATION, auth.clone());
+        }
+        r
+    }
+
+    /// `GET {prefix}{path}`.
+    pub async fn get(&self, path: &str) -> Result<Answer, Code> {
+        let uri = format!("{}{path}", self.prefix)
+            .parse()
+            .map_err(|_| Code::BadRequest)?;
+        self.pool
+            .send(self.request(Method::GET, uri, Bytes::new()))
+            .await
+    }
+
+    /// `POST {prefix}{path}` with a JSON body.
+    async fn post(&self, path: &str, body: Bytes) -> Result<Answer, Code> {
+        let uri = format!("{}{path}", self.prefix)
+            .parse()
+            .map_err(|_| Code::BadRequest)?;
+        self.pool.send(self.request(Method::POST, uri, body)).await
+    }
+
+    /// Zinc: `already_exists` on a retry is success; the order is looked up by its id.
+    async fn zinc_commit(&self, req: &PurchaseRequest, key: &str) -> Reply {
+        let body = purchase_body(req, Some(key));
+        let answer = match self.post("/orders", body).await {
+            Ok(a) => a,
+            Err(code) => return Reply::Transport(code),
+        };
+        if answer.status != 409 || !text(&answer.body).contains("already_exists") {
+            return reply_of(answer.status, &answer.body, key);
+        }
+        let id = serde_json::from_slice::<serde_json::Value>(&answer.body)
+            .ok()
+            .and_then(|v| v["error"]["order_id"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        match self.get(&format!("/orders/{id}")).await {
+            Ok(Answer { status: 200, body }) => match Snapshot::replay_of(&text(&body)) {
+                Ok(s) => Reply::Snapshot(s),
+                Err(e) => Reply::Refused(KernelError::Database(format!("unreadable order: {e}"))),
+            },
+            Ok(a) => Reply::Refused(KernelError::Database(format!(
+                "order lookup: HTTP {}: {}",
+                a.status,
+                text(&a.body)
+            ))),
+            Err(code) => Reply::Transport(code),
+        }
+    }
+
+    /// `POST /v1/purchases/commit`, mapped back to what the kernel would have answered.
+    pub async fn commit(&self, req: &PurchaseRequest, key: &str) -> Reply {
+        if self.zinc {
+            // Boxed: the common path's future stays small (see `agent::run_purchase`).
+            return Box::pin(self.zinc_commit(req, key)).await;
+        }
+        let Some(key_header) = pool::header(key) else {
+            return Reply::Refused(KernelError::Malformed {
+                field: "Idempotency-Key",
+                reason: "not a valid header value".into(),
+            });
+        };
+        let mut r = self.request(
+            Method::POST,
+            self.commit_path.clone(),
+            purchase_body(req, None),
+        );
+        r.headers_mut().insert(IDEMPOTENCY_KEY, key_header);
+        match self.pool.send(r).await {
+            Ok(a) => reply_of(a.status, &a.body, key),
+            Err(code) => Reply::Transport(code),
+        }
+    }
+}
+
+fn text(body: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(body) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(body),
+    }
+}
+
+/// The contract's JSON body for `req`, written in one pass; with `zinc_key` the key
+/// travels in the body as `idempotency_key` (Zinc's shape).
+fn purchase_body(req: &PurchaseRequest, zinc_key: Option<&str>) -> Bytes {
+    let mut digits = itoa::Buffer::new();
+    let mut b: Vec<u8> = Vec::with_capacity(224 + req.agent_id.len());
+    let mut uuid = uuid::Uuid::encode_buffer();
+    let mut field = |b: &mut Vec<u8>, name: &str, id: &uuid::Uuid| {
+        b.extend_from_slice(name.as_bytes());
+        b.extend_from_slice(id.hyphenated().encode_lower(&mut uuid).as_bytes());
+        b.push(b'"');
+    };
+    field(&mut b, "{\"merchantId\":\"", &req.merchant_id);
+    field(&mut b, ",\"mandateId\":\"", &req.mandate_id);
+    field(&mut b, ",\"itemId\":\"", &req.item_id);
+    b.extend_from_slice(b",\"agentId\":");
+    // Writing JSON into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut b, &req.agent_id);
+    b.extend_from_slice(b",\"quantity\":");
+    b.extend_from_slice(digits.format(req.quantity).as_bytes());
+    b.extend_from_slice(b",\"amountMinor\":");
+    b.extend_from_slice(digits.format(req.amount_minor).as_bytes());
+    b.extend_from_slice(b",\"currency\":\"");
+    b.extend_from_slice(req.currency.as_str().as_bytes());
+    b.push(b'"');
+    if let Some(key) = zinc_key {
+        b.extend_from_slice(b",\"idempotency_key\":");
+        let _ = serde_json::to_writer(&mut b, key);
+    }
+    b.push(b'}');
+    Bytes::from(b)
+}
+
+/// A contract response mapped back to what the kernel would have answered.
+fn reply_of(status: u16, body: &[u8], key: &str) -> Reply {
+    let text = text(body);
+    match status {
+        200 | 201 => match Snapshot::stored(&text) {
+            Ok(s) => Reply::Snapshot(s),
+            Err(e) => Reply::Refused(KernelError::Database(format!("unreadable snapshot: {e}"))),
+        },
+        409 => Reply::Refused(KernelError::KeyReused {
+            key: key.to_string(),
+        }),
+        503 if text.contains("RETRY_EXHAUSTED") => {
+            Reply::Refused(KernelError::RetryExhausted { attempts: 0 })
+        }
+        503 => Reply::Refused(KernelError::Unavailable(text.into_owned())),
+        404 => Reply::Refused(KernelError::NotFound {
+            field: "body",
+            id: text.into_owned(),
+        }),
+        400..=499 => Reply::Refused(KernelError::Invalid {
+            field: "body",
+            reason: text.into_owned(),
+        }),
+        _ => Reply::Refused(KernelError::Database(format!("HTTP {status}: {text}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sut::kernel::Currency;
+
+    #[test]
+    fn the_purchase_body_is_the_contracts_json() {
+        let req = PurchaseRequest {
+            merchant_id: uuid::Uuid::from_u128(1),
+            mandate_id: uuid::Uuid::from_u128(2),
+            item_id: uuid::Uuid::from_u128(3),
+            agent_id: "agent \"7\"".into(),
+            quantity: 2,
+            amount_minor: 5000,
+            currency: Currency::parse("USD").unwrap(),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&purchase_body(&req, None)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "merchantId": "00000000-0000-0000-0000-000000000001",
+                "mandateId": "00000000-0000-0000-0000-000000000002",
+                "itemId": "00000000-0000-0000-0000-000000000003",
+                "agentId": "agent \"7\"", "quantity": 2, "amountMinor": 5000, "currency": "USD",
+            })
+        );
+        let z: serde_json::Value =
+            serde_json::from_slice(&purchase_body(&req, Some("k-1"))).unwrap();
+        assert_eq!(z["idempotency_key"], "k-1");
+        assert_eq!(z["quantity"], 2);
+    }
+}

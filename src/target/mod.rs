@@ -1,0 +1,16 @@
+//! The target: how agents reach a system under test, one `Region` per gateway.
+//!
+//! `region` (a gateway whose state faults flip), `http` (the contract's requests over
+//! `pool`, swarm's own keep-alive HTTP/1 client), `proxy` (a TCP fault proxy in front of an
+//! in-process region server) and `open` (builds the regions of a scenario: in-process
+//! kernels, in-process servers behind proxies, or live endpoints). Invariant: a region
+//! changes what the client learns, never what the database decides.
+
+pub mod http;
+pub mod open;
+pub mod pool;
+pub mod proxy;
+pub mod region;
+
+pub use http::HttpGateway;
+pub use region::{Gateway, Region, Reply};

@@ -1,0 +1,148 @@
+//! Opening a scenario's regions: in-process kernels (direct), in-process servers behind
+//! fault proxies (http), or live endpoints (http with client-side faults).
+//!
+//! Invariants: on embedded SQLite every region shares the one writer; on PostgreSQL each
+//! region has its own pool; an in-process server listens on 127.0.0.1 only and is stopped
+//! by `RegionServer::stop`. The scenario's kernel settings become a `KernelConfig` here:
+//! the kernel knows nothing of scenarios.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+use super::{Gateway, HttpGateway, Region};
+use crate::addr::{DbUrl, Dialect, Endpoint};
+use crate::scenario::{KernelSpec, Protocol, Scenario, TargetKind};
+use crate::sut::kernel::{Kernel, KernelConfig, KernelError, Sql};
+
+/// Why the regions could not be opened.
+#[derive(Debug, Error)]
+pub enum OpenError {
+    #[error("kernel: {0}")]
+    Kernel(#[from] KernelError),
+    #[error("127.0.0.1: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Endpoint(String),
+}
+
+/// The kernel settings a scenario asks for, running `sql`.
+pub fn kernel_config(spec: &KernelSpec, sql: Sql) -> KernelConfig {
+    KernelConfig {
+        sqlite_mode: spec.sqlite_mode,
+        isolation: spec.isolation,
+        max_attempts: spec.max_attempts,
+        pool_size: spec.pool_size,
+        sql,
+        ..KernelConfig::default()
+    }
+}
+
+/// Regions that are live endpoints: HTTP with client-side faults, API key from the
+/// variable `target.api_key_env` names.
+pub fn live_regions(scenario: &Scenario) -> Result<Vec<Region>, OpenError> {
+    let api_key = match &scenario.target.api_key_env {
+        Some(var) => Some(std::env::var(var).map_err(|_| {
+            OpenError::Endpoint(format!(
+                "target.api_key_env: the variable `{var}` is not set"
+            ))
+        })?),
+        None => None,
+    };
+    scenario
+        .regions
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let unsupported =
+                |e: String| OpenError::Endpoint(format!("regions[{i}].endpoint: {e}"));
+            let endpoint = spec.endpoint.clone().ok_or_else(|| {
+                unsupported("a live target needs an endpoint in every region".into())
+            })?;
+            let gateway = HttpGateway::new(endpoint, None)
+                .map_err(unsupported)?
+                .with_api_key(api_key.clone())
+                .map_err(|e| OpenError::Endpoint(format!("target.api_key_env: {e}")))?
+                .with_zinc(scenario.target.protocol == Protocol::Zinc);
+            Ok(Region::with_gateway(
+                spec.name.clone(),
+                i as u8,
+                Gateway::Http(Box::new(gateway)),
+            ))
+        })
+        .collect()
+}
+
+/// An in-process HTTP server of one region, stopped at the end of the run.
+pub struct RegionServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<bool>>,
+}
+
+/// Open one kernel per region on PostgreSQL (each its own pool); on embedded SQLite the
+/// regions share the one writer, each through its own handle. With `kind = "http"` each
+/// region gets its own server on 127.0.0.1 behind a fault proxy.
+pub async fn open_regions(
+    scenario: &Scenario,
+    url: &DbUrl,
+    sql: Sql,
+) -> Result<(Vec<Region>, Vec<RegionServer>), OpenError> {
+    let config = kernel_config(&scenario.kernel, sql);
+    let mut regions = Vec::with_capacity(scenario.regions.len());
+    let mut servers = Vec::new();
+    let shared = match url.dialect() {
+        Dialect::Sqlite => Some(Kernel::open(url, config.clone()).await?),
+        Dialect::Postgres => None,
+    };
+    for (i, spec) in scenario.regions.iter().enumerate() {
+        let kernel = match &shared {
+            Some(k) => k.clone(),
+            None => Kernel::open(url, config.clone()).await?,
+        };
+        let region = match scenario.target.kind {
+            TargetKind::Direct => Region::new(spec.name.clone(), i as u8, kernel),
+            TargetKind::Http => {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                let server_addr = listener.local_addr()?;
+                let app = crate::sut::server::router(
+                    kernel,
+                    crate::sut::server::ServerConfig {
+                        max_in_flight: 100_000,
+                        ..Default::default()
+                    },
+                );
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let drain = Duration::from_secs(5);
+                let task = tokio::spawn(crate::sut::server::serve(
+                    listener,
+                    app,
+                    async {
+                        let _ = stopped.await;
+                    },
+                    drain,
+                ));
+                servers.push(RegionServer { stop, task });
+                let proxy = super::proxy::FaultProxy::start(server_addr).await?;
+                let endpoint = Endpoint {
+                    address: proxy.addr().to_string(),
+                    host: proxy.addr().to_string(),
+                    prefix: String::new(),
+                };
+                let gateway = HttpGateway::new(endpoint, Some(proxy))
+                    .map_err(OpenError::Endpoint)?
+                    .with_zinc(scenario.target.protocol == Protocol::Zinc);
+                Region::with_gateway(spec.name.clone(), i as u8, Gateway::Http(Box::new(gateway)))
+            }
+        };
+        regions.push(region);
+    }
+    Ok((regions, servers))
+}
+
+impl RegionServer {
+    /// Stop accepting, let in-flight requests finish (bounded by the drain), and wait.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
