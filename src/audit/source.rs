@@ -115,19 +115,21 @@ impl Source {
                     for (i, col) in row.columns().iter().enumerate() {
                         let t = col.type_();
                         buf.push(if *t == Type::INT8 {
-                            row.get::<_, Option<i64>>(i).map_or(Val::Null, Val::Int)
+                            row.try_get::<_, Option<i64>>(i)?
+                                .map_or(Val::Null, Val::Int)
                         } else if *t == Type::INT4 {
-                            row.get::<_, Option<i32>>(i)
+                            row.try_get::<_, Option<i32>>(i)?
                                 .map_or(Val::Null, |v| Val::Int(i64::from(v)))
                         } else if *t == Type::INT2 {
-                            row.get::<_, Option<i16>>(i)
+                            row.try_get::<_, Option<i16>>(i)?
                                 .map_or(Val::Null, |v| Val::Int(i64::from(v)))
                         } else if *t == Type::NUMERIC {
                             return Err(DbError::Other(format!(
                                 "audit query returned NUMERIC; cast it to BIGINT: {sql}"
                             )));
                         } else {
-                            row.get::<_, Option<String>>(i).map_or(Val::Null, Val::Text)
+                            row.try_get::<_, Option<String>>(i)?
+                                .map_or(Val::Null, Val::Text)
                         });
                     }
                     f(&buf);

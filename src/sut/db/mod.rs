@@ -170,7 +170,7 @@ impl Database {
                     let row = client
                         .query_one(&format!("SELECT count(*) FROM {table}"), &[])
                         .await?;
-                    stats.counts.push((table.to_string(), row.get(0)));
+                    stats.counts.push((table.to_string(), row.try_get(0)?));
                 }
                 let row = client
                     .query_one(
@@ -183,10 +183,10 @@ impl Database {
                         &[],
                     )
                     .await?;
-                stats.committed = row.get(0);
-                stats.declined = row.get(1);
-                stats.available_units = row.get(2);
-                stats.ledger_sum_minor = row.get(3);
+                stats.committed = row.try_get(0)?;
+                stats.declined = row.try_get(1)?;
+                stats.available_units = row.try_get(2)?;
+                stats.ledger_sum_minor = row.try_get(3)?;
                 Ok(stats)
             }
             (DbUrl::Postgres(_), None) => Err(DbError::Other("no pool".into())),
@@ -212,7 +212,7 @@ impl Database {
             Some(pool) => {
                 let client = pool.get().await?;
                 let row = client.query_one("SHOW server_version", &[]).await?;
-                Ok(format!("PostgreSQL {}", row.get::<_, String>(0)))
+                Ok(format!("PostgreSQL {}", row.try_get::<_, String>(0)?))
             }
         }
     }

@@ -177,12 +177,31 @@ impl PgKernel {
                 };
             }
         };
-        let existing_fp: Option<String> = row.get(0);
-        let existing_snapshot: Option<String> = row.get(1);
-        let stock_n: i64 = row.get(2);
-        let funds_n: i64 = row.get(3);
-        let bucket: Option<Uuid> = row.get(4);
-        let shard: Option<Uuid> = row.get(5);
+        type Probe = (
+            Option<String>,
+            Option<String>,
+            i64,
+            i64,
+            Option<Uuid>,
+            Option<Uuid>,
+        );
+        let read = || -> Result<Probe, tokio_postgres::Error> {
+            Ok((
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+                row.try_get(4)?,
+                row.try_get(5)?,
+            ))
+        };
+        let (existing_fp, existing_snapshot, stock_n, funds_n, bucket, shard) = match read() {
+            Ok(probe) => probe,
+            Err(e) => {
+                rollback(client).await;
+                return Attempt::Done(Err(db_error(e)));
+            }
+        };
 
         if let (Some(fp), Some(snap)) = (existing_fp, existing_snapshot) {
             rollback(client).await;
@@ -387,7 +406,7 @@ impl PgKernel {
             .await
             .map_err(db_error)?
         {
-            c.merchants.insert(row.get(0));
+            c.merchants.insert(row.try_get(0).map_err(db_error)?);
         }
         for row in client
             .query(
@@ -397,8 +416,9 @@ impl PgKernel {
             .await
             .map_err(db_error)?
         {
-            if let Some(info) = item_info(row.get(1), row.get(2), row.get(3)) {
-                c.items.insert(row.get(0), info);
+            let id = row.try_get(0).map_err(db_error)?;
+            if let Some(info) = item_info(&row, 1)? {
+                c.items.insert(id, info);
             }
         }
         for row in client
@@ -406,8 +426,9 @@ impl PgKernel {
             .await
             .map_err(db_error)?
         {
-            if let Some(info) = mandate_info(row.get(1), row.get(2)) {
-                c.mandates.insert(row.get(0), info);
+            let id = row.try_get(0).map_err(db_error)?;
+            if let Some(info) = mandate_info(&row, 1)? {
+                c.mandates.insert(id, info);
             }
         }
         Ok(c)
@@ -433,7 +454,7 @@ impl PgKernel {
             )
             .await
             .map_err(db_error)?
-            .and_then(|r| item_info(r.get(0), r.get(1), r.get(2)));
+            .map_or(Ok(None), |r| item_info(&r, 0))?;
         let mandate = client
             .query_opt(
                 "SELECT merchant_id, currency FROM mandate WHERE mandate_id = $1",
@@ -441,32 +462,40 @@ impl PgKernel {
             )
             .await
             .map_err(db_error)?
-            .and_then(|r| mandate_info(r.get(0), r.get(1)));
+            .map_or(Ok(None), |r| mandate_info(&r, 0))?;
         Ok((known, item, mandate))
     }
 }
 
-fn item_info(merchant_id: Uuid, unit_price_minor: i64, currency: String) -> Option<ItemInfo> {
-    Some(ItemInfo {
+/// `(merchant_id, unit_price_minor, currency)` from column `at` on; `None` for a currency
+/// that is no ISO-4217 code (such an item cannot be bought).
+fn item_info(row: &tokio_postgres::Row, at: usize) -> Result<Option<ItemInfo>, KernelError> {
+    let merchant_id = row.try_get(at).map_err(db_error)?;
+    let unit_price_minor = row.try_get(at + 1).map_err(db_error)?;
+    let currency: String = row.try_get(at + 2).map_err(db_error)?;
+    Ok(Currency::parse(&currency).ok().map(|currency| ItemInfo {
         merchant_id,
         unit_price_minor,
-        currency: Currency::parse(&currency).ok()?,
-    })
+        currency,
+    }))
 }
 
-fn mandate_info(merchant_id: Uuid, currency: String) -> Option<MandateInfo> {
-    Some(MandateInfo {
+/// `(merchant_id, currency)` from column `at` on.
+fn mandate_info(row: &tokio_postgres::Row, at: usize) -> Result<Option<MandateInfo>, KernelError> {
+    let merchant_id = row.try_get(at).map_err(db_error)?;
+    let currency: String = row.try_get(at + 1).map_err(db_error)?;
+    Ok(Currency::parse(&currency).ok().map(|currency| MandateInfo {
         merchant_id,
-        currency: Currency::parse(&currency).ok()?,
-    })
+        currency,
+    }))
 }
 
 fn stored_from_row(row: Option<tokio_postgres::Row>) -> Result<Option<StoredIntent>, KernelError> {
     row.map(|r| {
-        let snap: String = r.get(2);
+        let snap: String = r.try_get(2).map_err(db_error)?;
         Ok(StoredIntent {
-            idempotency_key: r.get(0),
-            fingerprint: r.get(1),
+            idempotency_key: r.try_get(0).map_err(db_error)?,
+            fingerprint: r.try_get(1).map_err(db_error)?,
             snapshot: Snapshot::stored(&snap).map_err(db_error)?,
         })
     })
