@@ -1,4 +1,4 @@
-//! Exit codes: a contract scripts and CI rely on (DESIGN.md "Outputs and exit codes").
+//! Exit codes: a contract scripts and CI rely on (docs/design.md "Exit codes").
 
 /// Every invariant held and every threshold passed.
 pub const VALID: i32 = 0;

@@ -5,7 +5,7 @@
 //!
 //! Invariants: everything `report.html` shows comes from `summary.json` and
 //! `timeseries.csv`, so a directory can always be re-rendered; the exit code follows
-//! DESIGN.md (invariants 1 beat thresholds 2 beat unknown 3).
+//! docs/design.md (invariants 1 beat thresholds 2 beat unknown 3).
 
 mod files;
 mod hgrm;

@@ -1,7 +1,7 @@
 //! The run's record: `summary.json`, thresholds and the exit code, and the printed summary.
 //!
 //! Invariants: the summary is versioned (`summary_version`); the exit code follows
-//! DESIGN.md: invariants (1) win over thresholds (2), which win over unknown (3).
+//! docs/design.md: invariants (1) win over thresholds (2), which win over unknown (3).
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! The schema, portable across SQLite, PostgreSQL and wire-compatible engines.
 //!
-//! Rules (DESIGN.md "Schema rules"): ids are UUIDs made by the client, no sequences, no
+//! Rules (docs/design.md "Schema rules"): ids are UUIDs made by the client, no sequences, no
 //! triggers, no stored procedures, no foreign keys (the auditor checks integrity itself),
 //! money is BIGINT minor units, and every statement below is one DDL run in its own
 //! transaction so the same list runs on Aurora DSQL and CockroachDB. Every statement is

@@ -1,6 +1,6 @@
 //! The kernel on PostgreSQL and wire-compatible engines.
 //!
-//! Round trips are the lever (DESIGN.md): a purchase is two of them. The first pipelines
+//! Round trips are the lever (docs/design.md, "Measured"): a purchase is two of them. The first pipelines
 //! `BEGIN` with one statement that looks the key up, counts buckets and shards that could
 //! serve, and claims and debits by conditional updates in data-modifying CTEs; the second
 //! pipelines one statement writing claim, debit, ledger and intent rows with `COMMIT`.

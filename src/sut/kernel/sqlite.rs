@@ -424,7 +424,7 @@ fn undo_purchase(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Claim, debit, ledger, intent: steps 2 to 5 of DESIGN.md's transaction.
+/// Claim, debit, ledger, intent: steps 2 to 5 of the transaction in docs/design.md.
 fn settle(
     conn: &Connection,
     job: &Job,

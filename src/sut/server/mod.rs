@@ -1,7 +1,7 @@
 //! `swarm serve`: the kernel contract over HTTP (axum).
 //!
 //! Invariants: every response is either the kernel's snapshot bytes (201/200, byte for
-//! byte) or a JSON error `{"error":{"code","field","message"}}` with the status DESIGN.md
+//! byte) or a JSON error `{"error":{"code","field","message"}}` with the status docs/design.md
 //! gives; nothing is stored unless the kernel stored it (auth, size, type and shape are
 //! refused before the kernel is called); load beyond `max_in_flight` is shed with 503 and
 //! `Retry-After` instead of queueing without bound. The server knows nothing of agents.
