@@ -13,7 +13,7 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::history::{Code, Record};
+use crate::history::{Code, Record, Violation};
 use crate::scenario::RegionState;
 
 /// Stripes of the recorder; a power of two above the core count, and no more: every
@@ -54,7 +54,7 @@ pub fn memory_kib() -> (u64, u64) {
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Counters {
     pub requests: u64,
-    pub by_code: [u64; 11],
+    pub by_code: [u64; Code::ALL.len()],
     pub replays: u64,
     pub occ_retries: u64,
     /// Logical purchases that ended (definitely or not).
@@ -182,7 +182,13 @@ pub struct Metrics {
     series: Mutex<Vec<Sample>>,
     /// Every request's latency up to the last sample. Locked before any shard.
     raw_total: Mutex<Histogram<u64>>,
+    /// Answers that broke the contract, and the first few of them in words.
+    pub violations: AtomicU64,
+    violation_examples: Mutex<Vec<String>>,
 }
+
+/// Contract violations kept in words (the rest are counted).
+pub const MAX_VIOLATION_EXAMPLES: usize = 20;
 
 /// A merged, read-only view.
 #[derive(Debug, Clone)]
@@ -250,7 +256,27 @@ impl Metrics {
             in_flight: InFlight::new(regions),
             series: Mutex::new(Vec::new()),
             raw_total: Mutex::new(histogram()),
+            violations: AtomicU64::new(0),
+            violation_examples: Mutex::new(Vec::new()),
         }
+    }
+
+    /// An answer under `key` broke the contract: count it, and keep the first few (kind,
+    /// status, key, body excerpt) for the progress line, the history and the report. The
+    /// lock is taken only on this path, which a conforming server never reaches.
+    pub fn note_violation(&self, violation: Violation, status: u16, key: &str, excerpt: &str) {
+        let n = self.violations.fetch_add(1, Ordering::Relaxed);
+        if n < MAX_VIOLATION_EXAMPLES as u64 {
+            lock(&self.violation_examples).push(format!(
+                "{} · HTTP {status} · key {key} · {excerpt}",
+                violation.name()
+            ));
+        }
+    }
+
+    /// The contract violations kept in words.
+    pub fn violation_examples(&self) -> Vec<String> {
+        lock(&self.violation_examples).clone()
     }
 
     /// Milliseconds since the run started.
@@ -474,6 +500,8 @@ mod tests {
             code,
             replayed: false,
             seq: 0,
+            semantic_hash: 0,
+            detail: 0,
         }
     }
 

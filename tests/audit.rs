@@ -64,6 +64,7 @@ async fn clean_run(url: &DbUrl) -> History {
         control: Arc::new(Control::default()),
         observer: None,
         kernel_sql: swarm::sut::kernel::Sql::reference(),
+        run_id: run::RunId::random(),
     })
     .await
     .expect("run");

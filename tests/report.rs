@@ -239,13 +239,22 @@ fn two_shards_and_merge_cover_one_unsharded_run() {
     let tmp = tempfile::tempdir().expect("tmp");
     let scenario = write_scenario(tmp.path(), "sharded", "");
     let whole = tmp.path().join("whole");
-    assert_eq!(run(&scenario, &whole, &[]).status.code(), Some(0));
+    // One run id for the whole run and for both shards: the same keys.
+    let id = ["--run-id", "shardtest"];
+    assert_eq!(run(&scenario, &whole, &id).status.code(), Some(0));
 
     // Both shards share one database, as N machines share one cluster.
     let shared = format!("sqlite://{}", tmp.path().join("shared.db").display());
     let (s0, s1) = (tmp.path().join("s0"), tmp.path().join("s1"));
+    let lone = run(&scenario, &tmp.path().join("lone"), &["--shard", "0/2"]);
+    assert_eq!(lone.status.code(), Some(64), "a shard needs the run's id");
+    assert!(String::from_utf8_lossy(&lone.stderr).contains("--run-id"));
     for (dir, shard) in [(&s0, "0/2"), (&s1, "1/2")] {
-        let out = run(&scenario, dir, &["--db", &shared, "--shard", shard]);
+        let out = run(
+            &scenario,
+            dir,
+            &["--db", &shared, "--shard", shard, "--run-id", "shardtest"],
+        );
         assert_eq!(
             out.status.code(),
             Some(0),

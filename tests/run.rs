@@ -142,7 +142,17 @@ fn one_seed_gives_the_same_agents_keys_and_fault_schedule() {
     let ha = History::read(&a.join("history.bin")).expect("a");
     let hb = History::read(&b.join("history.bin")).expect("b");
     let hc = History::read(&c.join("history.bin")).expect("c");
-    assert_eq!(ha.header, hb.header, "same ids, same key prefix");
+    // Two runs of one seed: the same ids and agents, but keys of their own (run ids).
+    assert_ne!(ha.header.run_id, hb.header.run_id);
+    assert_ne!(ha.header.key_prefix, hb.header.key_prefix, "no key shared");
+    let same_ids = |h: &History| {
+        let mut header = h.header.clone();
+        header.run_id.clear();
+        header.key_prefix.clear();
+        header
+    };
+    assert_eq!(same_ids(&ha), same_ids(&hb), "same ids and declared limits");
+    assert!(ha.header.key_prefix.starts_with(&ha.header.run_id));
     assert_eq!(
         first_requests(&ha),
         first_requests(&hb),
@@ -489,7 +499,7 @@ fn a_live_endpoint_is_driven_over_http_with_an_api_key() {
     };
     // Without the database: the history-only audit, which says what it could not check.
     let blind = tmp.path().join("blind");
-    let out = run(&blind, &[]);
+    let out = run(&blind, &["--run-id", "live5"]);
     let s = summary(&blind);
     assert_eq!(
         out.status.code(),
@@ -505,9 +515,9 @@ fn a_live_endpoint_is_driven_over_http_with_an_api_key() {
         "the stock sold over HTTP"
     );
     assert!(!blind.join("swarm.db").exists());
-    // With it (same seed, so every key replays): the full audit.
+    // With it (the same run id and seed, so every key replays): the full audit.
     let seen = tmp.path().join("seen");
-    let out = run(&seen, &["--db", &db]);
+    let out = run(&seen, &["--db", &db, "--run-id", "live5"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -551,7 +561,8 @@ fn a_live_endpoint_is_driven_over_http_with_an_api_key() {
         text.replace("seed = 5", "seed = 7").replace(
             "api_key_env = \"SWARM_TEST_API_KEY\" }",
             &format!(
-                "api_key_env = \"SWARM_TEST_API_KEY\", ids = {{ merchant = \"{merchant}\", mandates = [{}], items = [{}] }} }}",
+                "api_key_env = \"SWARM_TEST_API_KEY\", ids = {{ merchant = \"{merchant}\", mandates = [{}], items = [{}], \
+                 price_minor = 100, currency = \"USD\", stock_per_item = 50, cap_per_mandate_minor = 1000 }} }}",
                 quoted(&mandates),
                 quoted(&items)
             ),
@@ -567,10 +578,17 @@ fn a_live_endpoint_is_driven_over_http_with_an_api_key() {
         ),
     )
     .expect("write");
-    for (file, prefix) in [(&given, "s7-"), (&discovered, "s8-")] {
+    for (file, prefix) in [(&given, "given-s7-"), (&discovered, "found-s8-")] {
         let dir = tmp.path().join(prefix);
+        let run_id = prefix.split('-').next().expect("id");
         let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
-            .args(["run", &file.display().to_string(), "--no-tui"])
+            .args([
+                "run",
+                &file.display().to_string(),
+                "--no-tui",
+                "--run-id",
+                run_id,
+            ])
             .args([
                 "--report-dir",
                 &dir.display().to_string(),
@@ -597,7 +615,7 @@ fn a_live_endpoint_is_driven_over_http_with_an_api_key() {
         };
         // Every intent, declined ones too (the seed-5 runs sold the given items out).
         let like = format!("idem_key LIKE '{prefix}%'");
-        let (want_items, want_mandates) = if prefix == "s7-" {
+        let (want_items, want_mandates) = if prefix == "given-s7-" {
             (items.clone(), mandates.clone())
         } else {
             (
@@ -606,7 +624,7 @@ fn a_live_endpoint_is_driven_over_http_with_an_api_key() {
             )
         };
         assert!(
-            committed > 0 || prefix == "s7-",
+            committed > 0 || prefix == "given-s7-",
             "{prefix}: {}",
             s["counters"]
         );

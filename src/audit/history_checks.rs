@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use super::source::{Source, Val};
 use super::verdict::{Check, Invariant};
-use crate::history::{Code, Header, History, Kind, Persona, Record, key, response_hash};
+use crate::history::{Code, Header, History, Kind, Persona, Record, Violation, answer_hash, key};
 
 type KeyId = (u32, u16, u8);
 
@@ -31,14 +31,38 @@ pub struct KeyFacts {
     pub definite: bool,
     pub all_failed: bool,
     has_fresh: bool,
-    /// A replay whose bytes differ from the original answer.
+    /// The first fresh answer's semantic hash (see `ok_hash`).
+    pub ok_semantic: u64,
+    /// An answer whose values differ from the original answer's.
     pub hash_mismatch: bool,
+    /// An answer with the original's values in other bytes (layout only): a warning.
+    pub layout_only: bool,
+    /// A second answer that was the first again but said `replayed: false`.
+    pub replay_not_marked: bool,
     pub accepted_other_payload: bool,
+    /// Requests the contract says leave nothing behind (RETRY_EXHAUSTED, a 4xx, a 409 for
+    /// the key's own payload).
+    nothing_left: u8,
+    /// Other requests that could have committed: indeterminate or unavailable ones.
+    could_commit: bool,
+    replayed_commit: bool,
+    /// Answers that broke the contract, by `Violation` (index `detail - 1`).
+    pub violations: [u32; 5],
 }
 
 impl KeyFacts {
     pub fn indeterminate(&self) -> bool {
         self.info && !self.definite
+    }
+
+    /// Proven by the history alone: a COMMITTED replay for a key none of whose other
+    /// requests could have committed but one whose answer said nothing was left behind.
+    /// The commit it replays was made by that request: its failure was false.
+    pub fn false_failure_proven(&self) -> bool {
+        self.replayed_commit
+            && self.fresh_commits == 0
+            && self.nothing_left > 0
+            && !self.could_commit
     }
 }
 
@@ -51,7 +75,8 @@ pub fn key_facts(h: &History) -> Vec<KeyFacts> {
         (r.agent, r.purchase, r.variant, r.seq, r.invoke_ms)
     });
     let mut out: Vec<KeyFacts> = Vec::new();
-    let mut replays: Vec<(usize, u64)> = Vec::new();
+    // (key index, answer hash, semantic hash, replayed) of every answer after the first.
+    let mut answers: Vec<(usize, u64, u64, bool)> = Vec::new();
     for i in order {
         let r: &Record = &h.records[i as usize];
         let id = (r.agent, r.purchase, r.variant);
@@ -69,55 +94,91 @@ pub fn key_facts(h: &History) -> Vec<KeyFacts> {
                 definite: false,
                 all_failed: true,
                 ok_hash: 0,
+                ok_semantic: 0,
                 has_fresh: false,
                 hash_mismatch: false,
+                layout_only: false,
+                replay_not_marked: false,
                 accepted_other_payload: false,
                 fresh_commits: 0,
+                nothing_left: 0,
+                could_commit: false,
+                replayed_commit: false,
+                violations: [0; 5],
             });
         }
         let last = out.len().saturating_sub(1);
         let Some(f) = out.last_mut() else { continue };
+        let same_payload = i64::from(r.quantity) == f.quantity && r.amount_minor == f.amount_minor;
         match r.kind() {
             Kind::Ok => {
-                if r.replayed {
-                    replays.push((last, r.response_hash));
-                }
                 f.acked = true;
                 f.definite = true;
                 f.all_failed = false;
                 if r.code == Code::Committed {
                     f.acked_commit = true;
-                    if !r.replayed {
+                    if r.replayed {
+                        f.replayed_commit = true;
+                    } else {
                         f.fresh_commits = f.fresh_commits.saturating_add(1);
                     }
                 }
-                // Two fresh answers for one key are a duplicate settlement (counted by
-                // its own checks); a replay must match the original.
-                if !r.replayed && !f.has_fresh {
-                    f.has_fresh = true;
+                // The first fresh answer is the original (the first replay when every
+                // answer was one); every other answer must be it again.
+                if f.ok_hash == 0 || (!r.replayed && !f.has_fresh) {
+                    if f.ok_hash != 0 {
+                        answers.push((last, f.ok_hash, f.ok_semantic, true));
+                    }
+                    f.has_fresh |= !r.replayed;
                     f.ok_hash = r.response_hash;
+                    f.ok_semantic = r.semantic_hash;
+                } else {
+                    answers.push((last, r.response_hash, r.semantic_hash, r.replayed));
                 }
-                if f.ok_hash == 0 {
-                    f.ok_hash = r.response_hash;
-                }
-                if i64::from(r.quantity) != f.quantity || r.amount_minor != f.amount_minor {
+                if !same_payload {
                     f.accepted_other_payload = true;
                 }
             }
             Kind::Info => {
                 f.info = true;
                 f.all_failed = false;
+                f.could_commit = true;
+                if r.code == Code::Violation
+                    && let Some(slot) = usize::from(r.detail)
+                        .checked_sub(1)
+                        .and_then(|i| f.violations.get_mut(i))
+                {
+                    *slot += 1;
+                }
             }
             Kind::Fail => {
                 if r.code == Code::KeyReused {
                     f.definite = true;
                 }
+                match r.code {
+                    Code::RetryExhausted | Code::BadRequest => f.nothing_left += 1,
+                    Code::KeyReused if same_payload => f.nothing_left += 1,
+                    Code::Unavailable => f.could_commit = true,
+                    _ => {}
+                }
             }
         }
     }
-    for (i, hash) in replays {
-        if out[i].ok_hash != 0 && out[i].ok_hash != hash {
-            out[i].hash_mismatch = true;
+    for (i, hash, semantic, replayed) in answers {
+        let f = &mut out[i];
+        if hash == f.ok_hash {
+            // The same bytes again: a fresh-looking copy is a replay that did not say so.
+            if !replayed && f.has_fresh {
+                f.replay_not_marked = true;
+            }
+        } else if replayed {
+            // (Two different fresh answers for one key are a settlement twice over: the
+            // duplicate settlement checks' finding, not a replay's.)
+            if semantic == f.ok_semantic {
+                f.layout_only = true;
+            } else {
+                f.hash_mismatch = true;
+            }
         }
     }
     out
@@ -192,7 +253,7 @@ pub async fn load_intents(src: &Source, prefix: &str) -> Result<Intents, crate::
                 committed: r[1].as_str() == "COMMITTED",
                 quantity: r[2].int(),
                 amount_minor: r[3].int(),
-                snapshot_hash: response_hash(r[4].as_str()),
+                snapshot_hash: answer_hash(r[4].as_str().as_bytes()),
                 item: item as u32,
             });
         },
@@ -240,8 +301,22 @@ pub fn history_only(h: &Header, facts: &[KeyFacts], dropped: u64) -> Vec<Check> 
         "history.replay_mismatch",
         Invariant::History,
         &|f| f.hash_mismatch,
-        "keys whose answers were not byte-identical",
+        "keys answered twice with different values (the value of `replayed` aside)",
     ));
+    {
+        let hits: Vec<&KeyFacts> = facts.iter().filter(|f| f.layout_only).collect();
+        checks.push(Check::figure(
+            "history.replay_layout",
+            Invariant::History,
+            hits.len() as u64,
+            hits.iter()
+                .take(super::MAX_EXAMPLES)
+                .map(|f| k(f))
+                .collect(),
+            "warning: replays with the original's values in other bytes (spacing, field order)",
+        ));
+    }
+    checks.extend(contract_checks(h, facts, &k));
     checks.push(over_keys(
         "history.payload_not_refused",
         Invariant::History,
@@ -353,9 +428,78 @@ pub fn declared(h: &Header, facts: &[KeyFacts]) -> Vec<Check> {
             ),
         ),
     ];
+    let proven: Vec<String> = facts
+        .iter()
+        .filter(|f| f.false_failure_proven())
+        .map(|f| key(&h.key_prefix, f.id.0, f.id.1, f.id.2))
+        .collect();
+    checks.push(Check::violations(
+        "history.false_failure",
+        Invariant::History,
+        proven.len() as u64,
+        proven.into_iter().take(super::MAX_EXAMPLES).collect(),
+        FALSE_FAILURE,
+    ));
     checks.extend(per_purchase(h, facts, |f| f.acked_commit, "acknowledged"));
     checks
 }
+
+const FALSE_FAILURE: &str = "keys that committed although a request said nothing was left behind \
+     (every request failed, or a later replay proves the failure false)";
+
+/// The `contract.*` family: answers that broke the contract, by kind, with the first
+/// examples the run kept in words (status, key, body excerpt), else keys; and answers
+/// repeated without `replayed: true`.
+fn contract_checks(h: &Header, facts: &[KeyFacts], k: &dyn Fn(&KeyFacts) -> String) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for (i, v) in Violation::ALL.into_iter().enumerate() {
+        let hits: Vec<&KeyFacts> = facts.iter().filter(|f| f.violations[i] > 0).collect();
+        let count: u64 = hits.iter().map(|f| u64::from(f.violations[i])).sum();
+        let mut examples: Vec<String> = h
+            .contract_examples
+            .iter()
+            .filter(|e| e.starts_with(v.name()))
+            .take(super::MAX_EXAMPLES)
+            .cloned()
+            .collect();
+        if examples.is_empty() {
+            examples = hits
+                .iter()
+                .take(super::MAX_EXAMPLES)
+                .map(|f| k(f))
+                .collect();
+        }
+        checks.push(Check::violations(
+            CONTRACT_CHECKS[i],
+            Invariant::Contract,
+            count,
+            examples,
+            v.describe(),
+        ));
+    }
+    let unmarked: Vec<&KeyFacts> = facts.iter().filter(|f| f.replay_not_marked).collect();
+    checks.push(Check::violations(
+        "contract.replay_not_marked",
+        Invariant::Contract,
+        unmarked.len() as u64,
+        unmarked
+            .iter()
+            .take(super::MAX_EXAMPLES)
+            .map(|f| k(f))
+            .collect(),
+        "keys answered again with the same answer but `replayed: false`",
+    ));
+    checks
+}
+
+/// The check of each `Violation`, in `Violation::ALL` order.
+pub const CONTRACT_CHECKS: [&str; 5] = [
+    "contract.unparseable",
+    "contract.missing_field",
+    "contract.float_money",
+    "contract.status_mismatch",
+    "contract.payload_mismatch",
+];
 
 /// With the database: the client's view against the rows.
 pub fn against_db(h: &Header, facts: &[KeyFacts], all: &Intents) -> Vec<Check> {
@@ -390,7 +534,7 @@ pub fn against_db(h: &Header, facts: &[KeyFacts], all: &Intents) -> Vec<Check> {
                 if f.acked_commit && !committed {
                     lost.push(k(f.id));
                 }
-                if committed && f.all_failed {
+                if committed && f.all_failed || f.false_failure_proven() {
                     false_failure.push(k(f.id));
                 }
                 // Several intents under one key are the state check's to count.
@@ -487,7 +631,7 @@ pub fn against_db(h: &Header, facts: &[KeyFacts], all: &Intents) -> Vec<Check> {
             Invariant::History,
             false_failure.len() as u64,
             false_failure,
-            "keys that committed although every request for them definitely failed",
+            FALSE_FAILURE,
         ),
         Check::violations(
             "history.snapshot_mismatch",

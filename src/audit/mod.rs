@@ -46,7 +46,6 @@ const STATE_CHECKS: &[&str] = &[
 const DB_HISTORY_CHECKS: &[&str] = &[
     "history.lost_commit",
     "history.phantom_commit",
-    "history.false_failure",
     "history.snapshot_mismatch",
     "history.payload_mismatch",
     "history.interval",
@@ -63,6 +62,14 @@ const SHARD_DEFERRED: &[&str] = &[
 const HISTORY_CHECKS: &[&str] = &[
     "history.complete",
     "history.replay_mismatch",
+    "history.replay_layout",
+    "history.false_failure",
+    "contract.unparseable",
+    "contract.missing_field",
+    "contract.float_money",
+    "contract.status_mismatch",
+    "contract.payload_mismatch",
+    "contract.replay_not_marked",
     "history.payload_not_refused",
     "duplicate_settlement.double_submit",
     "history.unresolved",

@@ -31,6 +31,9 @@ pub enum Invariant {
     MandateBreach,
     TornCommit,
     History,
+    /// Answers that break the checkout contract (a server's own fault, whatever the
+    /// database holds).
+    Contract,
 }
 
 impl Invariant {
@@ -42,6 +45,7 @@ impl Invariant {
             Invariant::MandateBreach => "mandate_breach",
             Invariant::TornCommit => "torn_commit",
             Invariant::History => "history",
+            Invariant::Contract => "contract",
         }
     }
 }
@@ -238,7 +242,7 @@ impl std::fmt::Display for Report {
         for c in self
             .checks
             .iter()
-            .filter(|c| !c.examples.is_empty() && c.validity != Validity::Valid)
+            .filter(|c| !c.examples.is_empty() && (c.validity != Validity::Valid || c.count > 0))
         {
             writeln!(f, "  {} e.g. {}", c.name, c.examples.join(", "))?;
         }

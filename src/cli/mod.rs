@@ -98,9 +98,13 @@ pub struct RunArgs {
     /// Override the number of agents.
     #[arg(long)]
     pub agents: Option<u64>,
-    /// Run one deterministic slice of the agents: `I/N` (0-based I).
+    /// Run one deterministic slice of the agents: `I/N` (0-based I); needs --run-id.
     #[arg(long, value_parser = parse_shard)]
     pub shard: Option<(u32, u32)>,
+    /// The run id in every idempotency key (default: a fresh random one). Give a run's id
+    /// again to repeat its keys on purpose, and the same id to every shard of one run.
+    #[arg(long)]
+    pub run_id: Option<swarm::run::RunId>,
 }
 
 #[derive(clap::Args)]

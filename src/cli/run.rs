@@ -9,13 +9,16 @@ use anyhow::Context;
 
 use super::{Exit, RunArgs, internal, parse_url, usage};
 use swarm::addr::DbUrl;
-use swarm::run::{Control, RunOptions};
+use swarm::run::{Control, RunId, RunOptions};
 use swarm::scenario::{MAX_AGENTS, Scenario, TargetKind};
 use swarm::sut::kernel::Sql;
 use swarm::tui::{self, Phase};
 
 pub async fn run(args: RunArgs) -> Result<i32, Exit> {
     let mut scenario = Scenario::load(&args.scenario).map_err(usage)?;
+    for warning in &scenario.warnings {
+        eprintln!("swarm: warning: {}: {warning}", args.scenario.display());
+    }
     if scenario.target.kind == TargetKind::Http {
         // Over HTTP every request allocates and frees its buffers; purged at once, those
         // pages are faulted back in by the next request (4x the page faults in
@@ -57,11 +60,22 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
             .with_context(|| format!("creating a report directory for {}", scenario.name))
             .map_err(internal)?,
     };
+    // Shards of one run share its keys' run id; a lone run gets a fresh one, so running it
+    // again against the same live service buys again instead of replaying.
+    let run_id = match (&args.run_id, args.shard) {
+        (Some(id), _) => id.clone(),
+        (None, Some((i, n))) => {
+            return Err(usage(anyhow::anyhow!(
+                "--shard {i}/{n}: the shards of one run share a run id; pass the same --run-id to each"
+            )));
+        }
+        (None, None) => RunId::random(),
+    };
     let control = Arc::new(Control::default());
     stop_on_ctrl_c(control.clone());
     let tui = tui::wanted(args.no_tui);
     eprintln!(
-        "swarm: running {} (seed {}) → {}",
+        "swarm: running {} (seed {}, run id {run_id}) → {}",
         scenario.name,
         scenario.seed,
         dir.display()
@@ -88,6 +102,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
         control,
         observer: tui.then_some(observer),
         kernel_sql: Sql::reference(),
+        run_id,
     })
     .await;
     let result = match result {

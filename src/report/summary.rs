@@ -16,7 +16,8 @@ use crate::run::faults::FaultRecord;
 use crate::run::{Resolution, RunResult};
 use crate::scenario::{Metric, Scenario, Threshold};
 
-pub const SUMMARY_VERSION: u32 = 1;
+/// 2: `run_id`; the `contract` invariant and its checks; `contract_violation` counter.
+pub const SUMMARY_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ThresholdResult {
@@ -32,6 +33,8 @@ pub struct Summary {
     pub swarm_version: String,
     pub scenario: String,
     pub seed: u64,
+    /// Part of every idempotency key of the run.
+    pub run_id: String,
     pub shard: Option<(u32, u32)>,
     pub database: String,
     pub database_engine: String,
@@ -114,6 +117,7 @@ impl Summary {
             swarm_version: env!("CARGO_PKG_VERSION").to_string(),
             scenario: scenario.name.clone(),
             seed: scenario.seed,
+            run_id: run.history.header.run_id.clone(),
             shard: run.history.header.shard,
             database: run
                 .db_url
@@ -283,5 +287,6 @@ fn code_key(code: Code) -> &'static str {
         Code::Timeout => "timeout",
         Code::Refused => "connection_refused",
         Code::Reset => "connection_reset",
+        Code::Violation => "contract_violation",
     }
 }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::history::{self, Code, Op, Persona, Record};
 use crate::metrics::Metrics;
 use crate::scenario::{Mix, RetrySpec};
-use crate::sut::kernel::{Currency, KernelError, Outcome, PurchaseRequest};
+use crate::sut::kernel::{Currency, PurchaseRequest};
 use crate::target::region::{Region, Reply};
 
 /// Everything agents share: read-only after the run starts, except the recorder.
@@ -147,56 +147,39 @@ pub struct Sent {
     pub attempts: u16,
     pub replayed: bool,
     pub response_hash: u64,
+    pub semantic_hash: u64,
+    /// The `Violation` of a `Code::Violation`, 0 otherwise.
+    pub detail: u8,
+}
+
+impl Sent {
+    fn bare(code: Code, status: u16, attempts: u32) -> Sent {
+        Sent {
+            code,
+            status,
+            attempts: attempts.min(u32::from(u16::MAX)) as u16,
+            replayed: false,
+            response_hash: 0,
+            semantic_hash: 0,
+            detail: 0,
+        }
+    }
 }
 
 /// Turn a gateway reply into the history's terms.
 pub fn classify(reply: &Reply) -> Sent {
-    let (code, status) = match reply {
-        Reply::Snapshot(s) => (
-            match (s.outcome, s.failure_code) {
-                (Outcome::Committed, _) => Code::Committed,
-                (Outcome::Declined, Some(crate::sut::kernel::FailureCode::MandateRejected)) => {
-                    Code::MandateRejected
-                }
-                (Outcome::Declined, _) => Code::OutOfStock,
-            },
-            s.status(),
-        ),
-        Reply::Refused(e) => (
-            match e {
-                KernelError::KeyReused { .. } => Code::KeyReused,
-                KernelError::RetryExhausted { .. } => Code::RetryExhausted,
-                KernelError::Unavailable(_) => Code::Unavailable,
-                KernelError::Database(_) => Code::Internal,
-                KernelError::Malformed { .. }
-                | KernelError::Invalid { .. }
-                | KernelError::NotFound { .. } => Code::BadRequest,
-            },
-            e.status(),
-        ),
-        Reply::Transport(c) => (*c, 0),
-    };
     match reply {
-        Reply::Snapshot(s) => Sent {
-            code,
-            status,
-            attempts: s.attempts.min(u32::from(u16::MAX)) as u16,
-            replayed: s.replayed,
-            response_hash: history::response_hash(&s.json),
+        Reply::Answer(a) => Sent {
+            replayed: a.replayed,
+            response_hash: a.answer_hash,
+            semantic_hash: a.semantic_hash,
+            ..Sent::bare(a.code, a.status, a.attempts)
         },
-        Reply::Refused(KernelError::RetryExhausted { attempts }) => Sent {
-            code,
-            status,
-            attempts: (*attempts).min(u32::from(u16::MAX)) as u16,
-            replayed: false,
-            response_hash: 0,
-        },
-        _ => Sent {
-            code,
-            status,
-            attempts: 0,
-            replayed: false,
-            response_hash: 0,
+        Reply::Refused(r) => Sent::bare(r.code, r.status, r.attempts),
+        Reply::Transport(c) => Sent::bare(*c, 0, 0),
+        Reply::Violation(b) => Sent {
+            detail: b.violation as u8,
+            ..Sent::bare(Code::Violation, b.status, 0)
         },
     }
 }
@@ -236,6 +219,10 @@ impl World {
         self.metrics.leave(usize::from(a.region));
         let done = Instant::now();
         let sent = classify(&reply);
+        if let Reply::Violation(broken) = &reply {
+            self.metrics
+                .note_violation(broken.violation, broken.status, &key, &broken.excerpt);
+        }
         let r = self.record_of(
             &a,
             &sent,
@@ -250,13 +237,7 @@ impl World {
 
     /// Record a request that the agent itself abandoned (a client crash mid-flight).
     fn record_abandoned(&self, a: &Attempt, invoke_ms: u32, raw_us: u64) {
-        let sent = Sent {
-            code: Code::Reset,
-            status: 0,
-            attempts: 0,
-            replayed: false,
-            response_hash: 0,
-        };
+        let sent = Sent::bare(Code::Reset, 0, 0);
         let amount_minor = a.quantity * self.price_minor;
         let r = self.record_of(a, &sent, invoke_ms, self.metrics.now_ms(), amount_minor);
         self.metrics.record_request(a.plan.id, &r, raw_us);
@@ -277,6 +258,8 @@ impl World {
             complete_ms,
             amount_minor,
             response_hash: sent.response_hash,
+            semantic_hash: sent.semantic_hash,
+            detail: sent.detail,
             purchase: a.purchase,
             status: sent.status,
             attempts: sent.attempts,

@@ -10,6 +10,7 @@
 pub mod agent;
 mod arrive;
 pub mod faults;
+mod id;
 pub mod resolve;
 mod sampler;
 pub mod schedule;
@@ -31,6 +32,7 @@ use crate::sut::kernel::{Currency, KernelError, Sql};
 use crate::target::open::{self, OpenError};
 use agent::World;
 use faults::{FaultRecord, Timeline};
+pub use id::{MAX_RUN_ID, RunId};
 pub use resolve::Resolution;
 use schedule::Schedule;
 use shop::Shop;
@@ -78,6 +80,8 @@ pub struct RunOptions {
     pub observer: Option<tokio::sync::oneshot::Sender<Arc<LiveRun>>>,
     /// The SQL the in-process kernels run: `Sql::reference()` except under `swarm selftest`.
     pub kernel_sql: Sql,
+    /// Part of every key (`RunId::random()` unless a run's keys are repeated on purpose).
+    pub run_id: RunId,
 }
 
 /// What a dashboard may read (and the few things it may do) while a run goes on.
@@ -161,7 +165,7 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         metrics: Metrics::new(regions.len()),
         regions,
         seed: s.seed,
-        key_prefix: format!("s{}", s.seed),
+        key_prefix: format!("{}-s{}", opts.run_id, s.seed),
         merchant_id: shop.merchant_id,
         items: shop.items,
         mandates: shop.mandates,
@@ -266,6 +270,8 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
             price_minor: shop.price_minor,
             currency: shop.currency.clone(),
             shard: opts.shard,
+            run_id: opts.run_id.to_string(),
+            contract_examples: world.metrics.violation_examples(),
         },
         records,
     };

@@ -72,7 +72,23 @@ fn progress_line(world: &World, s: &Sample, total: u64, live: &LiveCounts) -> St
         live.duplicate_settlements,
         live.ledger_drift,
         live.mandate_breaches
-    )
+    ) + &contract_note(world)
+}
+
+/// Said on every progress line once an answer has broken the contract: how many, and the
+/// first in words, so a run against a server it cannot read says so from its first second.
+fn contract_note(world: &World) -> String {
+    let n = world.metrics.violations.load(Ordering::Relaxed);
+    if n == 0 {
+        return String::new();
+    }
+    let first = world
+        .metrics
+        .violation_examples()
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    format!(" · {n} answers violate the contract (first: {first})")
 }
 
 /// Sample the metrics once a second until `stop`, printing a progress line when `progress`.

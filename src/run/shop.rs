@@ -33,9 +33,8 @@ struct SandboxDoc {
 }
 
 impl Shop {
-    /// The scenario's own seeded catalog; the ids it gives (price and limits from its
-    /// catalog and mandates, which then describe the live deployment); or the sandbox a
-    /// live endpoint names.
+    /// The ids a live scenario gives (with their price and declared limits); the sandbox
+    /// a live endpoint names; or the scenario's own seeded catalog.
     pub async fn resolve(
         s: &Scenario,
         plan: &SeedPlan,
@@ -50,22 +49,16 @@ impl Shop {
             stock_per_item: s.catalog.stock,
             cap_per_mandate_minor: s.mandates.cap_minor,
         };
-        let uuid = |text: &str| {
-            uuid::Uuid::parse_str(text)
-                .map_err(|e| RunError::Unsupported(format!("target.ids: `{text}`: {e}")))
-        };
-        if let Some(ids) = &s.target.ids {
-            let items = ids
-                .items
-                .iter()
-                .map(|i| uuid(i))
-                .collect::<Result<_, _>>()?;
-            let mandates = ids
-                .mandates
-                .iter()
-                .map(|m| uuid(m))
-                .collect::<Result<_, _>>()?;
-            return Ok(declared(uuid(&ids.merchant)?, items, mandates));
+        if let Some(live) = &s.live_catalog {
+            return Ok(Shop {
+                merchant_id: live.merchant,
+                items: live.items.clone(),
+                mandates: live.mandates.clone(),
+                price_minor: live.price_minor,
+                currency: live.currency.clone(),
+                stock_per_item: live.stock_per_item,
+                cap_per_mandate_minor: live.cap_per_mandate_minor,
+            });
         }
         if s.target.discover == Some(crate::scenario::Discover::Sandbox) {
             return Shop::discover(regions).await;

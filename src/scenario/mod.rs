@@ -98,7 +98,45 @@ impl Scenario {
                 message,
             }
         })?;
+        scenario.warnings = not_applying(&scenario, text);
         Ok(scenario)
+    }
+}
+
+/// Sections the file writes that this kind of target does not use: said, not ignored
+/// silently.
+fn not_applying(s: &Scenario, text: &str) -> Vec<String> {
+    let written: toml::Table = toml::from_str(text).unwrap_or_default();
+    let mut out = Vec::new();
+    let source = if s.target.ids.is_some() {
+        Some("target.ids")
+    } else if s.target.discover.is_some() {
+        Some("target.discover")
+    } else {
+        None
+    };
+    if let Some(source) = source {
+        for section in ["catalog", "mandates", "kernel"] {
+            if written.contains_key(section) {
+                out.push(format!(
+                    "[{section}] is ignored: the live deployment's ids, price and limits come from {source}"
+                ));
+            }
+        }
+    }
+    let live = s.regions.iter().all(|r| r.endpoint.is_some());
+    if live && written.contains_key("kernel") && source.is_none() {
+        out.push("[kernel] is ignored: a live endpoint runs its own kernel".into());
+    }
+    out
+}
+
+/// `text` cut to a length an error message can carry.
+pub(crate) fn bounded(text: &str) -> String {
+    const MAX: usize = 80;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
     }
 }
 

@@ -47,6 +47,12 @@ pub struct Scenario {
     /// The fault timeline, checked and typed (regions resolved to indices).
     #[serde(skip)]
     pub faults: Vec<Fault>,
+    /// `target.ids`, checked and typed.
+    #[serde(skip)]
+    pub live_catalog: Option<LiveCatalog>,
+    /// What the file says that does not apply and is ignored (printed before the run).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 fn default_seed() -> u64 {
@@ -102,6 +108,26 @@ pub struct LiveIds {
     pub merchant: String,
     pub mandates: Vec<String>,
     pub items: Vec<String>,
+    /// The items' unit price, in minor units of `currency`.
+    pub price_minor: i64,
+    pub currency: String,
+    /// Declared limits the history-only audit holds the answers to: units per item and
+    /// cap per mandate.
+    pub stock_per_item: i64,
+    pub cap_per_mandate_minor: i64,
+}
+
+/// A live deployment's catalog as the scenario gives it, checked: ids parsed, limits
+/// in range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveCatalog {
+    pub merchant: uuid::Uuid,
+    pub mandates: Vec<uuid::Uuid>,
+    pub items: Vec<uuid::Uuid>,
+    pub price_minor: i64,
+    pub currency: String,
+    pub stock_per_item: i64,
+    pub cap_per_mandate_minor: i64,
 }
 
 /// Where a live target's ids are discovered.

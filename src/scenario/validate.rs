@@ -3,7 +3,7 @@
 //! into typed `Fault`s (regions resolved to indices).
 
 use super::fault::{Delay, Fault, FaultAction, FaultKind, FaultMode, MAX_DELAY_MS};
-use super::model::{Arrival, MAX_AGENTS, Scenario, is_currency};
+use super::model::{Arrival, LiveCatalog, MAX_AGENTS, Scenario, is_currency};
 
 impl Scenario {
     /// Checks serde cannot express. Spans are found again in the text by `locate`.
@@ -146,15 +146,50 @@ impl Scenario {
                         .enumerate()
                         .map(|(i, m)| (format!("items[{i}]"), m)),
                 );
+            let mut parsed = Vec::with_capacity(1 + ids.mandates.len() + ids.items.len());
             for (name, id) in named {
-                if uuid::Uuid::parse_str(id).is_err() {
-                    return Err((
-                        Locator::Key("target", "ids"),
-                        format!("target.ids.{name}"),
-                        format!("`{id}` is not a UUID"),
-                    ));
+                match uuid::Uuid::parse_str(id) {
+                    Ok(u) => parsed.push(u),
+                    Err(_) => {
+                        return Err((
+                            Locator::Key("target", "ids"),
+                            format!("target.ids.{name}"),
+                            format!("`{}` is not a UUID", super::bounded(id)),
+                        ));
+                    }
                 }
             }
+            let in_ids = |key: &str, msg: &str| {
+                Err((
+                    Locator::Key("target", "ids"),
+                    format!("target.ids.{key}"),
+                    msg.to_string(),
+                ))
+            };
+            if ids.price_minor <= 0 {
+                return in_ids("price_minor", "must be > 0 (minor units)");
+            }
+            if !is_currency(&ids.currency) {
+                return in_ids("currency", "must be a 3-letter ISO-4217 code");
+            }
+            if ids.stock_per_item < 0 {
+                return in_ids("stock_per_item", "must be >= 0");
+            }
+            if ids.cap_per_mandate_minor < 0 {
+                return in_ids("cap_per_mandate_minor", "must be >= 0");
+            }
+            let merchant = parsed[0];
+            let mandates = parsed[1..1 + ids.mandates.len()].to_vec();
+            let items = parsed[1 + ids.mandates.len()..].to_vec();
+            self.live_catalog = Some(LiveCatalog {
+                merchant,
+                mandates,
+                items,
+                price_minor: ids.price_minor,
+                currency: ids.currency.clone(),
+                stock_per_item: ids.stock_per_item,
+                cap_per_mandate_minor: ids.cap_per_mandate_minor,
+            });
         }
         if self.target.discover.is_some() && !live {
             return within(

@@ -211,6 +211,7 @@ pub async fn run_case(
         control: Arc::new(Control::default()),
         observer: None,
         kernel_sql: sabotage.map_or_else(Sql::reference, Sabotage::sql),
+        run_id: run::RunId::random(),
     })
     .await;
     let report = match result {

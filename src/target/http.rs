@@ -10,10 +10,12 @@ use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request};
 
+use super::contract::{self, Broken, Reading, Refusal};
 use super::region::Reply;
 use crate::addr::Endpoint;
 use crate::history::Code;
-use crate::sut::kernel::{KernelError, PurchaseRequest, Snapshot};
+use crate::history::Violation;
+use crate::sut::kernel::PurchaseRequest;
 use crate::target::pool::{self, Answer, ConnectionPool};
 use crate::target::proxy::FaultProxy;
 
@@ -113,23 +115,37 @@ impl HttpGateway {
             Ok(a) => a,
             Err(code) => return Reply::Transport(code),
         };
-        if answer.status != 409 || !text(&answer.body).contains("already_exists") {
-            return reply_of(answer.status, &answer.body, key);
+        let asked = asked(req);
+        let already = answer.status == 409
+            && serde_json::from_slice::<serde_json::Value>(&answer.body)
+                .ok()
+                .and_then(|v| v["error"]["code"].as_str().map(|c| c == "already_exists"))
+                .unwrap_or(false);
+        if !already {
+            return reply_of(answer.status, &answer.body, asked);
         }
         let id = serde_json::from_slice::<serde_json::Value>(&answer.body)
             .ok()
             .and_then(|v| v["error"]["order_id"].as_str().map(str::to_string))
             .unwrap_or_default();
         match self.get(&format!("/orders/{id}")).await {
-            Ok(Answer { status: 200, body }) => match Snapshot::replay_of(&text(&body)) {
-                Ok(s) => Reply::Snapshot(s),
-                Err(e) => Reply::Refused(KernelError::Database(format!("unreadable order: {e}"))),
+            // The stored order, learned by lookup: a replay whatever its `replayed` says.
+            Ok(Answer { status: 200, body }) => match reply_of(201, &body, asked) {
+                Reply::Answer(mut a) => {
+                    a.replayed = true;
+                    Reply::Answer(a)
+                }
+                other => other,
             },
-            Ok(a) => Reply::Refused(KernelError::Database(format!(
-                "order lookup: HTTP {}: {}",
-                a.status,
-                text(&a.body)
-            ))),
+            Ok(a) => Reply::Violation(Broken {
+                violation: Violation::Unparseable,
+                status: a.status,
+                excerpt: format!(
+                    "order lookup answered HTTP {}: {}",
+                    a.status,
+                    contract::excerpt(&a.body)
+                ),
+            }),
             Err(code) => Reply::Transport(code),
         }
     }
@@ -141,9 +157,11 @@ impl HttpGateway {
             return Box::pin(self.zinc_commit(req, key)).await;
         }
         let Some(key_header) = pool::header(key) else {
-            return Reply::Refused(KernelError::Malformed {
-                field: "Idempotency-Key",
-                reason: "not a valid header value".into(),
+            // Keys are swarm's own and always valid header values; refuse rather than send.
+            return Reply::Refused(Refusal {
+                code: Code::BadRequest,
+                status: 0,
+                attempts: 0,
             });
         };
         let mut r = self.request(
@@ -153,16 +171,9 @@ impl HttpGateway {
         );
         r.headers_mut().insert(IDEMPOTENCY_KEY, key_header);
         match self.pool.send(r).await {
-            Ok(a) => reply_of(a.status, &a.body, key),
+            Ok(a) => reply_of(a.status, &a.body, asked(req)),
             Err(code) => Reply::Transport(code),
         }
-    }
-}
-
-fn text(body: &[u8]) -> std::borrow::Cow<'_, str> {
-    match std::str::from_utf8(body) {
-        Ok(s) => std::borrow::Cow::Borrowed(s),
-        Err(_) => String::from_utf8_lossy(body),
     }
 }
 
@@ -198,30 +209,20 @@ fn purchase_body(req: &PurchaseRequest, zinc_key: Option<&str>) -> Bytes {
     Bytes::from(b)
 }
 
-/// A contract response mapped back to what the kernel would have answered.
-fn reply_of(status: u16, body: &[u8], key: &str) -> Reply {
-    let text = text(body);
-    match status {
-        200 | 201 => match Snapshot::stored(&text) {
-            Ok(s) => Reply::Snapshot(s),
-            Err(e) => Reply::Refused(KernelError::Database(format!("unreadable snapshot: {e}"))),
-        },
-        409 => Reply::Refused(KernelError::KeyReused {
-            key: key.to_string(),
-        }),
-        503 if text.contains("RETRY_EXHAUSTED") => {
-            Reply::Refused(KernelError::RetryExhausted { attempts: 0 })
-        }
-        503 => Reply::Refused(KernelError::Unavailable(text.into_owned())),
-        404 => Reply::Refused(KernelError::NotFound {
-            field: "body",
-            id: text.into_owned(),
-        }),
-        400..=499 => Reply::Refused(KernelError::Invalid {
-            field: "body",
-            reason: text.into_owned(),
-        }),
-        _ => Reply::Refused(KernelError::Database(format!("HTTP {status}: {text}"))),
+/// What the answer must repeat of the request.
+fn asked(req: &PurchaseRequest) -> contract::Asked<'_> {
+    contract::Asked {
+        amount_minor: req.amount_minor,
+        currency: req.currency.as_str(),
+    }
+}
+
+/// An answer read by the contract.
+fn reply_of(status: u16, body: &[u8], asked: contract::Asked<'_>) -> Reply {
+    match contract::read(status, body, asked) {
+        Ok(Reading::Answer(a)) => Reply::Answer(a),
+        Ok(Reading::Refused(r)) => Reply::Refused(r),
+        Err(broken) => Reply::Violation(broken),
     }
 }
 

@@ -6,6 +6,7 @@
 //! kernels, in-process servers behind proxies, or live endpoints). Invariant: a region
 //! changes what the client learns, never what the database decides.
 
+pub mod contract;
 pub mod http;
 pub mod open;
 pub mod pool;

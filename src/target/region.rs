@@ -16,11 +16,14 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 
+use super::contract::{Answer, Broken, Refusal};
 use super::http::HttpGateway;
 use super::proxy::FaultProxy;
-use crate::history::Code;
+use crate::history::{Code, answer_hash};
 use crate::scenario::{Delay, FaultMode, RegionState};
-use crate::sut::kernel::{Kernel, KernelError, Link, PurchaseRequest, Snapshot};
+use crate::sut::kernel::{
+    FailureCode, Kernel, KernelError, Link, Outcome, PurchaseRequest, Snapshot,
+};
 
 /// How a region reaches the database.
 pub enum Gateway {
@@ -31,15 +34,58 @@ pub enum Gateway {
     Http(Box<HttpGateway>),
 }
 
-/// What a client learns from one request.
+/// What a client learns from one request, in the contract's terms.
 #[derive(Debug, Clone)]
 pub enum Reply {
     /// A definite business answer (COMMITTED or DECLINED, fresh or replayed).
-    Snapshot(Snapshot),
-    /// A definite refusal by the kernel (4xx, 503).
-    Refused(KernelError),
-    /// No answer from the kernel: the transport failed (`Timeout`, `Refused`, `Reset`).
+    Answer(Answer),
+    /// A definite refusal (4xx, 503): nothing changed.
+    Refused(Refusal),
+    /// No answer: the transport failed (`Timeout`, `Refused`, `Reset`).
     Transport(Code),
+    /// An answer that breaks the contract.
+    Violation(Broken),
+}
+
+/// The in-process kernel's answer in the contract's terms: the one place a `KernelError`
+/// becomes what a client would have seen on the wire.
+fn from_kernel(result: Result<Snapshot, KernelError>) -> Reply {
+    match result {
+        Ok(s) => {
+            // The kernel writes one layout, so its bytes are its values.
+            let hash = answer_hash(s.json.as_bytes());
+            Reply::Answer(Answer {
+                code: match (s.outcome, s.failure_code) {
+                    (Outcome::Committed, _) => Code::Committed,
+                    (Outcome::Declined, Some(FailureCode::MandateRejected)) => {
+                        Code::MandateRejected
+                    }
+                    (Outcome::Declined, _) => Code::OutOfStock,
+                },
+                status: s.status(),
+                attempts: s.attempts,
+                replayed: s.replayed,
+                answer_hash: hash,
+                semantic_hash: hash,
+            })
+        }
+        Err(e) => Reply::Refused(Refusal {
+            code: match e {
+                KernelError::KeyReused { .. } => Code::KeyReused,
+                KernelError::RetryExhausted { .. } => Code::RetryExhausted,
+                KernelError::Unavailable(_) => Code::Unavailable,
+                KernelError::Database(_) => Code::Internal,
+                KernelError::Malformed { .. }
+                | KernelError::Invalid { .. }
+                | KernelError::NotFound { .. } => Code::BadRequest,
+            },
+            status: e.status(),
+            attempts: match e {
+                KernelError::RetryExhausted { attempts } => attempts,
+                _ => 0,
+            },
+        }),
+    }
 }
 
 /// One gateway to the shared database.
@@ -141,7 +187,7 @@ impl Region {
         cut.as_mut().enable();
         let link = Link::new(self.epoch.clone());
         let result = tokio::select! {
-            r = kernel.commit_on(req, key, &link) => r.map_or_else(Reply::Refused, Reply::Snapshot),
+            r = kernel.commit_on(req, key, &link) => from_kernel(r),
             () = &mut cut => return Reply::Transport(Code::Reset),
         };
         if link.is_cut() || self.state() == RegionState::Down(FaultMode::LostAck) {
