@@ -5,10 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Chromium checks report.html in a real browser; tmux drives the dashboard like an operator.
+# Chromium checks report.html in a real browser; tmux drives the dashboard like an operator;
+# Node and Python run the foreign checkout servers.
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+# Independent implementations of the contract the tests judge (tests/servers/).
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 if [[ ${#missing[@]} -gt 0 ]]; then
     echo "test.sh: installing ${missing[*]}" >&2
     if [[ "$(id -u)" -ne 0 ]]; then SUDO=sudo; else SUDO=""; fi

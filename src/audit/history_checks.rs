@@ -396,10 +396,17 @@ pub fn declared(h: &Header, facts: &[KeyFacts]) -> Vec<Check> {
     }
     let name_item = |i: &u16| h.items.get(usize::from(*i)).cloned().unwrap_or_default();
     let name_mandate = |m: &u32| h.mandates.get(*m as usize).cloned().unwrap_or_default();
-    let over_stock: Vec<String> = units
+    let mut over_stock: Vec<(String, i64)> = units
         .iter()
         .filter(|(_, u)| **u > h.stock_per_item)
-        .map(|(i, _)| name_item(i))
+        .map(|(i, u)| (name_item(i), u - h.stock_per_item))
+        .collect();
+    over_stock.sort();
+    // Counted in units sold past the declared stock, the figure an oversell is.
+    let oversold_units: i64 = over_stock.iter().map(|(_, n)| n).sum();
+    let over_stock: Vec<String> = over_stock
+        .into_iter()
+        .map(|(item, n)| format!("{item} (+{n} units)"))
         .collect();
     let over_cap: Vec<String> = spend
         .iter()
@@ -410,10 +417,10 @@ pub fn declared(h: &Header, facts: &[KeyFacts]) -> Vec<Check> {
         Check::violations(
             "oversell.acknowledged_over_declared",
             Invariant::Oversell,
-            over_stock.len() as u64,
+            oversold_units.max(0) as u64,
             over_stock,
             format!(
-                "items whose acknowledged units exceed the declared {}",
+                "units acknowledged past the declared {} per item",
                 h.stock_per_item
             ),
         ),

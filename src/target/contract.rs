@@ -61,7 +61,7 @@ pub const EXCERPT_BYTES: usize = 160;
 /// Read one answer to `POST /v1/purchases/commit` (or a lookup that returns a snapshot).
 pub fn read(status: u16, body: &[u8], asked: Asked<'_>) -> Result<Reading, Broken> {
     match status {
-        200 | 201 => read_snapshot(status, body, asked).map(Reading::Answer),
+        200 | 201 => read_snapshot(Some(status), body, asked).map(Reading::Answer),
         409 => Ok(Reading::Refused(Refusal {
             code: Code::KeyReused,
             status,
@@ -92,6 +92,12 @@ pub fn read(status: u16, body: &[u8], asked: Asked<'_>) -> Result<Reading, Broke
     }
 }
 
+/// Read a stored snapshot a lookup returned (`GET /orders/{id}`): its 200 says the order
+/// was found, not what its outcome was, so the status is the one the outcome implies.
+pub fn read_stored(body: &[u8], asked: Asked<'_>) -> Result<Answer, Broken> {
+    read_snapshot(None, body, asked)
+}
+
 /// A readable answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reading {
@@ -118,7 +124,9 @@ pub fn excerpt(body: &[u8]) -> String {
     }
 }
 
-fn read_snapshot(status: u16, body: &[u8], asked: Asked<'_>) -> Result<Answer, Broken> {
+/// `status`: the answer's own status, checked against the outcome; `None` for a lookup.
+fn read_snapshot(answered: Option<u16>, body: &[u8], asked: Asked<'_>) -> Result<Answer, Broken> {
+    let status = answered.unwrap_or(200);
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         broken(
             Violation::Unparseable,
@@ -196,6 +204,7 @@ fn read_snapshot(status: u16, body: &[u8], asked: Asked<'_>) -> Result<Answer, B
         }
     };
     let expected_status = if code == Code::Committed { 201 } else { 200 };
+    let status = answered.unwrap_or(expected_status);
     if status != expected_status {
         return Err(broken(
             Violation::StatusMismatch,

@@ -130,12 +130,12 @@ impl HttpGateway {
             .unwrap_or_default();
         match self.get(&format!("/orders/{id}")).await {
             // The stored order, learned by lookup: a replay whatever its `replayed` says.
-            Ok(Answer { status: 200, body }) => match reply_of(201, &body, asked) {
-                Reply::Answer(mut a) => {
+            Ok(Answer { status: 200, body }) => match contract::read_stored(&body, asked) {
+                Ok(mut a) => {
                     a.replayed = true;
                     Reply::Answer(a)
                 }
-                other => other,
+                Err(broken) => Reply::Violation(broken),
             },
             Ok(a) => Reply::Violation(Broken {
                 violation: Violation::Unparseable,

@@ -1,0 +1,397 @@
+//! swarm against servers it did not write: `tests/servers/checkout.py` (Python's standard
+//! library, its own SQL on a SQLite file in the reference schema) and
+//! `tests/servers/checkout.mjs` (Node's `http`, an in-memory store swarm cannot read).
+//! Both follow the contract and differ from `swarm serve` in every way it allows (JSON
+//! spacing and field order, pretty-printing, non-UUID ids, extra fields, HTTP/1.0,
+//! chunked answers, `Connection: close`). Clean, they must be judged valid; each bug
+//! switch must be caught by the check it breaks, and by no other invalid check.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+/// A foreign server as a process, killed when dropped.
+struct Foreign {
+    child: Child,
+    port: u16,
+}
+
+impl Foreign {
+    fn python(db: &Path, bug: &str, extra: &[&str]) -> Foreign {
+        let port = common::free_port();
+        let script = common::repo().join("tests/servers/checkout.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(script)
+            .args([
+                "--db",
+                &db.display().to_string(),
+                "--port",
+                &port.to_string(),
+            ])
+            .args(["--bug", bug])
+            .args(extra);
+        Foreign::start(cmd, port)
+    }
+
+    fn node(bug: &str) -> Foreign {
+        let port = common::free_port();
+        let script = common::repo().join("tests/servers/checkout.mjs");
+        let mut cmd = Command::new("node");
+        cmd.arg(script).args([
+            "--port",
+            &port.to_string(),
+            "--bug",
+            if bug.is_empty() { "none" } else { bug },
+        ]);
+        Foreign::start(cmd, port)
+    }
+
+    fn start(mut cmd: Command, port: u16) -> Foreign {
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the foreign server (python3 / node installed?)");
+        let server = Foreign { child, port };
+        for _ in 0..400 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("the foreign server never listened on {port}");
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn swarm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env("CI", "true")
+        .output()
+        .expect("swarm")
+}
+
+fn summary(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json");
+    serde_json::from_str(&text).expect("json")
+}
+
+/// The invalid checks of a summary, by name.
+fn invalid(s: &serde_json::Value) -> Vec<String> {
+    s["audit"]["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["validity"] == "invalid")
+        .map(|c| c["name"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// A scenario against `endpoints` (one region each): the Python server's catalog is the
+/// scenario's own seed (`swarm db seed`), the Node server's is discovered.
+fn scenario(
+    dir: &Path,
+    name: &str,
+    endpoints: &[String],
+    extra_target: &str,
+    rest: &str,
+) -> PathBuf {
+    let regions: String = endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| format!("[[regions]]\nname = \"r{i}\"\nendpoint = \"{e}\"\n"))
+        .collect();
+    let text = format!(
+        "name = \"{name}\"\nseed = 11\ntarget = {{ kind = \"http\"{extra_target} }}\n\
+         catalog = {{ items = 1, stock = 60, buckets = 4, price_minor = 100, currency = \"USD\" }}\n\
+         mandates = {{ count = 50, cap_minor = 100000, shards = 2 }}\n\
+         agents = {{ count = 600, in_flight = 24 }}\n\
+         mix = {{ well_behaved = 0.8, double_submit = 0.2 }}\n\
+         retry = {{ timeout_ms = 5000, max_attempts = 6, backoff_ms = [5, 50] }}\n\
+         {rest}{regions}"
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write scenario");
+    path
+}
+
+fn run(scenario: &Path, dir: &Path, extra: &[&str]) -> (Output, serde_json::Value) {
+    let (s, d) = (scenario.display().to_string(), dir.display().to_string());
+    let mut args = vec!["run", s.as_str(), "--no-tui", "--report-dir", d.as_str()];
+    args.extend_from_slice(extra);
+    let out = swarm(&args);
+    assert!(
+        dir.join("summary.json").exists(),
+        "no summary: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = summary(dir);
+    (out, s)
+}
+
+/// A fresh SQLite file in the reference schema, seeded with the scenario's catalog.
+fn seeded(dir: &Path, scenario: &Path) -> (PathBuf, String) {
+    let db = dir.join("foreign.db");
+    let url = format!("sqlite://{}", db.display());
+    let out = swarm(&["db", "seed", "--db", &url, &scenario.display().to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (db, url)
+}
+
+#[test]
+fn a_correct_python_server_is_valid_history_only_and_with_its_database() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    // The endpoint is written into the scenario before the port is known: seed first with
+    // a placeholder, then write the real scenario (the catalog is the same).
+    let probe = scenario(tmp.path(), "py", &["http://127.0.0.1:1".into()], "", "");
+    let (db, _) = seeded(tmp.path(), &probe);
+    let server = Foreign::python(&db, "", &[]);
+    let file = scenario(tmp.path(), "py", &[server.url()], "", "");
+    let (out, s) = run(&file, &tmp.path().join("blind"), &[]);
+    assert_eq!(s["audit"]["mode"], "history-only");
+    assert_eq!(
+        s["validity"],
+        "valid",
+        "{}\n{:?}",
+        String::from_utf8_lossy(&out.stdout),
+        invalid(&s)
+    );
+    assert!(
+        s["counters"]["committed"].as_u64().unwrap_or(0) >= 50,
+        "{}",
+        s["counters"]
+    );
+    assert_eq!(s["counters"]["contract_violation"], 0);
+    drop(server);
+    // With its database (a fresh one: a full audit holds every intent in it to this run's
+    // clients): the rows it wrote with its own SQL are audited too.
+    let full = tmp.path().join("full");
+    std::fs::create_dir_all(&full).expect("dir");
+    let (db, url) = seeded(&full, &probe);
+    let server = Foreign::python(&db, "", &[]);
+    let file = scenario(&full, "py", &[server.url()], "", "");
+    let (out, s) = run(&file, &full.join("r"), &["--db", &url]);
+    assert_eq!(s["audit"]["mode"], "full");
+    assert_eq!(
+        s["validity"],
+        "valid",
+        "{}\n{:?}",
+        String::from_utf8_lossy(&out.stdout),
+        invalid(&s)
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn a_correct_node_server_with_its_own_layout_is_valid() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let server = Foreign::node("");
+    let file = scenario(
+        tmp.path(),
+        "node",
+        &[server.url()],
+        ", discover = \"sandbox\"",
+        "",
+    );
+    let (out, s) = run(&file, &tmp.path().join("r"), &[]);
+    assert_eq!(
+        s["validity"],
+        "valid",
+        "{}\n{:?}",
+        String::from_utf8_lossy(&out.stdout),
+        invalid(&s)
+    );
+    // Exactly the stock it declared was sold, and every double submit got its replay.
+    assert_eq!(
+        s["counters"]["committed"].as_u64().map(|c| c >= 60),
+        Some(true)
+    );
+    assert!(s["counters"]["replays"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(s["counters"]["contract_violation"], 0);
+}
+
+/// Each bug switch and the check family that must catch it.
+const BUGS: &[(&str, &str)] = &[
+    ("oversell", "oversell."),
+    ("no-key-lookup", "duplicate_settlement."),
+    ("fresh-replay-ids", "history.replay_mismatch"),
+    ("false-503", "history.false_failure"),
+    ("replay-drops-field", "contract.missing_field"),
+    ("created-for-decline", "contract.status_mismatch"),
+];
+
+fn assert_caught(server: &str, bug: &str, want: &str, out: &Output, s: &serde_json::Value) {
+    let bad = invalid(s);
+    assert_eq!(
+        s["validity"],
+        "invalid",
+        "{server} {bug}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        bad.iter().any(|c| c.starts_with(want)),
+        "{server} {bug}: want {want}, got {bad:?}"
+    );
+    assert!(
+        bad.iter().all(|c| c.starts_with(want)),
+        "{server} {bug}: only {want} may fire, got {bad:?}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{server} {bug}");
+}
+
+#[test]
+fn every_python_bug_is_caught_by_its_check_alone() {
+    for (bug, want) in BUGS {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let probe = scenario(tmp.path(), "pybug", &["http://127.0.0.1:1".into()], "", "");
+        let (db, _) = seeded(tmp.path(), &probe);
+        let server = Foreign::python(&db, bug, &[]);
+        let file = scenario(tmp.path(), "pybug", &[server.url()], "", "");
+        let (out, s) = run(&file, &tmp.path().join("r"), &[]);
+        assert_caught("python", bug, want, &out, &s);
+    }
+}
+
+#[test]
+fn every_node_bug_is_caught_by_its_check_alone() {
+    for (bug, want) in BUGS {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let server = Foreign::node(bug);
+        let file = scenario(
+            tmp.path(),
+            "nodebug",
+            &[server.url()],
+            ", discover = \"sandbox\"",
+            "",
+        );
+        let (out, s) = run(&file, &tmp.path().join("r"), &[]);
+        assert_caught("node", bug, want, &out, &s);
+    }
+}
+
+#[test]
+fn lost_acknowledgements_on_two_regions_resolve_to_valid() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let server = Foreign::node("");
+    // Two regions, two doors to one service; region r0 loses every answer for a while.
+    let faults = "[[faults]]\nat = \"20%\"\nkind = \"region-down\"\nregion = \"r0\"\nmode = \"lost-ack\"\nheal_after = \"400ms\"\n";
+    let file = scenario(
+        tmp.path(),
+        "lostack",
+        &[server.url(), format!("{}/", server.url())],
+        ", discover = \"sandbox\"",
+        faults,
+    );
+    let (out, s) = run(&file, &tmp.path().join("r"), &[]);
+    assert_eq!(
+        s["validity"],
+        "valid",
+        "{}\n{:?}",
+        String::from_utf8_lossy(&out.stdout),
+        invalid(&s)
+    );
+    assert_eq!(s["resolution"]["unresolved"], 0);
+    assert!(
+        s["counters"]["connection_reset"].as_u64().unwrap_or(0) > 0,
+        "the fault cut answers: {}",
+        s["counters"]
+    );
+}
+
+#[test]
+fn zincs_shape_against_the_python_server() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let probe = scenario(
+        tmp.path(),
+        "zinc",
+        &["http://127.0.0.1:1".into()],
+        ", protocol = \"zinc\"",
+        "",
+    );
+    let (db, url) = seeded(tmp.path(), &probe);
+    let server = Foreign::python(&db, "", &[]);
+    let file = scenario(
+        tmp.path(),
+        "zinc",
+        &[server.url()],
+        ", protocol = \"zinc\"",
+        "",
+    );
+    let (out, s) = run(&file, &tmp.path().join("r"), &["--db", &url]);
+    assert_eq!(
+        s["validity"],
+        "valid",
+        "{}\n{:?}",
+        String::from_utf8_lossy(&out.stdout),
+        invalid(&s)
+    );
+    assert!(
+        s["counters"]["replays"].as_u64().unwrap_or(0) > 0,
+        "retries looked up their order"
+    );
+}
+
+#[test]
+fn an_unreadable_server_is_named_at_once_and_never_retried_as_a_network_error() {
+    // A server that answers every purchase 201 with HTML: every answer is a violation.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let port = common::free_port();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let body = "<html>checkout</html>";
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 201 Created\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    let file = scenario(
+        tmp.path(),
+        "html",
+        &[format!("http://127.0.0.1:{port}")],
+        "",
+        "",
+    );
+    let (out, s) = run(&file, &tmp.path().join("r"), &["--agents", "200"]);
+    assert_eq!(s["validity"], "invalid");
+    assert!(
+        invalid(&s).contains(&"contract.unparseable".to_string()),
+        "{:?}",
+        invalid(&s)
+    );
+    // One request per agent and one replay per key at the end: nothing retried in a loop.
+    let requests = s["counters"]["requests"].as_u64().unwrap_or(0);
+    assert!(requests <= 200 * 3, "{requests} requests for 200 agents");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("contract.unparseable") && stdout.contains("<html>"),
+        "the examples name the status, key and body:\n{stdout}\n{stderr}"
+    );
+}

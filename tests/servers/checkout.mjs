@@ -1,0 +1,163 @@
+// An independent implementation of the checkout contract, for swarm's tests.
+//
+// Written from the contract alone, with nothing of swarm's code: Node's `http` module and
+// an in-memory store (its database is its own; swarm cannot read it). It differs from
+// `swarm serve` in every way the contract allows: pretty-printed JSON with `replayed`
+// first, ids that are not UUIDs (`int_17`, `bkt-3`), an extra field, chunked transfer
+// encoding, and `Connection: close` on every fifth answer. It names its stocked item in
+// `GET /v1/sandbox` for swarm's discovery.
+//
+//   node checkout.mjs --port N [--bug NAME] [--stock 60] [--cap 1000000]
+//
+// Bugs: oversell, no-key-lookup, fresh-replay-ids, false-503, replay-drops-field,
+// created-for-decline (see checkout.py: the same faults, written again).
+
+import http from "node:http";
+import crypto from "node:crypto";
+
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((pairs, a, i, all) => {
+    if (a.startsWith("--")) pairs.push([a.slice(2), all[i + 1]]);
+    return pairs;
+  }, []),
+);
+const port = Number(args.port);
+const bug = args.bug || "";
+const price = 700;
+const currency = "EUR";
+const merchantId = "6f1c2a9e-0000-4000-8000-00000000c0de";
+const itemId = "6f1c2a9e-0000-4000-8000-0000000017e1";
+const mandateId = "6f1c2a9e-0000-4000-8000-00000000a11d";
+const buckets = [0, 1, 2, 3].map((i) => ({ id: `bkt-${i}`, available: 0 }));
+const stock = Number(args.stock || 60);
+buckets.forEach((b, i) => (b.available = Math.floor(stock / 4) + (i < stock % 4 ? 1 : 0)));
+const cap = Number(args.cap || 1000000);
+const shards = [0, 1].map((i) => ({ id: `shd-${i}`, remaining: cap / 2 }));
+const intents = new Map(); // key -> { fingerprint, snapshot, status, id }
+let seq = 0;
+let answered = 0;
+
+function pretty(obj) {
+  return JSON.stringify(obj, null, 2);
+}
+
+function refuse(res, status, code, field, message) {
+  send(res, status, pretty({ error: { code, field, message } }));
+}
+
+function send(res, status, text) {
+  answered += 1;
+  const headers = { "content-type": "application/json" };
+  if (answered % 5 === 0) headers.connection = "close";
+  res.writeHead(status, headers);
+  // Two writes without a length: chunked transfer encoding.
+  const cut = Math.floor(text.length / 2);
+  res.write(text.slice(0, cut));
+  res.end(text.slice(cut));
+}
+
+function shuffled(rows) {
+  const out = rows.slice();
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+function take(rows, field, amount, clamp) {
+  for (const row of shuffled(rows)) {
+    if (row[field] >= amount) {
+      row[field] -= amount;
+      return row;
+    }
+    if (clamp) {
+      row[field] = Math.max(row[field] - amount, 0);
+      return row;
+    }
+  }
+  return null;
+}
+
+function replayOf(stored) {
+  const doc = JSON.parse(stored.snapshot);
+  doc.replayed = true;
+  if (bug === "fresh-replay-ids") {
+    doc.intentId = `int_${++seq}`;
+    if (doc.ledgerTxnId) doc.ledgerTxnId = `txn_${seq}`;
+  }
+  if (bug === "replay-drops-field") delete doc.attempts;
+  // Re-serialised the same way, so a correct replay is byte-identical but for `replayed`.
+  return pretty(doc);
+}
+
+function commit(req, key) {
+  const fingerprint = crypto
+    .createHash("sha256")
+    .update(JSON.stringify([req.merchantId, req.mandateId, req.itemId, req.agentId, req.quantity, req.amountMinor, req.currency]))
+    .digest("hex");
+  const stored = bug === "no-key-lookup" ? undefined : intents.get(key);
+  if (stored) {
+    if (stored.fingerprint !== fingerprint) return [409, pretty({ error: { code: "KEY_REUSED", field: "Idempotency-Key", message: "used for another payload" } })];
+    return [stored.status, replayOf(stored)];
+  }
+  if (req.merchantId !== merchantId || req.itemId !== itemId || req.mandateId !== mandateId)
+    return [404, pretty({ error: { code: "NOT_FOUND", field: "itemId", message: "unknown" } })];
+  if (req.currency !== currency || req.amountMinor !== req.quantity * price)
+    return [422, pretty({ error: { code: "INVALID_FIELD", field: "amountMinor", message: "not quantity x unit price" } })];
+  const id = `int_${++seq}`;
+  const bucket = take(buckets, "available", req.quantity, bug === "oversell");
+  let doc;
+  if (!bucket) {
+    doc = { replayed: false, outcome: "DECLINED", intentId: id, failureCode: "OUT_OF_STOCK" };
+  } else if (!take(shards, "remaining", req.amountMinor, false)) {
+    bucket.available += req.quantity;
+    doc = { replayed: false, outcome: "DECLINED", intentId: id, failureCode: "MANDATE_REJECTED" };
+  } else {
+    doc = { replayed: false, outcome: "COMMITTED", intentId: id, ledgerTxnId: `txn_${seq}`, chosenBucketId: bucket.id };
+  }
+  Object.assign(doc, { amountMinor: req.amountMinor, currency: req.currency, attempts: 1, region: "eu-1" });
+  let status = doc.outcome === "COMMITTED" ? 201 : 200;
+  if (bug === "created-for-decline") status = 201;
+  const snapshot = pretty(doc);
+  intents.set(key, { fingerprint, snapshot, status, id });
+  if (bug === "false-503" && doc.outcome === "COMMITTED")
+    return [503, pretty({ error: { code: "RETRY_EXHAUSTED", field: null, message: "gave up (but committed)" } })];
+  return [status, snapshot];
+}
+
+const uuidRe = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+function parse(body) {
+  let req;
+  try {
+    req = JSON.parse(body);
+  } catch {
+    return [null, "body"];
+  }
+  if (typeof req !== "object" || req === null) return [null, "body"];
+  for (const f of ["merchantId", "mandateId", "itemId"]) if (typeof req[f] !== "string" || !uuidRe.test(req[f])) return [null, f];
+  if (typeof req.agentId !== "string") return [null, "agentId"];
+  for (const f of ["quantity", "amountMinor"]) if (!Number.isInteger(req[f]) || req[f] < 1) return [null, f];
+  if (typeof req.currency !== "string" || !/^[A-Z]{3}$/.test(req.currency)) return [null, "currency"];
+  return [req, null];
+}
+
+const server = http.createServer((req, res) => {
+  const chunks = [];
+  req.on("data", (c) => chunks.push(c));
+  req.on("end", () => {
+    if (req.method === "GET" && req.url === "/v1/sandbox") {
+      return send(res, 200, pretty({ merchantId, mandateId, itemId, unitPriceMinor: price, currency, initialStock: stock, capMinor: cap }));
+    }
+    if (req.method !== "POST" || req.url !== "/v1/purchases/commit") return refuse(res, 404, "NOT_FOUND", "path", req.url);
+    const key = req.headers["idempotency-key"];
+    if (!key) return refuse(res, 400, "MALFORMED_FIELD", "Idempotency-Key", "missing");
+    const [purchase, bad] = parse(Buffer.concat(chunks).toString());
+    if (!purchase) return refuse(res, 400, "MALFORMED_FIELD", bad, "malformed");
+    const [status, text] = commit(purchase, key);
+    send(res, status, text);
+  });
+});
+server.keepAliveTimeout = 5000;
+server.listen(port, "127.0.0.1", () => console.log(`checkout.mjs on 127.0.0.1:${port} bug=${bug || "none"}`));
