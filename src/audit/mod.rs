@@ -5,6 +5,7 @@
 //! function returning a verdict with a count and examples; a check that cannot decide is
 //! `unknown`, never `valid`; the report's validity is the worst of its checks.
 
+mod facts;
 mod history_checks;
 mod source;
 mod state;
@@ -80,7 +81,7 @@ pub async fn audit(input: Input<'_>) -> Report {
     let clock = Instant::now();
     let facts = input
         .history
-        .map(|h| (h.header.clone(), history_checks::key_facts(h)));
+        .map(|h| (h.header.clone(), facts::key_facts(h)));
     let grouped = Timing::since("history: group records by key", clock);
     let mut report = audit_facts(input.db, facts, input.history_dropped).await;
     report.timings.insert(0, grouped);
@@ -91,7 +92,7 @@ pub async fn audit(input: Input<'_>) -> Report {
 /// million-agent run is audited without holding records, key facts and intents at once.
 pub async fn audit_owned(db: Option<&DbUrl>, mut history: History, history_dropped: u64) -> Report {
     let clock = Instant::now();
-    let facts = history_checks::key_facts(&history);
+    let facts = facts::key_facts(&history);
     history.records = Vec::new();
     let grouped = Timing::since("history: group records by key", clock);
     let mut report = audit_facts(db, Some((history.header, facts)), history_dropped).await;
@@ -101,7 +102,7 @@ pub async fn audit_owned(db: Option<&DbUrl>, mut history: History, history_dropp
 
 async fn audit_facts(
     db: Option<&DbUrl>,
-    history: Option<(Header, Vec<history_checks::KeyFacts>)>,
+    history: Option<(Header, Vec<facts::KeyFacts>)>,
     history_dropped: u64,
 ) -> Report {
     let mut checks = Vec::new();

@@ -219,7 +219,8 @@ mod tests {
     fn live_ids_are_checked_and_name_the_bad_one() {
         let u = "00000000-0000-4000-8000-000000000001";
         let ids = format!(
-            "ids = {{ merchant = \"{u}\", mandates = [\"{u}\", \"nope\"], items = [\"{u}\"] }}"
+            "ids = {{ merchant = \"{u}\", mandates = [\"{u}\", \"nope\"], items = [\"{u}\"], \
+             price_minor = 700, currency = \"EUR\", stock_per_item = 60, cap_per_mandate_minor = 9000 }}"
         );
         let err = parse(&format!(
             "target = {{ kind = \"http\", {ids} }}\n[[regions]]\nname = \"a\"\nendpoint = \"http://127.0.0.1:1\"\n"
@@ -232,6 +233,19 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(err.field(), Some("target.ids"), "{err}");
+        // Given whole, the ids carry their price and limits; [catalog] is said to be ignored.
+        let live = format!(
+            "target = {{ kind = \"http\", {} }}\ncatalog = {{ stock = 5 }}\n[[regions]]\nname = \"a\"\nendpoint = \"http://127.0.0.1:1\"\n",
+            ids.replace("nope", u)
+        );
+        let ok = parse(&live).expect("valid");
+        let catalog = ok.live_catalog.as_ref().expect("typed");
+        assert_eq!((catalog.price_minor, catalog.stock_per_item), (700, 60));
+        assert_eq!(catalog.mandates.len(), 2);
+        assert_eq!(ok.warnings.len(), 1, "{:?}", ok.warnings);
+        assert!(ok.warnings[0].contains("[catalog] is ignored"));
+        let err = parse(&live.replace("currency = \"EUR\"", "currency = \"euro\"")).unwrap_err();
+        assert_eq!(err.field(), Some("target.ids.currency"), "{err}");
         let err = parse(
             "target = { kind = \"http\" }\n[[regions]]\nname = \"a\"\nendpoint = \"https://x.example\"\n",
         )

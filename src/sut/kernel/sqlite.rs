@@ -6,6 +6,9 @@
 //! each with its own connection, runs `BEGIN DEFERRED` transactions whose snapshot
 //! conflicts (BUSY / BUSY_SNAPSHOT) are rolled back, backed off and rerun, counted in
 //! `attempts`.
+//!
+//! (Just over 600 lines on purpose: both modes run the same `execute`/`settle` steps,
+//! and keeping the steps beside the two loops that call them is the point of the file.)
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -12,6 +12,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+mod answer;
+
+pub use answer::{Violation, answer_hash, replayed_span};
+
 /// How a request ended, from the client's side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[repr(u8)]
@@ -309,166 +313,6 @@ pub fn agent_name(agent: u32) -> String {
     name
 }
 
-/// A 64-bit hash of an answer's bytes with the value of its top-level `"replayed"` read as
-/// `false`, wherever that field stands and however the JSON is spaced, so a replay hashes
-/// like its original exactly when it is byte-identical but for that value. Never 0.
-pub fn answer_hash(body: &[u8]) -> u64 {
-    match replayed_span(body) {
-        Some(span) => hash_parts(&[&body[..span.start], b"false", &body[span.end..]]),
-        None => hash_parts(&[body]),
-    }
-}
-
-/// The byte range of the value of the top-level `"replayed"` key (`true` or `false`).
-/// Answers from swarm's own kernel end in `"replayed":…}`: that case costs no scan.
-pub fn replayed_span(body: &[u8]) -> Option<std::ops::Range<usize>> {
-    for (tail, value) in [
-        (&b"\"replayed\":true}"[..], 4),
-        (&b"\"replayed\":false}"[..], 5),
-    ] {
-        if body.ends_with(tail) {
-            let end = body.len() - 1;
-            return Some(end - value..end);
-        }
-    }
-    // A small scanner: strings are skipped whole, depth is tracked, and only a key at
-    // depth 1 counts.
-    let mut depth = 0usize;
-    let mut i = 0;
-    while i < body.len() {
-        match body[i] {
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            b'"' => {
-                let start = i + 1;
-                i += 1;
-                while i < body.len() && body[i] != b'"' {
-                    i += if body[i] == b'\\' { 2 } else { 1 };
-                }
-                let is_key = depth == 1 && &body[start..i.min(body.len())] == b"replayed";
-                if is_key {
-                    let mut j = i + 1;
-                    while j < body.len() && body[j].is_ascii_whitespace() {
-                        j += 1;
-                    }
-                    if body.get(j) == Some(&b':') {
-                        j += 1;
-                        while j < body.len() && body[j].is_ascii_whitespace() {
-                            j += 1;
-                        }
-                        for word in [&b"true"[..], &b"false"[..]] {
-                            if body[j..].starts_with(word) {
-                                return Some(j..j + word.len());
-                            }
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    None
-}
-
-/// One hash over the concatenation of `parts`, eight bytes at a time (it runs once per
-/// request); murmur3's finaliser at the end. Never 0.
-fn hash_parts(parts: &[&[u8]]) -> u64 {
-    let mix = |h: u64, word: u64| {
-        let h = (h ^ word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        h ^ (h >> 32)
-    };
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut carry = [0u8; 8];
-    let mut filled = 0;
-    let mut len = 0usize;
-    for part in parts {
-        len += part.len();
-        let mut bytes = *part;
-        if filled > 0 {
-            let take = (8 - filled).min(bytes.len());
-            carry[filled..filled + take].copy_from_slice(&bytes[..take]);
-            filled += take;
-            bytes = &bytes[take..];
-            if filled < 8 {
-                continue;
-            }
-            h = mix(h, u64::from_le_bytes(carry));
-        }
-        let whole = bytes.len() / 8 * 8;
-        for w in bytes[..whole].chunks_exact(8) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(w);
-            h = mix(h, u64::from_le_bytes(word));
-        }
-        let rest = &bytes[whole..];
-        carry[..rest.len()].copy_from_slice(rest);
-        filled = rest.len();
-    }
-    if filled > 0 {
-        carry[filled..].fill(0);
-        h = mix(h, u64::from_le_bytes(carry));
-    }
-    let mut h = mix(h, len as u64);
-    h = (h ^ (h >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h = (h ^ (h >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    (h ^ (h >> 33)).max(1)
-}
-
-/// How an answer broke the contract (a `Code::Violation` record's `detail`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[repr(u8)]
-pub enum Violation {
-    /// The body is not a JSON object.
-    Unparseable = 1,
-    /// A required field is missing or has the wrong type or value.
-    MissingField = 2,
-    /// Money written as a float (`2500.0`), never rounded.
-    FloatMoney = 3,
-    /// The status disagrees with the outcome (201 with DECLINED, 200 with COMMITTED, …).
-    StatusMismatch = 4,
-    /// `amountMinor` or `currency` differ from what was asked.
-    PayloadMismatch = 5,
-}
-
-impl Violation {
-    pub const ALL: [Violation; 5] = [
-        Violation::Unparseable,
-        Violation::MissingField,
-        Violation::FloatMoney,
-        Violation::StatusMismatch,
-        Violation::PayloadMismatch,
-    ];
-
-    pub fn from_u8(v: u8) -> Option<Violation> {
-        Violation::ALL.into_iter().find(|x| *x as u8 == v)
-    }
-
-    /// What the check counts, in words.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Violation::Unparseable => "answers whose body is not a JSON object",
-            Violation::MissingField => {
-                "answers missing a required field (or with a wrong type or value)"
-            }
-            Violation::FloatMoney => "answers writing money as a float",
-            Violation::StatusMismatch => "answers whose status disagrees with their outcome",
-            Violation::PayloadMismatch => "answers naming another amount or currency than asked",
-        }
-    }
-
-    /// The check's name in the `contract.*` family.
-    pub fn name(self) -> &'static str {
-        match self {
-            Violation::Unparseable => "unparseable",
-            Violation::MissingField => "missing_field",
-            Violation::FloatMoney => "float_money",
-            Violation::StatusMismatch => "status_mismatch",
-            Violation::PayloadMismatch => "payload_mismatch",
-        }
-    }
-}
-
 #[derive(Debug, Error)]
 pub enum HistoryError {
     #[error("{path}: {source}")]
@@ -650,51 +494,6 @@ mod tests {
             History::read(&dir.path().join("absent")),
             Err(HistoryError::Io { .. })
         ));
-    }
-
-    #[test]
-    fn replay_hashes_like_its_original() {
-        let h = |s: &str| answer_hash(s.as_bytes());
-        // Every prefix length, so the masked value starts at every offset in a word.
-        let mut body = String::from("{\"x\":\"");
-        let mut seen = std::collections::HashSet::new();
-        for i in 0..40 {
-            let a = format!("{body}\",\"replayed\":false}}");
-            let b = format!("{body}\",\"replayed\":true}}");
-            assert_eq!(h(&a), h(&b), "{a}");
-            assert!(seen.insert(h(&a)), "{a} collides");
-            // One byte changed anywhere changes the hash.
-            let mut c = a.clone().into_bytes();
-            c[i % (a.len() - 1) + 1] ^= 1;
-            let c = String::from_utf8(c).expect("ascii");
-            assert_ne!(h(&a), h(&c), "{a} / {c}");
-            body.push(char::from(b'a' + (i % 26) as u8));
-        }
-        assert_ne!(h(""), 0);
-    }
-
-    #[test]
-    fn replayed_is_masked_wherever_it_stands_and_however_it_is_spaced() {
-        let h = |s: &str| answer_hash(s.as_bytes());
-        let first =
-            "{ \"outcome\": \"DECLINED\", \"replayed\": false, \"failureCode\": \"OUT_OF_STOCK\" }";
-        let again =
-            "{ \"outcome\": \"DECLINED\", \"replayed\": true, \"failureCode\": \"OUT_OF_STOCK\" }";
-        assert_eq!(h(first), h(again));
-        // Layout is part of the bytes: another spacing is another hash.
-        assert_ne!(h(first), h(&first.replace(": ", ":")));
-        // Only the top-level key counts: a nested or quoted "replayed" is data.
-        let nested = "{\"meta\":{\"replayed\":true},\"replayed\":false}";
-        assert_eq!(replayed_span(nested.as_bytes()), Some(37..42));
-        let quoted = "{\"note\":\"\\\"replayed\\\": true\",\"replayed\":true,\"x\":1}";
-        let span = replayed_span(quoted.as_bytes()).expect("found");
-        assert_eq!(&quoted[span], "true");
-        assert_eq!(replayed_span(b"{\"outcome\":\"COMMITTED\"}"), None);
-        // Split across words or not, the parts hash as one stream.
-        assert_eq!(
-            hash_parts(&[b"abc", b"defghijkl", b"m"]),
-            hash_parts(&[b"abcdefghijklm"])
-        );
     }
 
     #[test]
