@@ -41,11 +41,12 @@ for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && brea
 # First pass stores every key (declined: no stock); the measured passes replay them all,
 # the same server path oha's fixed key takes (swarm's keys are all different, oha's one
 # key is always in cache: the server CPU per request of each is printed).
-CI=true $BIN run "$WORK/bench.toml" --no-tui --report-dir "$WORK/warm" >/dev/null 2>&1 || true
+# One run id for every pass, so the measured passes replay the first pass's keys.
+CI=true $BIN run "$WORK/bench.toml" --no-tui --run-id bench --report-dir "$WORK/warm" >/dev/null 2>&1 || true
 BODY="$(python3 - "$WORK/server.db" <<'PY'
 import json, sqlite3, sys
 r = sqlite3.connect(sys.argv[1]).execute(
-    "SELECT merchant_id, mandate_id, item_id, agent_id, quantity, amount_minor, currency FROM intent WHERE idem_key = 's5-0-0-0'").fetchone()
+    "SELECT merchant_id, mandate_id, item_id, agent_id, quantity, amount_minor, currency FROM intent WHERE idem_key = 'bench-s5-0-0-0'").fetchone()
 print(json.dumps(dict(zip(["merchantId", "mandateId", "itemId", "agentId", "quantity", "amountMinor", "currency"], r))))
 PY
 )"
@@ -54,7 +55,7 @@ server_ticks() { awk '{print $14 + $15}' "/proc/$SERVER/stat"; }
 for round in $(seq "$ROUNDS"); do
     server_ticks >"$WORK/server.$round.swarm.0"
     CI=true /usr/bin/time -f "%U %S" -o "$WORK/swarm.$round.cpu" \
-        $BIN run "$WORK/bench.toml" --no-tui --report-dir "$WORK/swarm.$round" >/dev/null 2>&1 || true
+        $BIN run "$WORK/bench.toml" --no-tui --run-id bench --report-dir "$WORK/swarm.$round" >/dev/null 2>&1 || true
     server_ticks >"$WORK/server.$round.swarm.1"
     # oha runs as long as swarm just did.
     SECS="$(python3 -c "import json,sys; print(max(1, round(json.load(open(sys.argv[1]))['elapsed_ms'] / 1000)))" "$WORK/swarm.$round/summary.json")"

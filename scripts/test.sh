@@ -29,7 +29,7 @@ echo "test.sh: PostgreSQL at $SWARM_TEST_PG_URL" >&2
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 LOG="$(mktemp)"
-cargo test -- --test-threads="${SWARM_TEST_THREADS:-2}" 2>&1 | tee "$LOG"
+cargo test --no-fail-fast -- --test-threads="${SWARM_TEST_THREADS:-2}" 2>&1 | tee "$LOG"
 # The dashboard in a real terminal (tmux): press f, see the fault, finish valid.
 if scripts/tui-demo.sh target/debug/swarm 2>&1 | tee -a "$LOG"; then
     echo "test result: ok. 1 passed; 0 failed; (scripts/tui-demo.sh)" >>"$LOG"
