@@ -179,6 +179,7 @@ fn a_correct_python_server_is_valid_history_only_and_with_its_database() {
         "{}",
         s["counters"]
     );
+    assert_eq!(check(&s, "history.replay_layout")["count"], 0);
     assert_eq!(s["counters"]["contract_violation"], 0);
     drop(server);
     // With its database (a fresh one: a full audit holds every intent in it to this run's
@@ -226,6 +227,42 @@ fn a_correct_node_server_with_its_own_layout_is_valid() {
     );
     assert!(s["counters"]["replays"].as_u64().unwrap_or(0) > 0);
     assert_eq!(s["counters"]["contract_violation"], 0);
+    // Its replays are its first answers again, byte for byte but for `replayed`.
+    assert_eq!(check(&s, "history.replay_layout")["count"], 0);
+}
+
+/// One check of a summary, by name.
+fn check<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    s["audit"]["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}"))
+}
+
+#[test]
+fn replays_in_another_layout_are_a_warning_not_a_violation() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let server = Foreign::node("replay-layout");
+    let file = scenario(
+        tmp.path(),
+        "layout",
+        &[server.url()],
+        ", discover = \"sandbox\"",
+        "",
+    );
+    let (out, s) = run(&file, &tmp.path().join("r"), &[]);
+    assert_eq!(
+        s["validity"],
+        "valid",
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let layout = check(&s, "history.replay_layout");
+    assert!(layout["count"].as_u64().unwrap_or(0) > 0, "{layout}");
+    assert_eq!(layout["validity"], "valid");
+    assert_eq!(check(&s, "history.replay_mismatch")["count"], 0);
 }
 
 /// Each bug switch and the check family that must catch it.

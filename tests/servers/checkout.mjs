@@ -10,7 +10,8 @@
 //   node checkout.mjs --port N [--bug NAME] [--stock 60] [--cap 1000000]
 //
 // Bugs: oversell, no-key-lookup, fresh-replay-ids, false-503, replay-drops-field,
-// created-for-decline (see checkout.py: the same faults, written again).
+// created-for-decline (see checkout.py: the same faults, written again). And one quirk
+// that is no bug: replay-layout (replays carry the same values, compact instead of pretty).
 
 import http from "node:http";
 import crypto from "node:crypto";
@@ -87,8 +88,9 @@ function replayOf(stored) {
     if (doc.ledgerTxnId) doc.ledgerTxnId = `txn_${seq}`;
   }
   if (bug === "replay-drops-field") delete doc.attempts;
-  // Re-serialised the same way, so a correct replay is byte-identical but for `replayed`.
-  return pretty(doc);
+  // Re-serialised the same way, so a correct replay is byte-identical but for `replayed`;
+  // `replay-layout` (not a bug: the same values in other bytes) writes it compact.
+  return bug === "replay-layout" ? JSON.stringify(doc) : pretty(doc);
 }
 
 function commit(req, key) {
