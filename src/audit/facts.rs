@@ -41,8 +41,8 @@ pub struct KeyFacts {
     /// Other requests that could have committed: indeterminate or unavailable ones.
     could_commit: bool,
     replayed_commit: bool,
-    /// Answers that broke the contract, by `Violation` (index `detail - 1`).
-    pub violations: [u32; 5],
+    /// Which ways this key's answers broke the contract: bit `detail - 1` per `Violation`.
+    pub violations: u8,
 }
 
 impl KeyFacts {
@@ -99,7 +99,7 @@ pub fn key_facts(h: &History) -> Vec<KeyFacts> {
                 nothing_left: 0,
                 could_commit: false,
                 replayed_commit: false,
-                violations: [0; 5],
+                violations: 0,
             });
         }
         let last = out.len().saturating_sub(1);
@@ -138,12 +138,8 @@ pub fn key_facts(h: &History) -> Vec<KeyFacts> {
                 f.info = true;
                 f.all_failed = false;
                 f.could_commit = true;
-                if r.code == Code::Violation
-                    && let Some(slot) = usize::from(r.detail)
-                        .checked_sub(1)
-                        .and_then(|i| f.violations.get_mut(i))
-                {
-                    *slot += 1;
+                if r.code == Code::Violation && (1..=8).contains(&r.detail) {
+                    f.violations |= 1 << (r.detail - 1);
                 }
             }
             Kind::Fail => {
@@ -177,4 +173,19 @@ pub fn key_facts(h: &History) -> Vec<KeyFacts> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_keys_facts_fit_in_one_cache_line() {
+        // A million keys are a million of these next to the records: keep them small.
+        assert!(
+            std::mem::size_of::<KeyFacts>() <= 64,
+            "{}",
+            std::mem::size_of::<KeyFacts>()
+        );
+    }
 }

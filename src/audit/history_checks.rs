@@ -287,8 +287,11 @@ const FALSE_FAILURE: &str = "keys that committed although a request said nothing
 fn contract_checks(h: &Header, facts: &[KeyFacts], k: &dyn Fn(&KeyFacts) -> String) -> Vec<Check> {
     let mut checks = Vec::new();
     for (i, v) in Violation::ALL.into_iter().enumerate() {
-        let hits: Vec<&KeyFacts> = facts.iter().filter(|f| f.violations[i] > 0).collect();
-        let count: u64 = hits.iter().map(|f| u64::from(f.violations[i])).sum();
+        let hits: Vec<&KeyFacts> = facts
+            .iter()
+            .filter(|f| f.violations & (1 << i) != 0)
+            .collect();
+        let count = hits.len() as u64;
         let mut examples: Vec<String> = h
             .contract_examples
             .iter()

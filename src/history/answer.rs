@@ -66,48 +66,75 @@ pub fn replayed_span(body: &[u8]) -> Option<std::ops::Range<usize>> {
     None
 }
 
-/// One hash over the concatenation of `parts`, eight bytes at a time (it runs once per
-/// request); murmur3's finaliser at the end. Never 0.
-fn hash_parts(parts: &[&[u8]]) -> u64 {
-    let mix = |h: u64, word: u64| {
-        let h = (h ^ word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        h ^ (h >> 32)
-    };
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut carry = [0u8; 8];
-    let mut filled = 0;
-    let mut len = 0usize;
+/// One hash over the concatenation of `parts`. Never 0.
+pub fn hash_parts(parts: &[&[u8]]) -> u64 {
+    let mut h = StreamHash::default();
     for part in parts {
-        len += part.len();
-        let mut bytes = *part;
-        if filled > 0 {
-            let take = (8 - filled).min(bytes.len());
-            carry[filled..filled + take].copy_from_slice(&bytes[..take]);
-            filled += take;
+        h.write(part);
+    }
+    h.finish()
+}
+
+/// A hash of a byte stream fed in pieces, eight bytes at a time (it runs once or twice per
+/// request); murmur3's finaliser at the end. The pieces' boundaries do not matter.
+#[derive(Debug, Clone)]
+pub struct StreamHash {
+    h: u64,
+    carry: [u8; 8],
+    filled: usize,
+    len: usize,
+}
+
+impl Default for StreamHash {
+    fn default() -> Self {
+        StreamHash {
+            h: 0xcbf2_9ce4_8422_2325,
+            carry: [0; 8],
+            filled: 0,
+            len: 0,
+        }
+    }
+}
+
+fn mix(h: u64, word: u64) -> u64 {
+    let h = (h ^ word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h ^ (h >> 32)
+}
+
+impl StreamHash {
+    pub fn write(&mut self, mut bytes: &[u8]) {
+        self.len += bytes.len();
+        if self.filled > 0 {
+            let take = (8 - self.filled).min(bytes.len());
+            self.carry[self.filled..self.filled + take].copy_from_slice(&bytes[..take]);
+            self.filled += take;
             bytes = &bytes[take..];
-            if filled < 8 {
-                continue;
+            if self.filled < 8 {
+                return;
             }
-            h = mix(h, u64::from_le_bytes(carry));
+            self.h = mix(self.h, u64::from_le_bytes(self.carry));
         }
         let whole = bytes.len() / 8 * 8;
         for w in bytes[..whole].chunks_exact(8) {
             let mut word = [0u8; 8];
             word.copy_from_slice(w);
-            h = mix(h, u64::from_le_bytes(word));
+            self.h = mix(self.h, u64::from_le_bytes(word));
         }
         let rest = &bytes[whole..];
-        carry[..rest.len()].copy_from_slice(rest);
-        filled = rest.len();
+        self.carry[..rest.len()].copy_from_slice(rest);
+        self.filled = rest.len();
     }
-    if filled > 0 {
-        carry[filled..].fill(0);
-        h = mix(h, u64::from_le_bytes(carry));
+
+    pub fn finish(mut self) -> u64 {
+        if self.filled > 0 {
+            self.carry[self.filled..].fill(0);
+            self.h = mix(self.h, u64::from_le_bytes(self.carry));
+        }
+        let mut h = mix(self.h, self.len as u64);
+        h = (h ^ (h >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h = (h ^ (h >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        (h ^ (h >> 33)).max(1)
     }
-    let mut h = mix(h, len as u64);
-    h = (h ^ (h >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h = (h ^ (h >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    (h ^ (h >> 33)).max(1)
 }
 
 /// How an answer broke the contract (a `Code::Violation` record's `detail`).

@@ -13,9 +13,13 @@
 //! difference is told apart from a different answer). Refusals are read from the status
 //! and the error body's `error.code`, never from a substring of the text.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
-use crate::history::{Code, Violation, answer_hash};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::history::{Code, StreamHash, Violation, answer_hash};
 
 /// A business answer: COMMITTED, or DECLINED with its reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,68 +131,101 @@ pub fn excerpt(body: &[u8]) -> String {
 /// `status`: the answer's own status, checked against the outcome; `None` for a lookup.
 fn read_snapshot(answered: Option<u16>, body: &[u8], asked: Asked<'_>) -> Result<Answer, Broken> {
     let status = answered.unwrap_or(200);
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        broken(
-            Violation::Unparseable,
-            status,
-            &format!("not JSON ({e})"),
-            body,
-        )
-    })?;
-    let Value::Object(obj) = value else {
-        return Err(broken(
-            Violation::Unparseable,
-            status,
-            "not a JSON object",
-            body,
-        ));
-    };
+    // The fast path borrows the body: a sorted map of field names to their raw JSON.
+    match serde_json::from_slice::<Fields<'_>>(body) {
+        Ok(fields) => judge(answered, body, &fields, asked),
+        Err(_) => {
+            // Not an object of plain keys: an object whose keys need unescaping is read
+            // again from its compact form; anything else is unparseable.
+            let value: Value = serde_json::from_slice(body).map_err(|e| {
+                broken(
+                    Violation::Unparseable,
+                    status,
+                    &format!("not JSON ({e})"),
+                    body,
+                )
+            })?;
+            if !value.is_object() {
+                return Err(broken(
+                    Violation::Unparseable,
+                    status,
+                    "not a JSON object",
+                    body,
+                ));
+            }
+            let compact = value.to_string();
+            let fields: Fields<'_> = serde_json::from_str(&compact).map_err(|e| {
+                broken(
+                    Violation::Unparseable,
+                    status,
+                    &format!("unreadable ({e})"),
+                    body,
+                )
+            })?;
+            judge(answered, body, &fields, asked)
+        }
+    }
+}
+
+/// The top-level fields of an answer, sorted by name, each its raw JSON text.
+type Fields<'a> = BTreeMap<&'a str, &'a RawValue>;
+
+/// Judge an answer's fields by the contract; `body` is what the server sent.
+fn judge(
+    answered: Option<u16>,
+    body: &[u8],
+    fields: &Fields<'_>,
+    asked: Asked<'_>,
+) -> Result<Answer, Broken> {
+    let status = answered.unwrap_or(200);
     let missing = |what: &str| broken(Violation::MissingField, status, what, body);
-    let text = |name: &str| -> Result<&str, Broken> {
-        match obj.get(name) {
-            Some(Value::String(s)) if !s.is_empty() => Ok(s),
+    let text = |name: &str| -> Result<Cow<'_, str>, Broken> {
+        match fields.get(name).map(|raw| string(raw)) {
+            Some(Some(s)) if !s.is_empty() => Ok(s),
             Some(_) => Err(missing(&format!("`{name}` is not a non-empty string"))),
             None => Err(missing(&format!("`{name}` is missing"))),
         }
     };
     let integer = |name: &str| -> Result<i64, Broken> {
-        match obj.get(name) {
-            Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
-                broken(
-                    Violation::FloatMoney,
-                    status,
-                    &format!("`{name}` is {n}, not an integer"),
-                    body,
-                )
-            }),
-            Some(_) => Err(missing(&format!("`{name}` is not a number"))),
-            None => Err(missing(&format!("`{name}` is missing"))),
+        let Some(raw) = fields.get(name) else {
+            return Err(missing(&format!("`{name}` is missing")));
+        };
+        let t = raw.get();
+        if let Ok(n) = t.parse::<i64>() {
+            return Ok(n);
         }
+        if t.parse::<f64>().is_ok() {
+            return Err(broken(
+                Violation::FloatMoney,
+                status,
+                &format!("`{name}` is {t}, not an integer"),
+                body,
+            ));
+        }
+        Err(missing(&format!("`{name}` is not a number")))
     };
     let outcome = text("outcome")?;
     text("intentId")?;
     let amount_minor = integer("amountMinor")?;
     let currency = text("currency")?;
-    let attempts = match obj.get("attempts") {
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .filter(|a| *a >= 1)
-            .ok_or_else(|| missing(&format!("`attempts` is {n}, not a count >= 1")))?,
-        Some(_) => return Err(missing("`attempts` is not a number")),
+    let attempts = match fields.get("attempts").map(|raw| raw.get().parse::<u64>()) {
+        Some(Ok(a)) if a >= 1 => a,
+        Some(_) => return Err(missing("`attempts` is not a count >= 1")),
         None => return Err(missing("`attempts` is missing")),
     };
-    let replayed = match obj.get("replayed") {
-        Some(Value::Bool(b)) => *b,
+    let replayed = match fields.get("replayed").map(|raw| raw.get()) {
+        Some("true") => true,
+        Some("false") => false,
         Some(_) => return Err(missing("`replayed` is not a boolean")),
         None => return Err(missing("`replayed` is missing")),
     };
-    let code = match outcome {
+    let code = match outcome.as_ref() {
         "COMMITTED" => {
             text("ledgerTxnId")?;
             text("chosenBucketId")?;
             Code::Committed
         }
-        "DECLINED" => match text("failureCode")? {
+        "DECLINED" => match text("failureCode")?.as_ref() {
             "OUT_OF_STOCK" => Code::OutOfStock,
             "MANDATE_REJECTED" => Code::MandateRejected,
             other => {
@@ -230,16 +267,50 @@ fn read_snapshot(answered: Option<u16>, body: &[u8], asked: Asked<'_>) -> Result
         attempts: attempts.min(u64::from(u32::MAX)) as u32,
         replayed,
         answer_hash: answer_hash(body),
-        semantic_hash: semantic_hash(obj),
+        semantic_hash: semantic_hash(fields),
     })
 }
 
-/// A hash of the answer's values: keys sorted at every depth, no layout, `replayed` left out.
-fn semantic_hash(mut obj: Map<String, Value>) -> u64 {
-    obj.remove("replayed");
-    let mut canonical = String::with_capacity(256);
-    write_canonical(&Value::Object(obj), &mut canonical);
-    answer_hash(canonical.as_bytes())
+/// A raw JSON value as a string, unescaped only when it has to be.
+fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let t = raw.get();
+    if !t.starts_with('"') {
+        return None;
+    }
+    match serde_json::from_str::<&str>(t) {
+        Ok(s) => Some(Cow::Borrowed(s)),
+        Err(_) => serde_json::from_str::<String>(t).ok().map(Cow::Owned),
+    }
+}
+
+/// A hash of the answer's values: fields in name order (the map keeps them sorted), each
+/// value in one canonical form (scalars as the server wrote them unless a string needs
+/// unescaping; objects and arrays re-written with sorted keys), `replayed` left out. No
+/// layout survives, so two answers hash alike exactly when their values are alike.
+fn semantic_hash(fields: &Fields<'_>) -> u64 {
+    let mut h = StreamHash::default();
+    for (name, raw) in fields.iter().filter(|(name, _)| **name != "replayed") {
+        h.write(name.as_bytes());
+        h.write(b"\0");
+        let t = raw.get();
+        match t.as_bytes().first() {
+            Some(b'{' | b'[') => match serde_json::from_str::<Value>(t) {
+                Ok(v) => {
+                    let mut out = String::new();
+                    write_canonical(&v, &mut out);
+                    h.write(out.as_bytes());
+                }
+                Err(_) => h.write(t.as_bytes()),
+            },
+            Some(b'"') if t.contains('\\') => match serde_json::from_str::<String>(t) {
+                Ok(s) => h.write(Value::String(s).to_string().as_bytes()),
+                Err(_) => h.write(t.as_bytes()),
+            },
+            _ => h.write(t.as_bytes()),
+        }
+        h.write(b"\0");
+    }
+    h.finish()
 }
 
 /// `value` as compact JSON with object keys in sorted order (whatever order the map keeps).
@@ -390,6 +461,40 @@ mod tests {
         assert_eq!(refused(422, "{}"), Code::BadRequest);
         assert_eq!(refused(401, "no"), Code::BadRequest);
         assert_eq!(refused(500, "boom"), Code::Internal);
+    }
+
+    #[test]
+    fn values_hash_alike_whatever_the_layout_and_differ_when_a_value_does() {
+        let a = answer(
+            201,
+            &committed(false).replace(
+                "\"attempts\":1",
+                "\"attempts\":1,\"meta\":{\"b\":[1, 2],\"a\":\"x\"}",
+            ),
+        );
+        let b = answer(
+            201,
+            &committed(true).replace(
+                "\"attempts\":1",
+                "\"meta\" : { \"a\":\"\\u0078\", \"b\":[1,2] } , \"attempts\": 1",
+            ),
+        );
+        assert_ne!(a.answer_hash, b.answer_hash, "other bytes");
+        assert_eq!(a.semantic_hash, b.semantic_hash, "the same values");
+        let c = answer(
+            201,
+            &committed(false).replace(
+                "\"attempts\":1",
+                "\"attempts\":1,\"meta\":{\"b\":[2, 1],\"a\":\"x\"}",
+            ),
+        );
+        assert_ne!(
+            a.semantic_hash, c.semantic_hash,
+            "an extra field's value changed"
+        );
+        // A key written with an escape is still the key.
+        let escaped = committed(false).replace("\"currency\"", "\"curr\\u0065ncy\"");
+        assert_eq!(answer(201, &escaped).code, Code::Committed);
     }
 
     #[test]
