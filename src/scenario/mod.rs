@@ -25,7 +25,8 @@ pub use threshold::{Metric, Threshold, ThresholdOp};
 /// Why a scenario could not be used. Each variant maps to exit code 64.
 #[derive(Debug, Error)]
 pub enum ScenarioError {
-    #[error("{path}: cannot read scenario: {source}")]
+    // The cause is the error's source: printed once, by whoever prints the chain.
+    #[error("{path}: cannot read scenario")]
     Read {
         path: PathBuf,
         #[source]
@@ -62,15 +63,53 @@ impl ScenarioError {
 impl Scenario {
     /// Read, parse and validate a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        let read = |source| ScenarioError::Read {
             path: path.to_path_buf(),
             source,
+        };
+        let meta = std::fs::metadata(path).map_err(read)?;
+        if !meta.is_file() {
+            return Err(read(std::io::Error::other("not a file")));
+        }
+        if meta.len() > MAX_SCENARIO_BYTES {
+            return Err(read(std::io::Error::other(format!(
+                "{} bytes: a scenario is at most {MAX_SCENARIO_BYTES}",
+                meta.len()
+            ))));
+        }
+        let bytes = std::fs::read(path).map_err(read)?;
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            let valid = &bytes[..e.valid_up_to()];
+            let valid = std::str::from_utf8(valid).unwrap_or_default();
+            let (line, column) = locate::line_col(valid, valid.len());
+            ScenarioError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                field: String::new(),
+                message: format!(
+                    "not UTF-8 (byte offset {}): save the scenario as UTF-8",
+                    e.valid_up_to()
+                ),
+            }
         })?;
-        Scenario::parse(path, &text)
+        Scenario::parse(path, text)
     }
 
     /// Parse and validate scenario text; `path` is only used in error messages.
     pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+        let at_start = |message: &str| ScenarioError::Invalid {
+            path: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            field: String::new(),
+            message: message.to_string(),
+        };
+        if text.starts_with('\u{feff}') {
+            return Err(at_start(
+                "the file starts with a byte-order mark: save it as UTF-8 without one",
+            ));
+        }
         let mut scenario: Scenario = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let (line, column) = locate::line_col(text, span.start);
@@ -78,15 +117,35 @@ impl Scenario {
                 path: path.to_path_buf(),
                 line,
                 column,
-                field: locate::field_at(text, span.start),
-                message: e.message().trim().to_string(),
+                field: bounded(&locate::field_at(text, span.start)),
+                message: bounded_message(e.message().trim()),
             }
         })?;
+        // A file that says nothing would run every default: almost surely the wrong file.
+        let said = toml::from_str::<toml::Table>(text)
+            .map(|t| !t.is_empty())
+            .unwrap_or(true);
+        if !said {
+            return Err(at_start(
+                "empty scenario: say at least its name (e.g. name = \"smoke\")",
+            ));
+        }
         if scenario.name.is_empty() {
-            scenario.name = path
+            // The file's stem, made a safe file-name component (the report directory's).
+            let stem = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "scenario".into());
+                .unwrap_or_default();
+            let safe: String = stem
+                .chars()
+                .map(|c| if is_name_char(c) { c } else { '-' })
+                .take(MAX_NAME_CHARS)
+                .collect();
+            scenario.name = if safe.trim_matches('.').is_empty() {
+                "scenario".into()
+            } else {
+                safe
+            };
         }
         scenario.validate().map_err(|(locator, field, message)| {
             let (line, column) = locate::line_col(text, locate::find(text, locator));
@@ -95,7 +154,7 @@ impl Scenario {
                 line,
                 column,
                 field,
-                message,
+                message: bounded_message(&message),
             }
         })?;
         scenario.warnings = not_applying(&scenario, text);
@@ -131,13 +190,33 @@ fn not_applying(s: &Scenario, text: &str) -> Vec<String> {
     out
 }
 
-/// `text` cut to a length an error message can carry.
-pub(crate) fn bounded(text: &str) -> String {
-    const MAX: usize = 80;
-    match text.char_indices().nth(MAX) {
+/// Largest scenario file read (a scenario is a few hundred bytes; this is generous).
+pub const MAX_SCENARIO_BYTES: u64 = 1 << 20;
+/// Longest scenario or region name: a file-name component.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// Letters, digits, `-`, `_`, `.`: what a scenario name (a report directory's) may hold.
+pub(crate) fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+}
+
+/// An error message with every long token in it cut (a 50 MB token is not echoed whole).
+fn bounded_message(message: &str) -> String {
+    const MAX_TOTAL: usize = 400;
+    let cut: Vec<String> = message.split(' ').map(bounded).collect();
+    bounded_to(&cut.join(" "), MAX_TOTAL)
+}
+
+fn bounded_to(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_string(),
     }
+}
+
+/// `text` cut to a length an error message can carry.
+pub(crate) fn bounded(text: &str) -> String {
+    bounded_to(text, 80)
 }
 
 #[cfg(test)]

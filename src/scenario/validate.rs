@@ -4,6 +4,23 @@
 
 use super::fault::{Delay, Fault, FaultAction, FaultKind, FaultMode, MAX_DELAY_MS};
 use super::model::{Arrival, LiveCatalog, MAX_AGENTS, Scenario, is_currency};
+use super::{MAX_NAME_CHARS, bounded, is_name_char};
+
+/// Largest stock per item, and largest amount of money, a scenario may name.
+const MAX_UNITS: i64 = 1_000_000_000_000;
+const MAX_MINOR: i64 = 1_000_000_000_000_000;
+/// Units per purchase (the history keeps them in 16 bits).
+const MAX_QUANTITY: i64 = 10_000;
+/// Arrivals per second an open model may ask for.
+const MAX_RATE_PER_S: f64 = 10_000_000.0;
+/// Longest client timeout and backoff.
+const MAX_WAIT_MS: u64 = 600_000;
+/// Most regions (a region is one byte in the history) and faults.
+const MAX_REGIONS: usize = 64;
+const MAX_FAULTS: usize = 1000;
+/// Longest command a fault runs, and longest variable name.
+const MAX_COMMAND_BYTES: usize = 4096;
+const MAX_ENV_NAME: usize = 128;
 
 impl Scenario {
     /// Checks serde cannot express. Spans are found again in the text by `locate`.
@@ -12,18 +29,38 @@ impl Scenario {
         let within = |table: &'static str, key: &'static str, msg: String| {
             Err((Locator::Key(table, key), format!("{table}.{key}"), msg))
         };
+        let name_ok = self.name.chars().count() <= MAX_NAME_CHARS
+            && self.name.chars().all(is_name_char)
+            && !self.name.trim_matches('.').is_empty();
+        if !name_ok {
+            return top(
+                "name",
+                format!(
+                    "`{}` is not a safe name: letters, digits, `-`, `_` and `.`, at most {MAX_NAME_CHARS} (it names the report directory)",
+                    bounded(&self.name)
+                ),
+            );
+        }
         let c = &self.catalog;
         if c.items == 0 || c.items > 10_000 {
             return within("catalog", "items", "must be between 1 and 10000".into());
         }
-        if c.stock < 0 {
-            return within("catalog", "stock", "must be >= 0".into());
+        if !(0..=MAX_UNITS).contains(&c.stock) {
+            return within(
+                "catalog",
+                "stock",
+                format!("must be between 0 and {MAX_UNITS}"),
+            );
         }
         if c.buckets == 0 || c.buckets > 1024 {
             return within("catalog", "buckets", "must be between 1 and 1024".into());
         }
-        if c.price_minor <= 0 {
-            return within("catalog", "price_minor", "must be > 0 (minor units)".into());
+        if !(1..=MAX_MINOR).contains(&c.price_minor) {
+            return within(
+                "catalog",
+                "price_minor",
+                format!("must be between 1 and {MAX_MINOR} (minor units)"),
+            );
         }
         if !is_currency(&c.currency) {
             return within(
@@ -36,8 +73,12 @@ impl Scenario {
         if m.count == 0 || m.count > 2_000_000 {
             return within("mandates", "count", "must be between 1 and 2000000".into());
         }
-        if m.cap_minor < 0 {
-            return within("mandates", "cap_minor", "must be >= 0".into());
+        if !(0..=MAX_MINOR).contains(&m.cap_minor) {
+            return within(
+                "mandates",
+                "cap_minor",
+                format!("must be between 0 and {MAX_MINOR}"),
+            );
         }
         if m.shards == 0 || m.shards > 256 {
             return within("mandates", "shards", "must be between 1 and 256".into());
@@ -56,12 +97,20 @@ impl Scenario {
         if a.purchases == 0 || a.purchases > 1000 {
             return within("agents", "purchases", "must be between 1 and 1000".into());
         }
-        if a.quantity < 1 {
-            return within("agents", "quantity", "must be >= 1".into());
+        if !(1..=MAX_QUANTITY).contains(&a.quantity) {
+            return within(
+                "agents",
+                "quantity",
+                format!("must be between 1 and {MAX_QUANTITY}"),
+            );
         }
         match a.arrival {
-            Arrival::Rate if !(a.rate_per_s > 0.0 && a.rate_per_s.is_finite()) => {
-                return within("agents", "rate_per_s", "must be > 0".into());
+            Arrival::Rate if !(a.rate_per_s > 0.0 && a.rate_per_s <= MAX_RATE_PER_S) => {
+                return within(
+                    "agents",
+                    "rate_per_s",
+                    format!("must be > 0 and at most {MAX_RATE_PER_S}"),
+                );
             }
             Arrival::Ramp if a.stages.is_empty() => {
                 return within("agents", "stages", "ramp arrival needs stages".into());
@@ -69,8 +118,12 @@ impl Scenario {
             _ => {}
         }
         for stage in &a.stages {
-            if !(stage.rate_per_s >= 0.0 && stage.rate_per_s.is_finite()) {
-                return within("agents", "stages", "rate_per_s must be >= 0".into());
+            if !(stage.rate_per_s >= 0.0 && stage.rate_per_s <= MAX_RATE_PER_S) {
+                return within(
+                    "agents",
+                    "stages",
+                    format!("rate_per_s must be between 0 and {MAX_RATE_PER_S}"),
+                );
             }
         }
         let w = self.mix.weights();
@@ -85,14 +138,43 @@ impl Scenario {
             );
         }
         let r = &self.retry;
-        if r.timeout_ms == 0 {
-            return within("retry", "timeout_ms", "must be > 0".into());
+        if r.timeout_ms == 0 || r.timeout_ms > MAX_WAIT_MS {
+            return within(
+                "retry",
+                "timeout_ms",
+                format!("must be between 1 and {MAX_WAIT_MS}"),
+            );
         }
         if r.max_attempts == 0 || r.max_attempts > 1000 {
             return within("retry", "max_attempts", "must be between 1 and 1000".into());
         }
         if r.backoff_ms[0] > r.backoff_ms[1] {
             return within("retry", "backoff_ms", "base must be <= cap".into());
+        }
+        if r.backoff_ms[1] > MAX_WAIT_MS {
+            return within(
+                "retry",
+                "backoff_ms",
+                format!("the cap must be at most {MAX_WAIT_MS}"),
+            );
+        }
+        if self
+            .target
+            .api_key_env
+            .as_ref()
+            .is_some_and(|v| v.is_empty() || v.len() > MAX_ENV_NAME)
+        {
+            return within(
+                "target",
+                "api_key_env",
+                format!("a variable name of 1 to {MAX_ENV_NAME} characters"),
+            );
+        }
+        if self.regions.len() > MAX_REGIONS {
+            return top("regions", format!("at most {MAX_REGIONS} regions"));
+        }
+        if self.fault_specs.len() > MAX_FAULTS {
+            return top("faults", format!("at most {MAX_FAULTS} faults"));
         }
         if self.kernel.max_attempts == 0 || self.kernel.max_attempts > 1000 {
             return within(
@@ -206,8 +288,17 @@ impl Scenario {
                     msg,
                 ))
             };
-            if region.name.is_empty() {
-                return here("name", "must not be empty".into());
+            if region.name.is_empty()
+                || region.name.chars().count() > MAX_NAME_CHARS
+                || !region.name.chars().all(is_name_char)
+            {
+                return here(
+                    "name",
+                    format!(
+                        "`{}`: 1 to {MAX_NAME_CHARS} letters, digits, `-`, `_` or `.` (it names report files)",
+                        bounded(&region.name)
+                    ),
+                );
             }
             if self.regions[..i].iter().any(|r| r.name == region.name) {
                 return here("name", format!("region `{}` is named twice", region.name));
@@ -299,6 +390,13 @@ impl Scenario {
                 FaultKind::Command => {
                     if fault.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
                         return here("command", "a command fault needs a `command`".into());
+                    }
+                    if fault
+                        .command
+                        .as_ref()
+                        .is_some_and(|c| c.len() > MAX_COMMAND_BYTES)
+                    {
+                        return here("command", format!("at most {MAX_COMMAND_BYTES} bytes"));
                     }
                     if fault.mode.is_some() {
                         return here("mode", "a command fault has no mode".into());

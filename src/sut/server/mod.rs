@@ -240,6 +240,15 @@ impl App {
 
 fn idempotency_key(headers: &HeaderMap, body_key: Option<String>) -> Result<String, WireError> {
     // The header is authoritative; the body field is accepted when the header is absent.
+    // Two of them would let a proxy and the kernel read different keys: refused.
+    if headers.get_all("idempotency-key").iter().nth(1).is_some() {
+        return Err(WireError::new(
+            400,
+            "DUPLICATE_HEADER",
+            Some("Idempotency-Key"),
+            "send one Idempotency-Key header",
+        ));
+    }
     match headers.get("idempotency-key") {
         Some(v) => v.to_str().map(str::to_string).map_err(|_| {
             WireError::new(

@@ -1,5 +1,6 @@
 //! The HTTP body of a purchase, parsed field by field so every refusal names its field.
 
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::sut::kernel::PurchaseRequest;
@@ -86,24 +87,78 @@ fn integer(obj: &Map<String, Value>, field: &'static str) -> Result<i64, WireErr
     }
 }
 
+/// The fields a purchase body may name (the others are tolerated and ignored).
+const FIELDS: [&str; 8] = [
+    "merchantId",
+    "mandateId",
+    "itemId",
+    "agentId",
+    "quantity",
+    "amountMinor",
+    "currency",
+    "idempotencyKey",
+];
+
+/// A JSON object read with its duplicate keys noticed: serde_json keeps the last of two
+/// equal keys, and a proxy that reads the first would see another purchase than the one
+/// charged.
+struct Object {
+    map: Map<String, Value>,
+    duplicate: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Object {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Object, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = Object;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut fields: A) -> Result<Object, A::Error> {
+                let mut out = Object {
+                    map: Map::new(),
+                    duplicate: None,
+                };
+                while let Some(key) = fields.next_key::<String>()? {
+                    let value: Value = fields.next_value()?;
+                    if out.map.contains_key(&key) && out.duplicate.is_none() {
+                        out.duplicate = Some(key.clone());
+                    }
+                    out.map.insert(key, value);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Fields)
+    }
+}
+
 /// Parse a commit body. Returns the request and the body's `idempotencyKey`, if any.
 pub fn parse_purchase(body: &[u8]) -> Result<(PurchaseRequest, Option<String>), WireError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
+    let Object {
+        map: obj,
+        duplicate,
+    } = serde_json::from_slice(body).map_err(|e| {
         WireError::new(
             400,
             "MALFORMED_JSON",
             None,
-            format!("the body is not JSON: {e}"),
+            format!("the body must be a JSON object: {e}"),
         )
     })?;
-    let Value::Object(obj) = value else {
+    if let Some(name) = duplicate {
+        let field = FIELDS.iter().find(|f| **f == name).copied();
+        let shown: String = name.chars().take(64).collect();
         return Err(WireError::new(
             400,
-            "MALFORMED_JSON",
-            None,
-            "the body must be a JSON object",
+            "DUPLICATE_FIELD",
+            field,
+            format!("`{shown}` appears more than once; send each field once"),
         ));
-    };
+    }
     let merchant = string(&obj, "merchantId")?;
     let mandate = string(&obj, "mandateId")?;
     let item = string(&obj, "itemId")?;
@@ -167,6 +222,16 @@ mod tests {
                 Some("itemId"),
             ),
         ];
+        let twice = GOOD.replace(r#""quantity":1"#, r#""quantity":2,"quantity":1"#);
+        let e = parse_purchase(twice.as_bytes()).unwrap_err();
+        assert_eq!(
+            (e.status, e.code, e.field),
+            (400, "DUPLICATE_FIELD", Some("quantity"))
+        );
+        let extra_twice = GOOD.replace(r#""currency":"USD""#, r#""currency":"USD","x":1,"x":2"#);
+        let e = parse_purchase(extra_twice.as_bytes()).unwrap_err();
+        assert_eq!((e.code, e.field), ("DUPLICATE_FIELD", None));
+        assert!(e.message.contains("`x`"), "{}", e.message);
         for (body, status, code, field) in cases {
             let e = parse_purchase(body.as_bytes()).unwrap_err();
             assert_eq!((e.status, e.code, e.field), (status, code, field), "{body}");
