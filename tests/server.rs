@@ -298,6 +298,22 @@ async fn auth_and_every_bad_input_get_their_status_and_store_nothing() {
             None,
         ),
         (
+            "a field twice (the last would win)",
+            vec![json, key, auth],
+            swap("\"quantity\":1", "\"quantity\":2,\"quantity\":1"),
+            400,
+            "DUPLICATE_FIELD",
+            Some("quantity"),
+        ),
+        (
+            "two idempotency keys",
+            vec![json, key, ("Idempotency-Key", "bad-2"), auth],
+            body.clone(),
+            400,
+            "DUPLICATE_HEADER",
+            Some("Idempotency-Key"),
+        ),
+        (
             "missing field",
             vec![json, key, auth],
             swap("\"agentId\":\"agent\",", ""),
