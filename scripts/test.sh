@@ -36,6 +36,12 @@ if scripts/tui-demo.sh target/debug/swarm 2>&1 | tee -a "$LOG"; then
 else
     echo "test result: FAILED. 0 passed; 1 failed; (scripts/tui-demo.sh)" >>"$LOG"
 fi
+# The fuzzer: Schemathesis against swarm serve's own OpenAPI document, then an audit.
+if scripts/fuzz-serve.sh target/debug/swarm 2>&1 | tee -a "$LOG"; then
+    echo "test result: ok. 1 passed; 0 failed; (scripts/fuzz-serve.sh)" >>"$LOG"
+else
+    echo "test result: FAILED. 0 passed; 1 failed; (scripts/fuzz-serve.sh)" >>"$LOG"
+fi
 # One closing line over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "swarm: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' "$LOG"

@@ -52,9 +52,10 @@ pub struct PurchaseRequest {
     pub currency: Currency,
 }
 
-/// Longest accepted idempotency key and agent id, in bytes.
+/// Longest accepted idempotency key, in bytes (printable ASCII: bytes are characters).
 pub const MAX_KEY_BYTES: usize = 255;
-pub const MAX_AGENT_BYTES: usize = 128;
+/// Longest accepted agent id, in characters, as the OpenAPI document counts them.
+pub const MAX_AGENT_CHARS: usize = 128;
 
 fn parse_uuid(field: &'static str, s: &str) -> Result<Uuid, KernelError> {
     Uuid::parse_str(s).map_err(|_| KernelError::Malformed {
@@ -114,10 +115,10 @@ impl PurchaseRequest {
                 reason: format!("must be > 0 minor units, got {}", self.amount_minor),
             });
         }
-        if self.agent_id.is_empty() || self.agent_id.len() > MAX_AGENT_BYTES {
+        if self.agent_id.is_empty() || self.agent_id.chars().count() > MAX_AGENT_CHARS {
             return Err(KernelError::Malformed {
                 field: "agentId",
-                reason: format!("must be 1 to {MAX_AGENT_BYTES} bytes"),
+                reason: format!("must be 1 to {MAX_AGENT_CHARS} characters"),
             });
         }
         Ok(())
