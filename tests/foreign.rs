@@ -100,6 +100,17 @@ fn invalid(s: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// The run was judged valid (else: its printed verdict and the invalid checks).
+fn assert_valid(out: &Output, s: &serde_json::Value) {
+    assert_eq!(
+        s["validity"],
+        "valid",
+        "{}\n{:?}",
+        String::from_utf8_lossy(&out.stdout),
+        invalid(s)
+    );
+}
+
 /// A scenario against `endpoints` (one region each): the Python server's catalog is the
 /// scenario's own seed (`swarm db seed`), the Node server's is discovered.
 fn scenario(
@@ -167,13 +178,7 @@ fn a_correct_python_server_is_valid_history_only_and_with_its_database() {
     let file = scenario(tmp.path(), "py", &[server.url()], "", "");
     let (out, s) = run(&file, &tmp.path().join("blind"), &[]);
     assert_eq!(s["audit"]["mode"], "history-only");
-    assert_eq!(
-        s["validity"],
-        "valid",
-        "{}\n{:?}",
-        String::from_utf8_lossy(&out.stdout),
-        invalid(&s)
-    );
+    assert_valid(&out, &s);
     assert!(
         s["counters"]["committed"].as_u64().unwrap_or(0) >= 50,
         "{}",
@@ -191,13 +196,7 @@ fn a_correct_python_server_is_valid_history_only_and_with_its_database() {
     let file = scenario(&full, "py", &[server.url()], "", "");
     let (out, s) = run(&file, &full.join("r"), &["--db", &url]);
     assert_eq!(s["audit"]["mode"], "full");
-    assert_eq!(
-        s["validity"],
-        "valid",
-        "{}\n{:?}",
-        String::from_utf8_lossy(&out.stdout),
-        invalid(&s)
-    );
+    assert_valid(&out, &s);
     assert_eq!(out.status.code(), Some(0));
 }
 
@@ -213,13 +212,7 @@ fn a_correct_node_server_with_its_own_layout_is_valid() {
         "",
     );
     let (out, s) = run(&file, &tmp.path().join("r"), &[]);
-    assert_eq!(
-        s["validity"],
-        "valid",
-        "{}\n{:?}",
-        String::from_utf8_lossy(&out.stdout),
-        invalid(&s)
-    );
+    assert_valid(&out, &s);
     // Exactly the stock it declared was sold, and every double submit got its replay.
     assert_eq!(
         s["counters"]["committed"].as_u64().map(|c| c >= 60),
@@ -338,13 +331,7 @@ fn lost_acknowledgements_on_two_regions_resolve_to_valid() {
         faults,
     );
     let (out, s) = run(&file, &tmp.path().join("r"), &[]);
-    assert_eq!(
-        s["validity"],
-        "valid",
-        "{}\n{:?}",
-        String::from_utf8_lossy(&out.stdout),
-        invalid(&s)
-    );
+    assert_valid(&out, &s);
     assert_eq!(s["resolution"]["unresolved"], 0);
     assert!(
         s["counters"]["connection_reset"].as_u64().unwrap_or(0) > 0,
@@ -373,13 +360,7 @@ fn zincs_shape_against_the_python_server() {
         "",
     );
     let (out, s) = run(&file, &tmp.path().join("r"), &["--db", &url]);
-    assert_eq!(
-        s["validity"],
-        "valid",
-        "{}\n{:?}",
-        String::from_utf8_lossy(&out.stdout),
-        invalid(&s)
-    );
+    assert_valid(&out, &s);
     assert!(
         s["counters"]["replays"].as_u64().unwrap_or(0) > 0,
         "retries looked up their order"
