@@ -72,6 +72,7 @@ async fn clean_run(url: &DbUrl) -> History {
         db: Some(url),
         history: Some(&run.history),
         history_dropped: 0,
+        state_only: false,
     })
     .await;
     assert_eq!(report.validity, Validity::Valid, "{report}");
@@ -212,6 +213,7 @@ async fn hand_corruptions_are_flagged_on(
             db: Some(&url),
             history: Some(&history),
             history_dropped: 0,
+            state_only: false,
         })
         .await;
         assert_eq!(report.validity, Validity::Invalid, "{}: {report}", c.what);
@@ -252,6 +254,7 @@ async fn history_only_audit_says_what_it_could_not_check() {
         db: None,
         history: Some(&history),
         history_dropped: 0,
+        state_only: false,
     })
     .await;
     assert_eq!(report.validity, Validity::Valid, "{report}");
@@ -275,6 +278,7 @@ async fn history_only_audit_says_what_it_could_not_check() {
         db: None,
         history: Some(&inflated),
         history_dropped: 0,
+        state_only: false,
     })
     .await;
     assert_eq!(report.validity, Validity::Invalid, "{report}");

@@ -1,8 +1,8 @@
 //! Crash consistency: `swarm run` killed with SIGKILL at random moments mid-run leaves a
 //! database whose state the auditor finds sound: every purchase the kernel committed is
 //! whole (claim, debit, two ledger legs), none is half-written, stock and caps conserved.
-//! (Telling an interrupted run apart from a finished one needs the run markers of the
-//! auditor issue; this test holds the state half.)
+//! The interrupted run is reported as interrupted: its start marker has no finish marker,
+//! so `swarm audit --db` is `unknown` (exit 3) until `--state-only` asks for the state alone.
 
 mod common;
 
@@ -38,7 +38,10 @@ fn run_and_kill(scenario: &Path, dir: &Path, db: Option<&str>, after: Duration) 
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             if line.contains("agents ") {
                 let _ = tx.send(());
             }
@@ -58,13 +61,45 @@ fn run_and_kill(scenario: &Path, dir: &Path, db: Option<&str>, after: Duration) 
     );
 }
 
-fn state_audit(db: &str) -> (Option<i32>, String) {
+fn audit(db: &str, extra: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
         .args(["audit", "--db", db])
+        .args(extra)
         .env_remove("DATABASE_URL")
         .output()
         .expect("swarm audit");
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn a_finished_run_is_audited_as_finished() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let scenario = tmp.path().join("done.toml");
+    std::fs::write(&scenario, SCENARIO.replace("count = 6000", "count = 300")).expect("write");
+    let dir = tmp.path().join("r");
+    let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["run", &scenario.display().to_string(), "--no-tui"])
+        .args(["--report-dir", &dir.display().to_string()])
+        .env("CI", "true")
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let db = format!("sqlite://{}", dir.join("swarm.db").display());
+    let (code, report) = audit(&db, &[]);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(
+        report.contains("the last run on this database finished"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -78,10 +113,32 @@ fn a_run_killed_at_three_random_moments_leaves_a_sound_database_on_sqlite() {
         let dir = tmp.path().join("r");
         run_and_kill(&scenario, &dir, None, after);
         let db = format!("sqlite://{}", dir.join("swarm.db").display());
-        let (code, report) = state_audit(&db);
-        assert_eq!(code, Some(0), "round {round}, killed {after:?} in:\n{report}");
-        assert!(report.contains("verdict: valid (state-only audit)"), "{report}");
-        assert!(!dir.join("summary.json").exists(), "the run was really cut short");
+        // The run never finished: its database says so, and the verdict is unknown.
+        let (code, report) = audit(&db, &[]);
+        assert_eq!(
+            code,
+            Some(3),
+            "round {round}, killed {after:?} in:\n{report}"
+        );
+        assert!(
+            report.contains("run.finished") && report.contains("never finished"),
+            "{report}"
+        );
+        // The state it left is sound.
+        let (code, report) = audit(&db, &["--state-only"]);
+        assert_eq!(
+            code,
+            Some(0),
+            "round {round}, killed {after:?} in:\n{report}"
+        );
+        assert!(
+            report.contains("verdict: valid (state-only audit)"),
+            "{report}"
+        );
+        assert!(
+            !dir.join("summary.json").exists(),
+            "the run was really cut short"
+        );
     }
 }
 
@@ -97,9 +154,21 @@ async fn a_run_killed_mid_run_leaves_a_sound_database_on_postgres() {
     tokio::task::spawn_blocking(move || run_and_kill(&s, &d, Some(&u), after))
         .await
         .expect("run");
-    let (code, report) = tokio::task::spawn_blocking(move || state_audit(&url))
+    let u = url.clone();
+    let (code, report) = tokio::task::spawn_blocking(move || audit(&u, &[]))
+        .await
+        .expect("audit");
+    assert_eq!(
+        code,
+        Some(3),
+        "killed {after:?} in, reported as interrupted:\n{report}"
+    );
+    let (code, report) = tokio::task::spawn_blocking(move || audit(&url, &["--state-only"]))
         .await
         .expect("audit");
     assert_eq!(code, Some(0), "killed {after:?} in:\n{report}");
-    assert!(report.contains("verdict: valid (state-only audit)"), "{report}");
+    assert!(
+        report.contains("verdict: valid (state-only audit)"),
+        "{report}"
+    );
 }

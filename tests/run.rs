@@ -213,6 +213,7 @@ async fn failover_loses_acknowledgements_and_resolves_every_one() {
         db: Some(&db),
         history: Some(&history),
         history_dropped: 0,
+        state_only: false,
     })
     .await;
     assert_eq!(report.validity, Validity::Valid, "{report}");

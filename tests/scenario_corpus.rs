@@ -42,6 +42,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, &'static str, Option<usize>)> {
         ("twice_named.toml", b"name = \"r\"\n[[regions]]\nname = \"a\"\n[[regions]]\nname = \"a\"\n".to_vec(), "regions[1].name", Some(5)),
         ("region_slash.toml", b"name = \"r\"\n[[regions]]\nname = \"a/b\"\n".to_vec(), "regions[0].name", Some(3)),
         ("https.toml", b"name = \"e\"\ntarget = { kind = \"http\" }\n[[regions]]\nname = \"a\"\nendpoint = \"https://x.example\"\n".to_vec(), "regions[0].endpoint", Some(5)),
+        ("long_endpoint.toml", format!("name = \"e\"\ntarget = {{ kind = \"http\" }}\n[[regions]]\nname = \"a\"\nendpoint = \"http://127.0.0.1:1/{}\"\n", "p".repeat(5000)).into_bytes(), "regions[0].endpoint", Some(5)),
         ("bad_db.toml", b"name = \"d\"\ntarget = { database = \"mysql://x\" }\n".to_vec(), "target.database", Some(2)),
         ("timeout.toml", b"name = \"t\"\nretry = { timeout_ms = 0 }\n".to_vec(), "retry.timeout_ms", Some(2)),
         ("backoff.toml", b"name = \"t\"\nretry = { backoff_ms = [100, 10] }\n".to_vec(), "retry.backoff_ms", Some(2)),

@@ -322,3 +322,40 @@ pub async fn live(src: &Source) -> Result<LiveCounts, crate::sut::db::DbError> {
         polls: 0,
     })
 }
+
+/// `run.finished`: the last run that started on this database (`swarm_meta`'s
+/// `run.started`) also finished (`run.finished`, written after its audit and report). A
+/// run cut short (killed, out of memory, a CI timeout) left requests in flight that nothing
+/// can resolve now, so its database's verdict is `unknown` until a run finishes on it or the
+/// state alone is asked for. No markers (a database swarm did not seed): no check.
+pub async fn run_finished(src: &Source, auditing: Option<&str>) -> Option<Check> {
+    let mut started = None;
+    let mut finished = None;
+    let read = src
+        .for_each(
+            "SELECT meta_key, meta_value FROM swarm_meta WHERE meta_key IN ('run.started', 'run.finished')",
+            |r: &[Val]| match r[0].as_str() {
+                "run.started" => started = Some(r[1].as_str().to_string()),
+                _ => finished = Some(r[1].as_str().to_string()),
+            },
+        )
+        .await;
+    let started = read.ok().and(started)?;
+    if Some(started.as_str()) == auditing || finished.as_deref() == Some(started.as_str()) {
+        return Some(Check::violations(
+            "run.finished",
+            Invariant::History,
+            0,
+            vec![],
+            "the last run on this database finished",
+        ));
+    }
+    Some(Check::unknown(
+        "run.finished",
+        Invariant::History,
+        format!(
+            "run {started} started on this database and never finished: requests in flight when it \
+             stopped cannot be resolved (audit --state-only for the state checks alone)"
+        ),
+    ))
+}

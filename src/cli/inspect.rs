@@ -30,6 +30,7 @@ pub async fn audit(args: AuditArgs) -> Result<i32, Exit> {
                 db: url.as_ref(),
                 history: None,
                 history_dropped: 0,
+                state_only: args.state_only,
             })
             .await
         }

@@ -118,6 +118,10 @@ pub struct AuditArgs {
     /// Print the verdict as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The state checks alone: audit a database whose last run never finished (killed,
+    /// timed out) without reporting that run as unresolved.
+    #[arg(long, conflicts_with = "history")]
+    pub state_only: bool,
 }
 
 fn parse_shard(s: &str) -> Result<(u32, u32), String> {

@@ -116,7 +116,14 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
         }
     };
     let _ = phase.send(Phase::Auditing);
+    let marker = result.marker.clone();
     let (summary, written) = swarm::report::conclude(&scenario, result).await;
+    if let Some(marker) = marker {
+        swarm::run::mark_finished(&marker)
+            .await
+            .with_context(|| format!("marking the run finished in {}", marker.db))
+            .map_err(internal)?;
+    }
     if let Some(d) = dashboard {
         let _ = phase.send(Phase::Done {
             validity: summary.validity,

@@ -115,6 +115,28 @@ pub struct RunResult {
     pub region_names: Vec<String>,
     /// The last figures of the live audit.
     pub live: LiveCounts,
+    /// The start marker this run wrote (its own database only), to be finished.
+    pub marker: Option<RunMarker>,
+}
+
+/// `swarm_meta` keys: the run id of the last run that started on this database, and of
+/// the last that finished (after its audit and report).
+pub const RUN_STARTED: &str = "run.started";
+pub const RUN_FINISHED: &str = "run.finished";
+
+/// Mark the run as finished on its database (when it wrote a start marker there).
+pub async fn mark_finished(marker: &RunMarker) -> Result<(), RunError> {
+    Database::connect(&marker.db)?
+        .set_meta(RUN_FINISHED, marker.run_id.as_str())
+        .await?;
+    Ok(())
+}
+
+/// Where a run left its start marker.
+#[derive(Debug, Clone)]
+pub struct RunMarker {
+    pub db: DbUrl,
+    pub run_id: RunId,
 }
 
 /// Run a scenario end to end, up to (not including) the audit.
@@ -146,6 +168,9 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
             if own_catalog {
                 database.init().await?;
                 database.seed(&plan).await?;
+                // Before the first purchase: a database whose last run never wrote its
+                // finish marker was cut short, and the audit says so.
+                database.set_meta(RUN_STARTED, opts.run_id.as_str()).await?;
             }
             database.engine_version().await?
         }
@@ -278,9 +303,10 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
     tracing::info!(memory_kib = ?crate::metrics::memory_kib(), "history taken");
     let history_path = opts.dir.join("history.bin");
     history.write(&history_path)?;
+    let db_url = url;
     Ok(RunResult {
         dir: opts.dir.clone(),
-        db_url: url,
+        db_url: db_url.clone(),
         embedded,
         db_engine,
         history_path,
@@ -296,5 +322,12 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         stopped_early: stopped_early || opts.control.stop.load(Ordering::Acquire),
         region_names,
         live: live_counts,
+        marker: match (&db_url, own_catalog) {
+            (Some(db), true) => Some(RunMarker {
+                db: db.clone(),
+                run_id: opts.run_id.clone(),
+            }),
+            _ => None,
+        },
     })
 }

@@ -52,6 +52,9 @@ pub fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Durat
     parse_duration(&text).map(Some).map_err(D::Error::custom)
 }
 
+/// Longest address (database URL, endpoint) a scenario may give.
+pub const MAX_ADDRESS_BYTES: usize = 2048;
+
 /// An optional value of a type with `FromStr` (a database URL, an endpoint).
 pub fn optional<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
@@ -60,6 +63,12 @@ where
     T::Err: Display,
 {
     let text = String::deserialize(d)?;
+    if text.len() > MAX_ADDRESS_BYTES {
+        return Err(D::Error::custom(format!(
+            "{} bytes: an address is at most {MAX_ADDRESS_BYTES}",
+            text.len()
+        )));
+    }
     text.parse().map(Some).map_err(D::Error::custom)
 }
 

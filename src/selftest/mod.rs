@@ -219,6 +219,7 @@ pub async fn run_case(
             db: Some(&url),
             history: Some(&run.history),
             history_dropped: run.history_dropped,
+            state_only: false,
         })
         .await),
         Err(e) => Err(e),

@@ -193,6 +193,26 @@ impl Database {
         }
     }
 
+    /// Record `key = value` in `swarm_meta` (replacing an earlier value). Both are plain
+    /// tokens (letters, digits, `_`, `.`), so the statement is the same on both dialects.
+    pub async fn set_meta(&self, key: &str, value: &str) -> Result<(), DbError> {
+        let plain = |t: &str| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        };
+        if !plain(key) || !plain(value) {
+            return Err(DbError::Other(format!(
+                "swarm_meta: `{key}` = `{value}` is not a plain token"
+            )));
+        }
+        self.execute(&format!(
+            "INSERT INTO swarm_meta (meta_key, meta_value) VALUES ('{key}', '{value}') \
+             ON CONFLICT (meta_key) DO UPDATE SET meta_value = excluded.meta_value"
+        ))
+        .await
+    }
+
     /// Run one statement outside any purchase (administration, selftest set-up).
     pub async fn execute(&self, sql: &str) -> Result<(), DbError> {
         match (&self.url, &self.pg) {
