@@ -7,7 +7,7 @@
 //! from a scenario file or from `swarm serve`: the production path never sees it.
 
 use crate::sut::db::{Database, DbError};
-use crate::sut::kernel::Sql;
+use crate::sut::kernel::{Sql, Take};
 
 /// One bug.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,16 +73,7 @@ impl Sabotage {
             // The condition becomes a clamp, so the row never goes negative (no CHECK
             // trips) while the sale goes through anyway: the bug a CHECK does not stop.
             Sabotage::SkipStockCondition => {
-                rewrite(
-                    &mut lite.stock.candidates,
-                    "AND available >= ?2",
-                    "AND ?2 = ?2",
-                );
-                rewrite(
-                    &mut lite.stock.take,
-                    "SET available = available - ?2 WHERE bucket_id = ?1 AND available >= ?2",
-                    "SET available = CASE WHEN available >= ?2 THEN available - ?2 ELSE 0 END WHERE bucket_id = ?1",
-                );
+                clamp(&mut lite.stock, "available", "bucket_id");
                 rewrite(
                     &mut pg.probe,
                     "UPDATE bucket SET available = available - $3",
@@ -100,16 +91,7 @@ impl Sabotage {
                 );
             }
             Sabotage::SkipCapCondition => {
-                rewrite(
-                    &mut lite.funds.candidates,
-                    "AND remaining >= ?2",
-                    "AND ?2 = ?2",
-                );
-                rewrite(
-                    &mut lite.funds.take,
-                    "SET remaining = remaining - ?2 WHERE shard_id = ?1 AND remaining >= ?2",
-                    "SET remaining = CASE WHEN remaining >= ?2 THEN remaining - ?2 ELSE 0 END WHERE shard_id = ?1",
-                );
+                clamp(&mut lite.funds, "remaining", "shard_id");
                 rewrite(
                     &mut pg.probe,
                     "      AND EXISTS (SELECT 1 FROM mandate_shard WHERE mandate_id = $4 AND remaining >= $5)\n",
@@ -186,6 +168,23 @@ impl Sabotage {
         }
         Ok(())
     }
+}
+
+/// SQLite's half of a skipped condition: every row is a candidate, and the decrement is a
+/// clamp at zero instead of a condition.
+fn clamp(take: &mut Take, column: &str, id: &str) {
+    rewrite(
+        &mut take.candidates,
+        &format!("AND {column} >= ?2"),
+        "AND ?2 = ?2",
+    );
+    rewrite(
+        &mut take.take,
+        &format!("SET {column} = {column} - ?2 WHERE {id} = ?1 AND {column} >= ?2"),
+        &format!(
+            "SET {column} = CASE WHEN {column} >= ?2 THEN {column} - ?2 ELSE 0 END WHERE {id} = ?1"
+        ),
+    );
 }
 
 /// An INSERT's five bound values, selected into no row.
