@@ -42,6 +42,8 @@ embedded commit 100000000 "$N_COMMIT"
 echo "== PostgreSQL: kernel vs pgbench, commit path, 16 hot buckets, REPEATABLE READ (medians of $RUNS) =="
 export SWARM_PG_DIR="${SWARM_PG_DIR:-/tmp/swarm-pg-bench}"
 ADMIN="$(scripts/pg-up.sh "$SWARM_PG_DIR")"
+# Stop what this script started, however it ends.
+trap 'scripts/pg-down.sh "$SWARM_PG_DIR" >/dev/null 2>&1; rm -rf "$WORK"' EXIT INT TERM
 BASE="${ADMIN%/*}"
 PSQL_BIN="$(dirname "$(ls /usr/lib/postgresql/*/bin/pgbench | tail -1)")"
 fresh() { local db="bench_${$}_$1"; psql -q "$ADMIN" -c "CREATE DATABASE $db" >/dev/null; echo "$BASE/$db"; }

@@ -145,3 +145,20 @@ fn a_name_taken_from_the_file_is_made_safe() {
         .collect();
     assert!(reports[0].starts_with("my-scenario--v2--"), "{reports:?}");
 }
+
+#[test]
+fn a_missing_api_key_variable_is_a_usage_error_before_anything_is_created() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("live.toml");
+    std::fs::write(
+        &file,
+        "name = \"live\"\ntarget = { kind = \"http\", api_key_env = \"SWARM_TEST_SURELY_UNSET\" }\n\
+         [[regions]]\nname = \"a\"\nendpoint = \"http://127.0.0.1:1\"\n",
+    )
+    .expect("write");
+    let out = run(tmp.path(), &file);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("SWARM_TEST_SURELY_UNSET"), "{err}");
+    assert!(!tmp.path().join("reports").exists(), "nothing created");
+}

@@ -39,9 +39,9 @@ pub enum Verb {
     /// Example: swarm audit --db sqlite://reports/smoke-X/swarm.db --history reports/smoke-X/history.bin
     Audit(AuditArgs),
     /// Sabotage the kernel in six ways and prove the auditor catches each; clean runs stay valid.
-    ///
-    /// Example: swarm selftest            (embedded SQLite)
-    ///          swarm selftest --db postgres://swarm@127.0.0.1:5432/postgres
+    #[command(
+        after_help = "Examples:\n  swarm selftest                                              # embedded SQLite\n  swarm selftest --db postgres://swarm@127.0.0.1:5432/postgres  # a PostgreSQL server"
+    )]
     Selftest {
         /// A PostgreSQL server URL (one database is created and dropped per case).
         #[arg(long)]
@@ -72,7 +72,10 @@ pub enum Verb {
         db: Option<String>,
     },
     /// Schema, seed data and counts.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  swarm db init --db sqlite://demo.db\n  swarm db seed --db sqlite://demo.db scenarios/smoke.toml\n  swarm db stats --db sqlite://demo.db --json"
+    )]
     Db(DbVerb),
 }
 

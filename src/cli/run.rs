@@ -38,6 +38,16 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
         }
         scenario.agents.count = agents;
     }
+    // A live endpoint's key comes from the environment: a missing variable is the
+    // caller's mistake, said before anything is created.
+    if let Some(var) = &scenario.target.api_key_env
+        && std::env::var_os(var).is_none()
+    {
+        return Err(usage(anyhow::anyhow!(
+            "{}: target.api_key_env: the variable `{var}` is not set",
+            args.scenario.display()
+        )));
+    }
     // The flag, then the scenario's, then DATABASE_URL; none: embedded.
     let db: Option<DbUrl> = match args.db {
         Some(u) => Some(parse_url(&u)?),
