@@ -190,6 +190,18 @@ pub struct Metrics {
 /// Contract violations kept in words (the rest are counted).
 pub const MAX_VIOLATION_EXAMPLES: usize = 20;
 
+/// One request counted in flight (see `Metrics::enter`).
+pub struct InFlightGuard<'a> {
+    metrics: &'a Metrics,
+    region: usize,
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.metrics.in_flight.add(self.region, -1);
+    }
+}
+
 /// A merged, read-only view.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -291,12 +303,15 @@ impl Metrics {
             .min(u128::from(u32::MAX)) as u32
     }
 
-    pub fn enter(&self, region: usize) {
+    /// A request enters `region`; it is counted in flight until the guard is dropped,
+    /// however the request ends: answered, timed out, or abandoned with its future (a
+    /// crashing client drops its request mid-flight), so the gauge returns to zero.
+    pub fn enter(&self, region: usize) -> InFlightGuard<'_> {
         self.in_flight.add(region, 1);
-    }
-
-    pub fn leave(&self, region: usize) {
-        self.in_flight.add(region, -1);
+        InFlightGuard {
+            metrics: self,
+            region,
+        }
     }
 
     /// One finished request: counters, attempts, raw latency.

@@ -708,3 +708,38 @@ fn the_zinc_shape_runs_the_same_scenario_and_audit() {
         "changed payloads refused"
     );
 }
+
+#[test]
+fn the_in_flight_gauge_returns_to_zero_after_every_persona_and_fault_mode() {
+    // failover.toml: every region-down mode in turn, crash-restart clients that abandon
+    // requests mid-flight, double submits and payload mutators; direct and over HTTP.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let http = tmp.path().join("http.toml");
+    let text = std::fs::read_to_string(scenario("failover.toml")).expect("read");
+    std::fs::write(
+        &http,
+        text.replacen(
+            "\nname = \"failover\"",
+            "\nname = \"failover\"\ntarget = { kind = \"http\" }",
+            1,
+        ),
+    )
+    .expect("write");
+    for (label, file) in [
+        ("direct", scenario("failover.toml")),
+        ("http", http.display().to_string()),
+    ] {
+        let dir = tmp.path().join(label);
+        assert_ok(&run_to(&dir, &file, &["--agents", "4000"]));
+        let (series, _) = swarm::report::read_series(&dir.join("timeseries.csv")).expect("series");
+        let last = series.last().expect("a sample");
+        assert_eq!(
+            last.in_flight, 0,
+            "{label}: requests left counted in flight: {last:?}"
+        );
+        assert!(
+            series.iter().any(|s| s.in_flight > 0),
+            "{label}: the gauge moved at all"
+        );
+    }
+}

@@ -206,7 +206,7 @@ impl World {
         let region = &self.regions[usize::from(a.region) % self.regions.len()];
         let sent_at = Instant::now();
         let invoke_ms = self.metrics.ms_at(sent_at);
-        self.metrics.enter(usize::from(a.region));
+        let in_flight = self.metrics.enter(usize::from(a.region));
         let reply = match tokio::time::timeout(
             Duration::from_millis(self.retry.timeout_ms),
             region.commit(&req, &key),
@@ -216,7 +216,7 @@ impl World {
             Ok(r) => r,
             Err(_) => Reply::Transport(Code::Timeout),
         };
-        self.metrics.leave(usize::from(a.region));
+        drop(in_flight);
         let done = Instant::now();
         let sent = classify(&reply);
         if let Reply::Violation(broken) = &reply {
