@@ -413,3 +413,26 @@ fn an_unreadable_server_is_named_at_once_and_never_retried_as_a_network_error() 
         "the examples name the status, key and body:\n{stdout}\n{stderr}"
     );
 }
+
+#[test]
+fn a_run_against_a_closed_port_tested_nothing_and_is_never_valid() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let port = common::free_port(); // nothing listens there
+    let file = scenario(
+        tmp.path(),
+        "closed",
+        &[format!("http://127.0.0.1:{port}")],
+        "",
+        "",
+    );
+    let (out, s) = run(&file, &tmp.path().join("r"), &["--agents", "100"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(s["validity"], "unknown");
+    assert_eq!(check(&s, "run.exercised")["validity"], "unknown");
+    assert!(s["counters"]["connection_refused"].as_u64().unwrap_or(0) > 0);
+}

@@ -517,16 +517,26 @@ fn a_live_endpoint_is_driven_over_http_with_an_api_key() {
     );
     assert!(!blind.join("swarm.db").exists());
     // With it (the same run id and seed, so every key replays): the full audit.
+    // Every answer is a replay of the first run's purchases: sound, but it tested nothing
+    // new, so the verdict is unknown (exit 3) with that reason, never valid.
     let seen = tmp.path().join("seen");
     let out = run(&seen, &["--db", &db, "--run-id", "live5"]);
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(3),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
     let s = summary(&seen);
     assert_eq!(s["audit"]["mode"], "full");
+    let not_valid: Vec<&serde_json::Value> = s["audit"]["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["validity"] != "valid")
+        .collect();
+    assert_eq!(not_valid.len(), 1, "{not_valid:?}");
+    assert_eq!(not_valid[0]["name"], "run.exercised");
     assert!(
         s["counters"]["replays"].as_u64().unwrap_or(0) >= 1500,
         "{}",

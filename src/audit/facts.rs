@@ -25,7 +25,8 @@ pub struct KeyFacts {
     pub info: bool,
     pub definite: bool,
     pub all_failed: bool,
-    has_fresh: bool,
+    /// A fresh business answer (COMMITTED or DECLINED, not a replay) came for this key.
+    pub has_fresh: bool,
     /// The first fresh answer's semantic hash (see `ok_hash`).
     pub ok_semantic: u64,
     /// An answer whose values differ from the original answer's.

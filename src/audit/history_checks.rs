@@ -156,6 +156,28 @@ pub fn history_only(h: &Header, facts: &[KeyFacts], dropped: u64) -> Vec<Check> 
         &|f| f.persona == Persona::DoubleSubmit && f.fresh_commits > 1,
         "concurrent double submits that both committed fresh",
     ));
+    // A run in which no request got a fresh business answer tested nothing: every request
+    // was refused, failed, or replayed a purchase settled before the run. Never valid.
+    let fresh = facts.iter().filter(|f| f.has_fresh).count() as u64;
+    checks.push(if fresh > 0 {
+        Check::figure(
+            "run.exercised",
+            Invariant::History,
+            fresh,
+            vec![],
+            "keys that got a fresh business answer (COMMITTED or DECLINED) in this run",
+        )
+    } else {
+        Check::unknown(
+            "run.exercised",
+            Invariant::History,
+            format!(
+                "nothing was exercised: of {} keys, none got a fresh COMMITTED or DECLINED answer \
+                 (every request was refused, failed, or replayed an earlier run's purchase)",
+                facts.len()
+            ),
+        )
+    });
     let open: Vec<&KeyFacts> = facts.iter().filter(|f| f.indeterminate()).collect();
     checks.push(Check::undecided(
         "history.unresolved",

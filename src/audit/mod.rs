@@ -65,6 +65,7 @@ const SHARD_DEFERRED: &[&str] = &[
 
 const HISTORY_CHECKS: &[&str] = &[
     "history.complete",
+    "run.exercised",
     "history.replay_mismatch",
     "history.replay_layout",
     "history.false_failure",
