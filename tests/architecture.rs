@@ -255,23 +255,43 @@ fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
         .collect()
 }
 
-/// Every arrow in `src/`: (from component, to component, file, the path named).
-fn arrows() -> Vec<(String, String, String, String)> {
+/// One source file of a component: where it is, its module path, its component, and its
+/// code (tests and comments left out).
+struct Source {
+    shown: String,
+    here: Vec<String>,
+    component: String,
+    code: String,
+}
+
+/// Every file of `src/` but `lib.rs` (the module list).
+fn sources() -> Vec<Source> {
     let mut files = Vec::new();
     rust_files(&src(), &mut files);
+    files
+        .into_iter()
+        .filter_map(|file| {
+            let here = module_of(&file);
+            let component = component(&here)?;
+            let text = std::fs::read_to_string(&file).expect("read");
+            Some(Source {
+                shown: file.strip_prefix(src()).expect("src").display().to_string(),
+                here,
+                component,
+                code: code_of(&text),
+            })
+        })
+        .collect()
+}
+
+/// Every arrow in `src/`: (from component, to component, file, the path named).
+fn arrows() -> Vec<(String, String, String, String)> {
     let mut out = Vec::new();
-    for file in files {
-        let here = module_of(&file);
-        let Some(from) = component(&here) else {
-            continue; // lib.rs: the module list
-        };
-        let binary = from == "cli";
-        let text = std::fs::read_to_string(&file).expect("read");
-        for path in paths_in(&code_of(&text), &here, binary) {
+    for f in sources() {
+        for path in paths_in(&f.code, &f.here, f.component == "cli") {
             let Some(to) = component(&path) else { continue };
-            if to != from {
-                let shown = file.strip_prefix(src()).expect("src").display().to_string();
-                out.push((from.clone(), to, shown, path.join("::")));
+            if to != f.component {
+                out.push((f.component.clone(), to, f.shown.clone(), path.join("::")));
             }
         }
     }
@@ -340,23 +360,16 @@ fn the_allowed_arrows_run_one_way() {
 
 #[test]
 fn no_module_re_exports_another_components_items() {
-    let mut files = Vec::new();
-    rust_files(&src(), &mut files);
     let mut hidden = Vec::new();
-    for file in files {
-        let here = module_of(&file);
-        let Some(from) = component(&here) else {
-            continue;
-        };
-        let text = std::fs::read_to_string(&file).expect("read");
-        let code = code_of(&text);
-        for stmt in code
+    for f in sources() {
+        let exports = f
+            .code
             .split(';')
-            .filter(|s| s.trim_start().starts_with("pub use "))
-        {
-            for path in paths_in(stmt, &here, from == "cli") {
-                if component(&path).is_some_and(|to| to != from) {
-                    hidden.push(format!("{}: pub use {}", file.display(), path.join("::")));
+            .filter(|s| s.trim_start().starts_with("pub use "));
+        for stmt in exports {
+            for path in paths_in(stmt, &f.here, f.component == "cli") {
+                if component(&path).is_some_and(|to| to != f.component) {
+                    hidden.push(format!("{}: pub use {}", f.shown, path.join("::")));
                 }
             }
         }

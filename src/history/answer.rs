@@ -16,7 +16,7 @@ pub fn answer_hash(body: &[u8]) -> u64 {
 
 /// The byte range of the value of the top-level `"replayed"` key (`true` or `false`).
 /// Answers from swarm's own kernel end in `"replayed":…}`: that case costs no scan.
-pub fn replayed_span(body: &[u8]) -> Option<std::ops::Range<usize>> {
+fn replayed_span(body: &[u8]) -> Option<std::ops::Range<usize>> {
     for (tail, value) in [
         (&b"\"replayed\":true}"[..], 4),
         (&b"\"replayed\":false}"[..], 5),
@@ -67,7 +67,7 @@ pub fn replayed_span(body: &[u8]) -> Option<std::ops::Range<usize>> {
 }
 
 /// One hash over the concatenation of `parts`. Never 0.
-pub fn hash_parts(parts: &[&[u8]]) -> u64 {
+fn hash_parts(parts: &[&[u8]]) -> u64 {
     let mut h = StreamHash::default();
     for part in parts {
         h.write(part);
@@ -161,10 +161,6 @@ impl Violation {
         Violation::StatusMismatch,
         Violation::PayloadMismatch,
     ];
-
-    pub fn from_u8(v: u8) -> Option<Violation> {
-        Violation::ALL.into_iter().find(|x| *x as u8 == v)
-    }
 
     /// What the check counts, in words.
     pub fn describe(self) -> &'static str {

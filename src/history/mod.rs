@@ -14,7 +14,7 @@ use thiserror::Error;
 
 mod answer;
 
-pub use answer::{StreamHash, Violation, answer_hash, hash_parts, replayed_span};
+pub use answer::{StreamHash, Violation, answer_hash};
 
 /// How a request ended, from the client's side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -32,7 +32,7 @@ use crate::sut::kernel::{Currency, KernelError, Sql};
 use crate::target::open::{self, OpenError};
 use agent::World;
 use faults::{FaultRecord, Timeline};
-pub use id::{MAX_RUN_ID, RunId};
+pub use id::RunId;
 pub use resolve::Resolution;
 use schedule::Schedule;
 use shop::Shop;

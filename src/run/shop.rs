@@ -40,15 +40,6 @@ impl Shop {
         plan: &SeedPlan,
         regions: &[Region],
     ) -> Result<Shop, RunError> {
-        let declared = |merchant_id, items, mandates| Shop {
-            merchant_id,
-            items,
-            mandates,
-            price_minor: s.catalog.price_minor,
-            currency: s.catalog.currency.clone(),
-            stock_per_item: s.catalog.stock,
-            cap_per_mandate_minor: s.mandates.cap_minor,
-        };
         if let Some(live) = &s.live_catalog {
             return Ok(Shop {
                 merchant_id: live.merchant,
@@ -63,11 +54,15 @@ impl Shop {
         if s.target.discover == Some(crate::scenario::Discover::Sandbox) {
             return Shop::discover(regions).await;
         }
-        Ok(declared(
-            plan.merchants[0].merchant_id,
-            plan.catalog_items().map(|i| i.item_id).collect(),
-            plan.catalog_mandates().map(|m| m.mandate_id).collect(),
-        ))
+        Ok(Shop {
+            merchant_id: plan.merchants[0].merchant_id,
+            items: plan.catalog_items().map(|i| i.item_id).collect(),
+            mandates: plan.catalog_mandates().map(|m| m.mandate_id).collect(),
+            price_minor: s.catalog.price_minor,
+            currency: s.catalog.currency.clone(),
+            stock_per_item: s.catalog.stock,
+            cap_per_mandate_minor: s.mandates.cap_minor,
+        })
     }
 
     async fn discover(regions: &[Region]) -> Result<Shop, RunError> {

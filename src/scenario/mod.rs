@@ -121,11 +121,10 @@ impl Scenario {
                 message: bounded_message(e.message().trim()),
             }
         })?;
-        // A file that says nothing would run every default: almost surely the wrong file.
-        let said = toml::from_str::<toml::Table>(text)
-            .map(|t| !t.is_empty())
-            .unwrap_or(true);
-        if !said {
+        // The keys the file writes (it parsed as a scenario, so it parses as a table): a
+        // file that says nothing would run every default, almost surely the wrong file.
+        let written: toml::Table = toml::from_str(text).unwrap_or_default();
+        if written.is_empty() {
             return Err(at_start(
                 "empty scenario: say at least its name (e.g. name = \"smoke\")",
             ));
@@ -157,15 +156,14 @@ impl Scenario {
                 message: bounded_message(&message),
             }
         })?;
-        scenario.warnings = not_applying(&scenario, text);
+        scenario.warnings = not_applying(&scenario, &written);
         Ok(scenario)
     }
 }
 
 /// Sections the file writes that this kind of target does not use: said, not ignored
 /// silently.
-fn not_applying(s: &Scenario, text: &str) -> Vec<String> {
-    let written: toml::Table = toml::from_str(text).unwrap_or_default();
+fn not_applying(s: &Scenario, written: &toml::Table) -> Vec<String> {
     let mut out = Vec::new();
     let source = if s.target.ids.is_some() {
         Some("target.ids")

@@ -115,11 +115,7 @@ impl Sabotage {
             }
             // The credit leg is gone; its parameters stay bound so the statement prepares.
             Sabotage::OneLedgerLeg => {
-                rewrite(
-                    &mut lite.credit_leg,
-                    "VALUES (?1, ?2, ?3, ?4, ?5)",
-                    NOTHING_OF_FIVE,
-                );
+                insert_nothing(&mut lite.credit_leg);
                 rewrite(
                     &mut pg.settle,
                     ", ($20, $13, $22, $9, $10)\n)",
@@ -127,21 +123,13 @@ impl Sabotage {
                 );
             }
             Sabotage::NoLedgerRows => {
-                rewrite(
+                for insert in [
                     &mut lite.ledger_txn,
-                    "VALUES (?1, ?2, ?3, ?4)",
-                    "SELECT ?1, ?2, ?3, ?4 WHERE 0 = 1",
-                );
-                rewrite(
                     &mut lite.debit_leg,
-                    "VALUES (?1, ?2, ?3, ?4, ?5)",
-                    NOTHING_OF_FIVE,
-                );
-                rewrite(
                     &mut lite.credit_leg,
-                    "VALUES (?1, ?2, ?3, ?4, ?5)",
-                    NOTHING_OF_FIVE,
-                );
+                ] {
+                    insert_nothing(insert);
+                }
                 rewrite(
                     &mut pg.settle,
                     "), txn AS (\n    INSERT INTO ledger_txn (ledger_txn_id, intent_id, amount_minor, currency) VALUES ($13, $1, $9, $10)\n), legs AS (\n    INSERT INTO ledger_leg (leg_id, ledger_txn_id, account, signed_amount_minor, currency)\n    VALUES ($19, $13, $21, -$9::BIGINT, $10), ($20, $13, $22, $9, $10)\n)",
@@ -187,8 +175,19 @@ fn clamp(take: &mut Take, column: &str, id: &str) {
     );
 }
 
-/// An INSERT's five bound values, selected into no row.
-const NOTHING_OF_FIVE: &str = "SELECT ?1, ?2, ?3, ?4, ?5 WHERE 0 = 1";
+/// An `INSERT … VALUES (?1, …, ?n)` that writes no row: its values are selected into
+/// none, so every parameter stays bound and the statement still prepares.
+fn insert_nothing(sql: &mut String) {
+    let open = sql
+        .rfind("VALUES (")
+        .expect("sabotage pattern missing: VALUES (");
+    let values = sql[open + "VALUES (".len()..]
+        .trim_end()
+        .trim_end_matches(')')
+        .to_string();
+    let from = format!("VALUES ({values})");
+    rewrite(sql, &from, &format!("SELECT {values} WHERE 0 = 1"));
+}
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,7 @@ use crate::addr::Endpoint;
 use crate::history::Code;
 use crate::history::Violation;
 use crate::sut::kernel::PurchaseRequest;
-use crate::target::pool::{self, Answer, ConnectionPool};
+use crate::target::pool::{self, ConnectionPool, Response};
 use crate::target::proxy::FaultProxy;
 
 const IDEMPOTENCY_KEY: header::HeaderName = header::HeaderName::from_static("idempotency-key");
@@ -91,7 +91,7 @@ impl HttpGateway {
     }
 
     /// `GET {prefix}{path}`.
-    pub async fn get(&self, path: &str) -> Result<Answer, Code> {
+    pub async fn get(&self, path: &str) -> Result<Response, Code> {
         let uri = format!("{}{path}", self.prefix)
             .parse()
             .map_err(|_| Code::BadRequest)?;
@@ -101,7 +101,7 @@ impl HttpGateway {
     }
 
     /// `POST {prefix}{path}` with a JSON body.
-    async fn post(&self, path: &str, body: Bytes) -> Result<Answer, Code> {
+    async fn post(&self, path: &str, body: Bytes) -> Result<Response, Code> {
         let uri = format!("{}{path}", self.prefix)
             .parse()
             .map_err(|_| Code::BadRequest)?;
@@ -116,21 +116,25 @@ impl HttpGateway {
             Err(code) => return Reply::Transport(code),
         };
         let asked = asked(req);
-        let already = answer.status == 409
-            && serde_json::from_slice::<serde_json::Value>(&answer.body)
-                .ok()
-                .and_then(|v| v["error"]["code"].as_str().map(|c| c == "already_exists"))
-                .unwrap_or(false);
-        if !already {
+        // `409 already_exists` names the order a retry should look up; anything else is an
+        // answer to read by the contract.
+        let order = (answer.status == 409)
+            .then(|| serde_json::from_slice::<serde_json::Value>(&answer.body).ok())
+            .flatten()
+            .filter(|v| v["error"]["code"] == "already_exists")
+            // Without an id the lookup fails and says so.
+            .map(|v| {
+                v["error"]["order_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            });
+        let Some(id) = order else {
             return reply_of(answer.status, &answer.body, asked);
-        }
-        let id = serde_json::from_slice::<serde_json::Value>(&answer.body)
-            .ok()
-            .and_then(|v| v["error"]["order_id"].as_str().map(str::to_string))
-            .unwrap_or_default();
+        };
         match self.get(&format!("/orders/{id}")).await {
             // The stored order, learned by lookup: a replay whatever its `replayed` says.
-            Ok(Answer { status: 200, body }) => match contract::read_stored(&body, asked) {
+            Ok(Response { status: 200, body }) => match contract::read_stored(&body, asked) {
                 Ok(mut a) => {
                     a.replayed = true;
                     Reply::Answer(a)

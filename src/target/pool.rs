@@ -17,8 +17,8 @@ use hyper_util::rt::TokioIo;
 use crate::history::Code;
 use crate::lane::{MAX_LANES, lane};
 
-/// An HTTP answer: status and the whole body.
-pub struct Answer {
+/// An HTTP response: status and the whole body (not yet read by the contract).
+pub struct Response {
     pub status: u16,
     pub body: Bytes,
 }
@@ -79,7 +79,7 @@ impl ConnectionPool {
 
     /// Send one request and read its whole answer. A refused connection is `Refused`;
     /// anything that breaks after it is open is `Reset`.
-    pub async fn send(&self, request: hyper::Request<Full<Bytes>>) -> Result<Answer, Code> {
+    pub async fn send(&self, request: hyper::Request<Full<Bytes>>) -> Result<Response, Code> {
         let mut sender = self.checkout().await?;
         let response = sender
             .send_request(request)
@@ -93,7 +93,7 @@ impl ConnectionPool {
             .map_err(|_| Code::Reset)?
             .to_bytes();
         self.checkin(sender);
-        Ok(Answer { status, body })
+        Ok(Response { status, body })
     }
 
     /// Connections waiting idle, all lanes (for tests).
