@@ -34,8 +34,16 @@ fn futures_block<F: std::future::Future>(f: F) -> F::Output {
 async fn every_sabotage_is_caught_by_exactly_its_check_on_sqlite() {
     let report = swarm::selftest::run(None).await.expect("selftest");
     assert!(report.passed, "{report}");
-    assert_eq!(report.cases.len(), 6);
+    assert_eq!(report.cases.len(), 13);
     assert_eq!(report.clean.len(), 5);
+    exactly_its_check(&report);
+}
+
+/// The sabotages made for one check each are caught by that check alone.
+fn exactly_its_check(report: &swarm::selftest::SelftestReport) {
+    for case in report.cases.iter().skip(6) {
+        assert!(case.others.is_empty(), "{}: {report}", case.sabotage);
+    }
 }
 
 #[test]
@@ -43,11 +51,12 @@ fn every_sabotage_is_caught_by_exactly_its_check_on_postgres() {
     let server = pg_server();
     let report = futures_block(swarm::selftest::run(Some(&server))).expect("selftest");
     assert!(report.passed, "{report}");
+    exactly_its_check(&report);
 }
 
 const SMALL: &str = "name = \"corrupt\"\nseed = 11\n\
-catalog = { items = 1, stock = 30, buckets = 4, price_minor = 100, currency = \"USD\" }\n\
-mandates = { count = 200, cap_minor = 300, shards = 2 }\n\
+catalog = { items = 1, stock = 1000, buckets = 4, price_minor = 100, currency = \"USD\" }\n\
+mandates = { count = 100, cap_minor = 300, shards = 2 }\n\
 agents = { count = 400, in_flight = 32 }\n\
 mix = { well_behaved = 0.8, double_submit = 0.2 }\n";
 
@@ -79,12 +88,14 @@ async fn clean_run(url: &DbUrl) -> History {
     run.history
 }
 
-/// One hand corruption: how to break the database, which check must say so, and the id
-/// it must give as an example.
+/// One hand corruption: how to break the database, which check must say so (and which
+/// others may, because the corruption breaks them too), and the id it must give as an
+/// example.
 struct Corruption {
     what: &'static str,
     check: &'static str,
     invariant: Invariant,
+    also: &'static [&'static str],
 }
 
 async fn corrupt(url: &DbUrl, what: &str) -> String {
@@ -165,40 +176,228 @@ async fn corrupt(url: &DbUrl, what: &str) -> String {
             )).await;
             key.to_string()
         }
+        "move a unit between two buckets of one item" => {
+            let item = "(SELECT item_id FROM stock_claim ORDER BY intent_id LIMIT 1)";
+            let from = common::query_text(url, &format!(
+                "SELECT CAST(bucket_id AS TEXT) FROM bucket WHERE item_id = {item} ORDER BY bucket_id LIMIT 1"
+            )).await;
+            common::execute(url, &format!(
+                "UPDATE bucket SET available = available - 1 WHERE CAST(bucket_id AS TEXT) = '{from}'; \
+                 UPDATE bucket SET available = available + 1 WHERE bucket_id = \
+                   (SELECT bucket_id FROM bucket WHERE item_id = {item} ORDER BY bucket_id DESC LIMIT 1)"
+            )).await;
+            from
+        }
+        "move money between two shards of one mandate" => {
+            let from = common::query_text(
+                url,
+                "SELECT CAST(shard_id AS TEXT) FROM mandate_shard ORDER BY remaining DESC, shard_id LIMIT 1",
+            )
+            .await;
+            let mandate = format!(
+                "(SELECT mandate_id FROM mandate_shard WHERE CAST(shard_id AS TEXT) = '{from}')"
+            );
+            common::execute(url, &format!(
+                "UPDATE mandate_shard SET remaining = remaining + 100 \
+                 WHERE shard_id = (SELECT shard_id FROM mandate_shard WHERE mandate_id = {mandate} \
+                                   AND CAST(shard_id AS TEXT) <> '{from}' ORDER BY shard_id LIMIT 1); \
+                 UPDATE mandate_shard SET remaining = remaining - 100 WHERE CAST(shard_id AS TEXT) = '{from}'"
+            )).await;
+            from
+        }
+        "give one unit of a claim back to its bucket" => {
+            let intent = common::query_text(
+                url,
+                "SELECT CAST(intent_id AS TEXT) FROM stock_claim ORDER BY intent_id LIMIT 1",
+            )
+            .await;
+            common::execute(url, &format!(
+                "UPDATE bucket SET available = available + 1 WHERE bucket_id = \
+                   (SELECT bucket_id FROM stock_claim WHERE CAST(intent_id AS TEXT) = '{intent}'); \
+                 UPDATE stock_claim SET quantity = quantity - 1 WHERE CAST(intent_id AS TEXT) = '{intent}'"
+            )).await;
+            intent
+        }
+        "give part of a debit back to its shard" => {
+            let intent = common::query_text(
+                url,
+                "SELECT CAST(intent_id AS TEXT) FROM mandate_debit ORDER BY intent_id LIMIT 1",
+            )
+            .await;
+            common::execute(url, &format!(
+                "UPDATE mandate_shard SET remaining = remaining + 1 WHERE shard_id = \
+                   (SELECT shard_id FROM mandate_debit WHERE CAST(intent_id AS TEXT) = '{intent}'); \
+                 UPDATE mandate_debit SET amount_minor = amount_minor - 1 WHERE CAST(intent_id AS TEXT) = '{intent}'"
+            )).await;
+            intent
+        }
+        "book a credit leg to another merchant" => {
+            let txn = common::query_text(
+                url,
+                "SELECT CAST(ledger_txn_id AS TEXT) FROM ledger_txn ORDER BY ledger_txn_id LIMIT 1",
+            )
+            .await;
+            common::execute(url, &format!(
+                "UPDATE ledger_leg SET account = 'merchant:00000000-0000-4000-8000-00000000beef' \
+                 WHERE CAST(ledger_txn_id AS TEXT) = '{txn}' AND signed_amount_minor > 0"
+            )).await;
+            txn
+        }
+        "point an intent at another intent's ledger transaction" => {
+            let intent = common::query_text(
+                url,
+                "SELECT CAST(intent_id AS TEXT) FROM ledger_txn ORDER BY intent_id LIMIT 1",
+            )
+            .await;
+            common::execute(
+                url,
+                &format!(
+                    "UPDATE intent SET ledger_txn_id = (SELECT ledger_txn_id FROM ledger_txn \
+                   WHERE CAST(intent_id AS TEXT) <> '{intent}' ORDER BY ledger_txn_id LIMIT 1) \
+                 WHERE CAST(intent_id AS TEXT) = '{intent}'"
+                ),
+            )
+            .await;
+            intent
+        }
+        "point a declined intent at another merchant's mandate" => {
+            let intent = common::query_text(
+                url,
+                "SELECT CAST(intent_id AS TEXT) FROM intent WHERE outcome = 'DECLINED' ORDER BY intent_id LIMIT 1",
+            )
+            .await;
+            common::execute(url, &format!(
+                "UPDATE intent SET mandate_id = (SELECT m.mandate_id FROM mandate m \
+                   WHERE m.merchant_id <> (SELECT merchant_id FROM intent WHERE CAST(intent_id AS TEXT) = '{intent}') \
+                   ORDER BY m.mandate_id LIMIT 1) \
+                 WHERE CAST(intent_id AS TEXT) = '{intent}'"
+            )).await;
+            format!("intent:{intent} (mandate of another merchant)")
+        }
+        "price the item in another currency" => {
+            common::execute(
+                url,
+                "UPDATE item SET currency = 'EUR' WHERE item_id = (SELECT item_id FROM stock_claim ORDER BY intent_id LIMIT 1)",
+            )
+            .await;
+            "(item in another currency)".to_string()
+        }
+        "give the item a merchant that does not exist" => {
+            let item = common::query_text(
+                url,
+                "SELECT CAST(item_id AS TEXT) FROM stock_claim ORDER BY intent_id LIMIT 1",
+            )
+            .await;
+            common::execute(url, &format!(
+                "UPDATE item SET merchant_id = '00000000-0000-4000-8000-00000000dead' WHERE CAST(item_id AS TEXT) = '{item}'"
+            )).await;
+            format!("item:{item}")
+        }
         other => panic!("unknown corruption {other}"),
     }
 }
 
-const CORRUPTIONS: [Corruption; 6] = [
+/// The state's corruptions each break exactly one check: `also` is empty.
+const CORRUPTIONS: [Corruption; 15] = [
     Corruption {
         what: "delete one ledger leg",
         check: "ledger_drift.unbalanced_txn",
         invariant: Invariant::LedgerDrift,
+        also: &["ledger_drift.global_sum", "ledger_drift.wrong_legs"],
     },
     Corruption {
         what: "duplicate a ledger transaction",
         check: "duplicate_settlement.ledger",
         invariant: Invariant::DuplicateSettlement,
+        also: &["ledger_drift.amount_mismatch", "ledger_drift.wrong_legs"],
     },
     Corruption {
         what: "set a bucket to -1",
         check: "oversell.negative_bucket",
         invariant: Invariant::Oversell,
+        also: &[
+            "oversell.stock_not_conserved",
+            "oversell.bucket_not_conserved",
+        ],
     },
     Corruption {
         what: "raise a shard above its cap",
         check: "mandate_breach.not_conserved",
         invariant: Invariant::MandateBreach,
+        also: &["mandate_breach.shard_not_conserved"],
     },
     Corruption {
         what: "delete an acknowledged intent",
         check: "history.lost_commit",
         invariant: Invariant::History,
+        also: &[
+            "torn_commit.orphan_rows",
+            "oversell.claim_mismatch",
+            "mandate_breach.debit_mismatch",
+            "ledger_drift.wrong_legs",
+            "history.interval",
+        ],
     },
     Corruption {
         what: "insert an intent with a key no client sent",
         check: "history.phantom_commit",
         invariant: Invariant::History,
+        // A copied snapshot names the original's intent id.
+        also: &["torn_commit.snapshot_mismatch"],
+    },
+    Corruption {
+        what: "move a unit between two buckets of one item",
+        check: "oversell.bucket_not_conserved",
+        invariant: Invariant::Oversell,
+        also: &[],
+    },
+    Corruption {
+        what: "move money between two shards of one mandate",
+        check: "mandate_breach.shard_not_conserved",
+        invariant: Invariant::MandateBreach,
+        also: &[],
+    },
+    Corruption {
+        what: "give one unit of a claim back to its bucket",
+        check: "oversell.claim_mismatch",
+        invariant: Invariant::Oversell,
+        also: &[],
+    },
+    Corruption {
+        what: "give part of a debit back to its shard",
+        check: "mandate_breach.debit_mismatch",
+        invariant: Invariant::MandateBreach,
+        also: &[],
+    },
+    Corruption {
+        what: "book a credit leg to another merchant",
+        check: "ledger_drift.wrong_legs",
+        invariant: Invariant::LedgerDrift,
+        also: &[],
+    },
+    Corruption {
+        what: "point an intent at another intent's ledger transaction",
+        check: "torn_commit.snapshot_mismatch",
+        invariant: Invariant::TornCommit,
+        also: &[],
+    },
+    Corruption {
+        what: "point a declined intent at another merchant's mandate",
+        check: "torn_commit.broken_reference",
+        invariant: Invariant::TornCommit,
+        also: &[],
+    },
+    Corruption {
+        what: "price the item in another currency",
+        check: "torn_commit.broken_reference",
+        invariant: Invariant::TornCommit,
+        also: &[],
+    },
+    Corruption {
+        what: "give the item a merchant that does not exist",
+        check: "torn_commit.broken_reference",
+        invariant: Invariant::TornCommit,
+        also: &[],
     },
 ];
 
@@ -228,6 +427,18 @@ async fn hand_corruptions_are_flagged_on(
             c.what,
             c.check,
             check.examples
+        );
+        let others: Vec<&str> = report
+            .checks
+            .iter()
+            .filter(|x| x.validity == Validity::Invalid && x.name != c.check)
+            .map(|x| x.name.as_str())
+            .filter(|name| !c.also.contains(name))
+            .collect();
+        assert!(
+            others.is_empty(),
+            "{}: other checks fired: {others:?}",
+            c.what
         );
     }
 }
@@ -369,4 +580,70 @@ async fn live_counters_see_a_negative_bucket_and_a_double_settlement() {
     assert!(dirty.oversells >= 1, "{dirty:?}");
     assert!(dirty.duplicate_settlements >= 1, "{dirty:?}");
     assert_eq!(dirty.ledger_drift, 1, "{dirty:?}");
+}
+
+/// The shipped scenarios over 20 seeds each, scaled to 1,500 agents (faults, mix, catalog
+/// and mandates as written): every clean run is valid. `make_db` gives a fresh database
+/// per run; `drop_db` cleans it up.
+async fn twenty_seeds_are_valid_on(
+    make_db: impl AsyncFn() -> (Option<tempfile::TempDir>, DbUrl),
+    drop_db: impl AsyncFn(&DbUrl),
+) {
+    for name in ["smoke", "failover", "mandates", "contention"] {
+        let path = common::repo().join(format!("scenarios/{name}.toml"));
+        let mut failures = Vec::new();
+        for seed in 1..=20u64 {
+            let mut scenario = Scenario::load(&path).expect("scenario");
+            scenario.seed = seed;
+            scenario.agents.count = 1500;
+            let (_guard, url) = make_db().await;
+            let dir = tempfile::tempdir().expect("dir");
+            let run = run::execute(RunOptions {
+                scenario,
+                db: Some(url.clone()),
+                dir: dir.path().to_path_buf(),
+                shard: None,
+                progress: false,
+                control: Arc::new(Control::default()),
+                observer: None,
+                kernel_sql: swarm::sut::kernel::Sql::reference(),
+                run_id: run::RunId::random(),
+            })
+            .await
+            .expect("run");
+            let report = audit::audit(audit::Input {
+                db: Some(&url),
+                history: Some(&run.history),
+                history_dropped: run.history_dropped,
+                state_only: false,
+            })
+            .await;
+            if report.validity != Validity::Valid {
+                failures.push(format!("{name} seed {seed}:\n{report}"));
+            }
+            drop_db(&url).await;
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_seeds_of_every_scenario_are_valid_on_sqlite() {
+    twenty_seeds_are_valid_on(
+        async || {
+            let (g, u) = common::fresh_sqlite();
+            (Some(g), u)
+        },
+        async |_| {},
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_seeds_of_every_scenario_are_valid_on_postgres() {
+    twenty_seeds_are_valid_on(
+        async || (None, common::fresh_pg().await),
+        async |url| common::drop_pg(url).await,
+    )
+    .await;
 }

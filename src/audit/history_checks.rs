@@ -7,93 +7,9 @@
 use std::collections::HashMap;
 
 use super::facts::{KeyFacts, KeyId};
-use super::source::{Source, Val};
+use super::intents::Intents;
 use super::verdict::{Check, Invariant};
-use crate::history::{Header, Persona, Violation, answer_hash, key};
-
-/// One intent as the auditor reads it.
-#[derive(Debug, Clone)]
-pub struct DbIntent {
-    /// Parsed from the key; `None` when the key is not one this history's clients use.
-    pub id: Option<KeyId>,
-    /// Kept only for keys that do not parse (they are reported by name).
-    pub foreign_key: Option<Box<str>>,
-    pub committed: bool,
-    pub quantity: i64,
-    pub amount_minor: i64,
-    pub snapshot_hash: u64,
-    /// Index into `Intents::items`.
-    pub item: u32,
-}
-
-/// The intents and the item ids they name (interned).
-#[derive(Debug, Default)]
-pub struct Intents {
-    pub rows: Vec<DbIntent>,
-    pub items: Vec<String>,
-}
-
-impl DbIntent {
-    fn key(&self, prefix: &str) -> String {
-        match (&self.foreign_key, self.id) {
-            (Some(k), _) => k.to_string(),
-            (None, Some(id)) => key(prefix, id.0, id.1, id.2),
-            (None, None) => String::new(),
-        }
-    }
-}
-
-fn parse_key(prefix: &str, k: &str) -> Option<KeyId> {
-    let rest = k.strip_prefix(prefix)?.strip_prefix('-')?;
-    let mut parts = rest.split('-');
-    let agent = parts.next()?.parse().ok()?;
-    let purchase = parts.next()?.parse().ok()?;
-    let variant = parts.next()?.parse().ok()?;
-    if parts.next().is_some() {
-        return None;
-    }
-    let id = (agent, purchase, variant);
-    (key(prefix, agent, purchase, variant) == k).then_some(id)
-}
-
-/// Every non-sandbox intent, sorted by key id (foreign keys last).
-pub async fn load_intents(src: &Source, prefix: &str) -> Result<Intents, crate::sut::db::DbError> {
-    let mut out = Vec::new();
-    let mut items: Vec<String> = Vec::new();
-    src.for_each(
-        "SELECT n.idem_key, n.outcome, n.quantity, n.amount_minor, n.snapshot, CAST(n.item_id AS TEXT) \
-         FROM intent n WHERE NOT EXISTS (SELECT 1 FROM item i WHERE i.item_id = n.item_id AND i.sandbox = 1)",
-        |r: &[Val]| {
-            let k = r[0].as_str();
-            let id = parse_key(prefix, k);
-            let item_id = r[5].as_str();
-            let item = match items.iter().position(|i| i == item_id) {
-                Some(i) => i,
-                None => {
-                    items.push(item_id.to_string());
-                    items.len() - 1
-                }
-            };
-            out.push(DbIntent {
-                id,
-                foreign_key: if id.is_none() { Some(k.into()) } else { None },
-                committed: r[1].as_str() == "COMMITTED",
-                quantity: r[2].int(),
-                amount_minor: r[3].int(),
-                snapshot_hash: answer_hash(r[4].as_str().as_bytes()),
-                item: item as u32,
-            });
-        },
-    )
-    .await?;
-    out.sort_by(|a, b| match (a.id, b.id) {
-        (Some(x), Some(y)) => x.cmp(&y),
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => a.foreign_key.cmp(&b.foreign_key),
-    });
-    Ok(Intents { rows: out, items })
-}
+use crate::history::{Header, Persona, Violation, key};
 
 /// Checks that need only the history.
 pub fn history_only(h: &Header, facts: &[KeyFacts], dropped: u64) -> Vec<Check> {
@@ -519,22 +435,4 @@ pub fn against_db(h: &Header, facts: &[KeyFacts], all: &Intents) -> Vec<Check> {
     let committed_set = |f: &KeyFacts| committed_ids.binary_search(&f.id).is_ok();
     checks.extend(per_purchase(h, facts, committed_set, "in the database"));
     checks
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_parse_back_exactly() {
-        assert_eq!(parse_key("s42", "s42-7-0-1"), Some((7, 0, 1)));
-        assert_eq!(parse_key("s42", "s42-7-0-1-2"), None);
-        assert_eq!(parse_key("s42", "s4-7-0-1"), None);
-        assert_eq!(
-            parse_key("s42", "s42-07-0-1"),
-            None,
-            "not how a client writes it"
-        );
-        assert_eq!(parse_key("s42", "phantom"), None);
-    }
 }

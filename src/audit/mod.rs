@@ -7,6 +7,7 @@
 
 mod facts;
 mod history_checks;
+mod intents;
 mod source;
 mod state;
 mod verdict;
@@ -35,16 +36,23 @@ const STATE_CHECKS: &[&str] = &[
     "oversell.negative_bucket",
     "oversell.committed_over_stock",
     "oversell.stock_not_conserved",
+    "oversell.bucket_not_conserved",
+    "oversell.claim_mismatch",
     "duplicate_settlement.key",
     "duplicate_settlement.ledger",
     "ledger_drift.global_sum",
     "ledger_drift.unbalanced_txn",
     "ledger_drift.amount_mismatch",
+    "ledger_drift.wrong_legs",
     "mandate_breach.negative_shard",
     "mandate_breach.over_cap",
     "mandate_breach.not_conserved",
+    "mandate_breach.shard_not_conserved",
+    "mandate_breach.debit_mismatch",
     "torn_commit.missing_rows",
     "torn_commit.orphan_rows",
+    "torn_commit.snapshot_mismatch",
+    "torn_commit.broken_reference",
 ];
 
 const DB_HISTORY_CHECKS: &[&str] = &[
@@ -132,10 +140,18 @@ async fn audit_facts(
         let auditing = history.as_ref().map(|(h, _)| h.run_id.as_str());
         checks.extend(state::run_finished(src, auditing).await);
     }
+    // Every intent is read once: for the state checks that need each row, and (with a
+    // history) for the comparison with what clients were told.
+    let mut loaded: Result<intents::Intents, String> = Err("no database".into());
     if let Some(src) = &source {
-        let (state_checks, state_timings) = state::run(src).await;
+        let clock = Instant::now();
+        let prefix = history.as_ref().map(|(h, _)| h.key_prefix.as_str());
+        let scan = intents::scan(src, prefix).await.map_err(|e| e.to_string());
+        timings.push(Timing::since("read every intent", clock));
+        let (state_checks, state_timings) = state::run(src, &scan).await;
         checks.extend(state_checks);
         timings.extend(state_timings);
+        loaded = scan.map(|s| s.intents.unwrap_or_default());
     } else if db.is_none() {
         skipped.extend(STATE_CHECKS.iter().map(|s| s.to_string()));
     }
@@ -154,11 +170,9 @@ async fn audit_facts(
             ));
             timings.push(Timing::since("history: client-side checks", clock));
             match &source {
-                Some(src) => {
-                    let clock = Instant::now();
-                    match history_checks::load_intents(src, &header.key_prefix).await {
+                Some(_) => {
+                    match loaded {
                         Ok(intents) => {
-                            timings.push(Timing::since("history: read every intent", clock));
                             let clock = Instant::now();
                             let mut cross = history_checks::against_db(&header, &facts, &intents);
                             if header.shard.is_some() {

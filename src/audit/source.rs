@@ -42,6 +42,53 @@ impl Val {
     }
 }
 
+/// One row read in place: text borrows the driver's buffer, so a scan of a million rows
+/// allocates nothing per cell.
+pub enum Row<'a> {
+    Sqlite(&'a rusqlite::Row<'a>),
+    Postgres(&'a tokio_postgres::Row),
+}
+
+impl Row<'_> {
+    /// Column `i` as text (`None`: NULL).
+    pub fn text(&self, i: usize) -> Result<Option<&str>, DbError> {
+        match self {
+            Row::Sqlite(r) => match r.get_ref(i)? {
+                ValueRef::Null => Ok(None),
+                ValueRef::Text(t) | ValueRef::Blob(t) => std::str::from_utf8(t)
+                    .map(Some)
+                    .map_err(|e| DbError::Other(format!("column {i} is not UTF-8: {e}"))),
+                ValueRef::Integer(_) | ValueRef::Real(_) => Err(DbError::Other(format!(
+                    "column {i} is a number where text was expected"
+                ))),
+            },
+            Row::Postgres(r) => Ok(r.try_get::<_, Option<&str>>(i)?),
+        }
+    }
+
+    /// Column `i` as an integer (`None`: NULL).
+    pub fn int(&self, i: usize) -> Result<Option<i64>, DbError> {
+        match self {
+            Row::Sqlite(r) => match r.get_ref(i)? {
+                ValueRef::Null => Ok(None),
+                ValueRef::Integer(v) => Ok(Some(v)),
+                _ => Err(DbError::Other(format!("column {i} is not an integer"))),
+            },
+            Row::Postgres(r) => {
+                let t = r.columns().get(i).map(|c| c.type_().clone());
+                match t {
+                    Some(Type::INT8) => Ok(r.try_get::<_, Option<i64>>(i)?),
+                    Some(Type::INT4) => Ok(r.try_get::<_, Option<i32>>(i)?.map(i64::from)),
+                    Some(Type::INT2) => Ok(r.try_get::<_, Option<i16>>(i)?.map(i64::from)),
+                    other => Err(DbError::Other(format!(
+                        "column {i} is {other:?}, not an integer"
+                    ))),
+                }
+            }
+        }
+    }
+}
+
 pub enum Source {
     /// Behind a mutex so a `Source` can be held across awaits on any thread.
     Sqlite(std::sync::Mutex<rusqlite::Connection>),
@@ -77,6 +124,34 @@ impl Source {
         let mut out = Vec::new();
         self.for_each(sql, |row| out.push(row.to_vec())).await?;
         Ok(out)
+    }
+
+    /// Stream the rows of `sql` through `f`, read in place; `f`'s error stops the scan.
+    pub async fn for_each_row(
+        &self,
+        sql: &str,
+        mut f: impl FnMut(&Row<'_>) -> Result<(), DbError>,
+    ) -> Result<(), DbError> {
+        match self {
+            Source::Sqlite(conn) => tokio::task::block_in_place(|| {
+                let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+                let mut st = conn.prepare(sql)?;
+                let mut rows = st.query([])?;
+                while let Some(row) = rows.next()? {
+                    f(&Row::Sqlite(row))?;
+                }
+                Ok(())
+            }),
+            Source::Postgres(client) => {
+                let params: [&str; 0] = [];
+                let stream = client.query_raw(sql, params).await?;
+                pin_mut!(stream);
+                while let Some(row) = stream.next().await {
+                    f(&Row::Postgres(&row?))?;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Stream the rows of `sql` through `f` without holding them all.

@@ -4,6 +4,7 @@
 //! `bucket.initial_available`, `mandate.cap_minor` and `mandate_shard.initial_remaining_minor`,
 //! written at seed time and never updated by a purchase.
 
+use super::intents::{self, Found, Scan};
 use super::source::{Source, Val};
 use std::time::Instant;
 
@@ -27,9 +28,31 @@ async fn check_rows(
     }
 }
 
-/// Every state check, each with the time it took.
+/// A check fed by the pass over every intent and by a commit-sized query.
+fn merged(
+    name: &'static str,
+    invariant: Invariant,
+    scan: &Result<Scan, String>,
+    from_scan: impl Fn(&Scan) -> &Found,
+    rows: Result<Found, String>,
+    detail: &str,
+) -> Check {
+    match (scan, rows) {
+        (Ok(scan), Ok(mut found)) => {
+            let seen = from_scan(scan);
+            found.count += seen.count;
+            found.examples.extend(seen.examples.iter().cloned());
+            Check::violations(name, invariant, found.count, found.examples, detail)
+        }
+        (Err(e), _) => Check::unknown(name, invariant, format!("could not read every intent: {e}")),
+        (_, Err(e)) => Check::unknown(name, invariant, format!("could not run: {e}")),
+    }
+}
+
+/// Every state check, each with the time it took. `scan`: the pass over every intent
+/// (or why it failed), which the snapshot and reference checks finish.
 #[allow(unused_assignments)] // the last lap's mark is never read
-pub async fn run(src: &Source) -> (Vec<Check>, Vec<Timing>) {
+pub async fn run(src: &Source, scan: &Result<Scan, String>) -> (Vec<Check>, Vec<Timing>) {
     let mut checks: Vec<Check> = Vec::new();
     let mut timings = Vec::new();
     let mut mark = (Instant::now(), 0usize);
@@ -57,18 +80,20 @@ pub async fn run(src: &Source) -> (Vec<Check>, Vec<Timing>) {
         .await,
     );
     lap!();
-    checks.push(
-        check_rows(
-            src,
+    checks.push(match scan {
+        Ok(scan) => Check::violations(
             "oversell.committed_over_stock",
             Invariant::Oversell,
-            "SELECT CAST(i.item_id AS TEXT) FROM item i \
-             JOIN intent n ON n.item_id = i.item_id AND n.outcome = 'COMMITTED' \
-             GROUP BY i.item_id, i.initial_stock HAVING SUM(n.quantity) > i.initial_stock",
+            scan.committed_over_stock.count,
+            scan.committed_over_stock.examples.clone(),
             "items whose committed units exceed the initial stock",
-        )
-        .await,
-    );
+        ),
+        Err(e) => Check::unknown(
+            "oversell.committed_over_stock",
+            Invariant::Oversell,
+            format!("could not read every intent: {e}"),
+        ),
+    });
     lap!();
     checks.push(match src
         .rows(
@@ -99,6 +124,35 @@ pub async fn run(src: &Source) -> (Vec<Check>, Vec<Timing>) {
         }
         Err(e) => Check::unknown("oversell.stock_not_conserved", Invariant::Oversell, format!("could not run: {e}")),
     });
+    lap!();
+    checks.push(
+        check_rows(
+            src,
+            "oversell.bucket_not_conserved",
+            Invariant::Oversell,
+            "SELECT CAST(b.bucket_id AS TEXT) FROM bucket b \
+             LEFT JOIN (SELECT bucket_id, SUM(quantity) AS claimed FROM stock_claim GROUP BY bucket_id) c \
+               ON c.bucket_id = b.bucket_id \
+             WHERE b.initial_available - b.available <> COALESCE(c.claimed, 0)",
+            "buckets where initial - remaining != the units claimed on them",
+        )
+        .await,
+    );
+    lap!();
+    checks.push(
+        check_rows(
+            src,
+            "oversell.claim_mismatch",
+            Invariant::Oversell,
+            "SELECT CAST(c.intent_id AS TEXT) FROM stock_claim c \
+             JOIN intent n ON n.intent_id = c.intent_id \
+             LEFT JOIN bucket b ON b.bucket_id = c.bucket_id \
+             WHERE c.item_id <> n.item_id OR c.quantity <> n.quantity \
+                OR b.bucket_id IS NULL OR b.item_id <> n.item_id",
+            "claims whose item, quantity or bucket differ from their intent's",
+        )
+        .await,
+    );
     lap!();
 
     // Duplicate settlement.
@@ -173,6 +227,24 @@ pub async fn run(src: &Source) -> (Vec<Check>, Vec<Timing>) {
         .await,
     );
     lap!();
+    checks.push(
+        check_rows(
+            src,
+            "ledger_drift.wrong_legs",
+            Invariant::LedgerDrift,
+            "SELECT CAST(t.ledger_txn_id AS TEXT) FROM ledger_txn t \
+             JOIN intent n ON n.intent_id = t.intent_id \
+             WHERE NOT EXISTS (SELECT 1 FROM ledger_leg l WHERE l.ledger_txn_id = t.ledger_txn_id \
+                     AND l.account = 'mandate:' || CAST(n.mandate_id AS TEXT) \
+                     AND l.signed_amount_minor = -n.amount_minor) \
+                OR NOT EXISTS (SELECT 1 FROM ledger_leg l WHERE l.ledger_txn_id = t.ledger_txn_id \
+                     AND l.account = 'merchant:' || CAST(n.merchant_id AS TEXT) \
+                     AND l.signed_amount_minor = n.amount_minor)",
+            "ledger transactions without a debit leg on the intent's mandate and a credit leg on its merchant",
+        )
+        .await,
+    );
+    lap!();
 
     // Mandate breach.
     checks.push(
@@ -235,6 +307,35 @@ pub async fn run(src: &Source) -> (Vec<Check>, Vec<Timing>) {
         }
     }
     lap!();
+    checks.push(
+        check_rows(
+            src,
+            "mandate_breach.shard_not_conserved",
+            Invariant::MandateBreach,
+            "SELECT CAST(s.shard_id AS TEXT) FROM mandate_shard s \
+             LEFT JOIN (SELECT shard_id, SUM(amount_minor) AS debited FROM mandate_debit GROUP BY shard_id) d \
+               ON d.shard_id = s.shard_id \
+             WHERE s.initial_remaining_minor - s.remaining <> COALESCE(d.debited, 0)",
+            "shards where initial - remaining != the amounts debited on them",
+        )
+        .await,
+    );
+    lap!();
+    checks.push(
+        check_rows(
+            src,
+            "mandate_breach.debit_mismatch",
+            Invariant::MandateBreach,
+            "SELECT CAST(d.intent_id AS TEXT) FROM mandate_debit d \
+             JOIN intent n ON n.intent_id = d.intent_id \
+             LEFT JOIN mandate_shard s ON s.shard_id = d.shard_id \
+             WHERE d.mandate_id <> n.mandate_id OR d.amount_minor <> n.amount_minor \
+                OR s.shard_id IS NULL OR s.mandate_id <> n.mandate_id",
+            "debits whose mandate, amount or shard differ from their intent's",
+        )
+        .await,
+    );
+    lap!();
 
     // Torn commits.
     checks.push(
@@ -268,6 +369,79 @@ pub async fn run(src: &Source) -> (Vec<Check>, Vec<Timing>) {
         )
         .await,
     );
+    lap!();
+    // The stored snapshot: its columns were compared in the pass over every intent; here
+    // a committed one's chosen bucket and ledger transaction, against their rows.
+    let committed = src
+        .rows(
+            "SELECT CAST(n.intent_id AS TEXT), n.snapshot, CAST(c.bucket_id AS TEXT), \
+               CASE WHEN EXISTS (SELECT 1 FROM ledger_txn t WHERE t.ledger_txn_id = n.ledger_txn_id \
+                 AND t.intent_id = n.intent_id) THEN 1 ELSE 0 END, \
+               n.outcome, n.amount_minor, n.currency, CAST(n.ledger_txn_id AS TEXT) \
+             FROM stock_claim c JOIN intent n ON n.intent_id = c.intent_id",
+        )
+        .await
+        .map(|rows| {
+            let mut found = Found::default();
+            for r in rows {
+                let (id, json) = (r[0].as_str(), r[1].as_str());
+                let ledger = Some(r[7].as_str()).filter(|l| !l.is_empty());
+                if intents::snapshot_disagrees(json, id, r[4].as_str(), r[5].int(), r[6].as_str(), ledger)
+                    .is_some()
+                {
+                    continue; // counted by the pass over every intent
+                }
+                let why = if r[3].int() != 1 {
+                    Some("ledgerTxnId names no ledger transaction of this intent")
+                } else if !intents::chose_bucket(json, r[2].as_str()) {
+                    Some("chosenBucketId is not the claim's bucket")
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    found.add(|| format!("{id} ({why})"));
+                }
+            }
+            found
+        })
+        .map_err(|e| e.to_string());
+    checks.push(merged(
+        "torn_commit.snapshot_mismatch",
+        Invariant::TornCommit,
+        scan,
+        |s| &s.snapshot_mismatch,
+        committed,
+        "stored snapshots that disagree with their intent's rows (outcome, intentId, ledgerTxnId, amountMinor, currency, chosenBucketId)",
+    ));
+    lap!();
+    let catalog = src
+        .rows(
+            "SELECT 'bucket:' || CAST(b.bucket_id AS TEXT) FROM bucket b \
+               WHERE NOT EXISTS (SELECT 1 FROM item i WHERE i.item_id = b.item_id) \
+             UNION ALL SELECT 'mandate_shard:' || CAST(s.shard_id AS TEXT) FROM mandate_shard s \
+               WHERE NOT EXISTS (SELECT 1 FROM mandate m WHERE m.mandate_id = s.mandate_id) \
+             UNION ALL SELECT 'item:' || CAST(i.item_id AS TEXT) FROM item i \
+               WHERE NOT EXISTS (SELECT 1 FROM merchant x WHERE x.merchant_id = i.merchant_id) \
+             UNION ALL SELECT 'mandate:' || CAST(m.mandate_id AS TEXT) FROM mandate m \
+               WHERE NOT EXISTS (SELECT 1 FROM merchant x WHERE x.merchant_id = m.merchant_id)",
+        )
+        .await
+        .map(|rows| {
+            let mut found = Found::default();
+            for r in rows {
+                found.add(|| r[0].text());
+            }
+            found
+        })
+        .map_err(|e| e.to_string());
+    checks.push(merged(
+        "torn_commit.broken_reference",
+        Invariant::TornCommit,
+        scan,
+        |s| &s.broken_reference,
+        catalog,
+        "rows naming an id that does not exist, and intents whose mandate or item is another merchant's or in another currency",
+    ));
     lap!();
     (checks, timings)
 }

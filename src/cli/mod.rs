@@ -38,7 +38,7 @@ pub enum Verb {
     ///
     /// Example: swarm audit --db sqlite://reports/smoke-X/swarm.db --history reports/smoke-X/history.bin
     Audit(AuditArgs),
-    /// Sabotage the kernel in six ways and prove the auditor catches each; clean runs stay valid.
+    /// Sabotage the kernel in thirteen ways and prove the auditor catches each with its check; clean runs stay valid.
     #[command(
         after_help = "Examples:\n  swarm selftest                                              # embedded SQLite\n  swarm selftest --db postgres://swarm@127.0.0.1:5432/postgres  # a PostgreSQL server"
     )]

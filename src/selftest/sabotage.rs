@@ -24,6 +24,21 @@ pub enum Sabotage {
     AckThenRollback,
     /// The intent commits without its ledger rows.
     NoLedgerRows,
+    /// The claim names the chosen bucket, but another bucket of the item gives the units:
+    /// the item's total is right, two buckets are wrong.
+    WrongBucketCounter,
+    /// The debit names the chosen shard, but another shard of the mandate pays.
+    WrongShardCounter,
+    /// One unit more than bought leaves stock and is written on the claim.
+    ClaimExtraUnit,
+    /// The mandate pays twice the price, and the debit row says so.
+    DebitTwice,
+    /// The legs balance, on swapped accounts: the merchant pays the mandate.
+    LegsSwapped,
+    /// The intent names a ledger transaction other than the one written and answered.
+    IntentLedgerIdWrong,
+    /// Another merchant's mandate pays, and every row (intent included) names it.
+    ForeignMandate,
 }
 
 /// `sql` with `from` replaced by `to`; the pattern must be there.
@@ -33,13 +48,20 @@ fn rewrite(sql: &mut String, from: &str, to: &str) {
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 6] = [
+    pub const ALL: [Sabotage; 13] = [
         Sabotage::SkipStockCondition,
         Sabotage::SkipKeyCheck,
         Sabotage::OneLedgerLeg,
         Sabotage::SkipCapCondition,
         Sabotage::AckThenRollback,
         Sabotage::NoLedgerRows,
+        Sabotage::WrongBucketCounter,
+        Sabotage::WrongShardCounter,
+        Sabotage::ClaimExtraUnit,
+        Sabotage::DebitTwice,
+        Sabotage::LegsSwapped,
+        Sabotage::IntentLedgerIdWrong,
+        Sabotage::ForeignMandate,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +72,13 @@ impl Sabotage {
             Sabotage::SkipCapCondition => "cap condition skipped",
             Sabotage::AckThenRollback => "acknowledged then rolled back",
             Sabotage::NoLedgerRows => "intent without ledger rows",
+            Sabotage::WrongBucketCounter => "wrong bucket's counter",
+            Sabotage::WrongShardCounter => "wrong shard's counter",
+            Sabotage::ClaimExtraUnit => "claim of one unit too many",
+            Sabotage::DebitTwice => "debit of twice the amount",
+            Sabotage::LegsSwapped => "ledger accounts swapped",
+            Sabotage::IntentLedgerIdWrong => "intent's ledger id wrong",
+            Sabotage::ForeignMandate => "another merchant's mandate",
         }
     }
 
@@ -136,6 +165,162 @@ impl Sabotage {
                     "), unused AS (SELECT $19::uuid, $20::uuid, $21::text, $22::text)",
                 );
             }
+            Sabotage::WrongBucketCounter => {
+                wrong_counter(
+                    &mut lite.stock,
+                    "bucket",
+                    "bucket_id",
+                    "item_id",
+                    "available",
+                );
+                rewrite(
+                    &mut pg.probe,
+                    "    RETURNING bucket_id\n), debit",
+                    "    RETURNING COALESCE((SELECT o.bucket_id FROM bucket o WHERE o.item_id = $2 \
+                     AND o.bucket_id <> bucket.bucket_id ORDER BY o.bucket_id LIMIT 1), bucket.bucket_id) \
+                     AS bucket_id\n), debit",
+                );
+            }
+            Sabotage::WrongShardCounter => {
+                wrong_counter(
+                    &mut lite.funds,
+                    "mandate_shard",
+                    "shard_id",
+                    "mandate_id",
+                    "remaining",
+                );
+                rewrite(
+                    &mut pg.probe,
+                    "    RETURNING shard_id\n)",
+                    "    RETURNING COALESCE((SELECT o.shard_id FROM mandate_shard o WHERE o.mandate_id = $4 \
+                     AND o.shard_id <> mandate_shard.shard_id ORDER BY o.shard_id LIMIT 1), mandate_shard.shard_id) \
+                     AS shard_id\n)",
+                );
+            }
+            // Condition, decrement and row all use the inflated figure, so every counter
+            // is conserved and only the row disagrees with its intent.
+            Sabotage::ClaimExtraUnit => {
+                rewrite(
+                    &mut lite.stock.candidates,
+                    "available >= ?2",
+                    "available >= ?2 + 1",
+                );
+                rewrite(
+                    &mut lite.stock.take,
+                    "SET available = available - ?2 WHERE bucket_id = ?1 AND available >= ?2",
+                    "SET available = available - (?2 + 1) WHERE bucket_id = ?1 AND available >= ?2 + 1",
+                );
+                rewrite(&mut lite.claim, "?3, ?4)", "?3, ?4 + 1)");
+                rewrite(
+                    &mut pg.probe,
+                    "available >= $3",
+                    "available >= $3::BIGINT + 1",
+                );
+                rewrite(
+                    &mut pg.probe,
+                    "SET available = available - $3",
+                    "SET available = available - ($3::BIGINT + 1)",
+                );
+                rewrite(
+                    &mut pg.settle,
+                    "($1, $17, $6, $8)",
+                    "($1, $17, $6, $8::BIGINT + 1)",
+                );
+            }
+            Sabotage::DebitTwice => {
+                rewrite(
+                    &mut lite.funds.candidates,
+                    "remaining >= ?2",
+                    "remaining >= 2 * ?2",
+                );
+                rewrite(
+                    &mut lite.funds.take,
+                    "SET remaining = remaining - ?2 WHERE shard_id = ?1 AND remaining >= ?2",
+                    "SET remaining = remaining - 2 * ?2 WHERE shard_id = ?1 AND remaining >= 2 * ?2",
+                );
+                rewrite(&mut lite.debit, "?3, ?4)", "?3, 2 * ?4)");
+                rewrite(
+                    &mut pg.probe,
+                    "remaining >= $5",
+                    "remaining >= 2 * $5::BIGINT",
+                );
+                rewrite(
+                    &mut pg.probe,
+                    "SET remaining = remaining - $5",
+                    "SET remaining = remaining - 2 * $5::BIGINT",
+                );
+                rewrite(
+                    &mut pg.settle,
+                    "($1, $18, $5, $9)",
+                    "($1, $18, $5, 2 * $9::BIGINT)",
+                );
+            }
+            // The mandate's leg gets the credit and the merchant's the debit.
+            Sabotage::LegsSwapped => {
+                rewrite(&mut lite.debit_leg, "?3, ?4, ?5)", "?3, -?4, ?5)");
+                rewrite(&mut lite.credit_leg, "?3, ?4, ?5)", "?3, -?4, ?5)");
+                rewrite(
+                    &mut pg.settle,
+                    "($19, $13, $21, -$9::BIGINT, $10), ($20, $13, $22, $9, $10)",
+                    "($19, $13, $21, $9, $10), ($20, $13, $22, -$9::BIGINT, $10)",
+                );
+            }
+            // The intent's id stands where its ledger transaction's should.
+            Sabotage::IntentLedgerIdWrong => {
+                rewrite(
+                    &mut lite.intent,
+                    "?12, ?13, ?14",
+                    "?12, CASE WHEN ?13 IS NULL THEN NULL ELSE ?1 END, ?14",
+                );
+                rewrite(&mut pg.settle, "$12, $13, $14", "$12, $1, $14");
+            }
+            // The first mandate of another merchant pays; the debit row, the mandate's
+            // leg and the intent all name it, so every counter and row agrees.
+            Sabotage::ForeignMandate => {
+                rewrite(
+                    &mut lite.funds.candidates,
+                    "WHERE mandate_id = ?1",
+                    &format!("WHERE mandate_id = {}", foreign_mandate("?1")),
+                );
+                rewrite(
+                    &mut lite.debit,
+                    "?2, ?3, ?4)",
+                    "?2, (SELECT s.mandate_id FROM mandate_shard s WHERE s.shard_id = ?2 AND ?3 = ?3), ?4)",
+                );
+                rewrite(
+                    &mut lite.debit_leg,
+                    "?2, ?3, ?4",
+                    "?2, 'mandate:' || (SELECT d.mandate_id FROM mandate_debit d JOIN ledger_txn t \
+                     ON t.intent_id = d.intent_id WHERE t.ledger_txn_id = ?2 AND ?3 = ?3), ?4",
+                );
+                rewrite(
+                    &mut lite.intent,
+                    "?4, ?5, ?6",
+                    "?4, COALESCE((SELECT d.mandate_id FROM mandate_debit d WHERE d.intent_id = ?1), ?5), ?6",
+                );
+                rewrite(
+                    &mut pg.probe,
+                    "mandate_id = $4",
+                    &format!("mandate_id = {}", foreign_mandate("$4")),
+                );
+                let paid = "(SELECT s.mandate_id FROM mandate_shard s WHERE s.shard_id = $18)";
+                rewrite(
+                    &mut pg.settle,
+                    "($1, $18, $5, $9)",
+                    &format!("($1, $18, {paid}, $9)"),
+                );
+                rewrite(
+                    &mut pg.settle,
+                    "($19, $13, $21, -$9::BIGINT, $10)",
+                    &format!("($19, $13, 'mandate:' || CAST({paid} AS TEXT), -$9::BIGINT, $10)"),
+                );
+                rewrite(
+                    &mut pg.settle,
+                    "\n)\nINSERT INTO intent",
+                    "\n), unused AS (SELECT $5::uuid, $21::text)\nINSERT INTO intent",
+                );
+                rewrite(&mut pg.settle, "$4, $5, $6", &format!("$4, {paid}, $6"));
+            }
             Sabotage::AckThenRollback => {
                 lite.keep_committed =
                     vec!["ROLLBACK TO purchase".into(), "RELEASE purchase".into()];
@@ -173,6 +358,30 @@ fn clamp(take: &mut Take, column: &str, id: &str) {
             "SET {column} = CASE WHEN {column} >= ?2 THEN {column} - ?2 ELSE 0 END WHERE {id} = ?1"
         ),
     );
+}
+
+/// SQLite's half of a wrong counter: the conditional decrement lands on another row of
+/// the same owner that can give the amount (the chosen row when there is none).
+fn wrong_counter(take: &mut Take, table: &str, id: &str, owner: &str, column: &str) {
+    rewrite(
+        &mut take.take,
+        &format!("WHERE {id} = ?1 AND"),
+        &format!(
+            "WHERE {id} = COALESCE((SELECT o.{id} FROM {table} o WHERE o.{owner} = \
+             (SELECT w.{owner} FROM {table} w WHERE w.{id} = ?1) AND o.{id} <> ?1 \
+             AND o.{column} >= ?2 ORDER BY o.{id} LIMIT 1), ?1) AND"
+        ),
+    );
+}
+
+/// The first mandate (by id) of a merchant other than mandate `param`'s; `param` itself
+/// when there is none.
+fn foreign_mandate(param: &str) -> String {
+    format!(
+        "COALESCE((SELECT f.mandate_id FROM mandate f WHERE f.merchant_id <> \
+         (SELECT o.merchant_id FROM mandate o WHERE o.mandate_id = {param}) \
+         ORDER BY f.mandate_id LIMIT 1), {param})"
+    )
 }
 
 /// An `INSERT … VALUES (?1, …, ?n)` that writes no row: its values are selected into

@@ -48,6 +48,22 @@ pub async fn fresh_pg() -> DbUrl {
     format!("{base}/{name}").parse().expect("url")
 }
 
+/// Drop a database `fresh_pg` made (its connections first).
+pub async fn drop_pg(url: &DbUrl) {
+    let DbUrl::Postgres(u) = url else { return };
+    let Some((_, name)) = u.rsplit_once('/') else {
+        return;
+    };
+    let (client, conn) = tokio_postgres::connect(pg_admin_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .expect("drop database");
+}
+
 /// A SQLite file in a temporary directory (kept alive by the returned guard).
 pub fn fresh_sqlite() -> (tempfile::TempDir, DbUrl) {
     let dir = tempfile::tempdir().expect("tempdir");

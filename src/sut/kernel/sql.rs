@@ -33,11 +33,16 @@ impl Sql {
                     take: "UPDATE mandate_shard SET remaining = remaining - ?2 WHERE shard_id = ?1 AND remaining >= ?2"
                         .into(),
                 },
+                claim: "INSERT INTO stock_claim (intent_id, bucket_id, item_id, quantity) VALUES (?1, ?2, ?3, ?4)"
+                    .into(),
+                debit: "INSERT INTO mandate_debit (intent_id, shard_id, mandate_id, amount_minor) VALUES (?1, ?2, ?3, ?4)"
+                    .into(),
                 ledger_txn: "INSERT INTO ledger_txn (ledger_txn_id, intent_id, amount_minor, currency) \
                              VALUES (?1, ?2, ?3, ?4)"
                     .into(),
                 debit_leg: LEG_SQLITE.into(),
                 credit_leg: LEG_SQLITE.into(),
+                intent: INTENT_SQLITE.into(),
                 keep_committed: vec!["RELEASE purchase".into()],
             },
             postgres: PgSql {
@@ -64,11 +69,17 @@ pub struct SqliteSql {
     pub stock: Take,
     /// Funds: the mandate's shards. Never a SUM across shards.
     pub funds: Take,
+    /// The claim row: `(intent_id, bucket_id, item_id, quantity)`.
+    pub claim: String,
+    /// The debit row: `(intent_id, shard_id, mandate_id, amount_minor)`.
+    pub debit: String,
     /// The ledger transaction: `(ledger_txn_id, intent_id, amount_minor, currency)`.
     pub ledger_txn: String,
     /// One leg each: `(leg_id, ledger_txn_id, account, signed_amount_minor, currency)`.
     pub debit_leg: String,
     pub credit_leg: String,
+    /// The intent, committed or declined: its 16 columns in schema order.
+    pub intent: String,
     /// How a COMMITTED purchase's savepoint ends (the reference: released, so kept).
     pub keep_committed: Vec<String>,
 }
@@ -94,6 +105,11 @@ pub struct PgSql {
 
 const LEG_SQLITE: &str = "INSERT INTO ledger_leg (leg_id, ledger_txn_id, account, signed_amount_minor, currency) \
                           VALUES (?1, ?2, ?3, ?4, ?5)";
+
+const INTENT_SQLITE: &str = "INSERT INTO intent (intent_id, idem_key, fingerprint, merchant_id, mandate_id, item_id, \
+                             agent_id, quantity, amount_minor, currency, outcome, failure_code, ledger_txn_id, \
+                             attempts, snapshot, created_at_ms) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 
 /// Key lookup, candidate counts, claim and debit in one statement. The claim only happens
 /// when the key is new and some shard could pay; the debit only when the claim happened.

@@ -438,31 +438,37 @@ fn settle(
     let req = &job.req;
     let intent_id = new_id(rng);
     let Some(bucket) = claim_one(conn, &sql.stock, &req.item_id, req.quantity, rng)? else {
-        return record_declined(conn, job, intent_id, FailureCode::OutOfStock, attempts);
+        return record_declined(conn, job, intent_id, FailureCode::OutOfStock, attempts, sql);
     };
     let Some(shard) = claim_one(conn, &sql.funds, &req.mandate_id, req.amount_minor, rng)? else {
         // The claim is not kept.
         conn.prepare_cached("ROLLBACK TO purchase")?.execute([])?;
-        return record_declined(conn, job, intent_id, FailureCode::MandateRejected, attempts);
+        return record_declined(
+            conn,
+            job,
+            intent_id,
+            FailureCode::MandateRejected,
+            attempts,
+            sql,
+        );
     };
     let bucket_id = Uuid::parse_str(&bucket).map_err(|e| Failure::Kernel(db_error(e)))?;
     let ledger_txn_id = new_id(rng);
     let currency = req.currency.as_str();
     let ledger = ledger_txn_id.to_string();
     let intent = intent_id.to_string();
-    conn.prepare_cached(
-        "INSERT INTO stock_claim (intent_id, bucket_id, item_id, quantity) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![
+    conn.prepare_cached(&sql.claim)?.execute(params![
         intent,
         bucket,
         req.item_id.to_string(),
         req.quantity
     ])?;
-    conn.prepare_cached(
-        "INSERT INTO mandate_debit (intent_id, shard_id, mandate_id, amount_minor) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![intent, shard, req.mandate_id.to_string(), req.amount_minor])?;
+    conn.prepare_cached(&sql.debit)?.execute(params![
+        intent,
+        shard,
+        req.mandate_id.to_string(),
+        req.amount_minor
+    ])?;
     conn.prepare_cached(&sql.ledger_txn)?.execute(params![
         ledger,
         intent,
@@ -493,7 +499,7 @@ fn settle(
         currency,
         attempts,
     );
-    insert_intent(conn, job, &snapshot, Some(&ledger))?;
+    insert_intent(conn, job, &snapshot, Some(&ledger), sql)?;
     Ok(snapshot)
 }
 
@@ -526,6 +532,7 @@ fn record_declined(
     intent_id: Uuid,
     code: FailureCode,
     attempts: u32,
+    sql: &SqliteSql,
 ) -> Result<Snapshot, Failure> {
     let snapshot = Snapshot::fresh(
         Outcome::Declined,
@@ -537,7 +544,7 @@ fn record_declined(
         job.req.currency.as_str(),
         attempts,
     );
-    insert_intent(conn, job, &snapshot, None)?;
+    insert_intent(conn, job, &snapshot, None, sql)?;
     Ok(snapshot)
 }
 
@@ -546,15 +553,10 @@ fn insert_intent(
     job: &Job,
     snapshot: &Snapshot,
     ledger_txn_id: Option<&str>,
+    sql: &SqliteSql,
 ) -> Result<(), Failure> {
     let req = &job.req;
-    conn.prepare_cached(
-        "INSERT INTO intent (intent_id, idem_key, fingerprint, merchant_id, mandate_id, item_id, \
-         agent_id, quantity, amount_minor, currency, outcome, failure_code, ledger_txn_id, \
-         attempts, snapshot, created_at_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-    )?
-    .execute(params![
+    conn.prepare_cached(&sql.intent)?.execute(params![
         snapshot.intent_id.to_string(),
         job.key,
         job.fingerprint,

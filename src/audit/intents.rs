@@ -1,0 +1,397 @@
+//! One pass over every intent: the rows the history is compared with, and the two
+//! per-intent state checks that need every row (the stored snapshot against its intent's
+//! columns, and the intent's references to merchant, mandate and item).
+//!
+//! Invariant: `intent` is read once per audit, whatever the mode; everything else the
+//! auditor reads is commit-sized or catalog-sized. The catalog (merchants, items,
+//! mandates) is held in maps for the pass; a million intents are never held as rows,
+//! only as the compact `DbIntent` the history checks merge-join with.
+
+use std::borrow::Cow;
+
+use foldhash::HashMap;
+
+use serde::Deserialize;
+
+use super::facts::KeyId;
+use super::source::{Row, Source};
+use super::verdict::MAX_EXAMPLES;
+use crate::history::{answer_hash, key};
+use crate::sut::db::DbError;
+
+/// One intent as the history checks read it.
+#[derive(Debug, Clone)]
+pub struct DbIntent {
+    /// Parsed from the key; `None` when the key is not one this history's clients use.
+    pub id: Option<KeyId>,
+    /// Kept only for keys that do not parse (they are reported by name).
+    pub foreign_key: Option<Box<str>>,
+    pub committed: bool,
+    pub quantity: i64,
+    pub amount_minor: i64,
+    pub snapshot_hash: u64,
+    /// Index into `Intents::items`.
+    pub item: u32,
+}
+
+impl DbIntent {
+    pub fn key(&self, prefix: &str) -> String {
+        match (&self.foreign_key, self.id) {
+            (Some(k), _) => k.to_string(),
+            (None, Some(id)) => key(prefix, id.0, id.1, id.2),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+/// The non-sandbox intents, sorted by key id (foreign keys last), and the item ids they
+/// name (interned).
+#[derive(Debug, Default)]
+pub struct Intents {
+    pub rows: Vec<DbIntent>,
+    pub items: Vec<String>,
+}
+
+/// Findings of one per-intent check: how many, and the first few ids.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub count: u64,
+    pub examples: Vec<String>,
+}
+
+impl Found {
+    pub fn add(&mut self, example: impl FnOnce() -> String) {
+        self.count += 1;
+        if self.examples.len() < MAX_EXAMPLES {
+            self.examples.push(example());
+        }
+    }
+}
+
+/// What the pass found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Collected only when a history is audited (its key prefix given).
+    pub intents: Option<Intents>,
+    /// Stored snapshots that disagree with their intent's columns.
+    pub snapshot_mismatch: Found,
+    /// Intents whose merchant, mandate or item is missing, another merchant's, or in
+    /// another currency.
+    pub broken_reference: Found,
+    /// Items whose committed units (the intents' quantities) exceed the initial stock.
+    pub committed_over_stock: Found,
+    pub intents_read: u64,
+}
+
+/// The fields of a stored snapshot the auditor compares (the contract's names).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredSnapshot<'a> {
+    #[serde(borrow)]
+    outcome: Cow<'a, str>,
+    #[serde(borrow)]
+    intent_id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    ledger_txn_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    chosen_bucket_id: Option<Cow<'a, str>>,
+    amount_minor: i64,
+    #[serde(borrow)]
+    currency: Cow<'a, str>,
+}
+
+/// Whether a committed intent's stored snapshot names `bucket` as its chosen bucket.
+pub fn chose_bucket(json: &str, bucket: &str) -> bool {
+    serde_json::from_str::<StoredSnapshot>(json)
+        .ok()
+        .and_then(|s| s.chosen_bucket_id)
+        .is_some_and(|b| same_id(&b, bucket))
+}
+
+/// Owner and currency of a mandate or item.
+struct Owned {
+    merchant: Box<str>,
+    currency: Box<str>,
+    /// Items only: the sandbox's rows are not part of any run's history.
+    sandbox: bool,
+    /// Items only: index into `Catalog::items_by_index`.
+    index: u32,
+}
+
+/// An item as the committed-over-stock check needs it.
+struct ItemStock {
+    id: String,
+    initial_stock: i64,
+}
+
+/// The catalog, held for the pass (catalog-sized; keys are ids exactly as stored).
+struct Catalog {
+    mandates: HashMap<Box<str>, Owned>,
+    items: HashMap<Box<str>, Owned>,
+    items_by_index: Vec<ItemStock>,
+}
+
+async fn catalog(src: &Source) -> Result<Catalog, DbError> {
+    let mut mandates = HashMap::default();
+    src.for_each_row(
+        "SELECT CAST(mandate_id AS TEXT), CAST(merchant_id AS TEXT), currency FROM mandate",
+        |r| {
+            mandates.insert(
+                text(r, 0)?.into(),
+                Owned {
+                    merchant: text(r, 1)?.into(),
+                    currency: text(r, 2)?.into(),
+                    sandbox: false,
+                    index: 0,
+                },
+            );
+            Ok(())
+        },
+    )
+    .await?;
+    let mut items = HashMap::default();
+    let mut items_by_index = Vec::new();
+    src.for_each_row(
+        "SELECT CAST(item_id AS TEXT), CAST(merchant_id AS TEXT), currency, sandbox, initial_stock FROM item",
+        |r| {
+            let id = text(r, 0)?;
+            items.insert(
+                id.into(),
+                Owned {
+                    merchant: text(r, 1)?.into(),
+                    currency: text(r, 2)?.into(),
+                    sandbox: r.int(3)? == Some(1),
+                    index: items_by_index.len() as u32,
+                },
+            );
+            items_by_index.push(ItemStock {
+                id: id.to_string(),
+                initial_stock: r.int(4)?.unwrap_or(0),
+            });
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(Catalog {
+        mandates,
+        items,
+        items_by_index,
+    })
+}
+
+/// Column `i`, which the query promises is text and not NULL (NULL reads as "", which
+/// no check accepts as an id).
+fn text<'r>(r: &'r Row<'_>, i: usize) -> Result<&'r str, DbError> {
+    Ok(r.text(i)?.unwrap_or(""))
+}
+
+fn same_id(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// Why a stored snapshot disagrees with its intent (`None`: it agrees).
+pub fn snapshot_disagrees(
+    json: &str,
+    intent_id: &str,
+    outcome: &str,
+    amount_minor: i64,
+    currency: &str,
+    ledger_txn_id: Option<&str>,
+) -> Option<&'static str> {
+    let Ok(s) = serde_json::from_str::<StoredSnapshot>(json) else {
+        return Some("unreadable");
+    };
+    if !same_id(&s.intent_id, intent_id) {
+        Some("intentId")
+    } else if s.outcome != outcome {
+        Some("outcome")
+    } else if s.amount_minor != amount_minor {
+        Some("amountMinor")
+    } else if s.currency != currency {
+        Some("currency")
+    } else if outcome != "COMMITTED" && s.chosen_bucket_id.is_some() {
+        Some("chosenBucketId")
+    } else if match (s.ledger_txn_id.as_deref(), ledger_txn_id) {
+        (Some(a), Some(b)) => !same_id(a, b),
+        (None, None) => false,
+        _ => true,
+    } {
+        Some("ledgerTxnId")
+    } else {
+        None
+    }
+}
+
+/// Why an intent's references do not hold (`None`: they do).
+fn reference_broken(
+    c: &Catalog,
+    merchant: &str,
+    mandate: &str,
+    item: Option<&Owned>,
+    currency: &str,
+) -> Option<&'static str> {
+    let Some(item) = item else {
+        return Some("no such item");
+    };
+    let Some(mandate) = c.mandates.get(mandate) else {
+        return Some("no such mandate");
+    };
+    // The merchant itself exists when its mandate's does (the catalog half of the
+    // reference check holds every mandate's merchant to an existing row).
+    if *mandate.merchant != *merchant {
+        Some("mandate of another merchant")
+    } else if *item.merchant != *merchant {
+        Some("item of another merchant")
+    } else if *mandate.currency != *currency {
+        Some("mandate in another currency")
+    } else if *item.currency != *currency {
+        Some("item in another currency")
+    } else {
+        None
+    }
+}
+
+fn parse_key(prefix: &str, k: &str) -> Option<KeyId> {
+    let rest = k.strip_prefix(prefix)?.strip_prefix('-')?;
+    let mut parts = rest.split('-');
+    let agent = parts.next()?.parse().ok()?;
+    let purchase = parts.next()?.parse().ok()?;
+    let variant = parts.next()?.parse().ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let id = (agent, purchase, variant);
+    (key(prefix, agent, purchase, variant) == k).then_some(id)
+}
+
+/// Read every intent once. `prefix`: the audited history's key prefix, when there is one
+/// (then the non-sandbox intents are kept for the history checks).
+pub async fn scan(src: &Source, prefix: Option<&str>) -> Result<Scan, DbError> {
+    let catalog = catalog(src).await?;
+    let mut scan = Scan::default();
+    let mut rows = prefix.map(|_| Vec::new());
+    let mut committed_units = vec![0i64; catalog.items_by_index.len()];
+    src.for_each_row(
+        "SELECT n.idem_key, n.outcome, n.quantity, n.amount_minor, n.snapshot, CAST(n.item_id AS TEXT), \
+           CAST(n.intent_id AS TEXT), CAST(n.merchant_id AS TEXT), CAST(n.mandate_id AS TEXT), n.currency, \
+           CAST(n.ledger_txn_id AS TEXT) \
+         FROM intent n",
+        |r| {
+            scan.intents_read += 1;
+            let (outcome, snapshot, intent_id, currency) =
+                (text(r, 1)?, text(r, 4)?, text(r, 6)?, text(r, 9)?);
+            let (quantity, amount_minor) = (r.int(2)?.unwrap_or(0), r.int(3)?.unwrap_or(0));
+            let committed = outcome == "COMMITTED";
+            if let Some(why) =
+                snapshot_disagrees(snapshot, intent_id, outcome, amount_minor, currency, r.text(10)?)
+            {
+                scan.snapshot_mismatch.add(|| format!("{intent_id} ({why})"));
+            }
+            let item = catalog.items.get(text(r, 5)?);
+            if let Some(why) = reference_broken(&catalog, text(r, 7)?, text(r, 8)?, item, currency)
+            {
+                scan.broken_reference.add(|| format!("intent:{intent_id} ({why})"));
+            }
+            if let (true, Some(item)) = (committed, item) {
+                committed_units[item.index as usize] += quantity;
+            }
+            if let (Some(rows), Some(prefix)) = (rows.as_mut(), prefix) {
+                if item.is_some_and(|i| i.sandbox) {
+                    return Ok(());
+                }
+                let k = text(r, 0)?;
+                let id = parse_key(prefix, k);
+                rows.push(DbIntent {
+                    id,
+                    foreign_key: if id.is_none() { Some(k.into()) } else { None },
+                    committed,
+                    quantity,
+                    amount_minor,
+                    snapshot_hash: answer_hash(snapshot.as_bytes()),
+                    item: item.map_or(u32::MAX, |i| i.index),
+                });
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    for (item, units) in catalog.items_by_index.iter().zip(&committed_units) {
+        if *units > item.initial_stock {
+            scan.committed_over_stock.add(|| item.id.clone());
+        }
+    }
+    if let Some(mut rows) = rows {
+        rows.sort_by(|a, b| match (a.id, b.id) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a.foreign_key.cmp(&b.foreign_key),
+        });
+        scan.intents = Some(Intents {
+            rows,
+            items: catalog.items_by_index.into_iter().map(|i| i.id).collect(),
+        });
+    }
+    Ok(scan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SNAP: &str = r#"{"outcome":"COMMITTED","intentId":"00000000-0000-4000-8000-000000000001","ledgerTxnId":"00000000-0000-4000-8000-000000000002","chosenBucketId":"00000000-0000-4000-8000-000000000003","amountMinor":2500,"currency":"USD","attempts":1,"replayed":false}"#;
+    const INTENT: &str = "00000000-0000-4000-8000-000000000001";
+    const LEDGER: &str = "00000000-0000-4000-8000-000000000002";
+
+    #[test]
+    fn a_snapshot_agrees_only_with_its_own_columns() {
+        let upper = INTENT.to_uppercase();
+        let agree = |intent, outcome, amount, currency, ledger| {
+            snapshot_disagrees(SNAP, intent, outcome, amount, currency, ledger)
+        };
+        assert_eq!(agree(INTENT, "COMMITTED", 2500, "USD", Some(LEDGER)), None);
+        // Ids compare without regard to case (a foreign engine may print them upper-case).
+        assert_eq!(agree(&upper, "COMMITTED", 2500, "USD", Some(LEDGER)), None);
+        assert_eq!(
+            agree(LEDGER, "COMMITTED", 2500, "USD", Some(LEDGER)),
+            Some("intentId")
+        );
+        assert_eq!(
+            agree(INTENT, "DECLINED", 2500, "USD", Some(LEDGER)),
+            Some("outcome")
+        );
+        assert_eq!(
+            agree(INTENT, "COMMITTED", 2501, "USD", Some(LEDGER)),
+            Some("amountMinor")
+        );
+        assert_eq!(
+            agree(INTENT, "COMMITTED", 2500, "EUR", Some(LEDGER)),
+            Some("currency")
+        );
+        assert_eq!(
+            agree(INTENT, "COMMITTED", 2500, "USD", Some(INTENT)),
+            Some("ledgerTxnId")
+        );
+        assert_eq!(
+            agree(INTENT, "COMMITTED", 2500, "USD", None),
+            Some("ledgerTxnId")
+        );
+        assert_eq!(
+            snapshot_disagrees("{", INTENT, "COMMITTED", 2500, "USD", None),
+            Some("unreadable")
+        );
+    }
+
+    #[test]
+    fn keys_parse_back_exactly() {
+        assert_eq!(parse_key("s42", "s42-7-0-1"), Some((7, 0, 1)));
+        assert_eq!(parse_key("s42", "s42-7-0-1-2"), None);
+        assert_eq!(parse_key("s42", "s4-7-0-1"), None);
+        assert_eq!(
+            parse_key("s42", "s42-07-0-1"),
+            None,
+            "not how a client writes it"
+        );
+        assert_eq!(parse_key("s42", "phantom"), None);
+    }
+}
