@@ -647,3 +647,36 @@ async fn twenty_seeds_of_every_scenario_are_valid_on_postgres() {
     )
     .await;
 }
+
+/// README's "What the audit checks" names every check the auditor runs (full and
+/// history-only audits, the run and database checks included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_lists_every_check() {
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).expect("README");
+    let start = readme.find("## What the audit checks").expect("section");
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let (_g, url) = common::fresh_sqlite();
+    let history = clean_run(&url).await;
+    let mut names: Vec<String> = Vec::new();
+    for db in [Some(&url), None] {
+        let report = audit::audit(audit::Input {
+            db,
+            history: Some(&history),
+            history_dropped: 0,
+            state_only: false,
+        })
+        .await;
+        names.extend(report.checks.iter().map(|c| c.name.clone()));
+        names.extend(report.skipped.iter().cloned());
+    }
+    names.push("database.readable".into());
+    names.sort();
+    names.dedup();
+    assert!(names.len() > 40, "{names:?}");
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|n| !section.contains(&format!("`{n}`")))
+        .collect();
+    assert!(missing.is_empty(), "README does not list {missing:?}");
+}

@@ -163,7 +163,8 @@ async fn a_run_killed_mid_run_leaves_a_sound_database_on_postgres() {
         Some(3),
         "killed {after:?} in, reported as interrupted:\n{report}"
     );
-    let (code, report) = tokio::task::spawn_blocking(move || audit(&url, &["--state-only"]))
+    let u = url.clone();
+    let (code, report) = tokio::task::spawn_blocking(move || audit(&u, &["--state-only"]))
         .await
         .expect("audit");
     assert_eq!(code, Some(0), "killed {after:?} in:\n{report}");
@@ -171,4 +172,24 @@ async fn a_run_killed_mid_run_leaves_a_sound_database_on_postgres() {
         report.contains("verdict: valid (state-only audit)"),
         "{report}"
     );
+    // A new run onto the interrupted one is refused, naming it.
+    let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args([
+            "run",
+            &scenario.display().to_string(),
+            "--no-tui",
+            "--db",
+            &url,
+        ])
+        .args([
+            "--report-dir",
+            &tmp.path().join("again").display().to_string(),
+        ])
+        .env("CI", "true")
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{said}");
+    assert!(said.contains("which never finished"), "{said}");
 }

@@ -1,4 +1,4 @@
-//! `swarm db init|seed|stats|sandbox`: the reference kernel's database by hand.
+//! `swarm db init|seed|stats|reset|sandbox`: the reference kernel's database by hand.
 
 use anyhow::Context;
 
@@ -57,6 +57,14 @@ pub async fn db(verb: DbVerb) -> Result<i32, Exit> {
             } else {
                 println!("{stats}");
             }
+        }
+        DbVerb::Reset(args) => {
+            let url = parse_url(&args.db)?;
+            swarm::run::leftover::clear(&url)
+                .await
+                .with_context(|| format!("resetting {url}"))
+                .map_err(internal)?;
+            println!("{url}: every purchase forgotten; stock and caps at their seeded figures");
         }
         DbVerb::Sandbox { db, key } => {
             let url = parse_url(&db.db)?;

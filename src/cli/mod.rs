@@ -74,7 +74,7 @@ pub enum Verb {
     /// Schema, seed data and counts.
     #[command(
         subcommand,
-        after_help = "Examples:\n  swarm db init --db sqlite://demo.db\n  swarm db seed --db sqlite://demo.db scenarios/smoke.toml\n  swarm db stats --db sqlite://demo.db --json"
+        after_help = "Examples:\n  swarm db init --db sqlite://demo.db\n  swarm db seed --db sqlite://demo.db scenarios/smoke.toml\n  swarm db stats --db sqlite://demo.db --json\n  swarm db reset --db sqlite://demo.db"
     )]
     Db(DbVerb),
 }
@@ -108,6 +108,11 @@ pub struct RunArgs {
     /// again to repeat its keys on purpose, and the same id to every shard of one run.
     #[arg(long)]
     pub run_id: Option<swarm::run::RunId>,
+    /// When the report directory or the database already holds an earlier run: audit
+    /// its state first and keep that audit, then start clean (the directory's files move
+    /// to leftover-N/; the database's purchases are cleared, unless its state is invalid).
+    #[arg(long)]
+    pub audit_leftover: bool,
 }
 
 #[derive(clap::Args)]
@@ -177,6 +182,11 @@ pub enum DbVerb {
         #[arg(long)]
         json: bool,
     },
+    /// Forget every purchase (intents, claims, debits, ledger rows) and the run markers;
+    /// stock and caps go back to their seeded figures, the catalog stays.
+    ///
+    /// Example: swarm db reset --db postgres://swarm@127.0.0.1:5432/swarm
+    Reset(DbArgs),
     /// Commit one purchase of the stocked sandbox item, then replay it with the same key.
     ///
     /// Example: swarm db sandbox --db sqlite://demo.db --key demo-1

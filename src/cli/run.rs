@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use super::{Exit, RunArgs, internal, parse_url, usage};
 use swarm::addr::DbUrl;
-use swarm::run::{Control, RunId, RunOptions};
+use swarm::run::{Control, RunId, RunOptions, leftover};
 use swarm::scenario::{MAX_AGENTS, Scenario, TargetKind};
 use swarm::sut::kernel::Sql;
 use swarm::tui::{self, Phase};
@@ -49,8 +49,8 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
         )));
     }
     // The flag, then the scenario's, then DATABASE_URL; none: embedded.
-    let db: Option<DbUrl> = match args.db {
-        Some(u) => Some(parse_url(&u)?),
+    let db: Option<DbUrl> = match &args.db {
+        Some(u) => Some(parse_url(u)?),
         None => match scenario.target.database.clone() {
             Some(u) => Some(u),
             None => match std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()) {
@@ -58,17 +58,6 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
                 None => None,
             },
         },
-    };
-    let dir = match args.report_dir {
-        Some(d) => {
-            std::fs::create_dir_all(&d)
-                .with_context(|| format!("creating {}", d.display()))
-                .map_err(internal)?;
-            d
-        }
-        None => swarm::report::new_report_dir(Path::new("reports"), &scenario.name)
-            .with_context(|| format!("creating a report directory for {}", scenario.name))
-            .map_err(internal)?,
     };
     // Shards of one run share its keys' run id; a lone run gets a fresh one, so running it
     // again against the same live service buys again instead of replaying.
@@ -81,6 +70,29 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
         }
         (None, None) => RunId::random(),
     };
+    let key_prefix = swarm::run::key_prefix(&run_id, scenario.seed);
+    let leftover_audit = leftover(&args, &db, &run_id, &key_prefix).await?;
+    let dir = match args.report_dir {
+        Some(d) => {
+            std::fs::create_dir_all(&d)
+                .with_context(|| format!("creating {}", d.display()))
+                .map_err(internal)?;
+            d
+        }
+        None => swarm::report::new_report_dir(Path::new("reports"), &scenario.name)
+            .with_context(|| format!("creating a report directory for {}", scenario.name))
+            .map_err(internal)?,
+    };
+    if let Some((url, json)) = leftover_audit {
+        let path = dir.join("leftover-audit.json");
+        std::fs::write(&path, json)
+            .with_context(|| format!("writing {}", path.display()))
+            .map_err(internal)?;
+        eprintln!(
+            "swarm: the state audit of {url}'s leftover is in {}",
+            path.display()
+        );
+    }
     let control = Arc::new(Control::default());
     stop_on_ctrl_c(control.clone());
     let tui = tui::wanted(args.no_tui);
@@ -152,6 +164,115 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
     println!("{}", summary.render());
     println!("report: {}", dir.display());
     Ok(summary.exit_code)
+}
+
+/// A report directory or database that already holds a run: refused (64) with the ways
+/// on, or with `--audit-leftover` audited (state checks), kept and cleared. Returns the
+/// audit of an external database's leftover, to be written into the new report
+/// directory.
+async fn leftover(
+    args: &RunArgs,
+    db: &Option<DbUrl>,
+    run_id: &RunId,
+    key_prefix: &str,
+) -> Result<Option<(DbUrl, String)>, Exit> {
+    let dir_files = args
+        .report_dir
+        .as_deref()
+        .map(leftover::files_in)
+        .unwrap_or_default();
+    let earlier = match db {
+        Some(url) => leftover::in_database(url, run_id, key_prefix)
+            .await
+            .with_context(|| format!("reading the runs on {url}"))
+            .map_err(internal)?
+            .map(|e| (url.clone(), e)),
+        None => None,
+    };
+    if dir_files.is_empty() && earlier.is_none() {
+        return Ok(None);
+    }
+    if !args.audit_leftover {
+        let place = match (&earlier, &args.report_dir) {
+            (Some((url, e)), _) => format!("the database {url} already holds {e}"),
+            (None, Some(d)) => format!(
+                "the report directory {} already holds a run ({})",
+                d.display(),
+                dir_files
+                    .iter()
+                    .filter_map(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            (None, None) => unreachable!("something was found"),
+        };
+        return Err(usage(anyhow::anyhow!(
+            "{place}; nothing was run (its rows and files would be audited as this run's).\n\
+             To go on, pick one:\n  \
+             - a fresh report directory (leave out --report-dir and one is made)\n  \
+             - --db on a fresh database\n  \
+             - --audit-leftover: audit the state it left, keep that audit, then start this run clean"
+        )));
+    }
+    if let Some(d) = &args.report_dir
+        && !dir_files.is_empty()
+    {
+        let aside = leftover::move_aside(d).map_err(internal)?;
+        let old_db = DbUrl::sqlite(aside.join("swarm.db"));
+        if db.is_none() && aside.join("swarm.db").exists() {
+            let (validity, json) = audit_leftover(&old_db).await?;
+            let path = aside.join("audit.json");
+            std::fs::write(&path, json)
+                .with_context(|| format!("writing {}", path.display()))
+                .map_err(internal)?;
+            eprintln!(
+                "swarm: moved the earlier run to {} (its state audit: {}, in {})",
+                aside.display(),
+                validity.name(),
+                path.display()
+            );
+        } else {
+            eprintln!(
+                "swarm: moved the earlier run's files to {}",
+                aside.display()
+            );
+        }
+    }
+    let Some((url, earlier)) = earlier else {
+        return Ok(None);
+    };
+    let (validity, json) = audit_leftover(&url).await?;
+    eprintln!(
+        "swarm: {url} holds {earlier}; the state it left is {}",
+        validity.name()
+    );
+    if validity == swarm::audit::Validity::Invalid {
+        println!("{json}");
+        return Err(Exit(
+            swarm::exit::INVARIANT_VIOLATED,
+            anyhow::anyhow!(
+                "the leftover on {url} breaks an invariant (its audit is above); the database is left as it is and nothing was run"
+            ),
+        ));
+    }
+    leftover::clear(&url)
+        .await
+        .with_context(|| format!("clearing the leftover on {url}"))
+        .map_err(internal)?;
+    Ok(Some((url, json)))
+}
+
+/// The state checks of a leftover database, as a verdict and its JSON.
+async fn audit_leftover(url: &DbUrl) -> Result<(swarm::audit::Validity, String), Exit> {
+    let report = swarm::audit::audit(swarm::audit::Input {
+        db: Some(url),
+        history: None,
+        history_dropped: 0,
+        state_only: true,
+    })
+    .await;
+    let json = serde_json::to_string_pretty(&report).map_err(internal)?;
+    Ok((report.validity, json))
 }
 
 /// First Ctrl-C: stop arrivals, drain, heal, audit. Second: abort at once.

@@ -11,6 +11,7 @@ pub mod agent;
 mod arrive;
 pub mod faults;
 mod id;
+pub mod leftover;
 pub mod resolve;
 mod sampler;
 pub mod schedule;
@@ -124,6 +125,11 @@ pub struct RunResult {
 pub const RUN_STARTED: &str = "run.started";
 pub const RUN_FINISHED: &str = "run.finished";
 
+/// The prefix of every idempotency key a run sends: its run id and seed.
+pub fn key_prefix(run_id: &RunId, seed: u64) -> String {
+    format!("{run_id}-s{seed}")
+}
+
 /// Mark the run as finished on its database (when it wrote a start marker there).
 pub async fn mark_finished(marker: &RunMarker) -> Result<(), RunError> {
     Database::connect(&marker.db)?
@@ -190,7 +196,7 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         metrics: Metrics::new(regions.len()),
         regions,
         seed: s.seed,
-        key_prefix: format!("{}-s{}", opts.run_id, s.seed),
+        key_prefix: key_prefix(&opts.run_id, s.seed),
         merchant_id: shop.merchant_id,
         items: shop.items,
         mandates: shop.mandates,

@@ -213,6 +213,92 @@ impl Database {
         .await
     }
 
+    /// The value of `key` in `swarm_meta`, if any (the schema must exist).
+    pub async fn get_meta(&self, key: &str) -> Result<Option<String>, DbError> {
+        let sql = "SELECT meta_value FROM swarm_meta WHERE meta_key = ";
+        match (&self.url, &self.pg) {
+            (DbUrl::Sqlite(path), _) => {
+                let (path, key) = (path.clone(), key.to_string());
+                blocking(move || {
+                    use rusqlite::OptionalExtension;
+                    Ok(open_sqlite(&path)?
+                        .query_row(&format!("{sql}?1"), [&key], |r| r.get::<_, String>(0))
+                        .optional()?)
+                })
+                .await
+            }
+            (DbUrl::Postgres(_), Some(pool)) => {
+                let row = pool
+                    .get()
+                    .await?
+                    .query_opt(&format!("{sql}$1"), &[&key])
+                    .await?;
+                Ok(row.map(|r| r.try_get::<_, String>(0)).transpose()?)
+            }
+            (DbUrl::Postgres(_), None) => Err(DbError::Other("no pool".into())),
+        }
+    }
+
+    /// Whether a purchase of a catalog item (the sandbox's aside) is recorded under a key
+    /// that does not start with `key_prefix`.
+    pub async fn has_intents_besides(&self, key_prefix: &str) -> Result<bool, DbError> {
+        let sql = |p: &str| {
+            format!(
+                "SELECT 1 FROM intent n WHERE substr(n.idem_key, 1, {}) <> {p} \
+                 AND NOT EXISTS (SELECT 1 FROM item i WHERE i.item_id = n.item_id AND i.sandbox = 1) LIMIT 1",
+                key_prefix.chars().count()
+            )
+        };
+        match (&self.url, &self.pg) {
+            (DbUrl::Sqlite(path), _) => {
+                let (path, prefix, sql) = (path.clone(), key_prefix.to_string(), sql("?1"));
+                blocking(move || {
+                    use rusqlite::OptionalExtension;
+                    Ok(open_sqlite(&path)?
+                        .query_row(&sql, [&prefix], |_| Ok(()))
+                        .optional()?
+                        .is_some())
+                })
+                .await
+            }
+            (DbUrl::Postgres(_), Some(pool)) => Ok(pool
+                .get()
+                .await?
+                .query_opt(&sql("$1"), &[&key_prefix])
+                .await?
+                .is_some()),
+            (DbUrl::Postgres(_), None) => Err(DbError::Other("no pool".into())),
+        }
+    }
+
+    /// Forget every purchase: delete intents, claims, debits and ledger rows, put every
+    /// bucket and shard back at its seeded figure and drop the `swarm_meta` keys named,
+    /// in one transaction. The catalog (merchants, items, mandates) stays.
+    pub async fn reset_purchases(&self, forget_meta: &[&str]) -> Result<(), DbError> {
+        let mut sql = String::from(
+            "BEGIN; \
+             DELETE FROM ledger_leg; DELETE FROM ledger_txn; DELETE FROM mandate_debit; \
+             DELETE FROM stock_claim; DELETE FROM intent; \
+             UPDATE bucket SET available = initial_available; \
+             UPDATE mandate_shard SET remaining = initial_remaining_minor;",
+        );
+        for key in forget_meta {
+            if !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+            {
+                return Err(DbError::Other(format!(
+                    "swarm_meta: `{key}` is not a plain token"
+                )));
+            }
+            sql.push_str(&format!(
+                " DELETE FROM swarm_meta WHERE meta_key = '{key}';"
+            ));
+        }
+        sql.push_str(" COMMIT");
+        self.execute(&sql).await
+    }
+
     /// Run one statement outside any purchase (administration, selftest set-up).
     pub async fn execute(&self, sql: &str) -> Result<(), DbError> {
         match (&self.url, &self.pg) {
