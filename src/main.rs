@@ -57,8 +57,24 @@ fn main() -> ExitCode {
     match outcome.unwrap_or_else(|e| Err(cli::internal(anyhow::anyhow!("the run stopped: {e}")))) {
         Ok(code) => ExitCode::from(code as u8),
         Err(cli::Exit(code, e)) => {
-            eprintln!("swarm: {e:#}");
+            eprintln!("swarm: {}", causes(&e));
             ExitCode::from(code as u8)
         }
     }
+}
+
+/// An error and its causes in one line, each cause only when its words are not already
+/// said (a driver error wrapped twice is printed once).
+fn causes(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }

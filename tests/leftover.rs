@@ -209,3 +209,44 @@ async fn purchases_no_run_marked_are_refused_unless_they_carry_this_runs_keys() 
     );
     assert_ne!(again.status.code(), Some(64), "{}", text(&again));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db_reset_drops_the_tables_or_keeps_the_catalog() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let scenario = scenario_file(tmp.path());
+    let url = DbUrl::sqlite(tmp.path().join("reset.db"));
+    let db = url.to_string();
+    let first = swarm_run(&scenario, &tmp.path().join("r1"), &["--db", &db]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let reset = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_swarm"))
+            .args(["db", "reset", "--db", &db])
+            .args(extra)
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("reset")
+    };
+    let kept = reset(&["--keep-catalog"]);
+    assert_eq!(kept.status.code(), Some(0), "{}", text(&kept));
+    assert_eq!(
+        common::query_text(&url, "SELECT CAST(count(*) AS TEXT) FROM intent").await,
+        "0"
+    );
+    assert_ne!(
+        common::query_text(&url, "SELECT CAST(count(*) AS TEXT) FROM mandate").await,
+        "0"
+    );
+    // A cleared database takes a new run.
+    let second = swarm_run(&scenario, &tmp.path().join("r2"), &["--db", &db]);
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second));
+    let dropped = reset(&[]);
+    assert_eq!(dropped.status.code(), Some(0), "{}", text(&dropped));
+    assert_eq!(
+        common::query_text(
+            &url,
+            "SELECT CAST(count(*) AS TEXT) FROM sqlite_master WHERE type = 'table'"
+        )
+        .await,
+        "0"
+    );
+}

@@ -58,13 +58,23 @@ pub async fn db(verb: DbVerb) -> Result<i32, Exit> {
                 println!("{stats}");
             }
         }
-        DbVerb::Reset(args) => {
-            let url = parse_url(&args.db)?;
-            swarm::run::leftover::clear(&url)
-                .await
-                .with_context(|| format!("resetting {url}"))
-                .map_err(internal)?;
-            println!("{url}: every purchase forgotten; stock and caps at their seeded figures");
+        DbVerb::Reset { db, keep_catalog } => {
+            let url = parse_url(&db.db)?;
+            if keep_catalog {
+                swarm::run::leftover::clear(&url)
+                    .await
+                    .with_context(|| format!("resetting {url}"))
+                    .map_err(internal)?;
+                println!("{url}: every purchase forgotten; stock and caps at their seeded figures");
+            } else {
+                Database::connect(&url)
+                    .map_err(usage)?
+                    .drop_tables()
+                    .await
+                    .with_context(|| format!("dropping swarm's tables in {url}"))
+                    .map_err(internal)?;
+                println!("{url}: swarm's tables dropped (swarm db init starts afresh)");
+            }
         }
         DbVerb::Sandbox { db, key } => {
             let url = parse_url(&db.db)?;

@@ -182,11 +182,17 @@ pub enum DbVerb {
         #[arg(long)]
         json: bool,
     },
-    /// Forget every purchase (intents, claims, debits, ledger rows) and the run markers;
-    /// stock and caps go back to their seeded figures, the catalog stays.
+    /// Drop swarm's tables for a fresh start (with --keep-catalog: forget the purchases and
+    /// run markers only, stock and caps back at their seeded figures).
     ///
     /// Example: swarm db reset --db postgres://swarm@127.0.0.1:5432/swarm
-    Reset(DbArgs),
+    Reset {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Keep merchants, items and mandates; clear only what runs wrote.
+        #[arg(long)]
+        keep_catalog: bool,
+    },
     /// Commit one purchase of the stocked sandbox item, then replay it with the same key.
     ///
     /// Example: swarm db sandbox --db sqlite://demo.db --key demo-1

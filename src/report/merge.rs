@@ -102,7 +102,7 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
         if h != base {
             return Err(bad(
                 &s.dir,
-                "a different scenario, seed or catalog than the first shard",
+                "a different run id, scenario, seed or catalog than the first shard",
             ));
         }
         if let Some(sh) = shard {
@@ -113,6 +113,29 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
         }
         if s.regions != first_regions {
             return Err(bad(&s.dir, "different regions than the first shard"));
+        }
+    }
+    // The whole set, or nothing: a missing shard's purchases would read as phantom commits.
+    if let Some(&(_, n)) = seen.first() {
+        if seen.len() != shards.len() || seen.iter().any(|&(_, m)| m != n) {
+            return Err(bad(
+                out,
+                "the directories mix shards of different counts (or shards and a whole run)",
+            ));
+        }
+        let missing: Vec<String> = (0..n)
+            .filter(|i| !seen.iter().any(|&(j, _)| j == *i))
+            .map(|i| format!("{i}/{n}"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(bad(
+                out,
+                format!(
+                    "shard {} missing: give the report directory of every shard of the run ({} given)",
+                    missing.join(", "),
+                    seen.len()
+                ),
+            ));
         }
     }
     let db = match db {

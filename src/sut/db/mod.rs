@@ -45,6 +45,41 @@ impl From<deadpool_postgres::PoolError> for DbError {
     }
 }
 
+/// Run one `IF NOT EXISTS` DDL statement while another process may run the same one (the
+/// shards of one run start together on a fresh database): PostgreSQL's catalog then
+/// reports the twin's table as a duplicate or a unique violation instead of "exists",
+/// and the statement, run again once the twin committed, changes nothing.
+async fn ddl_tolerating_a_twin(
+    client: &tokio_postgres::Client,
+    ddl: &str,
+) -> Result<(), tokio_postgres::Error> {
+    use tokio_postgres::error::SqlState;
+    const TRIES: u64 = 8;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match client.batch_execute(ddl).await {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if tries < TRIES
+                    && e.code().is_some_and(|c| {
+                        [
+                            SqlState::DUPLICATE_TABLE,
+                            SqlState::DUPLICATE_OBJECT,
+                            SqlState::UNIQUE_VIOLATION,
+                            SqlState::T_R_SERIALIZATION_FAILURE,
+                            SqlState::T_R_DEADLOCK_DETECTED,
+                        ]
+                        .contains(c)
+                    }) =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20 * tries)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// A PostgreSQL connection pool of `size` connections for `url`.
 pub fn pg_pool(url: &str, size: usize) -> Result<Pool, DbError> {
     let config: tokio_postgres::Config = url.parse().map_err(|e| DbError::BadUrl {
@@ -126,7 +161,7 @@ impl Database {
                 let client = pool.get().await?;
                 for ddl in schema_statements(Dialect::Postgres) {
                     // One DDL per (implicit) transaction: what DSQL and CockroachDB accept.
-                    client.batch_execute(&ddl).await?;
+                    ddl_tolerating_a_twin(&client, &ddl).await?;
                 }
                 client
                     .execute(
@@ -297,6 +332,16 @@ impl Database {
         }
         sql.push_str(" COMMIT");
         self.execute(&sql).await
+    }
+
+    /// Drop every table swarm made (data and `swarm_meta`), each in its own statement:
+    /// the database is as before `init`.
+    pub async fn drop_tables(&self) -> Result<(), DbError> {
+        for table in DATA_TABLES.iter().chain(["swarm_meta"].iter()) {
+            self.execute(&format!("DROP TABLE IF EXISTS {table}"))
+                .await?;
+        }
+        Ok(())
     }
 
     /// Run one statement outside any purchase (administration, selftest set-up).
