@@ -415,7 +415,7 @@ fn an_unreadable_server_is_named_at_once_and_never_retried_as_a_network_error() 
 }
 
 #[test]
-fn a_run_against_a_closed_port_tested_nothing_and_is_never_valid() {
+fn a_run_against_a_closed_port_stops_before_anything_is_created() {
     let tmp = tempfile::tempdir().expect("tmp");
     let port = common::free_port(); // nothing listens there
     let file = scenario(
@@ -425,14 +425,14 @@ fn a_run_against_a_closed_port_tested_nothing_and_is_never_valid() {
         "",
         "",
     );
-    let (out, s) = run(&file, &tmp.path().join("r"), &["--agents", "100"]);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    let dir = tmp.path().join("r");
+    let (s, d) = (file.display().to_string(), dir.display().to_string());
+    let out = swarm(&["run", &s, "--no-tui", "--report-dir", &d, "--agents", "100"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(70), "{said}");
+    assert!(
+        said.contains("region r0") && said.contains("unreachable: connection refused"),
+        "{said}"
     );
-    assert_eq!(s["validity"], "unknown");
-    assert_eq!(check(&s, "run.exercised")["validity"], "unknown");
-    assert!(s["counters"]["connection_refused"].as_u64().unwrap_or(0) > 0);
+    assert!(!dir.exists(), "nothing is left behind");
 }

@@ -498,6 +498,20 @@ fn a_live_endpoint_is_driven_over_http_with_an_api_key() {
             .output()
             .expect("run")
     };
+    // A wrong key is refused at the preflight: a usage error, nothing created or bought.
+    let wrong = tmp.path().join("wrong");
+    let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["run", &scenario.display().to_string(), "--no-tui"])
+        .args(["--report-dir", &wrong.display().to_string()])
+        .env_remove("DATABASE_URL")
+        .env("SWARM_TEST_API_KEY", "not-the-key")
+        .env("CI", "true")
+        .output()
+        .expect("run");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{said}");
+    assert!(said.contains("refused a harmless lookup with HTTP 401"), "{said}");
+    assert!(!wrong.exists(), "nothing created");
     // Without the database: the history-only audit, which says what it could not check.
     let blind = tmp.path().join("blind");
     let out = run(&blind, &["--run-id", "live5"]);

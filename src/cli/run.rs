@@ -134,7 +134,16 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
                 d.abort();
                 let _ = d.await;
             }
-            return Err(internal(e));
+            // Nothing was written: the directory made for it goes (a non-empty one stays).
+            let _ = std::fs::remove_dir(&dir);
+            // A region that refuses our key is the scenario's mistake; one that does not
+            // answer is the environment's.
+            return Err(match e {
+                swarm::run::RunError::Preflight(
+                    p @ swarm::target::preflight::PreflightError::Refused { .. },
+                ) => usage(p),
+                e => internal(e),
+            });
         }
     };
     let _ = phase.send(Phase::Auditing);

@@ -46,6 +46,8 @@ pub enum RunError {
     Kernel(#[from] KernelError),
     #[error("target: {0}")]
     Target(#[from] OpenError),
+    #[error("preflight: {0}")]
+    Preflight(#[from] crate::target::preflight::PreflightError),
     #[error("history: {0}")]
     History(#[from] HistoryError),
     #[error("{path}: {source}")]
@@ -165,6 +167,16 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         (None, false) => Some(DbUrl::sqlite(opts.dir.join("swarm.db"))),
         (None, true) => None,
     };
+    // A live endpoint answers a harmless request before anything is seeded or marked:
+    // a closed port or a refused key stops the run here, leaving nothing behind.
+    let live_regions = match live_target {
+        true => {
+            let regions = open::live_regions(s)?;
+            crate::target::preflight::check(&regions).await?;
+            Some(regions)
+        }
+        false => None,
+    };
     let plan = SeedPlan::new(s.seed, &s.catalog, &s.mandates);
     // Ids given or discovered belong to the live deployment: nothing of ours to seed.
     let own_catalog = s.target.ids.is_none() && s.target.discover.is_none();
@@ -183,10 +195,15 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         None => "live endpoint (database not readable)".to_string(),
     };
 
-    let (regions, servers) = match (&url, live_target) {
-        (_, true) => (open::live_regions(s)?, Vec::new()),
-        (Some(url), false) => open::open_regions(s, url, opts.kernel_sql.clone()).await?,
-        (None, false) => unreachable!("an embedded database is always given"),
+    let (regions, servers) = match (&url, live_regions) {
+        (_, Some(regions)) => (regions, Vec::new()),
+        (Some(url), None) => {
+            let (regions, servers) = open::open_regions(s, url, opts.kernel_sql.clone()).await?;
+            // Our own servers, probed the same way (they answer, or the run says why).
+            crate::target::preflight::check(&regions).await?;
+            (regions, servers)
+        }
+        (None, None) => unreachable!("an embedded database is always given"),
     };
     let shop = Shop::resolve(s, &plan, &regions).await?;
     let (items, mandates) = (shop.items.clone(), shop.mandates.clone());

@@ -26,6 +26,8 @@ const MAX_IDLE: usize = 4096;
 
 /// One endpoint with its keep-alive connection pool.
 pub struct HttpGateway {
+    /// `http://host[/prefix]`, for messages.
+    pub url: String,
     pool: ConnectionPool,
     host: HeaderValue,
     prefix: String,
@@ -45,6 +47,7 @@ impl HttpGateway {
             .parse()
             .map_err(|e| format!("`{}`: {e}", endpoint.prefix))?;
         Ok(HttpGateway {
+            url: format!("http://{}{}", endpoint.host, endpoint.prefix),
             pool: ConnectionPool::new(endpoint.address, MAX_IDLE),
             host,
             prefix: endpoint.prefix,
@@ -98,6 +101,17 @@ impl HttpGateway {
         self.pool
             .send(self.request(Method::GET, uri, Bytes::new()))
             .await
+    }
+
+    /// A harmless request before any purchase: the lookup of an intent that cannot exist.
+    /// It proves the endpoint answers and takes the API key; a 404 is the expected answer.
+    pub async fn probe(&self) -> Result<Response, Code> {
+        let path = if self.zinc {
+            "/orders/00000000-0000-4000-8000-000000000000"
+        } else {
+            "/v1/purchases/00000000-0000-4000-8000-000000000000"
+        };
+        self.get(path).await
     }
 
     /// `POST {prefix}{path}` with a JSON body.

@@ -2,7 +2,8 @@
 //!
 //! `region` (a gateway whose state faults flip), `http` (the contract's requests over
 //! `pool`, swarm's own keep-alive HTTP/1 client), `proxy` (a TCP fault proxy in front of an
-//! in-process region server) and `open` (builds the regions of a scenario: in-process
+//! in-process region server), `preflight` (a harmless request to every HTTP region before
+//! any agent starts) and `open` (builds the regions of a scenario: in-process
 //! kernels, in-process servers behind proxies, or live endpoints). Invariant: a region
 //! changes what the client learns, never what the database decides.
 
@@ -10,6 +11,7 @@ pub mod contract;
 pub mod http;
 pub mod open;
 pub mod pool;
+pub mod preflight;
 pub mod proxy;
 pub mod region;
 
