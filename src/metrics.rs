@@ -13,7 +13,7 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::history::{Code, Record, Violation};
+use crate::history::{Code, Record, STATUS_CLASSES, Violation, status_class};
 use crate::scenario::RegionState;
 
 /// Stripes of the recorder; a power of two above the core count, and no more: every
@@ -55,6 +55,8 @@ pub fn memory_kib() -> (u64, u64) {
 pub struct Counters {
     pub requests: u64,
     pub by_code: [u64; Code::ALL.len()],
+    /// Requests by HTTP status class (`history::STATUS_CLASSES`).
+    pub by_status: [u64; STATUS_CLASSES.len()],
     pub replays: u64,
     pub occ_retries: u64,
     /// Logical purchases that ended (definitely or not).
@@ -65,6 +67,9 @@ impl Counters {
     pub fn add(&mut self, o: &Counters) {
         self.requests += o.requests;
         for (a, b) in self.by_code.iter_mut().zip(o.by_code.iter()) {
+            *a += b;
+        }
+        for (a, b) in self.by_status.iter_mut().zip(o.by_status.iter()) {
             *a += b;
         }
         self.replays += o.replays;
@@ -319,9 +324,11 @@ impl Metrics {
         let mut guard = lock(&self.shards[agent as usize % SHARDS]);
         let s = &mut *guard;
         let retries = u64::from(r.attempts.saturating_sub(1));
+        let class = status_class(r.status);
         for c in [&mut s.totals, &mut s.interval] {
             c.requests += 1;
             c.by_code[r.code as usize] += 1;
+            c.by_status[class] += 1;
             c.replays += u64::from(r.replayed);
             c.occ_retries += retries;
         }
@@ -336,6 +343,7 @@ impl Metrics {
         if let Some((c, h)) = s.regions.get_mut(usize::from(r.region)) {
             c.requests += 1;
             c.by_code[r.code as usize] += 1;
+            c.by_status[class] += 1;
             c.replays += u64::from(r.replayed);
             c.occ_retries += retries;
             if several {

@@ -436,3 +436,35 @@ fn a_run_against_a_closed_port_stops_before_anything_is_created() {
     );
     assert!(!dir.exists(), "nothing is left behind");
 }
+
+/// Every status class is counted and shown: a throttling server's 429s appear in the
+/// console and `summary.json` by status, beside the network failures; the run stays valid.
+#[test]
+fn a_throttling_servers_429s_are_counted_by_status() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let probe = scenario(
+        tmp.path(),
+        "throttle",
+        &["http://127.0.0.1:1".into()],
+        "",
+        "",
+    );
+    let (db, _) = seeded(tmp.path(), &probe);
+    let server = Foreign::python(&db, "rate-limit", &[]);
+    let file = scenario(tmp.path(), "throttle", &[server.url()], "", "");
+    let (out, s) = run(&file, &tmp.path().join("r"), &["--agents", "300"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(s["validity"], "valid", "{stdout}");
+    let throttled = s["statuses"]["429"].as_u64().unwrap_or(0);
+    assert!(throttled > 0, "{}", s["statuses"]);
+    assert!(stdout.contains(&format!("429 ×{throttled}")), "{stdout}");
+    let requests = s["counters"]["requests"].as_u64().unwrap_or(0);
+    let by_status: u64 = s["statuses"]
+        .as_object()
+        .expect("statuses")
+        .values()
+        .filter_map(|v| v.as_u64())
+        .sum();
+    assert_eq!(by_status, requests, "every request has a status class");
+    assert!(stdout.contains("indeterminate during the run:"), "{stdout}");
+}

@@ -510,7 +510,10 @@ fn a_live_endpoint_is_driven_over_http_with_an_api_key() {
         .expect("run");
     let said = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{said}");
-    assert!(said.contains("refused a harmless lookup with HTTP 401"), "{said}");
+    assert!(
+        said.contains("refused a harmless lookup with HTTP 401"),
+        "{said}"
+    );
     assert!(!wrong.exists(), "nothing created");
     // Without the database: the history-only audit, which says what it could not check.
     let blind = tmp.path().join("blind");

@@ -142,6 +142,57 @@ impl Persona {
     }
 }
 
+/// The HTTP status classes a run counts, by name (`network`: no answer at all; the
+/// in-process kernel's answers carry the statuses its server would send).
+pub const STATUS_CLASSES: [&str; 20] = [
+    "network",
+    "200",
+    "201",
+    "2xx_other",
+    "400",
+    "401",
+    "403",
+    "404",
+    "409",
+    "413",
+    "415",
+    "422",
+    "429",
+    "4xx_other",
+    "500",
+    "502",
+    "503",
+    "504",
+    "5xx_other",
+    "other",
+];
+
+/// The index into `STATUS_CLASSES` of a request's status (0: no answer).
+pub fn status_class(status: u16) -> usize {
+    match status {
+        0 => 0,
+        200 => 1,
+        201 => 2,
+        202..=299 => 3,
+        400 => 4,
+        401 => 5,
+        403 => 6,
+        404 => 7,
+        409 => 8,
+        413 => 9,
+        415 => 10,
+        422 => 11,
+        429 => 12,
+        402..=499 => 13,
+        500 => 14,
+        502 => 15,
+        503 => 16,
+        504 => 17,
+        501..=599 => 18,
+        _ => 19,
+    }
+}
+
 /// Why a request was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[repr(u8)]
@@ -332,6 +383,50 @@ pub struct History {
     pub records: Vec<Record>,
 }
 
+/// The requests of a run that got no definite answer (the agents' own, not the end-of-run
+/// replay), the keys they were on, and how many of those keys an agent's own request then
+/// (or concurrently) settled with a business answer. The rest were left to the end-of-run
+/// replay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Indeterminate {
+    pub requests: u64,
+    pub keys: u64,
+    pub settled_by_agents: u64,
+}
+
+impl Indeterminate {
+    pub fn of(records: &[Record]) -> Indeterminate {
+        let mut keys: std::collections::HashMap<(u32, u16, u8), bool> = Default::default();
+        let mut requests = 0;
+        for r in records
+            .iter()
+            .filter(|r| r.op == Op::Commit && r.kind() == Kind::Info)
+        {
+            requests += 1;
+            keys.insert((r.agent, r.purchase, r.variant), false);
+        }
+        for r in records
+            .iter()
+            .filter(|r| r.op == Op::Commit && r.kind() == Kind::Ok)
+        {
+            if let Some(settled) = keys.get_mut(&(r.agent, r.purchase, r.variant)) {
+                *settled = true;
+            }
+        }
+        Indeterminate {
+            requests,
+            keys: keys.len() as u64,
+            settled_by_agents: keys.values().filter(|s| **s).count() as u64,
+        }
+    }
+
+    pub fn add(&mut self, o: &Indeterminate) {
+        self.requests += o.requests;
+        self.keys += o.keys;
+        self.settled_by_agents += o.settled_by_agents;
+    }
+}
+
 impl History {
     pub fn key_of(&self, r: &Record) -> String {
         key(&self.header.key_prefix, r.agent, r.purchase, r.variant)
@@ -421,6 +516,20 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_status_has_one_class() {
+        let name = |status| STATUS_CLASSES[status_class(status)];
+        assert_eq!(name(0), "network");
+        assert_eq!(name(201), "201");
+        assert_eq!(name(204), "2xx_other");
+        assert_eq!(name(401), "401");
+        assert_eq!(name(418), "4xx_other");
+        assert_eq!(name(429), "429");
+        assert_eq!(name(503), "503");
+        assert_eq!(name(599), "5xx_other");
+        assert_eq!(name(302), "other");
+    }
 
     fn record(i: u32) -> Record {
         Record {

@@ -245,6 +245,35 @@ pub fn render(s: &Summary, series: &[Sample]) -> String {
         .map(|(k, v)| (k.to_string(), *v))
         .collect();
     page.push_str(&bar_chart("Outcomes (requests)", &outcomes));
+    let statuses: Vec<(String, u64)> = s
+        .statuses
+        .iter()
+        .map(|(k, v)| (format!("HTTP {k}"), *v))
+        .collect();
+    page.push_str(&bar_chart(
+        "Statuses (requests; network: no answer)",
+        &statuses,
+    ));
+    let (ind, res) = (&s.indeterminate, &s.resolution);
+    page.push_str(&format!(
+        "<h2>Indeterminate requests</h2><table>\
+         <tr><td>requests without a definite answer during the run</td><td>{}</td></tr>\
+         <tr><td>keys they were on</td><td>{}</td></tr>\
+         <tr><td>settled by the agents' own requests</td><td>{}</td></tr>\
+         <tr><td>left to the end-of-run replay</td><td>{}</td></tr>\
+         <tr><td>… recovered (had committed or declined)</td><td>{}</td></tr>\
+         <tr><td>… executed on replay</td><td>{}</td></tr>\
+         <tr><td>… refused on replay</td><td>{}</td></tr>\
+         <tr><td>unresolved</td><td>{}</td></tr></table>",
+        ind.requests,
+        ind.keys,
+        ind.settled_by_agents,
+        res.pending,
+        res.recovered,
+        res.fresh,
+        res.refused,
+        res.unresolved
+    ));
     let l = &s.latency_corrected_ms;
     let r = &s.latency_raw_ms;
     page.push_str(&format!(

@@ -181,6 +181,8 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
     let mut m = first.summary.clone();
     m.shard = None;
     m.counters = BTreeMap::new();
+    m.statuses = BTreeMap::new();
+    m.indeterminate = Default::default();
     m.attempts = vec![0; first.summary.attempts.len()];
     m.agents_total = 0;
     m.agents_done = 0;
@@ -192,6 +194,10 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
         for (k, v) in &s.summary.counters {
             *m.counters.entry(k.clone()).or_default() += v;
         }
+        for (k, v) in &s.summary.statuses {
+            *m.statuses.entry(k.clone()).or_default() += v;
+        }
+        m.indeterminate.add(&s.summary.indeterminate);
         for (a, b) in m.attempts.iter_mut().zip(s.summary.attempts.iter()) {
             *a += b;
         }

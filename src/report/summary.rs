@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{Report as Audit, Validity};
 use crate::exit;
-use crate::history::Code;
+use crate::history::{Code, Indeterminate, STATUS_CLASSES};
 use crate::metrics::{ATTEMPT_BARS, Percentiles};
 use crate::run::faults::FaultRecord;
 use crate::run::{Resolution, RunResult};
@@ -44,6 +44,9 @@ pub struct Summary {
     pub agents_done: u64,
     pub stopped_early: bool,
     pub counters: BTreeMap<String, u64>,
+    /// Requests by HTTP status class (`network`: no answer), the non-zero ones.
+    #[serde(default)]
+    pub statuses: BTreeMap<String, u64>,
     pub rates: BTreeMap<String, f64>,
     pub latency_corrected_ms: Percentiles,
     pub latency_raw_ms: Percentiles,
@@ -52,6 +55,9 @@ pub struct Summary {
     pub regions: Vec<RegionSummary>,
     pub faults: Vec<FaultRecord>,
     pub resolution: Resolution,
+    /// Requests without a definite answer during the run, and how their keys settled.
+    #[serde(default)]
+    pub indeterminate: Indeterminate,
     pub audit: Audit,
     pub thresholds: Vec<ThresholdResult>,
     pub validity: Validity,
@@ -130,6 +136,12 @@ impl Summary {
             agents_done: run.agents_done,
             stopped_early: run.stopped_early,
             counters,
+            statuses: STATUS_CLASSES
+                .iter()
+                .zip(t.by_status.iter())
+                .filter(|(_, n)| **n > 0)
+                .map(|(class, n)| (class.to_string(), *n))
+                .collect(),
             rates: BTreeMap::new(),
             latency_corrected_ms: Percentiles::of(&m.corrected_us),
             latency_raw_ms: Percentiles::of(&m.raw_us),
@@ -137,6 +149,7 @@ impl Summary {
             regions,
             faults: run.faults.clone(),
             resolution: run.resolution.clone(),
+            indeterminate: run.indeterminate,
             validity: audit.validity,
             audit,
             thresholds: Vec::new(),
@@ -193,6 +206,20 @@ impl Summary {
     }
 
     /// The end-of-run text for a terminal or a CI log.
+    /// `201 ×104 · 200 ×42 · network ×3`, most frequent first (`none` without requests).
+    pub fn statuses_line(&self) -> String {
+        let mut classes: Vec<(&String, &u64)> = self.statuses.iter().collect();
+        classes.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        if classes.is_empty() {
+            return "none".into();
+        }
+        classes
+            .iter()
+            .map(|(class, n)| format!("{class} ×{n}"))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         let c = |k: &str| self.counters.get(k).copied().unwrap_or(0);
@@ -209,17 +236,22 @@ impl Summary {
             c("requests")
         ));
         out.push_str(&format!(
-            "committed {} · out of stock {} · mandate rejected {} · key reused {} · retry exhausted {} · timeouts {} · refused {} · resets {} · replays {}\n",
+            "answers (replays included): committed {} · out of stock {} · mandate rejected {} · key reused {} · retry exhausted {} · unavailable {} · bad request {} · internal {} · contract violations {} · timeouts {} · refused {} · resets {} · replays {}\n",
             c("committed"),
             c("out_of_stock"),
             c("mandate_rejected"),
             c("key_reused"),
             c("retry_exhausted"),
+            c("unavailable"),
+            c("bad_request"),
+            c("internal_error"),
+            c("contract_violation"),
             c("timeout"),
             c("connection_refused"),
             c("connection_reset"),
             c("replays")
         ));
+        out.push_str(&format!("HTTP statuses: {}\n", self.statuses_line()));
         out.push_str(&format!(
             "OCC retries {} · attempts {:?}\n",
             c("occ_retries"),
@@ -249,9 +281,17 @@ impl Summary {
             ));
         }
         let res = &self.resolution;
+        let ind = &self.indeterminate;
         out.push_str(&format!(
-            "indeterminate keys {} · recovered by replay {} · executed on replay {} · refused {} · unresolved {}\n",
-            res.pending, res.recovered, res.fresh, res.refused, res.unresolved
+            "indeterminate during the run: {} requests on {} keys · settled by the agents' own requests {} · left to the end-of-run replay {}: recovered {} · executed on replay {} · refused {} · unresolved {}\n",
+            ind.requests,
+            ind.keys,
+            ind.settled_by_agents,
+            res.pending,
+            res.recovered,
+            res.fresh,
+            res.refused,
+            res.unresolved
         ));
         out.push_str(&self.audit.to_string());
         out.push('\n');

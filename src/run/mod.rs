@@ -111,6 +111,8 @@ pub struct RunResult {
     pub series: Vec<Sample>,
     pub faults: Vec<FaultRecord>,
     pub resolution: Resolution,
+    /// Requests without a definite answer during the run, and how their keys settled.
+    pub indeterminate: history::Indeterminate,
     pub elapsed_ms: u64,
     pub agents_total: u64,
     pub agents_done: u64,
@@ -326,6 +328,7 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
     tracing::info!(memory_kib = ?crate::metrics::memory_kib(), "history taken");
     let history_path = opts.dir.join("history.bin");
     history.write(&history_path)?;
+    let indeterminate = history::Indeterminate::of(&history.records);
     let db_url = url;
     Ok(RunResult {
         dir: opts.dir.clone(),
@@ -339,6 +342,7 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         series: world.metrics.series(),
         faults: timeline.records(),
         resolution,
+        indeterminate,
         elapsed_ms,
         agents_total: total,
         agents_done: world.metrics.agents_done.load(Ordering::Relaxed),

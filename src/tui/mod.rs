@@ -102,6 +102,14 @@ pub fn dashboard(
         .iter()
         .map(|c| (c.name().to_string(), t.code(*c)))
         .chain([("REPLAYS".to_string(), t.replays)])
+        // What the wire said, by status class (the non-zero ones).
+        .chain(
+            crate::history::STATUS_CLASSES
+                .iter()
+                .zip(t.by_status.iter())
+                .filter(|(_, n)| **n > 0)
+                .map(|(class, n)| (format!("HTTP {class}"), *n)),
+        )
         .collect();
     let regions = w
         .regions

@@ -16,6 +16,8 @@ Bugs, each a real class of fault:
   false-503             commits, then answers 503 RETRY_EXHAUSTED
   replay-drops-field    a replay leaves out `attempts`
   created-for-decline   a DECLINED answer comes with 201
+And one switch that is no bug: rate-limit answers every 7th purchase 429 RATE_LIMITED
+before touching anything (the run must count it and stay valid).
 It also serves Zinc's shape: POST /orders (key in the body), 409 already_exists with the
 order id on a retry, GET /orders/{id}.
 """
@@ -92,6 +94,9 @@ def fingerprint(req):
 
 def replay(snapshot):
     return snapshot.replace('"replayed": false', '"replayed": true', 1)
+
+
+POSTS = __import__("itertools").count(1)
 
 
 def commit(req, key):
@@ -275,6 +280,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             if self.path == "/v1/purchases/commit":
                 raw = self.body()
+                if ARGS.bug == "rate-limit" and next(POSTS) % 7 == 0:
+                    # Not a bug: a throttle before anything is looked up or written.
+                    raise Refused(429, "RATE_LIMITED", None, "slow down")
                 key = self.headers.get("Idempotency-Key")
                 if key is None:
                     try:
