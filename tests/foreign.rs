@@ -398,6 +398,22 @@ fn an_unreadable_server_is_named_at_once_and_never_retried_as_a_network_error() 
     );
     let (out, s) = run(&file, &tmp.path().join("r"), &["--agents", "200"]);
     assert_eq!(s["validity"], "invalid");
+    // The end-of-run replay gives up once its first replays got nothing usable back, and
+    // says so; nothing it could not decide is counted as decided.
+    let res = &s["resolution"];
+    assert!(
+        res["stopped"]
+            .as_str()
+            .unwrap_or("")
+            .contains("answers nothing usable"),
+        "{res}"
+    );
+    assert_eq!(res["unresolved"], res["pending"], "{res}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("end-of-run replay stopped early"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(
         invalid(&s).contains(&"contract.unparseable".to_string()),
         "{:?}",

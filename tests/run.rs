@@ -770,3 +770,43 @@ fn the_in_flight_gauge_returns_to_zero_after_every_persona_and_fault_mode() {
         );
     }
 }
+
+/// The end-of-run replay has a time budget: past it, what is left undecided is
+/// `unresolved` (the verdict `unknown`), and the run says why.
+#[test]
+fn the_end_of_run_replay_stops_at_its_budget() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("budget.toml");
+    std::fs::write(
+        &file,
+        "name = \"budget\"\nseed = 4\n\
+         catalog = { items = 1, stock = 5000, buckets = 4, price_minor = 100, currency = \"USD\" }\n\
+         mandates = { count = 500, cap_minor = 10000, shards = 2 }\n\
+         agents = { count = 800, in_flight = 32 }\n\
+         mix = { well_behaved = 1.0 }\n\
+         retry = { timeout_ms = 500, max_attempts = 1, backoff_ms = [1, 5], resolve_budget_ms = 1 }\n\
+         [[regions]]\nname = \"a\"\n[[regions]]\nname = \"b\"\n\
+         [[faults]]\nat = \"0%\"\nkind = \"region-down\"\nregion = \"a\"\nmode = \"lost-ack\"\nheal_after = \"60s\"\n",
+    )
+    .expect("write");
+    let dir = tmp.path().join("r");
+    let out = run_to(&dir, &file.display().to_string(), &[]);
+    let s = summary(&dir);
+    let res = &s["resolution"];
+    assert!(res["pending"].as_u64().unwrap_or(0) > 0, "{res}");
+    assert!(
+        res["stopped"]
+            .as_str()
+            .unwrap_or("")
+            .contains("resolve_budget_ms = 1"),
+        "{res}"
+    );
+    assert!(res["unresolved"].as_u64().unwrap_or(0) > 0, "{res}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(s["validity"], "unknown");
+}

@@ -293,6 +293,12 @@ impl Summary {
             res.refused,
             res.unresolved
         ));
+        if let Some(why) = &res.stopped {
+            out.push_str(&format!(
+                "end-of-run replay {why} after {:.1} s\n",
+                res.elapsed_ms as f64 / 1000.0
+            ));
+        }
         out.push_str(&self.audit.to_string());
         out.push('\n');
         for t in &self.thresholds {

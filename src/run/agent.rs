@@ -40,6 +40,8 @@ pub struct World {
     pub region_cdf: Vec<f64>,
     /// Keys left indeterminate, for the end-of-run resolution.
     pub pending: Pending,
+    /// The end-of-run resolution as it goes (for the progress line and the dashboard).
+    pub resolving: super::resolve::Progress,
 }
 
 /// Who an agent is; derived, never stored.

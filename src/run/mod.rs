@@ -227,6 +227,7 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         mix_cdf: agent::mix_cdf(&s.mix),
         region_cdf: agent::cdf(&region_weights),
         pending: agent::Pending::default(),
+        resolving: resolve::Progress::default(),
     });
 
     let (shard_i, shard_n) = opts.shard.unwrap_or((0, 1));
@@ -290,7 +291,12 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
     faults_task.abort();
     let _ = faults_task.await;
     timeline.heal_all(&world.regions, &world.metrics);
-    let resolution = resolve::resolve(&world, s.agents.in_flight).await;
+    let resolution = resolve::resolve(
+        &world,
+        s.agents.in_flight,
+        std::time::Duration::from_millis(s.retry.resolve_budget_ms),
+    )
+    .await;
     sampler_stop.store(true, Ordering::Release);
     sampler_task.abort();
     let _ = sampler_task.await;

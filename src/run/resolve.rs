@@ -3,10 +3,14 @@
 //!
 //! The keys come from `agent::Pending`, where each agent parked the ones it could not settle.
 //! Invariants: resolution runs after every fault has healed, at most `concurrency` replays
-//! at once; a key still without an answer after `MAX_REPLAYS` is counted `unresolved`,
-//! never guessed.
+//! at once, within the scenario's `retry.resolve_budget_ms`; it stops early when the first
+//! `EARLY_PROBES` replays got no definite answer at all (the target answers nothing
+//! usable); a key still without an answer is counted `unresolved`, never guessed, and the
+//! reason is kept. `Progress` shows the phase on the progress line and the dashboard.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -14,10 +18,44 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use super::agent::{Attempt, World};
-use crate::history::{Kind, Op};
+use crate::history::{Code, Kind, Op};
 
 /// Replays of one key before it is counted unresolved.
 const MAX_REPLAYS: u32 = 50;
+
+/// Replays that must all fail to give a definite answer before the resolution concludes
+/// the target answers nothing usable and stops.
+const EARLY_PROBES: u64 = 64;
+
+/// The end-of-run replay as it goes.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Keys to resolve (0: the resolution has not started).
+    pub keys: AtomicU64,
+    pub settled: AtomicU64,
+    pub unresolved: AtomicU64,
+    /// When the budget ends, in ms since the run's start.
+    pub deadline_ms: AtomicU64,
+}
+
+impl Progress {
+    /// `resolving 1912 keys: 340 settled, 0 unresolved, 41 s left`, once it has started.
+    pub fn line(&self, now_ms: u64) -> Option<String> {
+        let keys = self.keys.load(Ordering::Relaxed);
+        (keys > 0).then(|| {
+            let left_s = self
+                .deadline_ms
+                .load(Ordering::Relaxed)
+                .saturating_sub(now_ms)
+                .div_ceil(1000);
+            format!(
+                "resolving {keys} indeterminate keys: {} settled, {} unresolved, {left_s} s left",
+                self.settled.load(Ordering::Relaxed),
+                self.unresolved.load(Ordering::Relaxed)
+            )
+        })
+    }
+}
 
 /// How the end-of-run replay of indeterminate keys went.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -32,23 +70,47 @@ pub struct Resolution {
     pub refused: u64,
     /// Still no definite answer after the bounded replays.
     pub unresolved: u64,
+    /// Why the resolution stopped before every key was tried to the end (`None`: it did not).
+    #[serde(default)]
+    pub stopped: Option<String>,
+    /// Wall time it took.
+    #[serde(default)]
+    pub elapsed_ms: u64,
 }
 
 /// Replay every indeterminate key through a healthy region until it gets a definite
-/// answer, a bounded number of times.
-pub async fn resolve(world: &Arc<World>, concurrency: usize) -> Resolution {
+/// answer, a bounded number of times, within `budget`.
+pub async fn resolve(world: &Arc<World>, concurrency: usize, budget: Duration) -> Resolution {
     let pending = world.pending.take();
+    let started = Instant::now();
+    let deadline = started + budget;
+    let progress = &world.resolving;
+    progress.deadline_ms.store(
+        u64::from(world.metrics.now_ms()).saturating_add(budget.as_millis() as u64),
+        Ordering::Relaxed,
+    );
+    progress.keys.store(pending.len() as u64, Ordering::Relaxed);
     let mut out = Resolution {
         pending: pending.len() as u64,
         ..Resolution::default()
     };
+    // Replays sent, and replays that got a definite answer: all of the first EARLY_PROBES
+    // without one means nothing usable comes back.
+    let tried = Arc::new(AtomicU64::new(0));
+    let usable = Arc::new(AtomicU64::new(0));
+    let give_up = Arc::new(AtomicBool::new(false));
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for first in pending {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
-        let w = world.clone();
+        let (w, tried, usable, give_up) = (
+            world.clone(),
+            tried.clone(),
+            usable.clone(),
+            give_up.clone(),
+        );
         tasks.spawn(async move {
             let _permit = permit;
             let mut rng = SmallRng::seed_from_u64(u64::from(first.plan.id) ^ 0x5EED);
@@ -58,9 +120,22 @@ pub async fn resolve(world: &Arc<World>, concurrency: usize) -> Resolution {
                 ..first
             };
             for attempt in 1..=MAX_REPLAYS {
+                if give_up.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                    return None;
+                }
                 let (code, replayed) = w.send(a).await;
-                if !code.is_transient() {
+                let n = tried.fetch_add(1, Ordering::Relaxed) + 1;
+                if !code.is_transient() && code != Code::Violation {
+                    usable.fetch_add(1, Ordering::Relaxed);
                     return Some((code, replayed));
+                }
+                if n >= EARLY_PROBES && usable.load(Ordering::Relaxed) == 0 {
+                    give_up.store(true, Ordering::Relaxed);
+                    return None;
+                }
+                // An answer that breaks the contract says nothing a replay would change.
+                if code == Code::Violation {
+                    return None;
                 }
                 a.region = w.failover(a.region);
                 tokio::time::sleep(crate::sut::kernel::backoff(attempt, 5, 200, &mut rng)).await;
@@ -69,12 +144,52 @@ pub async fn resolve(world: &Arc<World>, concurrency: usize) -> Resolution {
         });
     }
     while let Some(joined) = tasks.join_next().await {
-        match joined.ok().flatten() {
+        let result = joined.ok().flatten();
+        match result {
             Some((code, true)) if code.kind() == Kind::Ok => out.recovered += 1,
             Some((code, false)) if code.kind() == Kind::Ok => out.fresh += 1,
             Some(_) => out.refused += 1,
             None => out.unresolved += 1,
         }
+        match result {
+            Some(_) => progress.settled.fetch_add(1, Ordering::Relaxed),
+            None => progress.unresolved.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+    out.elapsed_ms = started.elapsed().as_millis() as u64;
+    out.stopped = if give_up.load(Ordering::Relaxed) {
+        Some(format!(
+            "stopped early: the first {EARLY_PROBES} replays got no definite answer (the target answers nothing usable)"
+        ))
+    } else if out.unresolved > 0 && Instant::now() >= deadline {
+        Some(format!(
+            "stopped at its budget (retry.resolve_budget_ms = {})",
+            budget.as_millis()
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = &out.stopped {
+        tracing::warn!("resolution {why}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_phase_is_said_once_it_has_started() {
+        let p = Progress::default();
+        assert_eq!(p.line(1_000), None);
+        p.keys.store(1912, Ordering::Relaxed);
+        p.settled.store(340, Ordering::Relaxed);
+        p.deadline_ms.store(42_000, Ordering::Relaxed);
+        assert_eq!(
+            p.line(1_000).as_deref(),
+            Some("resolving 1912 indeterminate keys: 340 settled, 0 unresolved, 41 s left")
+        );
+        assert!(p.line(50_000).is_some_and(|l| l.ends_with(", 0 s left")));
+    }
 }

@@ -106,7 +106,12 @@ pub async fn sample_every_second(
         let sample = w.metrics.sample(region_states(&w));
         if progress {
             let counts = *live.lock().unwrap_or_else(|p| p.into_inner());
-            eprintln!("{}", progress_line(&w, &sample, total, &counts));
+            let resolving = w.resolving.line(u64::from(w.metrics.now_ms()));
+            match resolving {
+                // Every agent is done: the phase that is running now, in words.
+                Some(line) => eprintln!("[{:>4}s] {line}", sample.second),
+                None => eprintln!("{}", progress_line(&w, &sample, total, &counts)),
+            }
         }
     }
 }

@@ -262,6 +262,9 @@ pub struct RetrySpec {
     pub max_attempts: u32,
     /// `[base, cap]` of the client's capped, jittered exponential backoff.
     pub backoff_ms: [u64; 2],
+    /// Wall time the end-of-run replay of indeterminate keys may take; what it has not
+    /// decided by then is unresolved (`unknown`).
+    pub resolve_budget_ms: u64,
 }
 
 impl Default for RetrySpec {
@@ -270,6 +273,7 @@ impl Default for RetrySpec {
             timeout_ms: 2000,
             max_attempts: 8,
             backoff_ms: [10, 1000],
+            resolve_budget_ms: 60_000,
         }
     }
 }

@@ -148,6 +148,13 @@ impl Scenario {
         if r.max_attempts == 0 || r.max_attempts > 1000 {
             return within("retry", "max_attempts", "must be between 1 and 1000".into());
         }
+        if r.resolve_budget_ms == 0 || r.resolve_budget_ms > MAX_WAIT_MS {
+            return within(
+                "retry",
+                "resolve_budget_ms",
+                format!("must be between 1 and {MAX_WAIT_MS}"),
+            );
+        }
         if r.backoff_ms[0] > r.backoff_ms[1] {
             return within("retry", "backoff_ms", "base must be <= cap".into());
         }

@@ -252,7 +252,13 @@ pub async fn run(
             last_cpu = cpu;
         }
         match &current {
-            Phase::Running => {}
+            Phase::Running => {
+                // Once every agent is done: the end-of-run replay, with its budget.
+                let now_ms = u64::from(run.world.metrics.now_ms());
+                if let Some(line) = run.world.resolving.line(now_ms) {
+                    board.status = format!("{line} ");
+                }
+            }
             Phase::Auditing => board.status = "draining, healing, resolving, auditing… ".into(),
             Phase::Done {
                 validity,
