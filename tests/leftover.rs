@@ -169,6 +169,11 @@ fn the_shards_of_one_run_share_their_database() {
             ],
         );
         assert_eq!(out.status.code(), Some(0), "shard {i}: {}", text(&out));
+        // A shard's audit says what it is, beside the checks it leaves to `swarm merge`.
+        let said = text(&out);
+        assert!(said.contains("(shard audit)"), "{said}");
+        assert!(said.contains("these run in swarm merge"), "{said}");
+        assert!(!said.contains("full audit"), "{said}");
     }
     // Another run id on the same database is an earlier run's.
     let other = swarm_run(

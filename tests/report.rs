@@ -402,3 +402,96 @@ fn report_html_draws_its_charts_in_a_browser() {
         "every path draws something"
     );
 }
+
+/// report.html puts what decides the verdict first: the colour follows the exit code (a
+/// failed threshold is not green), thresholds come before the invariants, regions,
+/// settings and the checks not run are there, and a fault band covers exactly its window,
+/// labelled. Checked in the DOM headless Chromium builds.
+#[test]
+fn report_html_leads_with_what_decided_the_verdict() {
+    let (_, dir) = passing_run();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let copy = tmp.path().join("r");
+    std::fs::create_dir_all(&copy).expect("dir");
+    std::fs::copy(dir.join("timeseries.csv"), copy.join("timeseries.csv")).expect("csv");
+    let mut s = json(&dir.join("summary.json"));
+    s["exit_code"] = 2.into();
+    s["thresholds"][0]["passed"] = false.into();
+    s["faults"] = serde_json::json!([{
+        "index": 0, "region": "us-east-1", "mode": "outage", "trigger": "20%",
+        "started_ms": 500, "healed_ms": 1000
+    }]);
+    std::fs::write(copy.join("summary.json"), s.to_string()).expect("summary");
+    let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["report", &copy.display().to_string()])
+        .output()
+        .expect("report");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(copy.join("report.html")).expect("html");
+    let dom = chromium_dom(&copy.join("report.html"));
+    for page in [&html, &dom] {
+        assert!(page.contains("threshold FAILED (exit 2)"), "{page}");
+        assert!(page.contains("color:#b0182a"), "a failed threshold is red");
+        let at = |needle: &str| {
+            page.find(needle)
+                .unwrap_or_else(|| panic!("{needle} missing"))
+        };
+        assert!(at("id=\"thresholds\"") < at("id=\"invariants\""));
+        at("id=\"regions\"");
+        at("id=\"settings\"");
+        assert!(
+            page.contains("us-east-1 outage"),
+            "the fault band is labelled"
+        );
+        assert!(page.contains("data-from-s=\"0.500\" data-to-s=\"1.000\""));
+    }
+    // The band starts where 0.5 s is on the time axis: PAD + width × 0.5 / seconds.
+    let seconds = std::fs::read_to_string(copy.join("timeseries.csv"))
+        .expect("csv")
+        .lines()
+        .count()
+        - 1;
+    let x = 40.0 + 680.0 * 0.5 / seconds.max(1) as f64;
+    assert!(
+        html.contains(&format!("data-to-s=\"1.000\" x=\"{x:.1}\"")),
+        "band at x={x:.1} for {seconds} s"
+    );
+}
+
+/// The DOM of `page` as headless Chromium builds it.
+fn chromium_dom(page: &Path) -> String {
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .unwrap_or_else(|| {
+            panic!("this test needs Chromium: apt-get install chromium (scripts/test.sh does)")
+        });
+    let profile = tempfile::tempdir().expect("profile");
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .args([
+            "--disable-background-networking",
+            "--disable-component-update",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -155,7 +155,11 @@ async fn audit_facts(
     } else if db.is_none() {
         skipped.extend(STATE_CHECKS.iter().map(|s| s.to_string()));
     }
+    let shard = history.as_ref().is_some_and(|(h, _)| h.shard.is_some());
     let mode = match (db.is_some(), history.is_some()) {
+        // One shard's history cannot explain the others' intents: some checks wait for
+        // `swarm merge`, and the mode says so beside them.
+        (true, true) if shard => "shard",
         (true, true) => "full",
         (true, false) => "state-only",
         (false, _) => "history-only",

@@ -247,12 +247,12 @@ impl std::fmt::Display for Report {
             writeln!(f, "  {} e.g. {}", c.name, c.examples.join(", "))?;
         }
         if !self.skipped.is_empty() {
-            writeln!(
-                f,
-                "not run ({} audit): {}",
-                self.mode,
-                self.skipped.join(", ")
-            )?;
+            let why = if self.mode == "shard" {
+                "one shard's audit: these run in swarm merge over every shard".to_string()
+            } else {
+                format!("{} audit", self.mode)
+            };
+            writeln!(f, "not run ({why}): {}", self.skipped.join(", "))?;
         }
         write!(f, "verdict: {} ({} audit)", self.validity.name(), self.mode)
     }

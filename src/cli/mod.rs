@@ -57,11 +57,15 @@ pub enum Verb {
     /// Re-render report.html and junit.xml of a report directory from its files.
     ///
     /// Example: swarm report reports/smoke-20261122T162241Z
-    Report { dir: PathBuf },
+    Report {
+        /// A report directory `swarm run` or `swarm merge` wrote (summary.json, timeseries.csv).
+        dir: PathBuf,
+    },
     /// Merge shard report directories (`swarm run --shard I/N`) into one, and audit once.
     ///
     /// Example: swarm merge reports/million-s0 reports/million-s1 --out reports/million-merged
     Merge {
+        /// The report directory of every shard of one run (`--shard I/N`, same `--run-id`).
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
         /// Where the merged report goes (default: reports/<name>-merged-<UTC timestamp>).
@@ -81,6 +85,7 @@ pub enum Verb {
 
 #[derive(clap::Args)]
 pub struct RunArgs {
+    /// The scenario file (TOML), e.g. scenarios/smoke.toml.
     pub scenario: PathBuf,
     /// Plain progress lines instead of the dashboard (also without a TTY or with CI=true).
     #[arg(long)]
@@ -167,6 +172,7 @@ pub enum DbVerb {
     Seed {
         #[command(flatten)]
         db: DbArgs,
+        /// The scenario whose catalog and mandates to create (its seed decides the ids).
         scenario: PathBuf,
         /// Override the scenario's seed.
         #[arg(long)]
@@ -207,8 +213,10 @@ pub enum DbVerb {
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
+    /// The kernel's database: `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`.
     #[arg(long, env = "DATABASE_URL")]
     pub db: String,
+    /// The address to listen on (loopback unless you mean otherwise).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
     /// Environment variable holding the accepted Bearer API keys (comma-separated);

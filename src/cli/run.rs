@@ -108,10 +108,17 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
         let meta = tui::Meta {
             scenario: scenario.name.clone(),
             seed: scenario.seed,
-            target: match &db {
-                Some(u) => format!("direct · {u}"),
-                None => "direct · embedded SQLite".into(),
-            },
+            target: format!(
+                "{} · database: {}",
+                swarm::report::target_of(&scenario),
+                match &db {
+                    Some(u) => u.to_string(),
+                    None if scenario.regions.iter().any(|r| r.endpoint.is_some()) => {
+                        "not readable (history-only audit)".into()
+                    }
+                    None => "embedded SQLite".into(),
+                }
+            ),
         };
         tokio::spawn(tui::run(watching, phases, meta, args.exit_on_finish))
     });

@@ -2,7 +2,6 @@
 //! the invariant table and charts drawn as inline SVG.
 
 use super::Summary;
-use crate::audit::Validity;
 use crate::metrics::Sample;
 
 const W: f64 = 760.0;
@@ -16,34 +15,57 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// A line chart of `lines` over seconds, with fault windows shaded.
+/// A fault window on a chart: from and to, in seconds since the start, and its label.
+pub struct Shade {
+    pub from_s: f64,
+    pub to_s: f64,
+    pub label: String,
+}
+
+/// A line chart of `lines` over seconds, with fault windows shaded and labelled. The
+/// x axis is time: the value of second k (the interval (k-1, k]) is drawn at k - 0.5,
+/// and a fault from t0 to t1 covers exactly [t0, t1].
 fn line_chart(
     title: &str,
     unit: &str,
     seconds: usize,
     lines: &[(&str, &str, Vec<f64>)],
-    shades: &[(f64, f64)],
+    shades: &[Shade],
 ) -> String {
-    let n = seconds.max(2) as f64;
+    let n = seconds.max(1) as f64;
     let ymax = lines
         .iter()
         .flat_map(|(_, _, v)| v.iter().copied())
         .fold(0.0f64, f64::max)
         .max(1e-9)
         * 1.1;
-    let x = |i: f64| PAD + (W - 2.0 * PAD) * i / (n - 1.0);
+    // Seconds since the start, on [0, n].
+    let x = |t: f64| PAD + (W - 2.0 * PAD) * t / n;
     let y = |v: f64| H - PAD + -(H - 2.0 * PAD) * v / ymax;
     let mut svg = format!(
         "<figure><figcaption>{}</figcaption><svg viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{}\">",
         esc(title),
         esc(title)
     );
-    for (from_s, to_s) in shades {
-        let (x0, x1) = (x(*from_s).clamp(PAD, W - PAD), x(*to_s).clamp(PAD, W - PAD));
+    for (i, shade) in shades.iter().enumerate() {
+        let (x0, x1) = (
+            x(shade.from_s).clamp(PAD, W - PAD),
+            x(shade.to_s).clamp(PAD, W - PAD),
+        );
         svg.push_str(&format!(
-            "<rect class=\"fault\" x=\"{x0:.1}\" y=\"{PAD}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#f5c6cb\" opacity=\"0.6\"/>",
+            "<rect class=\"fault\" data-from-s=\"{:.3}\" data-to-s=\"{:.3}\" x=\"{x0:.1}\" y=\"{PAD}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#f5c6cb\" opacity=\"0.6\"><title>{}</title></rect>",
+            shade.from_s,
+            shade.to_s,
             (x1 - x0).max(2.0),
-            H - 2.0 * PAD
+            H - 2.0 * PAD,
+            esc(&shade.label)
+        ));
+        // Labels step down so neighbouring windows do not print over each other.
+        svg.push_str(&format!(
+            "<text class=\"fault-label\" x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" fill=\"#8a1c2b\">{}</text>",
+            x0 + 2.0,
+            PAD + 10.0 + 10.0 * (i % 4) as f64,
+            esc(&shade.label)
         ));
     }
     svg.push_str(&format!(
@@ -67,7 +89,7 @@ fn line_chart(
             d.push_str(&format!(
                 "{}{:.1},{:.1} ",
                 if i == 0 { "M" } else { "L" },
-                x(i as f64),
+                x(i as f64 + 0.5),
                 y(*v)
             ));
         }
@@ -116,21 +138,47 @@ fn bar_chart(title: &str, bars: &[(String, u64)]) -> String {
     svg
 }
 
+/// The verdict in the colour of its exit code: green only when the run exits 0.
+fn verdict(s: &Summary) -> (&'static str, String) {
+    let name = s.validity.name().to_uppercase();
+    match s.exit_code {
+        0 => ("#1e7b34", format!("Verdict: {name} (exit 0)")),
+        1 => (
+            "#b0182a",
+            format!("Verdict: {name}: an invariant was violated (exit 1)"),
+        ),
+        2 => (
+            "#b0182a",
+            format!("Verdict: {name} invariants, but a threshold FAILED (exit 2)"),
+        ),
+        3 => (
+            "#9a6b00",
+            format!("Verdict: {name}: something could not be decided (exit 3)"),
+        ),
+        code => ("#9a6b00", format!("Verdict: {name} (exit {code})")),
+    }
+}
+
 pub fn render(s: &Summary, series: &[Sample]) -> String {
-    let verdict_color = match s.validity {
-        Validity::Valid => "#1e7b34",
-        Validity::Unknown => "#9a6b00",
-        Validity::Invalid => "#b0182a",
-    };
-    let shades: Vec<(f64, f64)> = s
+    let (verdict_color, verdict_text) = verdict(s);
+    let shades: Vec<Shade> = s
         .faults
         .iter()
         .filter_map(|f| {
-            let start = f.started_ms? as f64 / 1000.0;
-            let end = f
+            let from_s = f.started_ms? as f64 / 1000.0;
+            let to_s = f
                 .healed_ms
                 .map_or(s.elapsed_ms as f64 / 1000.0, |h| h as f64 / 1000.0);
-            Some((start - 1.0, end - 1.0))
+            let label = if f.region.is_empty() {
+                f.mode.clone()
+            } else {
+                format!("{} {}", f.region, f.mode)
+            };
+            Some(Shade {
+                from_s,
+                to_s,
+                label,
+            })
         })
         .collect();
     let col = |f: fn(&Sample) -> f64| series.iter().map(f).collect::<Vec<f64>>();
@@ -142,24 +190,44 @@ pub fn render(s: &Summary, series: &[Sample]) -> String {
          figure{margin:16px 0}figcaption{font-weight:bold}</style></head><body>",
     );
     page.push_str(&format!(
-        "<h1 id=\"verdict\" style=\"color:{verdict_color}\">Verdict: {} (exit {})</h1>",
-        s.validity.name().to_uppercase(),
-        s.exit_code
+        "<h1 id=\"verdict\" class=\"exit-{}\" style=\"color:{verdict_color}\">{}</h1>",
+        s.exit_code,
+        esc(&verdict_text)
     ));
     page.push_str(&format!(
-        "<p>Scenario <b>{}</b> · seed {} · {} ({}) · {} of {} agents in {:.1} s · {:.0} purchases/s · swarm {}</p>",
+        "<p>Scenario <b>{}</b> · seed {} · run {} · {} of {} agents in {:.1} s · {:.0} purchases/s · swarm {}</p>\
+         <p>Target: {} · database: {}</p>",
         esc(&s.scenario),
         s.seed,
-        esc(&s.database_engine),
-        esc(&s.database),
+        esc(&s.run_id),
         s.agents_done,
         s.agents_total,
         s.elapsed_ms as f64 / 1000.0,
         s.rates.get("purchases_per_s").copied().unwrap_or(0.0),
-        esc(&s.swarm_version)
+        esc(&s.swarm_version),
+        esc(&s.target),
+        esc(&s.database_words())
     ));
-    page.push_str("<h2>Invariants</h2><table><tr><th>check</th><th>invariant</th><th>verdict</th><th>count</th><th>examples</th></tr>");
-    for c in &s.audit.checks {
+    // Thresholds first: a failed one decides the exit code.
+    if !s.thresholds.is_empty() {
+        page.push_str("<h2 id=\"thresholds\">Thresholds</h2><table><tr><th>metric</th><th>rule</th><th>observed</th><th>result</th></tr>");
+        for t in &s.thresholds {
+            page.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{:.4}</td><td class=\"{}\">{}</td></tr>",
+                esc(t.metric.name()),
+                esc(&t.rule.to_string()),
+                t.observed,
+                if t.passed { "valid" } else { "invalid" },
+                if t.passed { "pass" } else { "FAIL" }
+            ));
+        }
+        page.push_str("</table>");
+    }
+    page.push_str("<h2 id=\"invariants\">Invariants</h2><table><tr><th>check</th><th>invariant</th><th>verdict</th><th>count</th><th>examples</th></tr>");
+    // Findings first, then what held.
+    let mut checks: Vec<_> = s.audit.checks.iter().collect();
+    checks.sort_by_key(|c| std::cmp::Reverse(c.validity));
+    for c in checks {
         page.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
             esc(&c.name),
@@ -173,21 +241,34 @@ pub fn render(s: &Summary, series: &[Sample]) -> String {
     page.push_str("</table>");
     if !s.audit.skipped.is_empty() {
         page.push_str(&format!(
-            "<p>Not run ({} audit): {}</p>",
-            s.audit.mode,
-            esc(&s.audit.skipped.join(", "))
+            "<h3 id=\"not-run\">Checks not run ({} audit)</h3><ul>",
+            esc(&s.audit.mode)
+        ));
+        for name in &s.audit.skipped {
+            page.push_str(&format!("<li>{}</li>", esc(name)));
+        }
+        page.push_str("</ul>");
+    }
+    page.push_str("<h2 id=\"regions\">Regions</h2><table><tr><th>region</th><th>requests</th><th>commits</th><th>errors</th><th>p50 ms</th><th>p99 ms</th></tr>");
+    for r in &s.regions {
+        page.push_str(&format!(
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{:.2}</td><td class=\"n\">{:.2}</td></tr>",
+            esc(&r.name),
+            r.requests,
+            r.commits,
+            r.errors,
+            r.latency_raw_ms.p50_ms,
+            r.latency_raw_ms.p99_ms
         ));
     }
-    if !s.thresholds.is_empty() {
-        page.push_str("<h2>Thresholds</h2><table><tr><th>metric</th><th>rule</th><th>observed</th><th>result</th></tr>");
-        for t in &s.thresholds {
+    page.push_str("</table>");
+    if !s.settings.is_empty() {
+        page.push_str("<h2 id=\"settings\">Scenario settings</h2><table>");
+        for (name, value) in &s.settings {
             page.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td class=\"n\">{:.4}</td><td class=\"{}\">{}</td></tr>",
-                esc(t.metric.name()),
-                esc(&t.rule.to_string()),
-                t.observed,
-                if t.passed { "valid" } else { "invalid" },
-                if t.passed { "pass" } else { "FAIL" }
+                "<tr><th>{}</th><td>{}</td></tr>",
+                esc(name),
+                esc(value)
             ));
         }
         page.push_str("</table>");

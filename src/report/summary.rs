@@ -38,6 +38,13 @@ pub struct Summary {
     pub shard: Option<(u32, u32)>,
     pub database: String,
     pub database_engine: String,
+    /// What was driven: in-process kernels, in-process HTTP servers, or live endpoints
+    /// (their URLs, protocol and transport).
+    #[serde(default)]
+    pub target: String,
+    /// The scenario's settings in words (agents, catalog, mandates, mix, retry, regions).
+    #[serde(default)]
+    pub settings: Vec<(String, String)>,
     pub embedded: bool,
     pub elapsed_ms: u64,
     pub agents_total: u64,
@@ -130,6 +137,8 @@ impl Summary {
                 .as_ref()
                 .map_or_else(|| "none (live endpoint)".to_string(), |u| u.to_string()),
             database_engine: run.db_engine.clone(),
+            target: target_of(scenario),
+            settings: settings_of(scenario),
             embedded: run.embedded,
             elapsed_ms: run.elapsed_ms,
             agents_total: run.agents_total,
@@ -206,6 +215,15 @@ impl Summary {
     }
 
     /// The end-of-run text for a terminal or a CI log.
+    /// `SQLite 3.50.2 (sqlite://…)`, or that it could not be read.
+    pub fn database_words(&self) -> String {
+        if self.database.starts_with("none") {
+            "not readable (history-only audit)".into()
+        } else {
+            format!("{} ({})", self.database_engine, self.database)
+        }
+    }
+
     /// `201 ×104 · 200 ×42 · network ×3`, most frequent first (`none` without requests).
     pub fn statuses_line(&self) -> String {
         let mut classes: Vec<(&String, &u64)> = self.statuses.iter().collect();
@@ -224,8 +242,12 @@ impl Summary {
         let mut out = String::new();
         let c = |k: &str| self.counters.get(k).copied().unwrap_or(0);
         out.push_str(&format!(
-            "swarm {} · scenario {} · seed {} · {} ({})\n",
-            self.swarm_version, self.scenario, self.seed, self.database_engine, self.database
+            "swarm {} · scenario {} · seed {} · target: {} · database: {}\n",
+            self.swarm_version,
+            self.scenario,
+            self.seed,
+            self.target,
+            self.database_words()
         ));
         out.push_str(&format!(
             "agents {}/{} in {:.1} s · {:.0} purchases/s · {} requests\n",
@@ -335,4 +357,95 @@ fn code_key(code: Code) -> &'static str {
         Code::Reset => "connection_reset",
         Code::Violation => "contract_violation",
     }
+}
+
+/// What a scenario drives, in words: `direct (in-process kernel)`, in-process HTTP servers,
+/// or the live endpoints with their protocol and transport.
+pub fn target_of(scenario: &Scenario) -> String {
+    use crate::scenario::{Protocol, TargetKind};
+    let endpoints: Vec<String> = scenario
+        .regions
+        .iter()
+        .filter_map(|r| {
+            r.endpoint
+                .as_ref()
+                .map(|e| format!("{} http://{}{}", r.name, e.host, e.prefix))
+        })
+        .collect();
+    let protocol = match scenario.target.protocol {
+        Protocol::Zerorace => "ZeroRace API",
+        Protocol::Zinc => "Zinc API",
+    };
+    if !endpoints.is_empty() {
+        format!(
+            "live endpoints {} · {protocol} · HTTP/1.1 without TLS",
+            endpoints.join(", ")
+        )
+    } else if scenario.target.kind == TargetKind::Http {
+        format!("in-process HTTP servers on 127.0.0.1, one per region · {protocol} · HTTP/1.1")
+    } else {
+        "direct (in-process kernel, faults at the gateway)".into()
+    }
+}
+
+/// The scenario's settings in words, for the report.
+pub fn settings_of(s: &Scenario) -> Vec<(String, String)> {
+    let a = &s.agents;
+    let arrival = match a.arrival {
+        crate::scenario::Arrival::Burst => "burst".to_string(),
+        crate::scenario::Arrival::Rate => format!("rate {} /s", a.rate_per_s),
+        crate::scenario::Arrival::Ramp => format!("ramp over {} stages", a.stages.len()),
+    };
+    let m = &s.mix;
+    let r = &s.retry;
+    vec![
+        (
+            "agents".into(),
+            format!(
+                "{} ({} in flight, {arrival}; {} purchase(s) of {} unit(s) each)",
+                a.count, a.in_flight, a.purchases, a.quantity
+            ),
+        ),
+        (
+            "catalog".into(),
+            format!(
+                "{} item(s) × {} units in {} buckets at {} minor {}",
+                s.catalog.items,
+                s.catalog.stock,
+                s.catalog.buckets,
+                s.catalog.price_minor,
+                s.catalog.currency
+            ),
+        ),
+        (
+            "mandates".into(),
+            format!(
+                "{} × cap {} minor in {} shards",
+                s.mandates.count, s.mandates.cap_minor, s.mandates.shards
+            ),
+        ),
+        (
+            "mix".into(),
+            format!(
+                "well-behaved {} · double submit {} · crash-restart {} · key rotator {} · payload mutator {}",
+                m.well_behaved, m.double_submit, m.crash_restart, m.key_rotator, m.payload_mutator
+            ),
+        ),
+        (
+            "retry".into(),
+            format!(
+                "timeout {} ms · {} attempts · backoff {}–{} ms · end-of-run replay budget {} ms",
+                r.timeout_ms, r.max_attempts, r.backoff_ms[0], r.backoff_ms[1], r.resolve_budget_ms
+            ),
+        ),
+        (
+            "regions".into(),
+            s.regions
+                .iter()
+                .map(|g| format!("{} (weight {})", g.name, g.weight))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        ("faults".into(), s.faults.len().to_string()),
+    ]
 }
