@@ -385,6 +385,51 @@ mod tests {
         None
     }
 
+    /// At 80×24, with a million agents' figures and a long target, every number and label
+    /// is whole: the verdict, the outcome names and counts, the region figures.
+    #[test]
+    fn at_80_by_24_nothing_is_cut() {
+        let mut d = figures();
+        d.target = "live endpoints a http://127.0.0.1:8080, b http://127.0.0.1:8081 · ZeroRace API · HTTP/1.1 without TLS · database: not readable (history-only audit)".into();
+        d.done = 1_000_000;
+        d.total = 1_000_000;
+        d.outcomes = vec![
+            ("COMMITTED".into(), 100),
+            ("OUT_OF_STOCK".into(), 996_345),
+            ("MANDATE_REJECTED".into(), 0),
+            ("CONNECTION_RESET".into(), 1_436),
+            ("REPLAYS".into(), 4_012),
+            ("HTTP 201".into(), 100),
+        ];
+        d.regions[0].requests = 1_234_567;
+        d.regions[0].errors = 12_345;
+        d.verdict = Some((
+            Validity::Valid,
+            0,
+            "report: reports/million-20261202T041500Z · press any key".into(),
+        ));
+        let b = render(&d, 80, 24);
+        let all = text(&b);
+        for whole in [
+            "ZeroRace API",
+            "VERDICT VALID (exit 0)",
+            "OUT_OF_STOCK",
+            "996345",
+            "CONNECTION_RESET",
+            "1436",
+            "4012",
+            "1234567",
+            "12345",
+            "dup. settlements",
+            "mandate breaches",
+            "1000000/1000000",
+        ] {
+            assert!(all.contains(whole), "{whole} is cut at 80x24:\n{all}");
+        }
+        // Outcomes that never happened take no row.
+        assert!(!all.contains("MANDATE_REJECTED"), "{all}");
+    }
+
     #[test]
     fn invariant_panel_turns_red_on_a_violation() {
         for (w, h) in [(80, 24), (200, 50)] {

@@ -8,7 +8,7 @@ use ratatui::symbols;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{
     Axis, Bar, BarChart, BarGroup, Block, Borders, Cell, Chart, Clear, Dataset, Gauge, GraphType,
-    Paragraph, Row, Sparkline, Table,
+    Paragraph, Row, Sparkline, Table, Wrap,
 };
 
 use crate::audit::LiveCounts;
@@ -70,19 +70,20 @@ fn block(title: &str) -> Block<'_> {
 pub fn draw(f: &mut Frame, d: &Dashboard) {
     let area = f.area();
     let roomy = area.width >= 120 && area.height >= 36;
+    let head = 4 + target_lines(d, area.width);
     let rows = Layout::default()
         .direction(Direction::Vertical)
         .constraints(if roomy {
             vec![
-                Constraint::Length(4),
+                Constraint::Length(head),
                 Constraint::Min(10),
                 Constraint::Length(12),
                 Constraint::Length(10),
             ]
         } else {
             vec![
-                Constraint::Length(4),
-                Constraint::Min(6),
+                Constraint::Length(head),
+                Constraint::Min(4),
                 Constraint::Length(8),
                 Constraint::Length(6),
             ]
@@ -98,8 +99,8 @@ pub fn draw(f: &mut Frame, d: &Dashboard) {
     let middle = Layout::default()
         .direction(Direction::Horizontal)
         .constraints([
-            Constraint::Percentage(40),
-            Constraint::Percentage(30),
+            Constraint::Percentage(34),
+            Constraint::Percentage(36),
             Constraint::Percentage(30),
         ])
         .split(rows[2]);
@@ -115,6 +116,24 @@ pub fn draw(f: &mut Frame, d: &Dashboard) {
     if d.help {
         help(f, area);
     }
+}
+
+/// Rows the target's line needs at `width`, wrapped at spaces as `Paragraph` wraps it
+/// (at most 3).
+fn target_lines(d: &Dashboard, width: u16) -> u16 {
+    let width = usize::from(width.max(1));
+    let (mut lines, mut used) = (1u16, 0usize);
+    for word in format!("target: {}", d.target).split(' ') {
+        let w = word.chars().count();
+        let need = if used == 0 { w } else { used + 1 + w };
+        if need <= width {
+            used = need;
+        } else {
+            lines += 1;
+            used = w.min(width);
+        }
+    }
+    lines.clamp(1, 3)
 }
 
 pub fn header(f: &mut Frame, area: Rect, d: &Dashboard) {
@@ -147,20 +166,37 @@ pub fn header(f: &mut Frame, area: Rect, d: &Dashboard) {
         ),
         None => Span::raw(d.status.clone()),
     };
+    // The line that must stay whole comes first; the target, which can be long, gets
+    // its own line(s) below and wraps rather than pushing the verdict off the screen.
+    let lead = format!("{} · seed {} · {:.1}s ", d.scenario, d.seed, d.elapsed_s);
+    let keys = "  q quit · f fault · h heal · space pause · ? help";
+    let used = "swarm ".len() + lead.chars().count() + state.width();
+    let keys = if used + keys.chars().count() <= usize::from(area.width) {
+        keys
+    } else {
+        "  ? help"
+    };
     let line = Line::from(vec![
         Span::styled("swarm ", Style::default().add_modifier(Modifier::BOLD)),
-        Span::raw(format!(
-            "{} · seed {} · {} · {:.1}s ",
-            d.scenario, d.seed, d.target, d.elapsed_s
-        )),
+        Span::raw(lead),
         state,
-        Span::raw("  q quit · f fault · h heal · space pause · ? help"),
+        Span::raw(keys),
     ]);
+    let target_rows = target_lines(d, area.width);
     let parts = Layout::default()
         .direction(Direction::Vertical)
-        .constraints([Constraint::Length(1), Constraint::Length(3)])
+        .constraints([
+            Constraint::Length(1),
+            Constraint::Length(target_rows),
+            Constraint::Length(3),
+        ])
         .split(area);
     f.render_widget(Paragraph::new(line), parts[0]);
+    f.render_widget(
+        Paragraph::new(format!("target: {}", d.target)).wrap(Wrap { trim: true }),
+        parts[1],
+    );
+    let parts = [parts[0], parts[2]];
     f.render_widget(
         Gauge::default()
             .block(Block::default().borders(Borders::ALL).title("agents"))
@@ -250,36 +286,56 @@ pub fn throughput(f: &mut Frame, area: Rect, d: &Dashboard) {
     );
 }
 
+/// Milliseconds in at most six characters.
+fn ms(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
 pub fn latency(f: &mut Frame, area: Rect, d: &Dashboard) {
+    // Narrow: the columns that fit whole (p50, p99, max) and short row names.
+    let wide = area.width >= 48;
     let row = |name: &str, p: &Percentiles| {
-        Row::new(vec![
-            Cell::from(name.to_string()),
-            Cell::from(format!("{:.1}", p.p50_ms)),
-            Cell::from(format!("{:.1}", p.p90_ms)),
-            Cell::from(format!("{:.1}", p.p99_ms)),
-            Cell::from(format!("{:.1}", p.p999_ms)),
-            Cell::from(format!("{:.1}", p.max_ms)),
-        ])
+        let values = if wide {
+            vec![p.p50_ms, p.p90_ms, p.p99_ms, p.p999_ms, p.max_ms]
+        } else {
+            vec![p.p50_ms, p.p99_ms, p.max_ms]
+        };
+        Row::new(
+            std::iter::once(Cell::from(name.to_string()))
+                .chain(values.into_iter().map(|v| Cell::from(ms(v))))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (names, header, widths): (_, Vec<&str>, Vec<Constraint>) = if wide {
+        (
+            ["corrected", "raw"],
+            vec!["ms", "p50", "p90", "p99", "p99.9", "max"],
+            std::iter::once(Constraint::Length(9))
+                .chain(std::iter::repeat_n(Constraint::Length(6), 5))
+                .collect(),
+        )
+    } else {
+        (
+            ["start", "req"],
+            vec!["ms", "p50", "p99", "max"],
+            std::iter::once(Constraint::Length(5))
+                .chain(std::iter::repeat_n(Constraint::Length(6), 3))
+                .collect(),
+        )
     };
     f.render_widget(
         Table::new(
             vec![
-                row("corrected", &d.latency_corrected),
-                row("raw", &d.latency_raw),
+                row(names[0], &d.latency_corrected),
+                row(names[1], &d.latency_raw),
             ],
-            [
-                Constraint::Length(9),
-                Constraint::Length(7),
-                Constraint::Length(7),
-                Constraint::Length(7),
-                Constraint::Length(7),
-                Constraint::Length(7),
-            ],
+            widths,
         )
-        .header(
-            Row::new(vec!["ms", "p50", "p90", "p99", "p99.9", "max"])
-                .style(Style::default().add_modifier(Modifier::BOLD)),
-        )
+        .header(Row::new(header).style(Style::default().add_modifier(Modifier::BOLD)))
         .block(block("latency")),
         area,
     );
@@ -287,7 +343,19 @@ pub fn latency(f: &mut Frame, area: Rect, d: &Dashboard) {
 
 pub fn retries(f: &mut Frame, area: Rect, d: &Dashboard) {
     let total: u64 = d.series.iter().map(|s| s.occ_retries).sum();
-    let title = format!("OCC retries {total} · exhausted {}", d.retry_exhausted);
+    // The longest title that fits whole; what it leaves out goes to the bars' title.
+    let room = usize::from(area.width.saturating_sub(2));
+    let exhausted = format!("exhausted {}", d.retry_exhausted);
+    let (title, bars_title) = [
+        format!("OCC retries {total} · {exhausted}"),
+        format!("OCC {total} · {exhausted}"),
+    ]
+    .into_iter()
+    .find(|t| t.chars().count() <= room)
+    .map_or_else(
+        || (format!("OCC {total}"), format!("attempts · {exhausted}")),
+        |t| (t, "attempts per answer".to_string()),
+    );
     let outer = block(&title);
     let inner = outer.inner(area);
     f.render_widget(outer, area);
@@ -320,7 +388,7 @@ pub fn retries(f: &mut Frame, area: Rect, d: &Dashboard) {
         .collect();
     f.render_widget(
         BarChart::default()
-            .block(Block::default().title("attempts per answer"))
+            .block(Block::default().title(bars_title))
             .bar_width(3)
             .bar_gap(1)
             .bar_style(Style::default().fg(Color::Yellow))
@@ -330,13 +398,30 @@ pub fn retries(f: &mut Frame, area: Rect, d: &Dashboard) {
 }
 
 pub fn outcomes(f: &mut Frame, area: Rect, d: &Dashboard) {
-    let rows: Vec<Row> = d
-        .outcomes
+    // Only what happened, most frequent first; columns as wide as their longest entry, so
+    // neither a name nor a count is ever cut.
+    let mut shown: Vec<&(String, u64)> = d.outcomes.iter().filter(|(_, v)| *v > 0).collect();
+    shown.sort_by(|a, b| b.1.cmp(&a.1));
+    let name_w = shown
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0) as u16;
+    let num_w = shown
+        .iter()
+        .map(|(_, v)| v.to_string().len())
+        .max()
+        .unwrap_or(1) as u16;
+    let rows: Vec<Row> = shown
         .iter()
         .map(|(k, v)| Row::new(vec![Cell::from(k.clone()), Cell::from(v.to_string())]))
         .collect();
     f.render_widget(
-        Table::new(rows, [Constraint::Min(12), Constraint::Length(10)]).block(block("outcomes")),
+        Table::new(
+            rows,
+            [Constraint::Length(name_w), Constraint::Length(num_w)],
+        )
+        .block(block("outcomes")),
         area,
     );
 }
@@ -364,9 +449,20 @@ pub fn invariants(f: &mut Frame, area: Rect, d: &Dashboard) {
         row("ledger drift", l.ledger_drift),
         row("mandate breaches", l.mandate_breaches),
     ];
+    let title = format!("live invariants · {} polls", l.polls);
+    // A narrow panel keeps the words and says the polls in a row of its own.
+    let (title, rows) = if title.chars().count() + 2 > usize::from(area.width) {
+        let mut rows = rows;
+        rows.push(Row::new(vec![
+            Cell::from("polls"),
+            Cell::from(l.polls.to_string()),
+        ]));
+        ("live invariants".to_string(), rows)
+    } else {
+        (title, rows)
+    };
     f.render_widget(
-        Table::new(rows, [Constraint::Min(16), Constraint::Length(5)])
-            .block(block(&format!("live invariants · {} polls", l.polls))),
+        Table::new(rows, [Constraint::Length(16), Constraint::Min(5)]).block(block(&title)),
         area,
     );
 }
