@@ -401,7 +401,7 @@ pub fn outcomes(f: &mut Frame, area: Rect, d: &Dashboard) {
     // Only what happened, most frequent first; columns as wide as their longest entry, so
     // neither a name nor a count is ever cut.
     let mut shown: Vec<&(String, u64)> = d.outcomes.iter().filter(|(_, v)| *v > 0).collect();
-    shown.sort_by(|a, b| b.1.cmp(&a.1));
+    shown.sort_by_key(|o| std::cmp::Reverse(o.1));
     let name_w = shown
         .iter()
         .map(|(k, _)| k.chars().count())
