@@ -11,7 +11,11 @@ cargo build --release --quiet --bin swarm
 DIR="${1:-}"
 ROUNDS="${ROUNDS:-5}"
 if [[ -z "$DIR" ]]; then
-    DIR="$(mktemp -d)/million"
+    MADE="$(mktemp -d)"
+    trap 'rm -rf "$MADE"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    DIR="$MADE/million"
     target/release/swarm run scenarios/million.toml --no-tui --report-dir "$DIR" >/dev/null 2>&1 || true
 fi
 INTENTS="$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from intent').fetchone()[0])" "$DIR/swarm.db")"

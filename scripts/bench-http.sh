@@ -20,6 +20,8 @@ WORK="$(mktemp -d)"
 PORT=$((20000 + RANDOM % 10000))
 cleanup() { [[ -n "${SERVER:-}" ]] && kill "$SERVER" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 cat >"$WORK/bench.toml" <<TOML
 name = "bench-http"

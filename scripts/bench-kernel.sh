@@ -17,6 +17,8 @@ cargo build --release --quiet --examples
 BENCH=target/release/examples/bench_kernel
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 rate() { sed -n 's/.*purchases_per_s=\([0-9]*\).*/\1/p'; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -43,7 +45,7 @@ echo "== PostgreSQL: kernel vs pgbench, commit path, 16 hot buckets, REPEATABLE 
 export SWARM_PG_DIR="${SWARM_PG_DIR:-/tmp/swarm-pg-bench}"
 ADMIN="$(scripts/pg-up.sh "$SWARM_PG_DIR")"
 # Stop what this script started, however it ends.
-trap 'scripts/pg-down.sh "$SWARM_PG_DIR" >/dev/null 2>&1; rm -rf "$WORK"' EXIT INT TERM
+trap 'scripts/pg-down.sh "$SWARM_PG_DIR" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
 BASE="${ADMIN%/*}"
 PSQL_BIN="$(dirname "$(ls /usr/lib/postgresql/*/bin/pgbench | tail -1)")"
 fresh() { local db="bench_${$}_$1"; psql -q "$ADMIN" -c "CREATE DATABASE $db" >/dev/null; echo "$BASE/$db"; }

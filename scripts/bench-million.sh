@@ -18,6 +18,8 @@ WORK="$(mktemp -d)"
 exec 3< <(sleep 3600)
 SILENT=$!
 trap 'rm -rf "$WORK"; kill "$SILENT" 2>/dev/null' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 bare="$(target/release/examples/bench_kernel bare "$WORK/bare.db" 100 16 10000 10000 "$BARE_PURCHASES" \
     | sed -n 's/.*purchases_per_s=\([0-9]*\).*/\1/p')"

@@ -19,7 +19,9 @@ fi
 WORK="$(mktemp -d)"
 PORT=$((30000 + RANDOM % 10000))
 cleanup() { [[ -n "${SERVER:-}" ]] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 DB="sqlite://$WORK/fuzz.db"
 "$BIN" db seed --db "$DB" scenarios/smoke.toml >/dev/null

@@ -12,6 +12,8 @@ export SWARM_PG_DIR="${SWARM_PG_DIR:-/tmp/swarm-pg-soak}"
 cargo build --release --quiet --bin swarm || exit 70
 DB="$(scripts/pg-up.sh "$SWARM_PG_DIR")" || exit 70
 trap 'scripts/pg-down.sh "$SWARM_PG_DIR"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 psql -q "$DB" -c "DROP DATABASE IF EXISTS swarm_soak" -c "CREATE DATABASE swarm_soak" || exit 70
 CI=true target/release/swarm run scenarios/soak.toml --no-tui --db "${DB%/*}/swarm_soak" --report-dir "$REPORT"
 code=$?

@@ -13,6 +13,8 @@ command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 # Independent implementations of the contract the tests judge (tests/servers/).
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+# The README's examples (tests/readme.rs) use curl.
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [[ ${#missing[@]} -gt 0 ]]; then
     echo "test.sh: installing ${missing[*]}" >&2
     if [[ "$(id -u)" -ne 0 ]]; then SUDO=sudo; else SUDO=""; fi
@@ -24,6 +26,8 @@ export SWARM_PG_DIR="${SWARM_PG_DIR:-/tmp/swarm-pg-test}"
 SWARM_TEST_PG_URL="$(scripts/pg-up.sh "$SWARM_PG_DIR")"
 export SWARM_TEST_PG_URL
 trap 'scripts/pg-down.sh "$SWARM_PG_DIR" 2>/dev/null' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 echo "test.sh: PostgreSQL at $SWARM_TEST_PG_URL" >&2
 
 cargo fmt --check

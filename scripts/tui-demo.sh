@@ -17,6 +17,8 @@ WORK="$(mktemp -d)"
 SESSION="swarm-demo-$$"
 cleanup() { tmux kill-session -t "$SESSION" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 fail() { echo "tui-demo: FAIL: $*" >&2; tmux capture-pane -p -t "$SESSION" >&2 2>/dev/null || true; exit 1; }
 
 # The dashboard needs a terminal and no CI=true: tmux gives the first, env -u the second.
