@@ -255,3 +255,23 @@ async fn db_reset_drops_the_tables_or_keeps_the_catalog() {
         "0"
     );
 }
+
+/// A database error is said once: the driver's words are not repeated by each layer that
+/// passes them on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_error_is_said_once() {
+    let url = common::fresh_pg().await;
+    let missing = match &url {
+        DbUrl::Postgres(u) => format!("{}_missing", u),
+        DbUrl::Sqlite(_) => unreachable!(),
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let scenario = scenario_file(tmp.path());
+    let out = swarm_run(&scenario, &tmp.path().join("r"), &["--db", &missing]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(70), "{said}");
+    assert!(said.contains("does not exist"), "{said}");
+    assert_eq!(said.matches("db error").count(), 1, "{said}");
+    assert_eq!(said.matches("does not exist").count(), 1, "{said}");
+    common::drop_pg(&url).await;
+}

@@ -452,6 +452,31 @@ async fn http_target_with_socket_faults_is_valid_on_postgres() {
     assert!(s["counters"]["connection_reset"].as_u64().unwrap_or(0) > 0);
     assert!(s["counters"]["replays"].as_u64().unwrap_or(0) > 0);
     assert_eq!(s["resolution"]["unresolved"], 0, "{}", s["resolution"]);
+    // The resets left requests indeterminate during the run: the summary says how many,
+    // on how many keys, and how many the agents settled themselves.
+    let ind = &s["indeterminate"];
+    let (requests, keys, settled) = (
+        ind["requests"].as_u64().unwrap_or(0),
+        ind["keys"].as_u64().unwrap_or(0),
+        ind["settled_by_agents"].as_u64().unwrap_or(0),
+    );
+    assert!(requests > 0 && requests >= keys && keys >= settled, "{ind}");
+    assert!(
+        s["statuses"]["network"].as_u64().unwrap_or(0) > 0,
+        "{}",
+        s["statuses"]
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("answers (replays included): committed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "indeterminate during the run: {requests} requests on {keys} keys"
+        )),
+        "{stdout}"
+    );
     common::read_state(&url).await.assert_sound();
 }
 
@@ -527,6 +552,13 @@ fn a_live_endpoint_is_driven_over_http_with_an_api_key() {
     );
     assert_eq!(s["audit"]["mode"], "history-only");
     assert_eq!(s["validity"], "valid");
+    // The header names what was driven and that the database could not be read.
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("target: live endpoints a http://127.0.0.1:{port}"))
+            && said.contains("database: not readable (history-only audit)"),
+        "{said}"
+    );
     assert_eq!(
         s["counters"]["committed"].as_u64().map(|c| c >= 50),
         Some(true),
