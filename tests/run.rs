@@ -72,6 +72,32 @@ fn smoke_is_valid_on_embedded_sqlite() {
     ));
     assert_eq!(st.committed, 100);
     st.assert_sound();
+    // The headline says it in one line, last, and summary.json keeps its figures: units
+    // (not answers) against stock, and the four counters.
+    let h = &s["headline"];
+    assert_eq!(h["units_sold"], 100, "{h}");
+    assert_eq!(h["initial_stock"], 100);
+    assert_eq!(h["settled_purchases"], 100);
+    assert_eq!(h["sold_from"], "database");
+    for counter in [
+        "oversells",
+        "duplicate_settlements",
+        "ledger_drift",
+        "mandate_breaches",
+    ] {
+        assert_eq!(h[counter], 0, "{counter}");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().rev().nth(2).unwrap_or_default();
+    assert!(
+        line.starts_with("sold 100 of 100 units (100 settled purchases, from the database) · oversells 0 · duplicate settlements 0 · ledger drift 0 · mandate breaches 0 · OCC retries"),
+        "{stdout}"
+    );
+    let html = std::fs::read_to_string(dir.join("report.html")).expect("html");
+    assert!(
+        html.contains("<p id=\"headline\"><b>sold 100 of 100 units"),
+        "report.html"
+    );
 }
 
 fn futures_block<F: std::future::Future>(f: F) -> F::Output {

@@ -152,6 +152,29 @@ fn per_purchase(
 }
 
 /// Without the database: interval checks against what the scenario declared.
+/// Without a database: the units clients were told committed, per item, against the
+/// declared stock.
+pub fn acknowledged_sales(h: &Header, facts: &[KeyFacts]) -> Vec<super::verdict::ItemSold> {
+    let mut sold: Vec<(i64, u64)> = vec![(0, 0); h.items.len()];
+    for f in facts.iter().filter(|f| f.acked_commit) {
+        if let Some(s) = sold.get_mut(usize::from(f.item)) {
+            s.0 += f.quantity;
+            s.1 += 1;
+        }
+    }
+    h.items
+        .iter()
+        .zip(sold)
+        .map(|(item, (units, purchases))| super::verdict::ItemSold {
+            item: item.clone(),
+            units,
+            stock: h.stock_per_item,
+            purchases,
+            from: "acknowledged answers".into(),
+        })
+        .collect()
+}
+
 pub fn declared(h: &Header, facts: &[KeyFacts]) -> Vec<Check> {
     let mut units: HashMap<u16, i64> = HashMap::new();
     let mut spend: HashMap<u32, i64> = HashMap::new();

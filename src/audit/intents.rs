@@ -80,6 +80,8 @@ pub struct Scan {
     pub broken_reference: Found,
     /// Items whose committed units (the intents' quantities) exceed the initial stock.
     pub committed_over_stock: Found,
+    /// Committed units and intents per (non-sandbox) item, against its initial stock.
+    pub sold: Vec<super::verdict::ItemSold>,
     pub intents_read: u64,
 }
 
@@ -118,10 +120,11 @@ struct Owned {
     index: u32,
 }
 
-/// An item as the committed-over-stock check needs it.
+/// An item as the committed-over-stock check and the sales figure need it.
 struct ItemStock {
     id: String,
     initial_stock: i64,
+    sandbox: bool,
 }
 
 /// The catalog, held for the pass (catalog-sized; keys are ids exactly as stored).
@@ -167,6 +170,7 @@ async fn catalog(src: &Source) -> Result<Catalog, DbError> {
             items_by_index.push(ItemStock {
                 id: id.to_string(),
                 initial_stock: r.int(4)?.unwrap_or(0),
+                sandbox: r.int(3)? == Some(1),
             });
             Ok(())
         },
@@ -271,6 +275,7 @@ pub async fn scan(src: &Source, prefix: Option<&str>) -> Result<Scan, DbError> {
     let mut scan = Scan::default();
     let mut rows = prefix.map(|_| Vec::new());
     let mut committed_units = vec![0i64; catalog.items_by_index.len()];
+    let mut committed_intents = vec![0u64; catalog.items_by_index.len()];
     src.for_each_row(
         "SELECT n.idem_key, n.outcome, n.quantity, n.amount_minor, n.snapshot, CAST(n.item_id AS TEXT), \
            CAST(n.intent_id AS TEXT), CAST(n.merchant_id AS TEXT), CAST(n.mandate_id AS TEXT), n.currency, \
@@ -294,6 +299,7 @@ pub async fn scan(src: &Source, prefix: Option<&str>) -> Result<Scan, DbError> {
             }
             if let (true, Some(item)) = (committed, item) {
                 committed_units[item.index as usize] += quantity;
+                committed_intents[item.index as usize] += 1;
             }
             if let (Some(rows), Some(prefix)) = (rows.as_mut(), prefix) {
                 if item.is_some_and(|i| i.sandbox) {
@@ -315,9 +321,23 @@ pub async fn scan(src: &Source, prefix: Option<&str>) -> Result<Scan, DbError> {
         },
     )
     .await?;
-    for (item, units) in catalog.items_by_index.iter().zip(&committed_units) {
+    for (i, (item, units)) in catalog
+        .items_by_index
+        .iter()
+        .zip(&committed_units)
+        .enumerate()
+    {
         if *units > item.initial_stock {
             scan.committed_over_stock.add(|| item.id.clone());
+        }
+        if !item.sandbox {
+            scan.sold.push(super::verdict::ItemSold {
+                item: item.id.clone(),
+                units: *units,
+                stock: item.initial_stock,
+                purchases: committed_intents[i],
+                from: "database".into(),
+            });
         }
     }
     if let Some(mut rows) = rows {

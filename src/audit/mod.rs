@@ -17,7 +17,7 @@ use crate::history::{Header, History};
 
 pub use source::Source;
 pub use state::LiveCounts;
-pub use verdict::{Check, Invariant, MAX_EXAMPLES, Report, Timing, Validity};
+pub use verdict::{Check, Invariant, ItemSold, MAX_EXAMPLES, Report, Timing, Validity};
 
 use std::time::Instant;
 
@@ -143,6 +143,7 @@ async fn audit_facts(
     // Every intent is read once: for the state checks that need each row, and (with a
     // history) for the comparison with what clients were told.
     let mut loaded: Result<intents::Intents, String> = Err("no database".into());
+    let mut sold = Vec::new();
     if let Some(src) = &source {
         let clock = Instant::now();
         let prefix = history.as_ref().map(|(h, _)| h.key_prefix.as_str());
@@ -151,7 +152,10 @@ async fn audit_facts(
         let (state_checks, state_timings) = state::run(src, &scan).await;
         checks.extend(state_checks);
         timings.extend(state_timings);
-        loaded = scan.map(|s| s.intents.unwrap_or_default());
+        loaded = scan.map(|mut s| {
+            sold = std::mem::take(&mut s.sold);
+            s.intents.unwrap_or_default()
+        });
     } else if db.is_none() {
         skipped.extend(STATE_CHECKS.iter().map(|s| s.to_string()));
     }
@@ -207,6 +211,7 @@ async fn audit_facts(
                 }
                 None if db.is_none() => {
                     checks.extend(history_checks::declared(&header, &facts));
+                    sold = history_checks::acknowledged_sales(&header, &facts);
                     skipped.extend(DB_HISTORY_CHECKS.iter().map(|s| s.to_string()));
                 }
                 None => {}
@@ -219,6 +224,7 @@ async fn audit_facts(
     }
     let mut report = Report::new(mode, checks, skipped);
     report.timings = timings;
+    report.sold = sold;
     report
 }
 

@@ -167,6 +167,23 @@ pub struct Report {
     pub skipped: Vec<String>,
     /// Where the audit's time went, phase by phase.
     pub timings: Vec<Timing>,
+    /// Units sold per item, and where the figure comes from.
+    #[serde(default)]
+    pub sold: Vec<ItemSold>,
+}
+
+/// One item's sales as the audit established them: committed intents in the database, or
+/// (without one) the purchases clients were told committed, against the stock.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ItemSold {
+    pub item: String,
+    pub units: i64,
+    /// Initial stock (the database's anchor, or the declared stock per item).
+    pub stock: i64,
+    /// Settled purchases (committed intents, or acknowledged commits).
+    pub purchases: u64,
+    /// `database` or `acknowledged answers`.
+    pub from: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -197,6 +214,7 @@ impl Report {
             checks,
             skipped,
             timings: Vec::new(),
+            sold: Vec::new(),
         }
     }
 

@@ -167,6 +167,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
             validity: summary.validity,
             exit_code: summary.exit_code,
             note: format!("report: {} · press any key", dir.display()),
+            headline: summary.headline.line(),
         });
         match d.await {
             Ok(Err(e)) => eprintln!("swarm: dashboard: {e}"),

@@ -195,6 +195,10 @@ pub fn render(s: &Summary, series: &[Sample]) -> String {
         esc(&verdict_text)
     ));
     page.push_str(&format!(
+        "<p id=\"headline\"><b>{}</b></p>",
+        esc(&s.headline.line())
+    ));
+    page.push_str(&format!(
         "<p>Scenario <b>{}</b> · seed {} · run {} · {} of {} agents in {:.1} s · {:.0} purchases/s · swarm {}</p>\
          <p>Target: {} · database: {}</p>",
         esc(&s.scenario),

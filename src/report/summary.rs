@@ -65,10 +65,86 @@ pub struct Summary {
     /// Requests without a definite answer during the run, and how their keys settled.
     #[serde(default)]
     pub indeterminate: Indeterminate,
+    /// The run in one line: units sold against stock, the four invariant counters, OCC
+    /// retries and the attempts distribution.
+    #[serde(default)]
+    pub headline: Headline,
     pub audit: Audit,
     pub thresholds: Vec<ThresholdResult>,
     pub validity: Validity,
     pub exit_code: i32,
+}
+
+/// The run in one line, with figures that say what they count: units (from the database,
+/// or from what clients were told), settled purchases, violations per invariant.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Headline {
+    pub units_sold: i64,
+    pub initial_stock: i64,
+    pub settled_purchases: u64,
+    /// `database` or `acknowledged answers`; empty when neither could be read.
+    pub sold_from: String,
+    pub oversells: u64,
+    pub duplicate_settlements: u64,
+    pub ledger_drift: u64,
+    pub mandate_breaches: u64,
+    pub occ_retries: u64,
+    /// `attempts[i]`: answers that took `i + 1` runs.
+    pub attempts: Vec<u64>,
+}
+
+impl Headline {
+    pub fn of(audit: &Audit, occ_retries: u64, attempts: &[u64]) -> Headline {
+        use crate::audit::Invariant;
+        Headline {
+            units_sold: audit.sold.iter().map(|s| s.units).sum(),
+            initial_stock: audit.sold.iter().map(|s| s.stock).sum(),
+            settled_purchases: audit.sold.iter().map(|s| s.purchases).sum(),
+            sold_from: audit
+                .sold
+                .first()
+                .map(|s| s.from.clone())
+                .unwrap_or_default(),
+            oversells: audit.count_of(Invariant::Oversell),
+            duplicate_settlements: audit.count_of(Invariant::DuplicateSettlement),
+            ledger_drift: audit.count_of(Invariant::LedgerDrift),
+            mandate_breaches: audit.count_of(Invariant::MandateBreach),
+            occ_retries,
+            attempts: trim_zeros(attempts),
+        }
+    }
+
+    /// `sold 100 of 100 units (100 settled purchases, database) · oversells 0 · …`
+    pub fn line(&self) -> String {
+        let sold = if self.sold_from.is_empty() {
+            "units sold unknown (nothing to count them from)".to_string()
+        } else {
+            format!(
+                "sold {} of {} units ({} settled purchases, from the {})",
+                self.units_sold, self.initial_stock, self.settled_purchases, self.sold_from
+            )
+        };
+        let attempts: Vec<String> = self
+            .attempts
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, n)| format!("{}×{n}", i + 1))
+            .collect();
+        format!(
+            "{sold} · oversells {} · duplicate settlements {} · ledger drift {} · mandate breaches {} · OCC retries {} (attempts {})",
+            self.oversells,
+            self.duplicate_settlements,
+            self.ledger_drift,
+            self.mandate_breaches,
+            self.occ_retries,
+            if attempts.is_empty() {
+                "none".into()
+            } else {
+                attempts.join(" ")
+            }
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -159,6 +235,7 @@ impl Summary {
             faults: run.faults.clone(),
             resolution: run.resolution.clone(),
             indeterminate: run.indeterminate,
+            headline: Headline::of(&audit, t.occ_retries, &m.attempts[..ATTEMPT_BARS]),
             validity: audit.validity,
             audit,
             thresholds: Vec::new(),
@@ -332,6 +409,8 @@ impl Summary {
                 if t.passed { "pass" } else { "FAIL" }
             ));
         }
+        // The run in one line, last, where the eye lands.
+        out.push_str(&format!("{}\n", self.headline.line()));
         out.push_str(&format!("exit code {}", self.exit_code));
         out
     }

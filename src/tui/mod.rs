@@ -30,6 +30,8 @@ pub enum Phase {
         validity: Validity,
         exit_code: i32,
         note: String,
+        /// The run in one line (`Headline::line`), shown under the verdict.
+        headline: String,
     },
 }
 
@@ -145,6 +147,7 @@ pub fn dashboard(
         verdict: None,
         status: String::new(),
         help: false,
+        headline: String::new(),
     }
 }
 
@@ -245,9 +248,11 @@ pub async fn run(
                 rss_mib: rss_kib as f64 / 1024.0,
             };
             let (status, help) = (board.status.clone(), board.help);
+            let headline = std::mem::take(&mut board.headline);
             board = dashboard(&meta, &run, &snap, health);
             board.status = status;
             board.help = help;
+            board.headline = headline;
             last_refresh = Instant::now();
             last_cpu = cpu;
         }
@@ -264,8 +269,10 @@ pub async fn run(
                 validity,
                 exit_code,
                 note,
+                headline,
             } => {
                 board.verdict = Some((*validity, *exit_code, note.clone()));
+                board.headline = headline.clone();
                 board.status.clear();
             }
         }
@@ -428,6 +435,11 @@ mod tests {
         }
         // Outcomes that never happened take no row.
         assert!(!all.contains("MANDATE_REJECTED"), "{all}");
+        // At the verdict the headline takes the target's place, whole.
+        d.headline = "sold 100 of 100 units (100 settled purchases, from the database) · oversells 0 · duplicate settlements 0 · ledger drift 0 · mandate breaches 0 · OCC retries 585 (attempts 1×9431 2×412)".into();
+        let all = text(&render(&d, 80, 24));
+        let flat: String = all.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat.contains(&d.headline), "{all}");
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct Dashboard {
     pub verdict: Option<(Validity, i32, String)>,
     pub status: String,
     pub help: bool,
+    /// The run in one line, once the verdict is in (it takes the target's place).
+    pub headline: String,
 }
 
 fn block(title: &str) -> Block<'_> {
@@ -118,12 +120,22 @@ pub fn draw(f: &mut Frame, d: &Dashboard) {
     }
 }
 
+/// What the header says under its first line: the target while running, the headline
+/// at the verdict.
+fn second_line(d: &Dashboard) -> String {
+    if d.verdict.is_some() && !d.headline.is_empty() {
+        d.headline.clone()
+    } else {
+        format!("target: {}", d.target)
+    }
+}
+
 /// Rows the target's line needs at `width`, wrapped at spaces as `Paragraph` wraps it
 /// (at most 3).
 fn target_lines(d: &Dashboard, width: u16) -> u16 {
     let width = usize::from(width.max(1));
     let (mut lines, mut used) = (1u16, 0usize);
-    for word in format!("target: {}", d.target).split(' ') {
+    for word in second_line(d).split(' ') {
         let w = word.chars().count();
         let need = if used == 0 { w } else { used + 1 + w };
         if need <= width {
@@ -193,7 +205,7 @@ pub fn header(f: &mut Frame, area: Rect, d: &Dashboard) {
         .split(area);
     f.render_widget(Paragraph::new(line), parts[0]);
     f.render_widget(
-        Paragraph::new(format!("target: {}", d.target)).wrap(Wrap { trim: true }),
+        Paragraph::new(second_line(d)).wrap(Wrap { trim: true }),
         parts[1],
     );
     let parts = [parts[0], parts[2]];
