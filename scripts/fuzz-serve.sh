@@ -17,7 +17,8 @@ fi
 [[ -x "$BIN" ]] || cargo build --quiet --bin swarm
 
 WORK="$(mktemp -d)"
-PORT=$((30000 + RANDOM % 10000))
+# A port the kernel says is free right now (a random one could be PostgreSQL's).
+PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 cleanup() { [[ -n "${SERVER:-}" ]] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -27,11 +28,20 @@ DB="sqlite://$WORK/fuzz.db"
 "$BIN" db seed --db "$DB" scenarios/smoke.toml >/dev/null
 SWARM_FUZZ_KEY=fuzz-key "$BIN" serve --db "$DB" --listen "127.0.0.1:$PORT" --api-key-env SWARM_FUZZ_KEY 2>"$WORK/serve.log" &
 SERVER=$!
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.05; done
+# Up to 30 s on a loaded machine; a server that died says why.
+for _ in $(seq 600); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+    if ! kill -0 "$SERVER" 2>/dev/null; then
+        cat "$WORK/serve.log" >&2
+        echo "fuzz-serve: FAIL: swarm serve exited before listening on $PORT" >&2
+        exit 1
+    fi
+    sleep 0.05
+done
 
 (cd "$WORK" && schemathesis --config-file "$OLDPWD/scripts/schemathesis.toml" run \
     "http://127.0.0.1:$PORT/openapi.json" --checks all --max-examples "$EXAMPLES" \
-    --seed 20261202 -H "Authorization: Bearer fuzz-key") >"$WORK/fuzz.txt" 2>&1 || {
+    --seed 20261202 --wait-for-schema 30 -H "Authorization: Bearer fuzz-key") >"$WORK/fuzz.txt" 2>&1 || {
     tail -60 "$WORK/fuzz.txt" >&2
     echo "fuzz-serve: FAIL: schemathesis found failures" >&2
     exit 1
