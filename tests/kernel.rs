@@ -140,6 +140,7 @@ async fn mandate_pays_for_exactly_three_on(backend: Backend) {
 async fn mandate_cap_is_never_exceeded_at_any_isolation() {
     mandate_pays_for_exactly_three_on(Backend::SqliteGroup).await;
     mandate_pays_for_exactly_three_on(Backend::SqliteOptimistic).await;
+    mandate_pays_for_exactly_three_on(Backend::SqliteOcc).await;
     for iso in ISOLATIONS {
         mandate_pays_for_exactly_three_on(Backend::Postgres(iso)).await;
     }
@@ -330,6 +331,7 @@ async fn optimistic_sqlite_and_postgres_surface_real_retries() {
     // counted in `attempts`, and every purchase still settles once.
     for backend in [
         Backend::SqliteOptimistic,
+        Backend::SqliteOcc,
         Backend::Postgres(swarm::sut::kernel::Isolation::RepeatableRead),
     ] {
         let fx = Fixture::new(backend, catalog(10_000, 2), mandates(400, 1_000_000, 2)).await;
@@ -383,6 +385,7 @@ async fn retry_exhausted_commits_nothing() {
     // no trace; the rest settle exactly once.
     for backend in [
         Backend::SqliteOptimistic,
+        Backend::SqliteOcc,
         Backend::Postgres(swarm::sut::kernel::Isolation::RepeatableRead),
     ] {
         let fx = Fixture::new(backend, catalog(100_000, 1), mandates(300, 1_000_000, 1)).await;

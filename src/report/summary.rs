@@ -526,5 +526,17 @@ pub fn settings_of(s: &Scenario) -> Vec<(String, String)> {
                 .join(", "),
         ),
         ("faults".into(), s.faults.len().to_string()),
+        (
+            "kernel".into(),
+            format!(
+                "embedded SQLite {:?} mode · PostgreSQL {} · up to {} attempts per purchase",
+                s.kernel.sqlite_mode,
+                s.kernel.isolation.sql(),
+                s.kernel.max_attempts
+            )
+            .replace("Occ mode", "row-level OCC mode")
+            .replace("Group mode", "group-commit mode")
+            .replace("Optimistic mode", "optimistic (database-level) mode"),
+        ),
     ]
 }

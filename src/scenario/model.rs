@@ -164,7 +164,7 @@ pub struct KernelSpec {
 impl Default for KernelSpec {
     fn default() -> Self {
         KernelSpec {
-            sqlite_mode: SqliteMode::Group,
+            sqlite_mode: SqliteMode::Occ,
             isolation: Isolation::RepeatableRead,
             max_attempts: 16,
             pool_size: 16,

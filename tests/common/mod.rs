@@ -76,12 +76,14 @@ pub fn fresh_sqlite() -> (tempfile::TempDir, DbUrl) {
 pub enum Backend {
     SqliteGroup,
     SqliteOptimistic,
+    SqliteOcc,
     Postgres(swarm::sut::kernel::Isolation),
 }
 
-pub const ALL: [Backend; 3] = [
+pub const ALL: [Backend; 4] = [
     Backend::SqliteGroup,
     Backend::SqliteOptimistic,
+    Backend::SqliteOcc,
     Backend::Postgres(swarm::sut::kernel::Isolation::RepeatableRead),
 ];
 
@@ -132,6 +134,7 @@ impl Fixture {
                 c.sqlite_mode = swarm::sut::kernel::SqliteMode::Optimistic;
                 c.pool_size = 8;
             }
+            Backend::SqliteOcc => c.sqlite_mode = swarm::sut::kernel::SqliteMode::Occ,
             Backend::Postgres(iso) => {
                 c.isolation = iso;
                 c.pool_size = 16;

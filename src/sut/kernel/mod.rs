@@ -10,6 +10,7 @@
 
 mod catalog;
 mod error;
+mod occ;
 mod postgres;
 pub mod request;
 mod retry;
@@ -54,7 +55,7 @@ pub struct KernelConfig {
 impl Default for KernelConfig {
     fn default() -> Self {
         KernelConfig {
-            sqlite_mode: SqliteMode::Group,
+            sqlite_mode: SqliteMode::Occ,
             isolation: Isolation::RepeatableRead,
             max_attempts: 16,
             pool_size: 16,
@@ -72,10 +73,14 @@ impl Default for KernelConfig {
 #[serde(rename_all = "kebab-case")]
 pub enum SqliteMode {
     /// One writer thread, many purchases per transaction (each in its own savepoint).
-    #[default]
     Group,
     /// A pool of deferred transactions; snapshot conflicts are retried and counted.
     Optimistic,
+    /// Row-level optimistic concurrency (`occ`): each purchase reads on the snapshot its
+    /// batch starts from, and commits only if the bucket and shard it read are unchanged
+    /// (first committer wins per row); a loser reruns, counted in `attempts`. The default.
+    #[default]
+    Occ,
 }
 
 /// PostgreSQL transaction isolation for the kernel.

@@ -32,12 +32,12 @@ use crate::sut::db::{open_sqlite, open_sqlite_server, open_sqlite_writer};
 /// Purchases queued per lane before callers wait for room.
 const LANE_CAPACITY: usize = 8192;
 
-struct Job {
-    req: PurchaseRequest,
-    key: String,
-    fingerprint: String,
-    link: Link,
-    reply: oneshot::Sender<Result<Snapshot, KernelError>>,
+pub(super) struct Job {
+    pub(super) req: PurchaseRequest,
+    pub(super) key: String,
+    pub(super) fingerprint: String,
+    pub(super) link: Link,
+    pub(super) reply: oneshot::Sender<Result<Snapshot, KernelError>>,
 }
 
 pub struct SqliteKernel {
@@ -47,7 +47,7 @@ pub struct SqliteKernel {
 }
 
 /// Why one run of the transaction stopped.
-enum Failure {
+pub(super) enum Failure {
     Db(rusqlite::Error),
     Kernel(KernelError),
 }
@@ -58,7 +58,7 @@ impl From<rusqlite::Error> for Failure {
     }
 }
 
-fn db_error(e: impl std::fmt::Display) -> KernelError {
+pub(super) fn db_error(e: impl std::fmt::Display) -> KernelError {
     KernelError::Database(e.to_string())
 }
 
@@ -80,7 +80,7 @@ impl SqliteKernel {
             )));
         }
         let workers = match config.sqlite_mode {
-            SqliteMode::Group => 1,
+            SqliteMode::Group | SqliteMode::Occ => 1,
             SqliteMode::Optimistic => config.pool_size.max(1),
         };
         let mut lanes = Vec::with_capacity(workers);
@@ -94,6 +94,7 @@ impl SqliteKernel {
                 .spawn(move || match mode {
                     SqliteMode::Group => group_writer(conn, rx, cfg),
                     SqliteMode::Optimistic => optimistic_worker(conn, rx, cfg),
+                    SqliteMode::Occ => super::occ::writer(conn, rx, cfg),
                 })
                 .map_err(|e| KernelError::Unavailable(format!("cannot start writer: {e}")))?;
             lanes.push(tx);
@@ -421,7 +422,7 @@ fn execute(
 }
 
 /// Roll the purchase's savepoint back and close it.
-fn undo_purchase(conn: &Connection) -> rusqlite::Result<()> {
+pub(super) fn undo_purchase(conn: &Connection) -> rusqlite::Result<()> {
     conn.prepare_cached("ROLLBACK TO purchase")?.execute([])?;
     conn.prepare_cached("RELEASE purchase")?.execute([])?;
     Ok(())
@@ -452,7 +453,24 @@ fn settle(
             sql,
         );
     };
-    let bucket_id = Uuid::parse_str(&bucket).map_err(|e| Failure::Kernel(db_error(e)))?;
+    write_rows(conn, job, intent_id, &bucket, &shard, attempts, sql, rng)
+}
+
+/// Steps 2 to 5 once the bucket and shard have given: the claim, debit, ledger and intent
+/// rows, and the snapshot the client is answered with.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn write_rows(
+    conn: &Connection,
+    job: &Job,
+    intent_id: Uuid,
+    bucket: &str,
+    shard: &str,
+    attempts: u32,
+    sql: &SqliteSql,
+    rng: &mut SmallRng,
+) -> Result<Snapshot, Failure> {
+    let req = &job.req;
+    let bucket_id = Uuid::parse_str(bucket).map_err(|e| Failure::Kernel(db_error(e)))?;
     let ledger_txn_id = new_id(rng);
     let currency = req.currency.as_str();
     let ledger = ledger_txn_id.to_string();
@@ -526,7 +544,7 @@ fn claim_one(
     Ok(None)
 }
 
-fn record_declined(
+pub(super) fn record_declined(
     conn: &Connection,
     job: &Job,
     intent_id: Uuid,
