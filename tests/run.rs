@@ -868,3 +868,26 @@ fn the_end_of_run_replay_stops_at_its_budget() {
     );
     assert_eq!(s["validity"], "unknown");
 }
+
+/// The embedded default is row-level OCC: while stock lasts, purchases that read the same
+/// bucket conflict and rerun (OCC retries visibly non-zero); once it is gone, declines do
+/// not conflict, so the retries do not grow with the number of agents.
+#[test]
+fn occ_retries_are_non_zero_and_do_not_grow_with_the_agents() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut retries = Vec::new();
+    for agents in ["4000", "40000"] {
+        let dir = tmp.path().join(agents);
+        let out = run_to(&dir, &scenario("smoke.toml"), &["--agents", agents]);
+        assert_ok(&out);
+        let s = summary(&dir);
+        assert_eq!(s["headline"]["units_sold"], 100, "{agents}");
+        let n = s["headline"]["occ_retries"].as_u64().unwrap_or(0);
+        assert!(n > 0, "{agents} agents: no OCC retry on the default kernel");
+        retries.push(n);
+    }
+    assert!(
+        retries[1] <= 3 * retries[0].max(200),
+        "retries grew with the agents: {retries:?}"
+    );
+}
