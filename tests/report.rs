@@ -340,17 +340,7 @@ fn two_shards_and_merge_cover_one_unsharded_run() {
 #[test]
 fn report_html_draws_its_charts_in_a_browser() {
     let (_, dir) = passing_run();
-    let chromium = ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .find(|b| {
-            Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .unwrap_or_else(|| {
-            panic!("this test needs Chromium: apt-get install chromium (scripts/test.sh does)")
-        });
+    let chromium = chromium();
     let profile = tempfile::tempdir().expect("profile");
     let flags = [
         "--headless",
@@ -465,17 +455,7 @@ fn report_html_leads_with_what_decided_the_verdict() {
 
 /// The DOM of `page` as headless Chromium builds it.
 fn chromium_dom(page: &Path) -> String {
-    let chromium = ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .find(|b| {
-            Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .unwrap_or_else(|| {
-            panic!("this test needs Chromium: apt-get install chromium (scripts/test.sh does)")
-        });
+    let chromium = chromium();
     let profile = tempfile::tempdir().expect("profile");
     let out = Command::new(chromium)
         .args([
@@ -494,4 +474,19 @@ fn chromium_dom(page: &Path) -> String {
         .output()
         .expect("chromium");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The Chromium binary on this machine (the tests that need one never skip).
+fn chromium() -> &'static str {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .unwrap_or_else(|| {
+            panic!("this test needs Chromium: apt-get install chromium (scripts/test.sh does)")
+        })
 }
