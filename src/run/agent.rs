@@ -41,7 +41,7 @@ pub struct World {
     /// Keys left indeterminate, for the end-of-run resolution.
     pub pending: Pending,
     /// The end-of-run resolution as it goes (for the progress line and the dashboard).
-    pub resolving: super::resolve::Progress,
+    pub resolving: super::resolving::Progress,
 }
 
 /// Who an agent is; derived, never stored.

@@ -13,6 +13,7 @@ pub mod faults;
 mod id;
 pub mod leftover;
 pub mod resolve;
+pub mod resolving;
 mod sampler;
 pub mod schedule;
 mod shop;
@@ -227,7 +228,7 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         mix_cdf: agent::mix_cdf(&s.mix),
         region_cdf: agent::cdf(&region_weights),
         pending: agent::Pending::default(),
-        resolving: resolve::Progress::default(),
+        resolving: resolving::Progress::default(),
     });
 
     let (shard_i, shard_n) = opts.shard.unwrap_or((0, 1));

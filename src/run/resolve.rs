@@ -6,7 +6,7 @@
 //! at once, within the scenario's `retry.resolve_budget_ms`; it stops early when the first
 //! `EARLY_PROBES` replays got no definite answer at all (the target answers nothing
 //! usable); a key still without an answer is counted `unresolved`, never guessed, and the
-//! reason is kept. `Progress` shows the phase on the progress line and the dashboard.
+//! reason is kept. `resolving::Progress` shows the phase on the progress line and the dashboard.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,36 +26,6 @@ const MAX_REPLAYS: u32 = 50;
 /// Replays that must all fail to give a definite answer before the resolution concludes
 /// the target answers nothing usable and stops.
 const EARLY_PROBES: u64 = 64;
-
-/// The end-of-run replay as it goes.
-#[derive(Debug, Default)]
-pub struct Progress {
-    /// Keys to resolve (0: the resolution has not started).
-    pub keys: AtomicU64,
-    pub settled: AtomicU64,
-    pub unresolved: AtomicU64,
-    /// When the budget ends, in ms since the run's start.
-    pub deadline_ms: AtomicU64,
-}
-
-impl Progress {
-    /// `resolving 1912 keys: 340 settled, 0 unresolved, 41 s left`, once it has started.
-    pub fn line(&self, now_ms: u64) -> Option<String> {
-        let keys = self.keys.load(Ordering::Relaxed);
-        (keys > 0).then(|| {
-            let left_s = self
-                .deadline_ms
-                .load(Ordering::Relaxed)
-                .saturating_sub(now_ms)
-                .div_ceil(1000);
-            format!(
-                "resolving {keys} indeterminate keys: {} settled, {} unresolved, {left_s} s left",
-                self.settled.load(Ordering::Relaxed),
-                self.unresolved.load(Ordering::Relaxed)
-            )
-        })
-    }
-}
 
 /// How the end-of-run replay of indeterminate keys went.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -173,23 +143,4 @@ pub async fn resolve(world: &Arc<World>, concurrency: usize, budget: Duration) -
         tracing::warn!("resolution {why}");
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_phase_is_said_once_it_has_started() {
-        let p = Progress::default();
-        assert_eq!(p.line(1_000), None);
-        p.keys.store(1912, Ordering::Relaxed);
-        p.settled.store(340, Ordering::Relaxed);
-        p.deadline_ms.store(42_000, Ordering::Relaxed);
-        assert_eq!(
-            p.line(1_000).as_deref(),
-            Some("resolving 1912 indeterminate keys: 340 settled, 0 unresolved, 41 s left")
-        );
-        assert!(p.line(50_000).is_some_and(|l| l.ends_with(", 0 s left")));
-    }
 }

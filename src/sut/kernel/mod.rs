@@ -17,6 +17,7 @@ mod retry;
 pub mod snapshot;
 mod sql;
 mod sqlite;
+mod sqlite_steps;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::sql::{SqliteSql, Take};
-use super::sqlite::{Failure, Job, db_error, record_declined, undo_purchase, write_rows};
+use super::sqlite_steps::{Failure, Job, db_error, record_declined, undo_purchase, write_rows};
 use super::{
     FailureCode, KernelConfig, KernelError, Outcome, Snapshot, backoff, cut_error, new_id,
 };
