@@ -78,6 +78,24 @@ async fn four_shards_start_together_on_a_fresh_postgres_database() {
         "{}",
         text(&partial)
     );
+    assert!(!tmp.path().join("partial").exists(), "nothing written");
+    // Without --out: refused before its default directory is made.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarm"));
+    cmd.arg("merge");
+    for i in [0, 1, 2] {
+        cmd.arg(tmp.path().join(format!("s{i}")));
+    }
+    let out = cmd
+        .args(["--db", &db])
+        .current_dir(tmp.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("merge");
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(
+        !tmp.path().join("reports").exists(),
+        "no report directory made"
+    );
     let whole = merge(&[0, 1, 2, 3], "whole");
     assert_eq!(whole.status.code(), Some(0), "{}", text(&whole));
     assert!(

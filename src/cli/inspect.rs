@@ -88,11 +88,11 @@ pub async fn merge(
                         .to_string()
                 })
                 .unwrap_or_else(|| "run".into());
-            swarm::report::new_report_dir(
+            // Made by `merge` once the shard set is known to be whole.
+            swarm::report::fresh_report_path(
                 std::path::Path::new("reports"),
                 &format!("{name}-merged"),
             )
-            .map_err(internal)?
         }
     };
     let summary = swarm::report::merge::merge(&dirs, db, &out)

@@ -154,6 +154,14 @@ pub fn read_series(path: &Path) -> std::io::Result<(Vec<Sample>, Vec<String>)> {
 
 /// `reports/<name>-<UTC timestamp>/`, made unique if two runs start in one second.
 pub fn new_report_dir(root: &Path, name: &str) -> std::io::Result<PathBuf> {
+    let dir = fresh_report_path(root, name);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// `root/<name>-<UTC timestamp>` (with `-2`, `-3`… when taken), not created: for a verb
+/// that must check its inputs before it writes anything.
+pub fn fresh_report_path(root: &Path, name: &str) -> PathBuf {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         .to_string()
         .replace(['-', ':'], "");
@@ -164,6 +172,5 @@ pub fn new_report_dir(root: &Path, name: &str) -> std::io::Result<PathBuf> {
         n += 1;
         dir = PathBuf::from(format!("{}-{n}", base.display()));
     }
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+    dir
 }

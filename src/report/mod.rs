@@ -15,7 +15,8 @@ pub mod merge;
 mod summary;
 
 pub use files::{
-    new_report_dir, read_histogram, read_series, render, write_all, write_histograms, write_series,
+    fresh_report_path, new_report_dir, read_histogram, read_series, render, write_all,
+    write_histograms, write_series,
 };
 pub use summary::*;
 
