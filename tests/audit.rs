@@ -60,9 +60,9 @@ mandates = { count = 100, cap_minor = 300, shards = 2 }\n\
 agents = { count = 400, in_flight = 32 }\n\
 mix = { well_behaved = 0.8, double_submit = 0.2 }\n";
 
-/// A clean run into `url`; its history.
-async fn clean_run(url: &DbUrl) -> History {
-    let scenario = Scenario::parse(std::path::Path::new("corrupt.toml"), SMALL).expect("scenario");
+/// Run `scenario` into `url` with the reference kernel and audit it: its history and the
+/// report.
+async fn run_and_audit(scenario: Scenario, url: &DbUrl) -> (History, audit::Report) {
     let dir = tempfile::tempdir().expect("dir");
     let run = run::execute(RunOptions {
         scenario,
@@ -80,12 +80,19 @@ async fn clean_run(url: &DbUrl) -> History {
     let report = audit::audit(audit::Input {
         db: Some(url),
         history: Some(&run.history),
-        history_dropped: 0,
+        history_dropped: run.history_dropped,
         state_only: false,
     })
     .await;
+    (run.history, report)
+}
+
+/// A clean run into `url`; its history.
+async fn clean_run(url: &DbUrl) -> History {
+    let scenario = Scenario::parse(std::path::Path::new("corrupt.toml"), SMALL).expect("scenario");
+    let (history, report) = run_and_audit(scenario, url).await;
     assert_eq!(report.validity, Validity::Valid, "{report}");
-    run.history
+    history
 }
 
 /// One hand corruption: how to break the database, which check must say so (and which
@@ -597,27 +604,7 @@ async fn twenty_seeds_are_valid_on(
             scenario.seed = seed;
             scenario.agents.count = 1500;
             let (_guard, url) = make_db().await;
-            let dir = tempfile::tempdir().expect("dir");
-            let run = run::execute(RunOptions {
-                scenario,
-                db: Some(url.clone()),
-                dir: dir.path().to_path_buf(),
-                shard: None,
-                progress: false,
-                control: Arc::new(Control::default()),
-                observer: None,
-                kernel_sql: swarm::sut::kernel::Sql::reference(),
-                run_id: run::RunId::random(),
-            })
-            .await
-            .expect("run");
-            let report = audit::audit(audit::Input {
-                db: Some(&url),
-                history: Some(&run.history),
-                history_dropped: run.history_dropped,
-                state_only: false,
-            })
-            .await;
+            let (_, report) = run_and_audit(scenario, &url).await;
             if report.validity != Validity::Valid {
                 failures.push(format!("{name} seed {seed}:\n{report}"));
             }

@@ -20,13 +20,14 @@ use std::time::Instant;
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rand::seq::SliceRandom;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::sql::{SqliteSql, Take};
-use super::sqlite_steps::{Failure, Job, db_error, record_declined, undo_purchase, write_rows};
+use super::sqlite_steps::{
+    Failure, Job, candidates, db_error, known, record_declined, undo_purchase, write_rows,
+};
 use super::{
     FailureCode, KernelConfig, KernelError, Outcome, Snapshot, backoff, cut_error, new_id,
 };
@@ -170,29 +171,6 @@ fn run_batch(
     }
 }
 
-/// The key's stored answer, if the key is known: a replay, or KEY_REUSED.
-fn known(
-    conn: &Connection,
-    job: &Job,
-    sql: &SqliteSql,
-) -> Result<Option<Result<Snapshot, KernelError>>, Failure> {
-    let stored = conn
-        .prepare_cached(&sql.lookup)?
-        .query_row([&job.key], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })
-        .optional()?;
-    Ok(stored.map(|(fingerprint, snapshot)| {
-        if fingerprint == job.fingerprint {
-            Snapshot::replay_of(&snapshot).map_err(db_error)
-        } else {
-            Err(KernelError::KeyReused {
-                key: job.key.clone(),
-            })
-        }
-    }))
-}
-
 /// A row that could give, chosen at random among `take`'s candidates, and its value.
 fn choose(
     conn: &Connection,
@@ -202,12 +180,10 @@ fn choose(
     version_sql: &str,
     rng: &mut SmallRng,
 ) -> Result<Option<(String, i64)>, Failure> {
-    let mut rows: Vec<String> = conn
-        .prepare_cached(&take.candidates)?
-        .query_map(params![owner.to_string(), amount], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    rows.shuffle(rng);
-    let Some(row) = rows.into_iter().next() else {
+    let Some(row) = candidates(conn, take, owner, amount, rng)?
+        .into_iter()
+        .next()
+    else {
         return Ok(None);
     };
     let value: i64 = conn

@@ -49,20 +49,8 @@ pub(super) fn execute(
     sql: &SqliteSql,
     rng: &mut SmallRng,
 ) -> Result<Snapshot, Failure> {
-    let stored = conn
-        .prepare_cached(&sql.lookup)?
-        .query_row([&job.key], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })
-        .optional()?;
-    if let Some((fingerprint, snapshot)) = stored {
-        return if fingerprint == job.fingerprint {
-            Snapshot::replay_of(&snapshot).map_err(|e| Failure::Kernel(db_error(e)))
-        } else {
-            Err(Failure::Kernel(KernelError::KeyReused {
-                key: job.key.clone(),
-            }))
-        };
+    if let Some(answer) = known(conn, job, sql)? {
+        return answer.map_err(Failure::Kernel);
     }
     if job.link.is_cut() {
         return Err(Failure::Kernel(cut_error()));
@@ -92,6 +80,46 @@ pub(super) fn execute(
             Err(e)
         }
     }
+}
+
+/// The key's stored answer, if the key is known: its snapshot replayed, or KEY_REUSED for
+/// another payload.
+pub(super) fn known(
+    conn: &Connection,
+    job: &Job,
+    sql: &SqliteSql,
+) -> Result<Option<Result<Snapshot, KernelError>>, Failure> {
+    let stored = conn
+        .prepare_cached(&sql.lookup)?
+        .query_row([&job.key], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .optional()?;
+    Ok(stored.map(|(fingerprint, snapshot)| {
+        if fingerprint == job.fingerprint {
+            Snapshot::replay_of(&snapshot).map_err(db_error)
+        } else {
+            Err(KernelError::KeyReused {
+                key: job.key.clone(),
+            })
+        }
+    }))
+}
+
+/// The owner's rows that could give `amount` (`take`'s candidates), in random order.
+pub(super) fn candidates(
+    conn: &Connection,
+    pool: &Take,
+    owner: &Uuid,
+    amount: i64,
+    rng: &mut SmallRng,
+) -> Result<Vec<String>, Failure> {
+    let mut rows: Vec<String> = conn
+        .prepare_cached(&pool.candidates)?
+        .query_map(params![owner.to_string(), amount], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    rows.shuffle(rng);
+    Ok(rows)
 }
 
 /// Roll the purchase's savepoint back and close it.
@@ -203,11 +231,7 @@ fn claim_one(
     amount: i64,
     rng: &mut SmallRng,
 ) -> Result<Option<String>, Failure> {
-    let mut candidates: Vec<String> = conn
-        .prepare_cached(&pool.candidates)?
-        .query_map(params![owner.to_string(), amount], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    candidates.shuffle(rng);
+    let candidates = candidates(conn, pool, owner, amount, rng)?;
     let mut take = conn.prepare_cached(&pool.take)?;
     for row in candidates {
         if take.execute(params![row, amount])? == 1 {
