@@ -15,6 +15,8 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 # The README's examples (tests/readme.rs) use curl.
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# …and openssl (the CLI) makes the certificate of the README's HTTPS example.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [[ ${#missing[@]} -gt 0 ]]; then
     echo "test.sh: installing ${missing[*]}" >&2
     if [[ "$(id -u)" -ne 0 ]]; then SUDO=sudo; else SUDO=""; fi

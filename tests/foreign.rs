@@ -35,15 +35,21 @@ impl Foreign {
     }
 
     fn node(bug: &str) -> Foreign {
+        Foreign::node_with(bug, &[])
+    }
+
+    fn node_with(bug: &str, extra: &[&str]) -> Foreign {
         let port = common::free_port();
         let script = common::repo().join("tests/servers/checkout.mjs");
         let mut cmd = Command::new("node");
-        cmd.arg(script).args([
-            "--port",
-            &port.to_string(),
-            "--bug",
-            if bug.is_empty() { "none" } else { bug },
-        ]);
+        cmd.arg(script)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bug",
+                if bug.is_empty() { "none" } else { bug },
+            ])
+            .args(extra);
         Foreign::start(cmd, port)
     }
 
@@ -222,6 +228,48 @@ fn a_correct_node_server_with_its_own_layout_is_valid() {
     assert_eq!(s["counters"]["contract_violation"], 0);
     // Its replays are its first answers again, byte for byte but for `replayed`.
     assert_eq!(check(&s, "history.replay_layout")["count"], 0);
+}
+
+#[test]
+fn foreign_https_servers_are_driven_over_their_own_tls_and_http2_stacks() {
+    // Node's http2 module (nghttp2, OpenSSL): HTTP/2 when ALPN offers h2, HTTP/1.1 when it
+    // does not. Python's ssl module (OpenSSL) offers no ALPN: `auto` falls back to HTTP/1.1.
+    let certs = common::certs::Certs::make();
+    let (cert, key) = (certs.path("server.pem"), certs.path("server-key.pem"));
+    let tls = ["--tls-cert", cert.as_str(), "--tls-key", key.as_str()];
+    let ca = format!(", tls = {{ ca_file = \"{}\" }}", certs.path("ca.pem"));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let https = |f: &Foreign| format!("https://127.0.0.1:{}", f.port);
+    for (name, http, h2) in [
+        ("node-h2", "", true),
+        ("node-h1", ", http = \"1.1\"", false),
+    ] {
+        let server = Foreign::node_with("", &tls);
+        let target = format!(", discover = \"sandbox\"{ca}{http}");
+        let file = scenario(tmp.path(), name, &[https(&server)], &target, "");
+        let (out, s) = run(&file, &tmp.path().join(name), &[]);
+        assert_valid(&out, &s);
+        assert!(
+            s["counters"]["committed"].as_u64().unwrap_or(0) >= 60,
+            "{name}"
+        );
+        let c = &s["regions"][0]["connections"];
+        assert_eq!(c["tls"], true, "{name}: {c}");
+        assert_eq!(c["http2"].as_u64().unwrap_or(0) > 0, h2, "{name}: {c}");
+    }
+    let probe = scenario(tmp.path(), "py-tls", &["http://127.0.0.1:1".into()], "", "");
+    let (db, url) = seeded(tmp.path(), &probe);
+    let server = Foreign::python(&db, "", &tls);
+    let file = scenario(tmp.path(), "py-tls", &[https(&server)], &ca, "");
+    let (out, s) = run(&file, &tmp.path().join("py-tls"), &["--db", &url]);
+    assert_eq!(s["audit"]["mode"], "full");
+    assert_valid(&out, &s);
+    let c = &s["regions"][0]["connections"];
+    assert_eq!(
+        (c["tls"].as_bool(), c["http2"].as_u64()),
+        (Some(true), Some(0)),
+        "{c}"
+    );
 }
 
 /// One check of a summary, by name.

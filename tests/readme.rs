@@ -80,6 +80,7 @@ fn the_readme_examples_run_in_order_verbatim() {
         "\"replayed\":true",
         "the bug was caught",
         "verdict: valid (history-only audit)",
+        "target: live endpoints a https://127.0.0.1:8443",
     ] {
         assert!(
             stdout.contains(expected),

@@ -415,22 +415,84 @@ fn failover_with_target(dir: &Path, name: &str, target: &str) -> String {
 #[test]
 fn http_target_with_real_socket_faults_in_every_mode_stays_valid() {
     // failover.toml over HTTP: one in-process server per region, each behind a fault proxy.
+    let s = socket_faults_stay_valid("failover-http", "{ kind = \"http\" }");
+    let east = &s["regions"][0]["connections"];
+    assert_eq!(
+        (east["tls"].as_bool(), east["http2"].as_u64()),
+        (Some(false), Some(0))
+    );
+}
+
+#[test]
+fn https_and_http2_targets_with_real_socket_faults_in_every_mode_stay_valid() {
+    // The same faults cut TLS records for real (the proxy works on TCP): HTTPS with ALPN
+    // (HTTP/2 chosen), HTTPS held to HTTP/1.1, and HTTP/2 with prior knowledge on plain TCP.
+    for (name, target, tls, http2) in [
+        (
+            "failover-https",
+            "{ kind = \"http\", tls = { self_signed = true } }",
+            true,
+            true,
+        ),
+        (
+            "failover-https1",
+            "{ kind = \"http\", http = \"1.1\", tls = { self_signed = true } }",
+            true,
+            false,
+        ),
+        (
+            "failover-h2c",
+            "{ kind = \"http\", http = \"2\" }",
+            false,
+            true,
+        ),
+    ] {
+        let s = socket_faults_stay_valid(name, target);
+        for region in s["regions"].as_array().expect("regions") {
+            let c = &region["connections"];
+            let n = |k: &str| c[k].as_u64().unwrap_or(0);
+            assert_eq!(c["tls"].as_bool(), Some(tls), "{name}: {c}");
+            assert_eq!(n("http2") > 0, http2, "{name}: {c}");
+            assert_eq!(
+                n("http2") == n("opened"),
+                http2,
+                "{name}: every connection {c}"
+            );
+            if tls {
+                // Outage and crash cut every connection; the reconnects resumed their
+                // TLS sessions instead of paying full handshakes.
+                assert!(n("resumed") > 0, "{name}: {c}");
+            }
+            if http2 {
+                // Many streams per connection: far fewer connections than requests.
+                assert!(
+                    n("opened") * 20 < region["requests"].as_u64().unwrap_or(0),
+                    "{name}: {c}"
+                );
+            }
+        }
+    }
+}
+
+/// failover.toml with `target`, every fault mode on real sockets: valid, every mode seen,
+/// lost acknowledgements resolved by replay. The summary, for more checks.
+fn socket_faults_stay_valid(name: &str, target: &str) -> serde_json::Value {
     let tmp = tempfile::tempdir().expect("tmp");
-    let file = failover_with_target(tmp.path(), "failover-http", "{ kind = \"http\" }");
+    let file = failover_with_target(tmp.path(), name, target);
     let dir = tmp.path().join("r");
     assert_ok(&run_to(&dir, &file, &["--agents", "12000"]));
     let s = summary(&dir);
-    assert_eq!(s["validity"], "valid");
+    assert_eq!(s["validity"], "valid", "{name}");
     let c = |k: &str| s["counters"][k].as_u64().unwrap_or(0);
     assert!(
         c("connection_refused") > 0,
-        "outage/crash refused connections"
+        "{name}: outage/crash refused connections"
     );
     assert!(
         c("connection_reset") > 0,
-        "crash/lost-ack reset connections"
+        "{name}: crash/lost-ack reset connections"
     );
-    assert!(c("timeout") > 0, "blackhole timed out");
+    assert!(c("timeout") > 0, "{name}: blackhole timed out");
     assert_latency_fault_slowed(&s);
     // Lost acknowledgements happened on the wire and were resolved by replay.
     let history = History::read(&dir.join("history.bin")).expect("history");
@@ -451,8 +513,9 @@ fn http_target_with_real_socket_faults_in_every_mode_stays_valid() {
                 && stored.contains(&history.key_of(r))
         })
         .count();
-    assert!(lost > 0, "no acknowledgement was lost on the wire");
-    assert!(s["counters"]["replays"].as_u64().unwrap_or(0) > 0);
+    assert!(lost > 0, "{name}: no acknowledgement was lost on the wire");
+    assert!(s["counters"]["replays"].as_u64().unwrap_or(0) > 0, "{name}");
+    s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

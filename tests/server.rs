@@ -18,18 +18,41 @@ struct Reply {
     body: String,
 }
 
+/// A server under test: its address, and the TLS connector when it speaks HTTPS.
+#[derive(Clone)]
+struct Server {
+    addr: SocketAddr,
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl From<SocketAddr> for Server {
+    fn from(addr: SocketAddr) -> Server {
+        Server { addr, tls: None }
+    }
+}
+
+impl From<&Server> for Server {
+    fn from(s: &Server) -> Server {
+        s.clone()
+    }
+}
+
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// One HTTP/1.1 request on a fresh connection; a reset connection is retried as a client
 /// would (every request here is safe to repeat: purchases carry their key).
 async fn http(
-    addr: SocketAddr,
+    server: impl Into<Server>,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Reply {
+    let server = server.into();
     let mut last = None;
     for _ in 0..20 {
-        match try_http(addr, method, path, headers, body).await {
+        match try_http(&server, method, path, headers, body).await {
             Ok(r) => return r,
             Err(e) => {
                 last = Some(e);
@@ -41,13 +64,21 @@ async fn http(
 }
 
 async fn try_http(
-    addr: SocketAddr,
+    server: &Server,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Reply> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let addr = server.addr;
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let mut s: Box<dyn Io> = match &server.tls {
+        Some(tls) => {
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            Box::new(tls.connect(name, tcp).await?)
+        }
+        None => Box::new(tcp),
+    };
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -86,7 +117,12 @@ fn body_of(r: &PurchaseRequest) -> String {
     .to_string()
 }
 
-async fn commit(addr: SocketAddr, r: &PurchaseRequest, key: &str, extra: &[(&str, &str)]) -> Reply {
+async fn commit(
+    addr: impl Into<Server>,
+    r: &PurchaseRequest,
+    key: &str,
+    extra: &[(&str, &str)],
+) -> Reply {
     let mut h = vec![
         ("Content-Type", "application/json"),
         ("Idempotency-Key", key),
@@ -113,14 +149,49 @@ async fn small_fixture() -> Fixture {
 }
 
 async fn start(fx: &Fixture, config: ServerConfig) -> SocketAddr {
+    start_on(fx, config, false).await.addr
+}
+
+/// `swarm serve`'s router on a loopback port, over TLS when `tls` (a certificate made now,
+/// trusted by the returned client).
+async fn start_on(fx: &Fixture, config: ServerConfig, tls: bool) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = router(fx.kernel().await, config);
     let drain = std::time::Duration::from_secs(5);
-    tokio::spawn(async move { serve(listener, app, std::future::pending(), drain).await });
-    addr
+    if !tls {
+        tokio::spawn(
+            async move { serve(listener, app, None, std::future::pending(), drain).await },
+        );
+        return addr.into();
+    }
+    let made = swarm::sut::server::tls::SelfSigned::loopback().expect("certificate");
+    let server_config = made.server_config().expect("server config");
+    tokio::spawn(async move {
+        serve(
+            listener,
+            app,
+            Some(server_config),
+            std::future::pending(),
+            drain,
+        )
+        .await
+    });
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(made.ca).expect("root");
+    let client = rustls::ClientConfig::builder_with_provider(swarm::sut::server::tls::provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Server {
+        addr,
+        tls: Some(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+            client,
+        ))),
+    }
 }
 
 const BACKENDS: [Backend; 2] = [
@@ -130,14 +201,25 @@ const BACKENDS: [Backend; 2] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idempotency_holds_over_http() {
+    idempotency_cases(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idempotency_holds_over_https() {
+    idempotency_cases(true).await;
+}
+
+/// The kernel's idempotency cases through `swarm serve`, over TLS when `tls`.
+async fn idempotency_cases(tls: bool) {
     for backend in BACKENDS {
         // One key, many concurrent requests: one intent, the same bytes every time.
         let fx = Fixture::new(backend, catalog(1000, 4), mandates(400, 1_000_000, 4)).await;
-        let addr = start(&fx, ServerConfig::default()).await;
+        let addr = start_on(&fx, ServerConfig::default(), tls).await;
         let req = fx.request(0, "agent-1");
         let mut tasks = Vec::new();
         for _ in 0..100 {
             let r = req.clone();
+            let addr = addr.clone();
             tasks.push(tokio::spawn(async move {
                 commit(addr, &r, "http-one", &[]).await
             }));
@@ -164,20 +246,21 @@ async fn idempotency_holds_over_http() {
         let mut changed = req.clone();
         changed.quantity = 2;
         changed.amount_minor = 5000;
-        let reply = commit(addr, &changed, "http-one", &[]).await;
+        let reply = commit(&addr, &changed, "http-one", &[]).await;
         assert_eq!(reply.status, 409, "{}", reply.body);
         assert!(reply.body.contains("KEY_REUSED"));
         assert_eq!(fx.state().await, st);
 
         // Many buyers for little stock: exactly the stock sells.
         let fx = Fixture::new(backend, catalog(10, 4), mandates(300, 100_000, 4)).await;
-        let addr = start(&fx, ServerConfig::default()).await;
+        let addr = start_on(&fx, ServerConfig::default(), tls).await;
         let mut tasks = Vec::new();
         for i in 0..300 {
             let r = fx.request(i, &format!("a{i}"));
+            let addr = addr.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
-                    let reply = commit(addr, &r, &format!("buy-{i}"), &[]).await;
+                    let reply = commit(&addr, &r, &format!("buy-{i}"), &[]).await;
                     if reply.status != 503 {
                         return reply.status;
                     }
@@ -202,10 +285,11 @@ async fn idempotency_holds_over_http() {
 
         // A mandate that pays for exactly three.
         let fx = Fixture::new(backend, catalog(1000, 4), mandates(1, 7500, 4)).await;
-        let addr = start(&fx, ServerConfig::default()).await;
+        let addr = start_on(&fx, ServerConfig::default(), tls).await;
         let mut tasks = Vec::new();
         for i in 0..60 {
             let r = fx.request(0, &format!("a{i}"));
+            let addr = addr.clone();
             tasks.push(tokio::spawn(async move {
                 commit(addr, &r, &format!("spend-{i}"), &[]).await
             }));
@@ -223,13 +307,13 @@ async fn idempotency_holds_over_http() {
 
         // A decline replays as the same decline after a restock.
         let fx = Fixture::new(backend, catalog(0, 2), mandates(1, 100_000, 2)).await;
-        let addr = start(&fx, ServerConfig::default()).await;
+        let addr = start_on(&fx, ServerConfig::default(), tls).await;
         let req = fx.request(0, "late");
-        let first = commit(addr, &req, "late-key", &[]).await;
+        let first = commit(&addr, &req, "late-key", &[]).await;
         assert_eq!(first.status, 200);
         fx.execute("UPDATE bucket SET available = 5, initial_available = 5")
             .await;
-        let again = commit(addr, &req, "late-key", &[]).await;
+        let again = commit(&addr, &req, "late-key", &[]).await;
         assert_eq!(again.status, 200);
         assert_eq!(
             again
@@ -659,7 +743,7 @@ async fn the_fault_proxy_refuses_hangs_resets_and_loses_acks_on_real_sockets() {
     proxy.fail(FaultMode::Blackhole, Delay::default()).await;
     let hung = tokio::time::timeout(
         std::time::Duration::from_millis(300),
-        try_http(addr, "GET", "/healthz", &[], b""),
+        try_http(&addr.into(), "GET", "/healthz", &[], b""),
     )
     .await;
     assert!(hung.is_err(), "blackhole: no answer before the timeout");
@@ -668,7 +752,7 @@ async fn the_fault_proxy_refuses_hangs_resets_and_loses_acks_on_real_sockets() {
     proxy.fail(FaultMode::LostAck, Delay::default()).await;
     let before = fx.state().await.committed;
     let lost = try_http(
-        addr,
+        &addr.into(),
         "POST",
         "/v1/purchases/commit",
         &[

@@ -234,6 +234,16 @@ pub struct ServeArgs {
     /// so replays of keys from all over a large database skip a system call per page.
     #[arg(long, default_value_t = 1024)]
     pub sqlite_mmap_mib: u64,
+    /// Serve HTTPS with this PEM certificate chain (HTTP/2 and HTTP/1.1 by ALPN); needs
+    /// --tls-key.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Require client certificates signed by a CA in this PEM file (mTLS).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
 }
 
 /// An error that carries its exit code to the edge.

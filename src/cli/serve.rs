@@ -14,9 +14,21 @@ pub async fn serve(args: ServeArgs) -> Result<i32, Exit> {
         max_in_flight,
         drain_ms,
         sqlite_mmap_mib,
+        tls_cert,
+        tls_key,
+        tls_client_ca,
     } = args;
 
     let url = parse_url(&db)?;
+    // Certificates are read before anything opens: a file that cannot be used is a usage
+    // error naming it.
+    let tls = match (&tls_cert, &tls_key) {
+        (Some(cert), Some(key)) => Some(
+            swarm::sut::server::tls::server_config_from_files(cert, key, tls_client_ca.as_deref())
+                .map_err(usage)?,
+        ),
+        _ => None,
+    };
     let api_keys = match api_key_env {
         Some(var) => std::env::var(&var)
             .map_err(|_| {
@@ -43,7 +55,15 @@ pub async fn serve(args: ServeArgs) -> Result<i32, Exit> {
         .with_context(|| format!("listening on {listen}"))
         .map_err(usage)?;
     let addr = listener.local_addr().map_err(internal)?;
-    eprintln!("swarm: serving {url} on http://{addr} (Ctrl-C or SIGTERM drains and stops)");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mtls = if tls_client_ca.is_some() {
+        ", client certificates required"
+    } else {
+        ""
+    };
+    eprintln!(
+        "swarm: serving {url} on {scheme}://{addr}{mtls} (Ctrl-C or SIGTERM drains and stops)"
+    );
     let router = swarm::sut::server::router(
         kernel,
         swarm::sut::server::ServerConfig {
@@ -62,7 +82,7 @@ pub async fn serve(args: ServeArgs) -> Result<i32, Exit> {
         eprintln!("swarm: stopping: no new connections; draining in-flight requests");
     };
     let drain = std::time::Duration::from_millis(drain_ms);
-    let drained = swarm::sut::server::serve(listener, router, stop, drain)
+    let drained = swarm::sut::server::serve(listener, router, tls, stop, drain)
         .await
         .map_err(internal)?;
     if !drained {

@@ -253,16 +253,17 @@ pub fn render(s: &Summary, series: &[Sample]) -> String {
         }
         page.push_str("</ul>");
     }
-    page.push_str("<h2 id=\"regions\">Regions</h2><table><tr><th>region</th><th>requests</th><th>commits</th><th>errors</th><th>p50 ms</th><th>p99 ms</th></tr>");
+    page.push_str("<h2 id=\"regions\">Regions</h2><table><tr><th>region</th><th>requests</th><th>commits</th><th>errors</th><th>p50 ms</th><th>p99 ms</th><th>connections</th></tr>");
     for r in &s.regions {
         page.push_str(&format!(
-            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{:.2}</td><td class=\"n\">{:.2}</td></tr>",
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{:.2}</td><td class=\"n\">{:.2}</td><td>{}</td></tr>",
             esc(&r.name),
             r.requests,
             r.commits,
             r.errors,
             r.latency_raw_ms.p50_ms,
-            r.latency_raw_ms.p99_ms
+            r.latency_raw_ms.p99_ms,
+            esc(&r.connections.map(|c| c.describe()).unwrap_or_else(|| "in-process".into()))
         ));
     }
     page.push_str("</table>");

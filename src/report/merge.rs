@@ -217,6 +217,11 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
                 a.requests += b.requests;
                 a.commits += b.commits;
                 a.errors += b.errors;
+                match (&mut a.connections, &b.connections) {
+                    (Some(a), Some(b)) => a.add(b),
+                    (a @ None, Some(b)) => *a = Some(*b),
+                    _ => {}
+                }
             }
         }
         add_series(&mut series, &s.series);

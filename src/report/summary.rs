@@ -154,6 +154,43 @@ pub struct RegionSummary {
     pub commits: u64,
     pub errors: u64,
     pub latency_raw_ms: Percentiles,
+    /// For a region reached over HTTP: the connections its client opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<Connections>,
+}
+
+/// The connections one region's client opened: how many, how many TLS sessions resumed
+/// instead of a full handshake, how many speak HTTP/2.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connections {
+    pub tls: bool,
+    pub opened: u64,
+    pub resumed: u64,
+    pub http2: u64,
+}
+
+impl Connections {
+    /// `12 opened · TLS, 11 resumed · HTTP/2`.
+    pub fn describe(&self) -> String {
+        let mut out = format!("{} opened", self.opened);
+        if self.tls {
+            out.push_str(&format!(" · TLS, {} resumed", self.resumed));
+        }
+        out.push_str(if self.http2 > 0 {
+            " · HTTP/2"
+        } else {
+            " · HTTP/1.1"
+        });
+        out
+    }
+
+    /// Add another shard's figures of the same region.
+    pub fn add(&mut self, other: &Connections) {
+        self.tls |= other.tls;
+        self.opened += other.opened;
+        self.resumed += other.resumed;
+        self.http2 += other.http2;
+    }
 }
 
 /// Observed value of a threshold metric.
@@ -189,7 +226,14 @@ impl Summary {
             .region_names
             .iter()
             .zip(m.regions.iter())
-            .map(|(name, fig)| RegionSummary {
+            .zip(run.region_connections.iter())
+            .map(|((name, fig), links)| RegionSummary {
+                connections: links.map(|c| Connections {
+                    tls: c.tls,
+                    opened: c.opened,
+                    resumed: c.resumed,
+                    http2: c.http2,
+                }),
                 name: name.clone(),
                 requests: fig.counters.requests,
                 commits: fig.counters.code(Code::Committed),
@@ -439,29 +483,54 @@ fn code_key(code: Code) -> &'static str {
 }
 
 /// What a scenario drives, in words: `direct (in-process kernel)`, in-process HTTP servers,
-/// or the live endpoints with their protocol and transport.
+/// or the live endpoints with their protocol and transport (the HTTP version asked for and
+/// how TLS is checked; `regions[].connections` says what was negotiated).
 pub fn target_of(scenario: &Scenario) -> String {
-    use crate::scenario::{Protocol, TargetKind};
+    use crate::scenario::{HttpVersion, Protocol, TargetKind};
     let endpoints: Vec<String> = scenario
         .regions
         .iter()
         .filter_map(|r| {
             r.endpoint
                 .as_ref()
-                .map(|e| format!("{} http://{}{}", r.name, e.host, e.prefix))
+                .map(|e| format!("{} {}", r.name, e.url()))
         })
         .collect();
     let protocol = match scenario.target.protocol {
         Protocol::Zerorace => "ZeroRace API",
         Protocol::Zinc => "Zinc API",
     };
+    let tls = scenario.target.tls.as_ref();
+    let https = scenario
+        .regions
+        .iter()
+        .any(|r| r.endpoint.as_ref().is_some_and(|e| e.tls))
+        || tls.is_some_and(|t| t.self_signed);
+    let http = match (scenario.target.http, https) {
+        (HttpVersion::Http1, _) | (HttpVersion::Auto, false) => "HTTP/1.1",
+        (HttpVersion::Http2, false) => "HTTP/2 (prior knowledge)",
+        (HttpVersion::Http2, true) => "HTTP/2",
+        (HttpVersion::Auto, true) => "HTTP/2 or HTTP/1.1 by ALPN",
+    };
+    let transport = match tls {
+        _ if !https => format!("{http} without TLS"),
+        Some(t) if t.self_signed => format!("{http} over TLS (certificate made at start)"),
+        Some(t) if t.insecure => format!("{http} over TLS (certificates NOT checked: insecure)"),
+        Some(t) if t.ca_file.is_some() => format!("{http} over TLS (roots from ca_file)"),
+        _ => format!("{http} over TLS (system roots)"),
+    };
+    let mtls = if tls.is_some_and(|t| t.client_cert.is_some()) {
+        " · client certificate"
+    } else {
+        ""
+    };
     if !endpoints.is_empty() {
         format!(
-            "live endpoints {} · {protocol} · HTTP/1.1 without TLS",
+            "live endpoints {} · {protocol} · {transport}{mtls}",
             endpoints.join(", ")
         )
     } else if scenario.target.kind == TargetKind::Http {
-        format!("in-process HTTP servers on 127.0.0.1, one per region · {protocol} · HTTP/1.1")
+        format!("in-process HTTP servers on 127.0.0.1, one per region · {protocol} · {transport}")
     } else {
         "direct (in-process kernel, faults at the gateway)".into()
     }

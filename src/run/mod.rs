@@ -119,6 +119,8 @@ pub struct RunResult {
     pub agents_done: u64,
     pub stopped_early: bool,
     pub region_names: Vec<String>,
+    /// Per region reached over HTTP: the connections its client opened.
+    pub region_connections: Vec<Option<crate::target::pool::ConnectionFigures>>,
     /// The last figures of the live audit.
     pub live: LiveCounts,
     /// The start marker this run wrote (its own database only), to be finished.
@@ -355,6 +357,11 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         agents_done: world.metrics.agents_done.load(Ordering::Relaxed),
         stopped_early: stopped_early || opts.control.stop.load(Ordering::Acquire),
         region_names,
+        region_connections: world
+            .regions
+            .iter()
+            .map(|r| r.http().map(|g| g.connections()))
+            .collect(),
         live: live_counts,
         marker: match (&db_url, own_catalog) {
             (Some(db), true) => Some(RunMarker {

@@ -78,23 +78,61 @@ fn header_name(line: &str) -> Option<String> {
     Some(if array { format!("{name}[]") } else { name })
 }
 
+/// The dotted key at `col` inside an inline table (`{ a = 1, tls = { ca_file = … } }`):
+/// the keys of the nested tables the offset is in, then the key it sits on, or else the
+/// nearest `key =` before it.
 fn inline_key(inner: &str, col: usize) -> Option<String> {
     if !inner.trim_start().starts_with('{') {
         return None;
     }
     let upto = &inner[..col.min(inner.len())];
+    // Keys of the inline tables opened (and not closed) before the offset, the outermost
+    // (the line's own table) excluded.
+    let mut nested: Vec<String> = Vec::new();
+    let mut last_key: Option<String> = None;
+    let (mut depth, mut in_string, mut word, mut in_word) = (0usize, false, String::new(), false);
+    for c in upto.chars() {
+        if in_string {
+            in_string = c != '"';
+            continue;
+        }
+        let key_char = is_key_char(c);
+        if key_char && !in_word {
+            word.clear();
+        }
+        in_word = key_char;
+        match c {
+            '"' => in_string = true,
+            '{' => {
+                depth += 1;
+                if depth > 1 {
+                    nested.push(last_key.take().unwrap_or_default());
+                }
+                last_key = None;
+            }
+            '}' => {
+                if depth > 1 {
+                    nested.pop();
+                }
+                depth = depth.saturating_sub(1);
+                last_key = None;
+            }
+            '=' => last_key = Some(word.clone()),
+            c if key_char => word.push(c),
+            _ => {}
+        }
+    }
     // The key the offset sits on, if it sits on one (unknown field).
     let at = word_at(inner, col);
     let after_at = inner[col.min(inner.len())..].trim_start_matches(|c: char| is_key_char(c));
-    if !at.is_empty() && after_at.trim_start().starts_with('=') {
-        return Some(at);
-    }
-    let eq = upto.rfind('=')?;
-    let key_end = upto[..eq].trim_end();
-    let start = key_end
-        .rfind(|c: char| !is_key_char(c))
-        .map_or(0, |i| i + 1);
-    Some(key_end[start..].to_string())
+    let key = if !at.is_empty() && after_at.trim_start().starts_with('=') {
+        at
+    } else {
+        last_key.filter(|k| !k.is_empty())?
+    };
+    nested.push(key);
+    nested.retain(|k| !k.is_empty());
+    Some(nested.join("."))
 }
 
 fn is_key_char(c: char) -> bool {
@@ -209,5 +247,15 @@ mod tests {
         assert_eq!(field_at(t, t.find("in_flght").unwrap()), "agents.in_flght");
         let t = "agents = { count = \"5\" }\n";
         assert_eq!(field_at(t, t.find("\"5\"").unwrap()), "agents.count");
+        // Nested inline tables name every level, and a closed one is left again.
+        let t = "target = { kind = \"http\", tls = { ca_file = \"a{b}\", cafile = 1 } }\n";
+        assert_eq!(field_at(t, t.find("cafile").unwrap()), "target.tls.cafile");
+        let t = "target = { tls = { insecure = \"yes\" } }\n";
+        assert_eq!(
+            field_at(t, t.find("\"yes\"").unwrap()),
+            "target.tls.insecure"
+        );
+        let t = "target = { tls = { insecure = true }, htp = \"2\" }\n";
+        assert_eq!(field_at(t, t.find("htp").unwrap()), "target.htp");
     }
 }

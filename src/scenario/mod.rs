@@ -156,6 +156,35 @@ impl Scenario {
                 message: bounded_message(&message),
             }
         })?;
+        // TLS files are named relative to the scenario file, wherever swarm runs from, and
+        // must be there (what they hold is read when the target opens).
+        if let Some(tls) = &mut scenario.target.tls {
+            let dir = path.parent().unwrap_or(Path::new(""));
+            for (key, file) in [
+                ("ca_file", &mut tls.ca_file),
+                ("client_cert", &mut tls.client_cert),
+                ("client_key", &mut tls.client_key),
+            ] {
+                let Some(file) = file else { continue };
+                if file.is_relative() {
+                    *file = dir.join(&*file);
+                }
+                if !file.is_file() {
+                    let locator = validate::Locator::Key("target", "tls");
+                    let (line, column) = locate::line_col(text, locate::find(text, locator));
+                    return Err(ScenarioError::Invalid {
+                        path: path.to_path_buf(),
+                        line,
+                        column,
+                        field: format!("target.tls.{key}"),
+                        message: bounded_message(&format!(
+                            "`{}` is not a file (a relative path is read from the scenario's directory)",
+                            file.display()
+                        )),
+                    });
+                }
+            }
+        }
         scenario.warnings = not_applying(&scenario, &written);
         Ok(scenario)
     }
@@ -324,11 +353,81 @@ mod tests {
         let err = parse(&live.replace("currency = \"EUR\"", "currency = \"euro\"")).unwrap_err();
         assert_eq!(err.field(), Some("target.ids.currency"), "{err}");
         let err = parse(
-            "target = { kind = \"http\" }\n[[regions]]\nname = \"a\"\nendpoint = \"https://x.example\"\n",
+            "target = { kind = \"http\" }\n[[regions]]\nname = \"a\"\nendpoint = \"ftp://x.example\"\n",
         )
         .unwrap_err();
         assert_eq!(err.field(), Some("regions[0].endpoint"), "{err}");
         assert_eq!(err.line(), Some(4), "{err}");
+    }
+
+    #[test]
+    fn tls_settings_are_checked_against_the_target() {
+        let live = |target: &str, url: &str| {
+            parse(&format!(
+                "target = {{ kind = \"http\"{target} }}\n[[regions]]\nname = \"a\"\nendpoint = \"{url}\"\n"
+            ))
+        };
+        let ok = live(", tls = { insecure = true }", "https://x.example").expect("valid");
+        assert!(ok.target.tls.as_ref().is_some_and(|t| t.insecure));
+        // A file that is not there is named with the field, relative to the scenario file
+        // (here `t.toml` in the working directory).
+        let err = live(
+            ", tls = { ca_file = \"no-such-ca.pem\" }",
+            "https://x.example",
+        )
+        .unwrap_err();
+        assert_eq!(err.field(), Some("target.tls.ca_file"), "{err}");
+        assert!(
+            err.to_string().contains("`no-such-ca.pem` is not a file"),
+            "{err}"
+        );
+        for (target, url, field) in [
+            (
+                ", tls = { ca_file = \"ca.pem\" }",
+                "http://x.example",
+                "target.tls",
+            ),
+            (
+                ", tls = { client_cert = \"c.pem\" }",
+                "https://x.example",
+                "target.tls.client_key",
+            ),
+            (
+                ", tls = { client_key = \"k.pem\" }",
+                "https://x.example",
+                "target.tls.client_cert",
+            ),
+            (
+                ", tls = { self_signed = true }",
+                "https://x.example",
+                "target.tls.self_signed",
+            ),
+            (
+                ", tls = { insecure = true, ca_file = \"a\" }",
+                "https://x.example",
+                "target.tls.insecure",
+            ),
+            (
+                ", tls = { server_name = \"a b\" }",
+                "https://x.example",
+                "target.tls.server_name",
+            ),
+            (", http = \"3\"", "https://x.example", "target.http"),
+        ] {
+            let err = live(target, url).unwrap_err();
+            assert_eq!(err.field(), Some(field), "{target}: {err}");
+            assert_eq!(err.line(), Some(1), "{target}: {err}");
+        }
+        // A direct target has no HTTP version or TLS.
+        let err = parse("target = { http = \"2\" }\n").unwrap_err();
+        assert_eq!(err.field(), Some("target.http"), "{err}");
+        let err = parse("target = { tls = { self_signed = true } }\n").unwrap_err();
+        assert_eq!(err.field(), Some("target.tls"), "{err}");
+        // In-process servers with TLS and HTTP/2 are fine.
+        let ok =
+            parse("target = { kind = \"http\", http = \"2\", tls = { self_signed = true } }\n")
+                .expect("valid");
+        assert_eq!(ok.target.http, HttpVersion::Http2);
     }
 
     #[test]

@@ -99,6 +99,61 @@ pub struct TargetSpec {
     /// `GET /v1/sandbox`, the stocked sandbox).
     #[serde(default)]
     pub discover: Option<Discover>,
+    /// TLS for `https://` endpoints (roots, client certificate, name), or in-process
+    /// servers behind TLS (`self_signed`).
+    #[serde(default)]
+    pub tls: Option<TlsSpec>,
+    /// Which HTTP version the client speaks.
+    #[serde(default)]
+    pub http: HttpVersion,
+}
+
+/// `target.tls`: how the client checks (and proves itself to) an HTTPS endpoint. Paths
+/// are resolved against the scenario file's directory when the scenario loads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// PEM certificates trusted as roots instead of the system's.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM certificate chain presented to a server that asks for one (mTLS).
+    #[serde(default)]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<std::path::PathBuf>,
+    /// The name checked against the certificate and sent as SNI (default: the URL's host).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Accept any certificate (load tests on a machine without its CA; never in CI).
+    #[serde(default)]
+    pub insecure: bool,
+    /// In-process servers (`kind = "http"`) speak TLS with a certificate made at start.
+    #[serde(default)]
+    pub self_signed: bool,
+}
+
+/// `target.http`: `"1.1"`, `"2"` (ALPN over TLS, prior knowledge on plain HTTP) or
+/// `"auto"` (ALPN offers both over TLS; HTTP/1.1 on plain HTTP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum HttpVersion {
+    #[serde(rename = "1.1")]
+    Http1,
+    #[serde(rename = "2")]
+    Http2,
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+}
+
+impl HttpVersion {
+    pub fn name(self) -> &'static str {
+        match self {
+            HttpVersion::Http1 => "1.1",
+            HttpVersion::Http2 => "2",
+            HttpVersion::Auto => "auto",
+        }
+    }
 }
 
 /// Ids of a live deployment's catalog, given in the scenario.

@@ -3,7 +3,9 @@
 //! into typed `Fault`s (regions resolved to indices).
 
 use super::fault::{Delay, Fault, FaultAction, FaultKind, FaultMode, MAX_DELAY_MS};
-use super::model::{Arrival, LiveCatalog, MAX_AGENTS, Scenario, is_currency};
+use super::model::{
+    Arrival, HttpVersion, LiveCatalog, MAX_AGENTS, Scenario, TargetKind, is_currency,
+};
 use super::{MAX_NAME_CHARS, bounded, is_name_char};
 
 /// Largest stock per item, and largest amount of money, a scenario may name.
@@ -286,6 +288,74 @@ impl Scenario {
                 "discover",
                 "discovery asks a live endpoint: give every region an `endpoint`".into(),
             );
+        }
+        let https = self
+            .regions
+            .iter()
+            .any(|r| r.endpoint.as_ref().is_some_and(|e| e.tls));
+        if self.target.kind == TargetKind::Direct && self.target.http != HttpVersion::Auto {
+            return within(
+                "target",
+                "http",
+                "the HTTP version is for `kind = \"http\"` targets".into(),
+            );
+        }
+        if let Some(tls) = &self.target.tls {
+            let in_tls = |key: &str, msg: &str| {
+                Err((
+                    Locator::Key("target", "tls"),
+                    format!("target.tls.{key}"),
+                    msg.to_string(),
+                ))
+            };
+            if self.target.kind == TargetKind::Direct {
+                return within(
+                    "target",
+                    "tls",
+                    "TLS is for `kind = \"http\"` targets".into(),
+                );
+            }
+            if tls.client_cert.is_some() != tls.client_key.is_some() {
+                return in_tls(
+                    if tls.client_cert.is_some() {
+                        "client_key"
+                    } else {
+                        "client_cert"
+                    },
+                    "a client certificate needs its key: give client_cert and client_key together",
+                );
+            }
+            if tls.self_signed {
+                if live {
+                    return in_tls(
+                        "self_signed",
+                        "self_signed runs swarm's in-process servers with TLS; a live endpoint brings its own certificate (use ca_file)",
+                    );
+                }
+                if tls.ca_file.is_some() || tls.client_cert.is_some() || tls.insecure {
+                    return in_tls(
+                        "self_signed",
+                        "self_signed makes and trusts its own certificate: leave out ca_file, client_cert and insecure",
+                    );
+                }
+            } else if !https {
+                return within(
+                    "target",
+                    "tls",
+                    "no region's endpoint is https://: TLS settings would not apply (or set self_signed = true for in-process servers)".into(),
+                );
+            }
+            if tls.insecure && tls.ca_file.is_some() {
+                return in_tls(
+                    "insecure",
+                    "insecure accepts any certificate, so ca_file would never be used: give one of them",
+                );
+            }
+            if let Some(name) = &tls.server_name
+                && (name.is_empty() || name.len() > 253 || name.contains(['/', ':', ' ']))
+            {
+                return in_tls("server_name", "must be a DNS name or an IP address");
+            }
         }
         for (i, region) in self.regions.iter().enumerate() {
             let here = |key: &'static str, msg: String| {

@@ -15,9 +15,11 @@ use super::region::Reply;
 use crate::addr::Endpoint;
 use crate::history::Code;
 use crate::history::Violation;
+use crate::scenario::HttpVersion;
 use crate::sut::kernel::PurchaseRequest;
-use crate::target::pool::{self, ConnectionPool, Response};
+use crate::target::pool::{self, ConnectionFigures, ConnectionPool, Failure, Response};
 use crate::target::proxy::FaultProxy;
+use crate::target::tls::ClientTls;
 
 const IDEMPOTENCY_KEY: header::HeaderName = header::HeaderName::from_static("idempotency-key");
 
@@ -26,8 +28,9 @@ const MAX_IDLE: usize = 4096;
 
 /// One endpoint with its keep-alive connection pool.
 pub struct HttpGateway {
-    /// `http://host[/prefix]`, for messages.
+    /// `http[s]://host[/prefix]`, for messages.
     pub url: String,
+    server_name: String,
     pool: ConnectionPool,
     host: HeaderValue,
     prefix: String,
@@ -40,15 +43,37 @@ pub struct HttpGateway {
 }
 
 impl HttpGateway {
-    pub fn new(endpoint: Endpoint, proxy: Option<FaultProxy>) -> Result<HttpGateway, String> {
+    /// A gateway to `endpoint`; `tls` is required when it is https (and unused otherwise).
+    pub fn new(
+        endpoint: Endpoint,
+        tls: Option<ClientTls>,
+        http: HttpVersion,
+        proxy: Option<FaultProxy>,
+    ) -> Result<HttpGateway, String> {
+        if endpoint.tls != tls.is_some() {
+            return Err(format!(
+                "`{}`: TLS settings {} for this scheme",
+                endpoint.url(),
+                if endpoint.tls {
+                    "are missing"
+                } else {
+                    "do not apply"
+                }
+            ));
+        }
+        let tls_name = tls
+            .as_ref()
+            .map(|t| t.server_name.to_str().into_owned())
+            .unwrap_or_default();
         let host = pool::header(&endpoint.host)
             .ok_or_else(|| format!("`{}` is not a valid Host header", endpoint.host))?;
         let commit_path = format!("{}/v1/purchases/commit", endpoint.prefix)
             .parse()
             .map_err(|e| format!("`{}`: {e}", endpoint.prefix))?;
         Ok(HttpGateway {
-            url: format!("http://{}{}", endpoint.host, endpoint.prefix),
-            pool: ConnectionPool::new(endpoint.address, MAX_IDLE),
+            url: endpoint.url(),
+            server_name: tls_name,
+            pool: ConnectionPool::with(endpoint.address, tls, http, MAX_IDLE),
             host,
             prefix: endpoint.prefix,
             commit_path,
@@ -104,14 +129,40 @@ impl HttpGateway {
     }
 
     /// A harmless request before any purchase: the lookup of an intent that cannot exist.
-    /// It proves the endpoint answers and takes the API key; a 404 is the expected answer.
-    pub async fn probe(&self) -> Result<Response, Code> {
+    /// It proves the endpoint answers (TLS included) and takes the API key; a 404 is the
+    /// expected answer. A failure keeps its cause.
+    pub async fn probe(&self) -> Result<Response, Failure> {
         let path = if self.zinc {
             "/orders/00000000-0000-4000-8000-000000000000"
         } else {
             "/v1/purchases/00000000-0000-4000-8000-000000000000"
         };
-        self.get(path).await
+        let uri = format!("{}{path}", self.prefix)
+            .parse()
+            .map_err(|e| Failure {
+                code: Code::BadRequest,
+                cause: Box::new(e),
+            })?;
+        self.pool
+            .exchange(self.request(Method::GET, uri, Bytes::new()))
+            .await
+    }
+
+    /// Why TLS fails here, when a request failed without saying (see `ConnectionPool`).
+    pub async fn diagnose_tls(&self) -> Option<Box<dyn std::error::Error + Send + Sync>> {
+        self.pool
+            .diagnose_tls(std::time::Duration::from_secs(2))
+            .await
+    }
+
+    /// The name a certificate must show (for messages).
+    pub fn server_name(&self) -> &str {
+        &self.server_name
+    }
+
+    /// Connections opened so far, resumed TLS sessions, HTTP/2.
+    pub fn connections(&self) -> ConnectionFigures {
+        self.pool.figures()
     }
 
     /// `POST {prefix}{path}` with a JSON body.

@@ -14,6 +14,7 @@ pub mod pool;
 pub mod preflight;
 pub mod proxy;
 pub mod region;
+pub mod tls;
 
 pub use http::HttpGateway;
 pub use region::{Gateway, Region, Reply};

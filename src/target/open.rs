@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use super::tls::{ClientTls, client_config};
 use super::{Gateway, HttpGateway, Region};
 use crate::addr::{DbUrl, Dialect, Endpoint};
 use crate::scenario::{KernelSpec, Protocol, Scenario, TargetKind};
 use crate::sut::kernel::{Kernel, KernelConfig, KernelError, Sql};
+use crate::sut::server::tls::SelfSigned;
 
 /// Why the regions could not be opened.
 #[derive(Debug, Error)]
@@ -24,6 +26,9 @@ pub enum OpenError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Endpoint(String),
+    /// A TLS setting that cannot be used (a file, a name): the scenario's mistake.
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// The kernel settings a scenario asks for, running `sql`.
@@ -49,6 +54,18 @@ pub fn live_regions(scenario: &Scenario) -> Result<Vec<Region>, OpenError> {
         })?),
         None => None,
     };
+    let target = &scenario.target;
+    let https = scenario
+        .regions
+        .iter()
+        .any(|r| r.endpoint.as_ref().is_some_and(|e| e.tls));
+    // One config for every region: its session cache is what lets reconnects resume.
+    let config = match https {
+        true => {
+            Some(client_config(target.tls.as_ref(), target.http, None).map_err(OpenError::Tls)?)
+        }
+        false => None,
+    };
     scenario
         .regions
         .iter()
@@ -59,7 +76,14 @@ pub fn live_regions(scenario: &Scenario) -> Result<Vec<Region>, OpenError> {
             let endpoint = spec.endpoint.clone().ok_or_else(|| {
                 unsupported("a live target needs an endpoint in every region".into())
             })?;
-            let gateway = HttpGateway::new(endpoint, None)
+            let tls = match (&config, endpoint.tls) {
+                (Some(config), true) => Some(
+                    ClientTls::new(config.clone(), &endpoint.server_name, target.tls.as_ref())
+                        .map_err(|e| OpenError::Tls(format!("target.tls.server_name: {e}")))?,
+                ),
+                _ => None,
+            };
+            let gateway = HttpGateway::new(endpoint, tls, target.http, None)
                 .map_err(unsupported)?
                 .with_api_key(api_key.clone())
                 .map_err(|e| OpenError::Endpoint(format!("target.api_key_env: {e}")))?
@@ -88,6 +112,21 @@ pub async fn open_regions(
     sql: Sql,
 ) -> Result<(Vec<Region>, Vec<RegionServer>), OpenError> {
     let config = kernel_config(&scenario.kernel, sql);
+    let target = &scenario.target;
+    // `target.tls.self_signed`: every in-process server shows a certificate made now, signed
+    // by a CA made now, which the client alone trusts.
+    let tls = match target.tls.as_ref().filter(|t| t.self_signed) {
+        Some(_) if target.kind == TargetKind::Http => {
+            let made = SelfSigned::loopback().map_err(|e| OpenError::Tls(e.to_string()))?;
+            let server = made
+                .server_config()
+                .map_err(|e| OpenError::Tls(e.to_string()))?;
+            let client =
+                client_config(None, target.http, Some(made.ca.clone())).map_err(OpenError::Tls)?;
+            Some((server, client))
+        }
+        _ => None,
+    };
     let mut regions = Vec::with_capacity(scenario.regions.len());
     let mut servers = Vec::new();
     let shared = match url.dialect() {
@@ -116,6 +155,7 @@ pub async fn open_regions(
                 let task = tokio::spawn(crate::sut::server::serve(
                     listener,
                     app,
+                    tls.as_ref().map(|(server, _)| server.clone()),
                     async {
                         let _ = stopped.await;
                     },
@@ -123,12 +163,15 @@ pub async fn open_regions(
                 ));
                 servers.push(RegionServer { stop, task });
                 let proxy = super::proxy::FaultProxy::start(server_addr).await?;
-                let endpoint = Endpoint {
-                    address: proxy.addr().to_string(),
-                    host: proxy.addr().to_string(),
-                    prefix: String::new(),
+                let endpoint = Endpoint::loopback(proxy.addr(), tls.is_some());
+                let client = match &tls {
+                    Some((_, client)) => Some(
+                        ClientTls::new(client.clone(), &endpoint.server_name, None)
+                            .map_err(OpenError::Tls)?,
+                    ),
+                    None => None,
                 };
-                let gateway = HttpGateway::new(endpoint, Some(proxy))
+                let gateway = HttpGateway::new(endpoint, client, target.http, Some(proxy))
                     .map_err(OpenError::Endpoint)?
                     .with_zinc(scenario.target.protocol == Protocol::Zinc);
                 Region::with_gateway(spec.name.clone(), i as u8, Gateway::Http(Box::new(gateway)))

@@ -1,21 +1,37 @@
-//! One endpoint's keep-alive HTTP/1 connections.
+//! One endpoint's connections: keep-alive HTTP/1.1, or multiplexed HTTP/2, over TCP or TLS.
 //!
-//! A request checks a connection out, sends, reads the whole answer and checks it back
-//! in; a request that is abandoned (timeout, crash) drops its connection with it, since
-//! HTTP/1 cannot reuse a connection that still owes an answer. Invariants: a connection
-//! is in the idle list only when it owes nothing; the lock is held for a push or a pop,
-//! never across an await; at most `max_idle` connections wait idle.
+//! HTTP/1.1: a request checks a connection out, sends, reads the whole answer and checks it
+//! back in; a request that is abandoned (timeout, crash) drops its connection with it, since
+//! HTTP/1 cannot reuse a connection that still owes an answer. HTTP/2 (ALPN `h2` over TLS, or
+//! prior knowledge on plain TCP): a request takes a stream on a lane's connection with room
+//! (at most `MAX_STREAMS` each), opening another when every one is full; an abandoned request
+//! resets only its stream; a cut connection fails every stream on it, and leaves the pool.
+//!
+//! Invariants: a connection is in the HTTP/1 idle list only when it owes nothing; a lock is
+//! held for a push, a pop or a scan, never across an await; at most `max_idle` HTTP/1
+//! connections wait idle and at most `MAX_H2_CONNECTIONS` HTTP/2 connections are kept per
+//! lane; a failure before any request byte was written (connect, TLS handshake) is
+//! `Refused`, anything after is `Reset`.
 
+use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::{http1, http2};
 use hyper::header::HeaderValue;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use super::tls::ClientTls;
 use crate::history::Code;
 use crate::lane::{MAX_LANES, lane};
+use crate::scenario::HttpVersion;
+
+/// Concurrent streams one HTTP/2 connection carries before another is opened.
+pub const MAX_STREAMS: usize = 100;
+/// HTTP/2 connections kept per lane (beyond, the least busy one takes more streams).
+const MAX_H2_CONNECTIONS: usize = 64;
 
 /// An HTTP response: status and the whole body (not yet read by the contract).
 pub struct Response {
@@ -23,51 +39,195 @@ pub struct Response {
     pub body: Bytes,
 }
 
-/// Keep-alive connections to one endpoint, one idle list per lane.
+/// Why a request got no answer: the history's code, and the cause for a message.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: Code,
+    pub cause: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl Failure {
+    fn new(code: Code, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Failure {
+        Failure {
+            code,
+            cause: cause.into(),
+        }
+    }
+}
+
+/// The HTTP version the endpoint's connections speak, learnt from the first one.
+const UNKNOWN: u8 = 0;
+const SPEAKS_HTTP1: u8 = 1;
+const SPEAKS_HTTP2: u8 = 2;
+
+/// What a pool has opened so far (the report's per-region connection figures).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionFigures {
+    /// Connections opened: TCP connected and, when the endpoint is https, TLS agreed.
+    pub opened: u64,
+    /// TLS handshakes that resumed an earlier session (no full handshake).
+    pub resumed: u64,
+    /// Connections that speak HTTP/2.
+    pub http2: u64,
+    pub tls: bool,
+}
+
+/// One HTTP/2 connection and the streams it carries now.
+struct Multiplexed {
+    sender: http2::SendRequest<Full<Bytes>>,
+    streams: Arc<AtomicUsize>,
+}
+
+/// A stream taken on a connection, given back when dropped (answered or abandoned).
+struct Stream(Arc<AtomicUsize>);
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+enum Connection {
+    One(http1::SendRequest<Full<Bytes>>),
+    Two(http2::SendRequest<Full<Bytes>>),
+}
+
+/// Connections to one endpoint, kept per lane.
 pub struct ConnectionPool {
     address: String,
-    idle: Vec<Mutex<Vec<SendRequest<Full<Bytes>>>>>,
+    tls: Option<ClientTls>,
+    version: HttpVersion,
+    /// `http` or `https` and the authority: HTTP/2 requests carry an absolute URI.
+    scheme: hyper::http::uri::Scheme,
+    authority: Option<hyper::http::uri::Authority>,
+    idle: Vec<Mutex<Vec<http1::SendRequest<Full<Bytes>>>>>,
+    shared: Vec<Mutex<Vec<Multiplexed>>>,
+    /// One HTTP/2 (or not yet known) connect at a time per lane, so a burst of requests
+    /// shares the connection the first one opens instead of opening one each.
+    connecting: Vec<tokio::sync::Mutex<()>>,
+    speaks: AtomicU8,
     max_idle: usize,
+    opened: AtomicU64,
+    resumed: AtomicU64,
+    http2: AtomicU64,
 }
 
 impl ConnectionPool {
+    /// Plain HTTP/1.1 to `address` (`host:port`).
     pub fn new(address: String, max_idle: usize) -> ConnectionPool {
+        ConnectionPool::with(address, None, HttpVersion::Http1, max_idle)
+    }
+
+    /// `tls` when the endpoint is https; `version` as the scenario's `target.http` says.
+    pub fn with(
+        address: String,
+        tls: Option<ClientTls>,
+        version: HttpVersion,
+        max_idle: usize,
+    ) -> ConnectionPool {
+        let scheme = if tls.is_some() {
+            hyper::http::uri::Scheme::HTTPS
+        } else {
+            hyper::http::uri::Scheme::HTTP
+        };
+        let authority = address.parse().ok();
+        let tls_on = tls.is_some();
         ConnectionPool {
             address,
+            tls,
+            version,
+            scheme,
+            authority,
             idle: (0..MAX_LANES).map(|_| Mutex::new(Vec::new())).collect(),
+            shared: (0..MAX_LANES).map(|_| Mutex::new(Vec::new())).collect(),
+            connecting: (0..MAX_LANES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            // Plain HTTP has no ALPN: anything but prior-knowledge HTTP/2 is HTTP/1.1.
+            speaks: AtomicU8::new(match (version, tls_on) {
+                (HttpVersion::Http1, _) | (HttpVersion::Auto, false) => SPEAKS_HTTP1,
+                _ => UNKNOWN,
+            }),
             max_idle,
+            opened: AtomicU64::new(0),
+            resumed: AtomicU64::new(0),
+            http2: AtomicU64::new(0),
         }
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<SendRequest<Full<Bytes>>>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<http1::SendRequest<Full<Bytes>>>> {
         self.idle[lane()].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn pop(&self) -> Option<SendRequest<Full<Bytes>>> {
+    fn pop_idle(&self) -> Option<http1::SendRequest<Full<Bytes>>> {
         self.idle().pop()
     }
 
-    /// An idle connection that still works, else a new one.
-    async fn checkout(&self) -> Result<SendRequest<Full<Bytes>>, Code> {
-        while let Some(mut sender) = self.pop() {
-            if sender.ready().await.is_ok() {
-                return Ok(sender);
-            }
-        }
-        let stream = tokio::net::TcpStream::connect(&self.address)
-            .await
-            .map_err(|_| Code::Refused)?;
-        let _ = stream.set_nodelay(true);
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|_| Code::Reset)?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(sender)
+    fn shared(&self) -> std::sync::MutexGuard<'_, Vec<Multiplexed>> {
+        self.shared[lane()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
-    fn checkin(&self, sender: SendRequest<Full<Bytes>>) {
+    /// A new connection: TCP, TLS when https, then the HTTP handshake of the version the
+    /// scenario asks for (over TLS: the one ALPN chose).
+    async fn connect(&self) -> Result<Connection, Failure> {
+        let tcp = tokio::net::TcpStream::connect(&self.address)
+            .await
+            .map_err(|e| Failure::new(Code::Refused, e))?;
+        let _ = tcp.set_nodelay(true);
+        let Some(tls) = &self.tls else {
+            let h2 = self.version == HttpVersion::Http2;
+            return self.handshake(TokioIo::new(tcp), h2).await;
+        };
+        // Nothing of a request is written before the handshake ends: its failure is Refused.
+        let stream = tls
+            .connector
+            .connect(tls.server_name.clone(), tcp)
+            .await
+            .map_err(|e| Failure::new(Code::Refused, e))?;
+        let (_, session) = stream.get_ref();
+        if session.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+            self.resumed.fetch_add(1, Ordering::Relaxed);
+        }
+        let h2 = session.alpn_protocol() == Some(crate::sut::server::tls::ALPN_H2);
+        self.handshake(TokioIo::new(stream), h2).await
+    }
+
+    async fn handshake<T>(&self, io: TokioIo<T>, h2: bool) -> Result<Connection, Failure>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        self.speaks.store(
+            if h2 { SPEAKS_HTTP2 } else { SPEAKS_HTTP1 },
+            Ordering::Relaxed,
+        );
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        if h2 {
+            self.http2.fetch_add(1, Ordering::Relaxed);
+            let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+                .handshake(io)
+                .await
+                .map_err(|e| Failure::new(Code::Refused, e))?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            Ok(Connection::Two(sender))
+        } else {
+            // One buffer per request (head and body together): over TLS, one record.
+            let (sender, connection) = http1::Builder::new()
+                .writev(false)
+                .handshake(io)
+                .await
+                .map_err(|e| Failure::new(Code::Refused, e))?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            Ok(Connection::One(sender))
+        }
+    }
+
+    fn checkin(&self, sender: http1::SendRequest<Full<Bytes>>) {
         if sender.is_closed() {
             return;
         }
@@ -77,23 +237,147 @@ impl ConnectionPool {
         }
     }
 
-    /// Send one request and read its whole answer. A refused connection is `Refused`;
-    /// anything that breaks after it is open is `Reset`.
+    /// A stream on a lane's HTTP/2 connection with room, or on the least busy one when
+    /// every one is full and no more may be opened; `None` when one should be opened.
+    fn take_stream(&self) -> Option<(http2::SendRequest<Full<Bytes>>, Stream)> {
+        let mut shared = self.shared();
+        shared.retain(|m| !m.sender.is_closed());
+        let full = shared.len() >= MAX_H2_CONNECTIONS;
+        let pick = shared
+            .iter()
+            .min_by_key(|m| m.streams.load(Ordering::Relaxed))
+            .filter(|m| full || m.streams.load(Ordering::Relaxed) < MAX_STREAMS)?;
+        pick.streams.fetch_add(1, Ordering::Relaxed);
+        Some((pick.sender.clone(), Stream(pick.streams.clone())))
+    }
+
+    /// Keep a new HTTP/2 connection on this lane and take a stream on it.
+    fn share(
+        &self,
+        sender: http2::SendRequest<Full<Bytes>>,
+    ) -> (http2::SendRequest<Full<Bytes>>, Stream) {
+        let streams = Arc::new(AtomicUsize::new(1));
+        let taken = (sender.clone(), Stream(streams.clone()));
+        let mut shared = self.shared();
+        if shared.len() < MAX_H2_CONNECTIONS {
+            shared.push(Multiplexed { sender, streams });
+        }
+        taken
+    }
+
+    /// Send one request and read its whole answer. A refused connection (or TLS
+    /// handshake) is `Refused`; anything that breaks after it is open is `Reset`.
     pub async fn send(&self, request: hyper::Request<Full<Bytes>>) -> Result<Response, Code> {
-        let mut sender = self.checkout().await?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|_| Code::Reset)?;
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|_| Code::Reset)?
-            .to_bytes();
+        self.exchange(request).await.map_err(|f| f.code)
+    }
+
+    /// `send`, keeping the cause of a failure (for messages: preflight).
+    pub async fn exchange(
+        &self,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<Response, Failure> {
+        if self.speaks.load(Ordering::Relaxed) != SPEAKS_HTTP1 {
+            if let Some((sender, stream)) = self.take_stream() {
+                return self.over_http2(sender, stream, request).await;
+            }
+            // No room on this lane's connections: one connect at a time; the first also
+            // learns which version the endpoint speaks.
+            let gate = self.connecting[lane()].lock().await;
+            if let Some((sender, stream)) = self.take_stream() {
+                drop(gate);
+                return self.over_http2(sender, stream, request).await;
+            }
+            if self.speaks.load(Ordering::Relaxed) != SPEAKS_HTTP1 {
+                let connection = self.connect().await?;
+                drop(gate);
+                return self.over(connection, request).await;
+            }
+        }
+        let mut connection = None;
+        while let Some(mut sender) = self.pop_idle() {
+            if sender.ready().await.is_ok() {
+                connection = Some(Connection::One(sender));
+                break;
+            }
+        }
+        let connection = match connection {
+            Some(c) => c,
+            None => self.connect().await?,
+        };
+        self.over(connection, request).await
+    }
+
+    async fn over(
+        &self,
+        connection: Connection,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<Response, Failure> {
+        match connection {
+            Connection::One(sender) => self.over_http1(sender, request).await,
+            Connection::Two(sender) => {
+                let (sender, stream) = self.share(sender);
+                self.over_http2(sender, stream, request).await
+            }
+        }
+    }
+
+    async fn over_http1(
+        &self,
+        mut sender: http1::SendRequest<Full<Bytes>>,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<Response, Failure> {
+        let response = read(sender.send_request(request).await).await?;
         self.checkin(sender);
-        Ok(Response { status, body })
+        Ok(response)
+    }
+
+    async fn over_http2(
+        &self,
+        mut sender: http2::SendRequest<Full<Bytes>>,
+        stream: Stream,
+        mut request: hyper::Request<Full<Bytes>>,
+    ) -> Result<Response, Failure> {
+        // HTTP/2 names scheme and authority in every request (`:scheme`, `:authority`).
+        let mut parts = std::mem::take(request.uri_mut()).into_parts();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = self.authority.clone();
+        *request.uri_mut() =
+            hyper::Uri::from_parts(parts).map_err(|e| Failure::new(Code::BadRequest, e))?;
+        let response = read(sender.send_request(request).await).await;
+        drop(stream);
+        response
+    }
+
+    /// Why TLS to this endpoint fails, when a request failed without saying: open one
+    /// connection, finish the handshake and wait up to `wait` for the server's first bytes.
+    /// A server refusing our client certificate says so in an alert right after the
+    /// handshake, which a request that was already writing may never read. `None`: TLS is
+    /// not the reason (or the endpoint is plain HTTP). Only on a failure's path.
+    pub async fn diagnose_tls(
+        &self,
+        wait: std::time::Duration,
+    ) -> Option<Box<dyn std::error::Error + Send + Sync>> {
+        use tokio::io::AsyncReadExt;
+        let tls = self.tls.as_ref()?;
+        let tcp = tokio::net::TcpStream::connect(&self.address).await.ok()?;
+        let mut stream = match tls.connector.connect(tls.server_name.clone(), tcp).await {
+            Ok(s) => s,
+            Err(e) => return Some(Box::new(e)),
+        };
+        match tokio::time::timeout(wait, stream.read(&mut [0u8; 1])).await {
+            Ok(Err(e)) => Some(Box::new(e)),
+            _ => None,
+        }
+    }
+
+    /// What this pool has opened so far.
+    pub fn figures(&self) -> ConnectionFigures {
+        ConnectionFigures {
+            opened: self.opened.load(Ordering::Relaxed),
+            resumed: self.resumed.load(Ordering::Relaxed),
+            http2: self.http2.load(Ordering::Relaxed),
+            tls: self.tls.is_some(),
+        }
     }
 
     /// Connections waiting idle, all lanes (for tests).
@@ -103,6 +387,21 @@ impl ConnectionPool {
             .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()).len())
             .sum()
     }
+}
+
+/// The whole answer to a request that was sent: anything that breaks now is `Reset`.
+async fn read(
+    sent: Result<hyper::Response<hyper::body::Incoming>, hyper::Error>,
+) -> Result<Response, Failure> {
+    let response = sent.map_err(|e| Failure::new(Code::Reset, e))?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| Failure::new(Code::Reset, e))?
+        .to_bytes();
+    Ok(Response { status, body })
 }
 
 /// A header value from a string the program made, or `None` when it is not one.

@@ -1,5 +1,5 @@
-//! Before any agent starts: every region reached over HTTP answers a harmless request,
-//! and accepts the API key. A run against a closed port or with a wrong key stops here
+//! Before any agent starts: every region reached over HTTP answers a harmless request
+//! (through TLS, when https), and accepts the API key. A run against a closed port or with a wrong key stops here
 //! with the reason, instead of running blind and ending `unknown`.
 
 use std::time::Duration;
@@ -17,6 +17,13 @@ pub enum PreflightError {
     /// Nothing usable answers: a network failure, or a server error to a lookup.
     #[error("region {region} ({url}) is unreachable: {reason}")]
     Unreachable {
+        region: String,
+        url: String,
+        reason: String,
+    },
+    /// The connection opens and TLS fails: a certificate, a name, a client certificate.
+    #[error("region {region} ({url}): TLS failed: {reason}")]
+    Tls {
         region: String,
         url: String,
         reason: String,
@@ -49,7 +56,26 @@ pub async fn check(regions: &[Region]) -> Result<(), PreflightError> {
                     PROBE_TIMEOUT.as_secs()
                 )));
             }
-            Ok(Err(code)) => return Err(unreachable(transport(code).into())),
+            Ok(Err(failure)) => {
+                let mut explained = super::tls::explain(&*failure.cause, gateway.server_name());
+                if explained.is_none()
+                    && let Some(cause) = gateway.diagnose_tls().await
+                {
+                    explained = super::tls::explain(&*cause, gateway.server_name());
+                }
+                return Err(match explained {
+                    Some(reason) => PreflightError::Tls {
+                        region: region.name.clone(),
+                        url: gateway.url.clone(),
+                        reason,
+                    },
+                    None => unreachable(format!(
+                        "{} ({})",
+                        transport(failure.code),
+                        super::tls::chain(&*failure.cause)
+                    )),
+                });
+            }
             Ok(Ok(answer)) => answer,
         };
         match answer.status {

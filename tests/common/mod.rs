@@ -2,6 +2,8 @@
 //! fresh database on the PostgreSQL cluster `scripts/pg-up.sh` runs (started on demand).
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

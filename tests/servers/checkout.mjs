@@ -8,12 +8,19 @@
 // `GET /v1/sandbox` for swarm's discovery.
 //
 //   node checkout.mjs --port N [--bug NAME] [--stock 60] [--cap 1000000]
+//                     [--tls-cert FILE --tls-key FILE]
+//
+// With a certificate it serves HTTPS through Node's `http2` module (nghttp2): HTTP/2 when
+// the client's ALPN offers `h2`, HTTP/1.1 otherwise — another TLS and HTTP/2 stack than
+// the one swarm's client and server share.
 //
 // Bugs: oversell, no-key-lookup, fresh-replay-ids, false-503, replay-drops-field,
 // created-for-decline (see checkout.py: the same faults, written again). And one quirk
 // that is no bug: replay-layout (replays carry the same values, compact instead of pretty).
 
 import http from "node:http";
+import http2 from "node:http2";
+import fs from "node:fs";
 import crypto from "node:crypto";
 
 const args = Object.fromEntries(
@@ -49,7 +56,8 @@ function refuse(res, status, code, field, message) {
 function send(res, status, text) {
   answered += 1;
   const headers = { "content-type": "application/json" };
-  if (answered % 5 === 0) headers.connection = "close";
+  // HTTP/2 has no `Connection` header (an HTTP/2 response has `stream`).
+  if (answered % 5 === 0 && res.stream === undefined) headers.connection = "close";
   res.writeHead(status, headers);
   // Two writes without a length: chunked transfer encoding.
   const cut = Math.floor(text.length / 2);
@@ -145,7 +153,7 @@ function parse(body) {
   return [req, null];
 }
 
-const server = http.createServer((req, res) => {
+function handle(req, res) {
   const chunks = [];
   req.on("data", (c) => chunks.push(c));
   req.on("end", () => {
@@ -160,6 +168,13 @@ const server = http.createServer((req, res) => {
     const [status, text] = commit(purchase, key);
     send(res, status, text);
   });
-});
+}
+
+const server = args["tls-cert"]
+  ? http2.createSecureServer(
+      { cert: fs.readFileSync(args["tls-cert"]), key: fs.readFileSync(args["tls-key"]), allowHTTP1: true },
+      handle,
+    )
+  : http.createServer(handle);
 server.keepAliveTimeout = 5000;
 server.listen(port, "127.0.0.1", () => console.log(`checkout.mjs on 127.0.0.1:${port} bug=${bug || "none"}`));

@@ -23,6 +23,7 @@ order id on a retry, GET /orders/{id}.
 """
 
 import argparse
+import ssl
 import hashlib
 import http.server
 import json
@@ -335,6 +336,10 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--bug", default="")
     parser.add_argument("--api-key", default="")
+    # HTTPS through Python's ssl module (OpenSSL), HTTP/1.1 only: no ALPN is offered, so a
+    # client asking for h2 must fall back.
+    parser.add_argument("--tls-cert", default="")
+    parser.add_argument("--tls-key", default="")
     ARGS = parser.parse_args()
     if ARGS.bug == "no-key-lookup":
         # The migration that forgot UNIQUE: nothing stops a key from settling twice.
@@ -343,6 +348,10 @@ def main():
         conn.execute("CREATE INDEX intent_idem_key ON intent (idem_key)")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler)
     server.daemon_threads = True
+    if ARGS.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(ARGS.tls_cert, ARGS.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print(f"checkout.py on 127.0.0.1:{ARGS.port} bug={ARGS.bug or 'none'}", flush=True)
     server.serve_forever()
 

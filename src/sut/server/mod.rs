@@ -9,6 +9,7 @@
 // Handlers return `Result<_, Response>`: the error *is* the reply, built once per request.
 #![allow(clippy::result_large_err)]
 
+pub mod tls;
 mod wire;
 
 use std::net::SocketAddr;
@@ -505,13 +506,19 @@ pub fn router(kernel: Kernel, config: ServerConfig) -> Router {
 
 /// Serve until `shutdown` resolves; then stop accepting, let in-flight requests finish
 /// (idle keep-alive connections close at once) and return `true` — or `false` when `drain`
-/// passed first and the remaining connections were cut.
+/// passed first and the remaining connections were cut. Plain connections speak HTTP/1.1,
+/// or HTTP/2 with prior knowledge; with `tls` every connection is TLS first, and ALPN
+/// picks HTTP/2 or HTTP/1.1.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     drain: std::time::Duration,
 ) -> std::io::Result<bool> {
+    if let Some(tls) = tls {
+        return serve_tls(listener, router, tls, shutdown, drain).await;
+    }
     let stopping = Arc::new(tokio::sync::Notify::new());
     let signal = stopping.clone();
     let serving = axum::serve(
@@ -528,5 +535,58 @@ pub async fn serve(
             stopping.notified().await;
             tokio::time::sleep(drain).await;
         } => Ok(false),
+    }
+}
+
+/// How long a client may take to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `serve` over TLS: accept, handshake (bounded), then HTTP/1.1 or HTTP/2 as ALPN chose.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    drain: std::time::Duration,
+) -> std::io::Result<bool> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto;
+    use hyper_util::service::TowerToHyperService;
+
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                // Out of descriptors, or a connection gone before accept: wait a little.
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let builder = builder.clone();
+        let service = TowerToHyperService::new(router.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            else {
+                return;
+            };
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let _ = watcher.watch(connection.into_owned()).await;
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => Ok(true),
+        () = tokio::time::sleep(drain) => Ok(false),
     }
 }
