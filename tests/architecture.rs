@@ -38,7 +38,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("tui", &["run", "audit", "metrics", "history", "scenario"]),
     (
         "selftest",
-        &["run", "audit", "scenario", "sut::kernel", "sut::db", "addr"],
+        &[
+            "run",
+            "audit",
+            "history",
+            "scenario",
+            "sut::kernel",
+            "sut::db",
+            "addr",
+        ],
     ),
     (
         "report",

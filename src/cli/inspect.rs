@@ -103,6 +103,55 @@ pub async fn merge(
     Ok(summary.exit_code)
 }
 
+/// `swarm selftest --isolation-matrix`: the table; exit 1 when the reference kernel itself
+/// let a violation through at any level (the naive kernels are expected to).
+pub async fn isolation_matrix(
+    db: Option<String>,
+    json: bool,
+    files: Vec<std::path::PathBuf>,
+    agents: Option<u64>,
+) -> Result<i32, Exit> {
+    let server = match db.as_deref().map(parse_url).transpose()? {
+        Some(DbUrl::Postgres(u)) => u,
+        _ => {
+            return Err(usage(anyhow::anyhow!(
+                "--isolation-matrix needs --db postgres://… (a server that may create databases)"
+            )));
+        }
+    };
+    if agents.is_some_and(|n| n == 0 || n > swarm::scenario::MAX_AGENTS) {
+        return Err(usage(anyhow::anyhow!(
+            "--agents: between 1 and {}",
+            swarm::scenario::MAX_AGENTS
+        )));
+    }
+    let scenarios = files
+        .iter()
+        .map(|f| swarm::scenario::Scenario::load(f))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(usage)?;
+    let cells = swarm::selftest::matrix::run(&server, &scenarios, agents)
+        .await
+        .map_err(internal)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&cells).map_err(internal)?
+        );
+    } else {
+        print!("{}", swarm::selftest::matrix::table(&cells));
+    }
+    let reference_broke = cells.iter().any(|c| {
+        c.kernel == swarm::selftest::matrix::REFERENCE
+            && c.validity == swarm::audit::Validity::Invalid
+    });
+    Ok(if reference_broke {
+        exit::INVARIANT_VIOLATED
+    } else {
+        exit::VALID
+    })
+}
+
 pub async fn selftest(db: Option<String>, json: bool) -> Result<i32, Exit> {
     let server = match db {
         Some(u) => match parse_url(&u)? {

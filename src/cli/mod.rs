@@ -49,6 +49,18 @@ pub enum Verb {
         /// Print the table as JSON.
         #[arg(long)]
         json: bool,
+        /// Instead of the sabotage cases: run each --scenario on PostgreSQL (--db) under
+        /// READ COMMITTED, REPEATABLE READ and SERIALIZABLE with the reference kernel and
+        /// two naive ones, and print oversells, mandate breaches, OCC retries,
+        /// RETRY_EXHAUSTED and purchases/s for each (scripts/isolation-matrix.sh).
+        #[arg(long, requires = "db", requires = "scenario")]
+        isolation_matrix: bool,
+        /// A scenario for --isolation-matrix (repeatable).
+        #[arg(long, requires = "isolation_matrix")]
+        scenario: Vec<std::path::PathBuf>,
+        /// Override each scenario's agent count (a small matrix).
+        #[arg(long, requires = "isolation_matrix")]
+        agents: Option<u64>,
     },
     /// Serve the kernel contract over HTTP (POST /v1/purchases/commit, …; /openapi.json).
     ///
@@ -271,6 +283,13 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Exit> {
         Verb::Serve(args) => serve::serve(args).await,
         Verb::Report { dir } => inspect::report(dir).await,
         Verb::Merge { dirs, out, db } => inspect::merge(dirs, out, db).await,
-        Verb::Selftest { db, json } => inspect::selftest(db, json).await,
+        Verb::Selftest {
+            db,
+            json,
+            isolation_matrix: true,
+            scenario,
+            agents,
+        } => inspect::isolation_matrix(db, json, scenario, agents).await,
+        Verb::Selftest { db, json, .. } => inspect::selftest(db, json).await,
     }
 }

@@ -1,4 +1,5 @@
-//! `swarm selftest`: prove the auditor by sabotage.
+//! `swarm selftest`: prove the auditor by sabotage; `--isolation-matrix`: which isolation
+//! level the kernel needs (`matrix`, with the naive kernels of `naive`).
 //!
 //! Each deliberately broken kernel runs as a small swarm against a fresh database; the
 //! auditor must flag the invariant the bug breaks, and no other. Clean kernels over several
@@ -10,8 +11,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub mod matrix;
+mod naive;
 mod sabotage;
 
+pub use naive::Naive;
 pub use sabotage::Sabotage;
 
 use crate::addr::DbUrl;
@@ -206,7 +210,30 @@ pub async fn run_case(
 ) -> Result<audit::Report, RunError> {
     let label = sabotage.map_or("clean", Sabotage::name);
     let name = format!("{}-{seed}", label.replace(' ', "-"));
-    let url = fresh_db(server, work, &name).await?;
+    let sql = sabotage.map_or_else(Sql::reference, Sabotage::sql);
+    let (_, report) = run_fresh(
+        server,
+        work,
+        &name,
+        scenario(seed, sabotage)?,
+        sql,
+        sabotage,
+    )
+    .await?;
+    Ok(report)
+}
+
+/// Run `scenario` with the kernel running `sql` on a fresh database called `name` (its
+/// schema broken the way `sabotage` needs), audit it as any run is, and drop the database.
+async fn run_fresh(
+    server: Option<&str>,
+    work: &Path,
+    name: &str,
+    scenario: Scenario,
+    sql: Sql,
+    sabotage: Option<Sabotage>,
+) -> Result<(run::RunResult, audit::Report), RunError> {
+    let url = fresh_db(server, work, name).await?;
     let database = Database::connect(&url)?;
     database.init().await?;
     if let Some(sabotage) = sabotage {
@@ -214,35 +241,38 @@ pub async fn run_case(
     }
     // Its pool must be gone before the database is dropped.
     drop(database);
-    let dir = work.join(&name);
+    let dir = work.join(name);
     std::fs::create_dir_all(&dir).map_err(|source| RunError::Io {
         path: dir.display().to_string(),
         source,
     })?;
     let result = run::execute(RunOptions {
-        scenario: scenario(seed, sabotage)?,
+        scenario,
         db: Some(url.clone()),
         dir,
         shard: None,
         progress: false,
         control: Arc::new(Control::default()),
         observer: None,
-        kernel_sql: sabotage.map_or_else(Sql::reference, Sabotage::sql),
+        kernel_sql: sql,
         run_id: run::RunId::random(),
     })
     .await;
-    let report = match result {
-        Ok(run) => Ok(audit::audit(audit::Input {
-            db: Some(&url),
-            history: Some(&run.history),
-            history_dropped: run.history_dropped,
-            state_only: false,
-        })
-        .await),
+    let done = match result {
+        Ok(run) => {
+            let report = audit::audit(audit::Input {
+                db: Some(&url),
+                history: Some(&run.history),
+                history_dropped: run.history_dropped,
+                state_only: false,
+            })
+            .await;
+            Ok((run, report))
+        }
         Err(e) => Err(e),
     };
     drop_db(server, &url).await;
-    report
+    done
 }
 
 /// Every sabotage, then the clean seeds. `server`: a PostgreSQL URL whose server may get

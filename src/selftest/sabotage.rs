@@ -42,7 +42,7 @@ pub enum Sabotage {
 }
 
 /// `sql` with `from` replaced by `to`; the pattern must be there.
-fn rewrite(sql: &mut String, from: &str, to: &str) {
+pub(super) fn rewrite(sql: &mut String, from: &str, to: &str) {
     assert!(sql.contains(from), "sabotage pattern missing: {from}");
     *sql = sql.replace(from, to);
 }

@@ -12,6 +12,11 @@ use swarm::addr::DbUrl;
 use swarm::sut::db::seed::{CatalogSpec, MandateSpec};
 use swarm::sut::db::{Database, SeedPlan};
 
+/// The tests' PostgreSQL server (a URL that may create and drop databases).
+pub fn pg_server_url() -> String {
+    pg_admin_url().to_string()
+}
+
 /// Where the tests' PostgreSQL cluster lives, started once per test binary.
 fn pg_admin_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();

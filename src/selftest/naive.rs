@@ -1,0 +1,113 @@
+//! Kernels written the way people write them first, for the isolation experiment
+//! (`swarm selftest --isolation-matrix`): correct one purchase at a time, wrong under
+//! concurrency at weak isolation. Like the sabotaged kernels they are the reference kernel
+//! running other statements, each rewrite asserting that its pattern is there, and nothing
+//! on the production path reaches them. PostgreSQL only (the embedded kernel has one
+//! writer, so nothing interleaves).
+
+use super::sabotage::rewrite;
+use crate::sut::kernel::Sql;
+
+/// One naive kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naive {
+    /// Stock is read, then written back: `available = <what was read> - quantity` on the
+    /// bucket read, with no condition at write time (a lost update when two purchases read
+    /// the same value).
+    StockReadThenWrite,
+    /// The cap is decided from the SUM of the mandate's shards, and the shard read is
+    /// written back from what was read (`remaining = <read> - amount`), unconditionally.
+    CapFromShardSum,
+}
+
+impl Naive {
+    pub const ALL: [Naive; 2] = [Naive::StockReadThenWrite, Naive::CapFromShardSum];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Naive::StockReadThenWrite => "naive stock (read, then write back)",
+            Naive::CapFromShardSum => "naive cap (SUM over shards, write back)",
+        }
+    }
+
+    /// The statements this kernel runs.
+    pub fn sql(self) -> Sql {
+        let mut sql = Sql::reference();
+        let pg = &mut sql.postgres;
+        match self {
+            Naive::StockReadThenWrite => {
+                rewrite(
+                    &mut pg.probe,
+                    "), claim AS (
+    UPDATE bucket SET available = available - $3
+    WHERE bucket_id = (SELECT bucket_id FROM bucket
+                       WHERE item_id = $2 AND available >= $3 ORDER BY random() LIMIT 1)
+      AND available >= $3
+",
+                    "), picked AS (
+    SELECT bucket_id, available FROM bucket
+    WHERE item_id = $2 AND available >= $3 ORDER BY random() LIMIT 1
+), claim AS (
+    UPDATE bucket SET available = (SELECT available FROM picked) - $3
+    WHERE bucket_id = (SELECT bucket_id FROM picked)
+",
+                );
+            }
+            Naive::CapFromShardSum => {
+                rewrite(
+                    &mut pg.probe,
+                    "), funds AS (
+    SELECT count(*) AS n FROM mandate_shard WHERE mandate_id = $4 AND remaining >= $5
+",
+                    "), funds AS (
+    SELECT CASE WHEN sum(remaining)::BIGINT >= $5 THEN count(*) ELSE 0 END AS n
+    FROM mandate_shard WHERE mandate_id = $4
+), shard AS (
+    SELECT shard_id, remaining FROM mandate_shard
+    WHERE mandate_id = $4 AND remaining >= $5 ORDER BY random() LIMIT 1
+",
+                );
+                rewrite(
+                    &mut pg.probe,
+                    "      AND EXISTS (SELECT 1 FROM mandate_shard WHERE mandate_id = $4 AND remaining >= $5)\n",
+                    "      AND (SELECT sum(remaining)::BIGINT FROM mandate_shard WHERE mandate_id = $4) >= $5\n      AND EXISTS (SELECT 1 FROM shard)\n",
+                );
+                rewrite(
+                    &mut pg.probe,
+                    "    UPDATE mandate_shard SET remaining = remaining - $5
+    WHERE shard_id = (SELECT shard_id FROM mandate_shard
+                      WHERE mandate_id = $4 AND remaining >= $5 ORDER BY random() LIMIT 1)
+      AND remaining >= $5
+",
+                    "    UPDATE mandate_shard SET remaining = (SELECT remaining FROM shard) - $5
+    WHERE shard_id = (SELECT shard_id FROM shard)
+",
+                );
+            }
+        }
+        sql
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_naive_kernel_rewrites_the_reference_statement() {
+        for naive in Naive::ALL {
+            let sql = naive.sql();
+            assert_ne!(
+                sql.postgres.probe,
+                Sql::reference().postgres.probe,
+                "{naive:?}"
+            );
+            // The write no longer carries its condition.
+            let probe = &sql.postgres.probe;
+            assert!(
+                probe.contains("FROM picked) - $3") || probe.contains("FROM shard) - $5"),
+                "{naive:?}"
+            );
+        }
+    }
+}
