@@ -110,6 +110,13 @@ fn an_https_endpoint_is_driven_over_http2_and_http1_with_the_roots_it_names() {
         let file = live.scenario(name, server.port, &format!("ca_file = \"{ca}\""), http);
         let out = live.run(name, &file, &[]);
         assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out));
+        // The console says what was negotiated.
+        let said = String::from_utf8_lossy(&out.stdout);
+        let version = if h2 { "HTTP/2" } else { "HTTP/1.1" };
+        assert!(
+            said.contains("connections: tls ") && said.contains(&format!("resumed · {version}\n")),
+            "{name}: {said}"
+        );
         let s = summary(&live.report(name));
         assert_eq!(s["validity"], "valid", "{name}");
         let c = &s["regions"][0]["connections"];

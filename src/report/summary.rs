@@ -395,6 +395,18 @@ impl Summary {
             c("replays")
         ));
         out.push_str(&format!("HTTP statuses: {}\n", self.statuses_line()));
+        // What each HTTP region's client negotiated (TLS, resumption, HTTP/2).
+        let links: Vec<String> = self
+            .regions
+            .iter()
+            .filter_map(|r| {
+                r.connections
+                    .map(|c| format!("{} {}", r.name, c.describe()))
+            })
+            .collect();
+        if !links.is_empty() {
+            out.push_str(&format!("connections: {}\n", links.join("; ")));
+        }
         out.push_str(&format!(
             "OCC retries {} · attempts {:?}\n",
             c("occ_retries"),
