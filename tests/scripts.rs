@@ -1,7 +1,8 @@
 //! Every script that starts something (a server, a database, a tmux session, a temporary
 //! directory) stops it on success, on failure and on Ctrl-C or TERM: an EXIT trap does the
 //! stopping, and INT and TERM are turned into an exit so that trap runs. `pg-up.sh` is the
-//! exception by design: leaving PostgreSQL running is its job (`pg-down.sh` stops it).
+//! exception by design: leaving PostgreSQL running is its job (`pg-down.sh` stops it);
+//! `pg-ha-up.sh` leaves its cluster running only once it is up.
 
 mod common;
 
