@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::check;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -270,16 +272,6 @@ fn foreign_https_servers_are_driven_over_their_own_tls_and_http2_stacks() {
         (Some(true), Some(0)),
         "{c}"
     );
-}
-
-/// One check of a summary, by name.
-fn check<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    s["audit"]["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no check {name}"))
 }
 
 #[test]

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::check;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -98,15 +100,6 @@ fn run_failover(
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_else(|| panic!("no summary: {said}"));
     (said, out.status.code(), s)
-}
-
-fn check<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    s["audit"]["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no check {name}"))
 }
 
 #[test]

@@ -342,6 +342,16 @@ pub async fn execute(url: &DbUrl, sql: &str) {
     }
 }
 
+/// One check of a summary.json, by name.
+pub fn check<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    s["audit"]["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}"))
+}
+
 /// A free loopback port (bound, read, released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
