@@ -513,11 +513,7 @@ pub fn target_of(scenario: &Scenario) -> String {
         Protocol::Zinc => "Zinc API",
     };
     let tls = scenario.target.tls.as_ref();
-    let https = scenario
-        .regions
-        .iter()
-        .any(|r| r.endpoint.as_ref().is_some_and(|e| e.tls))
-        || tls.is_some_and(|t| t.self_signed);
+    let https = scenario.has_https_endpoint() || tls.is_some_and(|t| t.self_signed);
     let http = match (scenario.target.http, https) {
         (HttpVersion::Http1, _) | (HttpVersion::Auto, false) => "HTTP/1.1",
         (HttpVersion::Http2, false) => "HTTP/2 (prior knowledge)",

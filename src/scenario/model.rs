@@ -298,6 +298,15 @@ impl Default for Mix {
     }
 }
 
+impl Scenario {
+    /// Some region's endpoint is `https://`.
+    pub fn has_https_endpoint(&self) -> bool {
+        self.regions
+            .iter()
+            .any(|r| r.endpoint.as_ref().is_some_and(|e| e.tls))
+    }
+}
+
 impl Mix {
     pub fn weights(&self) -> [f64; 5] {
         [

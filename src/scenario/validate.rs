@@ -289,10 +289,7 @@ impl Scenario {
                 "discovery asks a live endpoint: give every region an `endpoint`".into(),
             );
         }
-        let https = self
-            .regions
-            .iter()
-            .any(|r| r.endpoint.as_ref().is_some_and(|e| e.tls));
+        let https = self.has_https_endpoint();
         if self.target.kind == TargetKind::Direct && self.target.http != HttpVersion::Auto {
             return within(
                 "target",

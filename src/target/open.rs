@@ -55,10 +55,7 @@ pub fn live_regions(scenario: &Scenario) -> Result<Vec<Region>, OpenError> {
         None => None,
     };
     let target = &scenario.target;
-    let https = scenario
-        .regions
-        .iter()
-        .any(|r| r.endpoint.as_ref().is_some_and(|e| e.tls));
+    let https = scenario.has_https_endpoint();
     // One config for every region: its session cache is what lets reconnects resume.
     let config = match https {
         true => {
