@@ -3,6 +3,15 @@
 set -uo pipefail
 DIR="${1:?usage: scripts/pg-ha-down.sh DIR}"
 [[ -d "$DIR" ]] || exit 0
+# A node paused by scripts/pg-ha-fault.sh must wake up to hear the TERM.
+pkill -CONT -f "patroni $DIR/" 2>/dev/null
+for i in 1 2 3; do
+    if [[ -f "$DIR/n$i/postmaster.pid" ]]; then
+        pm="$(head -1 "$DIR/n$i/postmaster.pid")"
+        pkill -CONT -P "$pm" 2>/dev/null
+        kill -CONT "$pm" 2>/dev/null
+    fi
+done
 for i in 1 2 3; do
     [[ -f "$DIR/n$i.pid" ]] && kill "$(cat "$DIR/n$i.pid")" 2>/dev/null
 done

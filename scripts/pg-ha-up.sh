@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Start, on loopback, etcd and a three-node PostgreSQL cluster managed by Patroni, wait for a
 # leader (and, with --sync, a synchronous standby), and print a multi-host URL that finds
-# the primary: postgres://postgres@127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/postgres?target_session_attrs=read-write
+# the primary: postgres://postgres@127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/postgres?target_session_attrs=read-write&connect_timeout=2
+# (a connection gives up on a frozen node after 2 s and tries the next host). DIR/patroni
+# holds the members' REST APIs, comma-separated, for `swarm run --patroni`.
 #
 #   scripts/pg-ha-up.sh DIR [--sync]     # DIR holds everything; stop it with scripts/pg-ha-down.sh DIR
 #
 # Installs patroni and etcd-server with apt-get when missing (Debian 12: patroni 3.0.2, etcd
 # 3.4, whose v2 API is off, hence Patroni's `etcd3:` section) and works as root (everything
-# runs as the `postgres` user). scripts/pg-ha-kill-leader.sh DIR kills the leader for real.
+# runs as the `postgres` user). scripts/pg-ha-fault.sh DIR KIND fails the cluster for real
+# (kill-leader, switchover, pause-leader SECS, kill-replica).
 set -euo pipefail
 
 DIR="${1:?usage: scripts/pg-ha-up.sh DIR [--sync]}"
@@ -62,10 +65,11 @@ echo "$BASE" >"$DIR/base"
 echo $! >"$DIR/etcd.pid"
 for _ in $(seq 100); do free "$ETCD" || break; sleep 0.1; done
 
-HOSTS=()
+HOSTS=() APIS=()
 for i in 1 2 3; do
     PG=$((BASE + 10 + i)) API=$((BASE + 20 + i))
     HOSTS+=("127.0.0.1:$PG")
+    APIS+=("http://127.0.0.1:$API")
     cat >"$DIR/n$i.yml" <<YML
 scope: swarm-ha
 name: n$i
@@ -122,8 +126,9 @@ for _ in $(seq 120); do
     done
     if [[ $leaders -eq 1 && $replicas -ge $want ]]; then
         if ! $SYNC || [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$((BASE + 21))/sync" || true)$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$((BASE + 22))/sync" || true)$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$((BASE + 23))/sync" || true)" == *200* ]]; then
-            URL="postgres://postgres@$(IFS=,; echo "${HOSTS[*]}")/postgres?target_session_attrs=read-write"
+            URL="postgres://postgres@$(IFS=,; echo "${HOSTS[*]}")/postgres?target_session_attrs=read-write&connect_timeout=2"
             echo "$URL" >"$DIR/url"
+            (IFS=,; echo "${APIS[*]}") >"$DIR/patroni"
             log "Patroni cluster up in $DIR ($($SYNC && echo synchronous || echo asynchronous) replication)"
             echo "$URL"
             UP=true

@@ -2,8 +2,11 @@
 //! (`scripts/pg-ha-up.sh`), `scenarios/pg-failover.toml` driving it through the multi-host
 //! URL, and the leader's Patroni and PostgreSQL killed with -9 a third of the way in. With
 //! synchronous replication the run must stay valid with every indeterminate key resolved
-//! and no acknowledged commit missing from the new primary; with asynchronous replication
-//! the audit must name exactly the acknowledged commits the new primary lost.
+//! and no acknowledged commit missing from the new primary, and the report must say when
+//! Patroni saw the new leader and how long the clients were not served; with asynchronous
+//! replication the audit must name exactly the acknowledged commits the new primary lost.
+//! `scenarios/pg-cluster-faults.toml` runs the other cluster faults (switchover, a paused
+//! primary, a killed replica) through two regions entering at different nodes.
 
 mod common;
 
@@ -63,24 +66,22 @@ impl Drop for Cluster {
     }
 }
 
-/// `scenarios/pg-failover.toml` against `cluster` with `agents`: the run's output, exit
-/// code and summary.
-fn run_failover(
+/// `scenario` against `cluster` with `agents`, the cluster watched through its Patroni
+/// REST APIs: the run's output, exit code and summary.
+fn run_on(
     cluster: &Cluster,
+    scenario: &str,
     report: &std::path::Path,
     agents: u64,
 ) -> (String, Option<i32>, serde_json::Value) {
+    let patroni = std::fs::read_to_string(cluster.dir.join("patroni")).expect("DIR/patroni");
     let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
-        .args([
-            "run",
-            "scenarios/pg-failover.toml",
-            "--no-tui",
-            "--agents",
-            &agents.to_string(),
-        ])
+        .args(["run", scenario, "--no-tui", "--agents", &agents.to_string()])
         .args([
             "--db",
             &cluster.url,
+            "--patroni",
+            patroni.trim(),
             "--report-dir",
             &report.display().to_string(),
         ])
@@ -107,7 +108,12 @@ fn a_killed_primary_under_load_is_survived_with_every_invariant() {
     let tmp = tempfile::tempdir().expect("tmp");
     let cluster = Cluster::up(tmp.path().join("ha"), true);
     let before = cluster.leader().expect("a leader before the run");
-    let (said, code, s) = run_failover(&cluster, &tmp.path().join("report"), 9000);
+    let (said, code, s) = run_on(
+        &cluster,
+        "scenarios/pg-failover.toml",
+        &tmp.path().join("report"),
+        9000,
+    );
     assert_eq!(code, Some(0), "{said}");
     assert_eq!(s["validity"], "valid", "{said}");
     // The fault killed the leader, and another member leads now.
@@ -120,6 +126,35 @@ fn a_killed_primary_under_load_is_survived_with_every_invariant() {
     );
     let after = cluster.leader().expect("a leader after the run");
     assert_ne!(after, before, "a replica was promoted");
+    // Patroni's view of it, and what the clients saw: nothing served for a while, then
+    // served again once the new leader was there.
+    assert_eq!(fault["leader_before"], before.as_str(), "{fault}");
+    assert_eq!(fault["leader_after"], after.as_str(), "{fault}");
+    let started = fault["started_ms"].as_u64().expect("started");
+    let elected = fault["leader_elected_ms"].as_u64().expect("elected");
+    assert!(elected > started, "{fault}");
+    let events = s["cluster"]["events"].as_array().expect("leader events");
+    assert!(events.len() >= 2, "{}", s["cluster"]);
+    let impact = &fault["impact"][0];
+    assert_eq!(impact["region"], "primary", "{fault}");
+    assert!(impact["errors"].as_u64().unwrap_or(0) > 0, "{fault}");
+    let back = impact["recovered_ms"]
+        .as_u64()
+        .expect("the region came back");
+    let down = impact["unavailable_ms"]
+        .as_u64()
+        .expect("an unavailability window");
+    assert!(down > 0 && back > started, "{fault}");
+    assert!(impact["reconnect_ms"].is_i64(), "{fault}");
+    assert!(
+        said.contains("leader "),
+        "the progress line names the leader: {said}"
+    );
+    let html = std::fs::read_to_string(tmp.path().join("report/report.html")).expect("html");
+    assert!(
+        html.contains("what the clients saw") && html.contains("nothing served from"),
+        "report.html shows the fault's impact"
+    );
     // Requests in flight at the kill were indeterminate; every one was resolved, and no
     // acknowledged commit is missing from the new primary.
     assert!(
@@ -145,7 +180,7 @@ async fn with_asynchronous_replication_the_audit_names_exactly_the_commits_the_f
     let cluster = Cluster::up(tmp.path().join("ha"), false);
     let before = cluster.leader().expect("a leader before the run");
     let report = tmp.path().join("report");
-    let (said, code, s) = run_failover(&cluster, &report, 9000);
+    let (said, code, s) = run_on(&cluster, "scenarios/pg-failover.toml", &report, 9000);
     assert_ne!(
         cluster.leader().as_deref(),
         Some(before.as_str()),
@@ -197,4 +232,75 @@ async fn with_asynchronous_replication_the_audit_names_exactly_the_commits_the_f
             "{said}"
         );
     }
+}
+
+#[test]
+fn a_switchover_a_paused_primary_and_a_killed_replica_each_get_a_timeline_per_region() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cluster = Cluster::up(tmp.path().join("ha"), true);
+    let before = cluster.leader().expect("a leader before the run");
+    let report = tmp.path().join("report");
+    let (said, code, s) = run_on(&cluster, "scenarios/pg-cluster-faults.toml", &report, 24000);
+    assert_eq!(
+        (code, s["validity"].as_str()),
+        (Some(0), Some("valid")),
+        "{said}"
+    );
+    assert_eq!(s["resolution"]["unresolved"], 0, "{}", s["resolution"]);
+    let faults = s["faults"].as_array().expect("faults");
+    assert_eq!(faults.len(), 3, "{said}");
+    for f in faults {
+        assert_eq!(f["exit_code"], 0, "{f}");
+        let regions: Vec<&str> = f["impact"]
+            .as_array()
+            .expect("impact")
+            .iter()
+            .filter_map(|i| i["region"].as_str())
+            .collect();
+        assert_eq!(regions, ["east", "west"], "{f}");
+    }
+    // The switchover: planned, so Patroni hands over without a moment of no leader.
+    let switchover = &faults[0];
+    let output = switchover["output"].as_str().unwrap_or_default();
+    assert!(
+        output.starts_with(&format!("switched over {before} -> ")),
+        "{output}"
+    );
+    assert_eq!(switchover["leader_before"], before.as_str(), "{switchover}");
+    let new_leader = switchover["leader_after"].as_str().expect("a new leader");
+    assert_ne!(new_leader, before);
+    // The pause: 5 s frozen, shorter than the 10 s TTL, so nobody is promoted; every region
+    // waited, and was served again only once the node woke up.
+    let pause = &faults[1];
+    assert_eq!(
+        pause["output"].as_str().map(str::trim),
+        Some(format!("paused leader {new_leader} for 5 s").as_str()),
+        "{pause}"
+    );
+    assert_eq!(pause["leader_before"], new_leader, "{pause}");
+    assert!(pause["leader_after"].is_null(), "no promotion: {pause}");
+    let (started, woke) = (
+        pause["started_ms"].as_u64().expect("started"),
+        pause["healed_ms"].as_u64().expect("woke"),
+    );
+    for impact in pause["impact"].as_array().expect("impact") {
+        let back = impact["recovered_ms"].as_u64().expect("back");
+        let down = impact["unavailable_ms"].as_u64().expect("unavailable");
+        assert!(impact["errors"].as_u64().unwrap_or(0) > 0, "{impact}");
+        assert!(back + 1000 >= woke && back > started, "{impact} vs {pause}");
+        assert!((3000..=15_000).contains(&down), "about the pause: {impact}");
+    }
+    // The killed replica: the leader stays.
+    let replica = &faults[2];
+    assert!(
+        replica["output"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("killed replica ")),
+        "{replica}"
+    );
+    assert_eq!(replica["leader_before"], new_leader, "{replica}");
+    assert!(replica["leader_after"].is_null(), "{replica}");
+    assert!(said.contains("back after"), "the progress line: {said}");
+    let lost = check(&s, "history.lost_commit");
+    assert_eq!(lost["count"].as_u64(), Some(0), "{lost}");
 }

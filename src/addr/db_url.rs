@@ -30,6 +30,47 @@ impl DbUrl {
         }
     }
 
+    /// The hosts of a multi-host PostgreSQL URL (`postgres://u@h1:p1,h2:p2/db`), in order.
+    pub fn hosts(&self) -> Vec<&str> {
+        match self {
+            DbUrl::Sqlite(_) => Vec::new(),
+            DbUrl::Postgres(url) => {
+                let (_, list, _) = split_hosts(url);
+                list.split(',').filter(|h| !h.is_empty()).collect()
+            }
+        }
+    }
+
+    /// The same database with the URL's hosts tried in `order` (1-based positions, each
+    /// host at most once; hosts left out are tried after, in their own order).
+    pub fn with_host_order(&self, order: &[u8]) -> Result<DbUrl, String> {
+        let DbUrl::Postgres(url) = self else {
+            return Err("only a PostgreSQL URL has hosts to order".into());
+        };
+        let hosts = self.hosts();
+        let mut ordered: Vec<&str> = Vec::with_capacity(hosts.len());
+        for p in order {
+            let host = usize::from(*p)
+                .checked_sub(1)
+                .and_then(|i| hosts.get(i))
+                .ok_or_else(|| {
+                    format!("host {p}: the database URL names {} host(s)", hosts.len())
+                })?;
+            ordered.push(host);
+        }
+        let rest: Vec<&str> = hosts
+            .iter()
+            .copied()
+            .filter(|h| !ordered.contains(h))
+            .collect();
+        ordered.extend(rest);
+        let (head, _, tail) = split_hosts(url);
+        Ok(DbUrl::Postgres(format!(
+            "{head}{}{tail}",
+            ordered.join(",")
+        )))
+    }
+
     /// An embedded database at `path`.
     pub fn sqlite(path: impl Into<PathBuf>) -> Self {
         DbUrl::Sqlite(path.into())
@@ -62,6 +103,18 @@ impl FromStr for DbUrl {
             reason: "expected sqlite://PATH or postgres://USER@HOST:PORT/DB".into(),
         })
     }
+}
+
+/// A PostgreSQL URL as (scheme and user, host list, path and query).
+fn split_hosts(url: &str) -> (&str, &str, &str) {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let after_scheme = &url[start..];
+    let end_of_authority = after_scheme.find(['/', '?']).unwrap_or(after_scheme.len());
+    let authority = &after_scheme[..end_of_authority];
+    let hosts_from = authority.rfind('@').map_or(0, |i| i + 1);
+    let a = start + hosts_from;
+    let b = start + end_of_authority;
+    (&url[..a], &url[a..b], &url[b..])
 }
 
 /// Hide a password in a URL before it reaches a log or an error message.
@@ -103,6 +156,30 @@ impl fmt::Debug for DbUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_region_orders_the_hosts_of_a_multi_host_url() {
+        let url: DbUrl =
+            "postgres://u:pw@127.0.0.1:1,127.0.0.1:2,[::1]:3/db?target_session_attrs=read-write"
+                .parse()
+                .expect("url");
+        assert_eq!(url.hosts(), vec!["127.0.0.1:1", "127.0.0.1:2", "[::1]:3"]);
+        let DbUrl::Postgres(third_first) = url.with_host_order(&[3, 1]).expect("order") else {
+            panic!("still PostgreSQL");
+        };
+        assert_eq!(
+            third_first,
+            "postgres://u:pw@[::1]:3,127.0.0.1:1,127.0.0.1:2/db?target_session_attrs=read-write"
+        );
+        assert!(
+            url.with_host_order(&[4])
+                .unwrap_err()
+                .contains("names 3 host(s)")
+        );
+        let single: DbUrl = "postgres://h:5432".parse().expect("url");
+        assert_eq!(single.hosts(), vec!["h:5432"]);
+        assert!(DbUrl::sqlite("x.db").with_host_order(&[1]).is_err());
+    }
 
     #[test]
     fn parses_both_schemes() {

@@ -118,6 +118,11 @@ pub struct RunArgs {
     /// Override the number of agents.
     #[arg(long)]
     pub agents: Option<u64>,
+    /// Watch a Patroni cluster during the run (who leads, when that changes): its REST
+    /// APIs, comma-separated (`http://127.0.0.1:8008,http://127.0.0.1:8009`). Replaces the
+    /// scenario's `cluster.patroni`.
+    #[arg(long, value_delimiter = ',', value_parser = parse_patroni)]
+    pub patroni: Option<Vec<swarm::addr::Endpoint>>,
     /// Run one deterministic slice of the agents: `I/N` (0-based I); needs --run-id.
     #[arg(long, value_parser = parse_shard)]
     pub shard: Option<(u32, u32)>,
@@ -147,6 +152,16 @@ pub struct AuditArgs {
     /// timed out) without reporting that run as unresolved.
     #[arg(long, conflicts_with = "history")]
     pub state_only: bool,
+}
+
+fn parse_patroni(s: &str) -> Result<swarm::addr::Endpoint, String> {
+    let endpoint = swarm::addr::Endpoint::parse(s.trim())?;
+    if endpoint.tls {
+        return Err(format!(
+            "`{s}`: the Patroni watcher speaks plain HTTP (a REST API on loopback or a private network)"
+        ));
+    }
+    Ok(endpoint)
 }
 
 fn parse_shard(s: &str) -> Result<(u32, u32), String> {

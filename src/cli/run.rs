@@ -38,6 +38,15 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
         }
         scenario.agents.count = agents;
     }
+    if let Some(patroni) = &args.patroni {
+        if patroni.len() > swarm::scenario::MAX_PATRONI {
+            return Err(usage(anyhow::anyhow!(
+                "--patroni: at most {} Patroni REST endpoints",
+                swarm::scenario::MAX_PATRONI
+            )));
+        }
+        scenario.cluster.patroni = patroni.clone();
+    }
     // A live endpoint's key comes from the environment: a missing variable is the
     // caller's mistake, said before anything is created.
     if let Some(var) = &scenario.target.api_key_env

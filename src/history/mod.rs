@@ -105,6 +105,16 @@ impl Code {
         )
     }
 
+    /// True when the service did not serve the request at all (down, cut, silent, failing):
+    /// what an outage looks like from a client. Contention (`RETRY_EXHAUSTED`) and refusals
+    /// of the request itself are answers, not outages.
+    pub fn is_outage(self) -> bool {
+        matches!(
+            self,
+            Code::Unavailable | Code::Internal | Code::Timeout | Code::Refused | Code::Reset
+        )
+    }
+
     fn from_u8(v: u8) -> Option<Code> {
         Code::ALL.get(usize::from(v)).copied()
     }

@@ -368,17 +368,39 @@ pub fn render(s: &Summary, series: &[Sample]) -> String {
          <tr><td>per request (ms)</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr></table>",
         l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, r.p50_ms, r.p90_ms, r.p99_ms, r.p999_ms, r.max_ms
     ));
-    page.push_str("<h2>Faults</h2><table><tr><th>region</th><th>mode</th><th>trigger</th><th>started</th><th>healed</th></tr>");
+    page.push_str("<h2>Faults</h2><table><tr><th>region</th><th>mode</th><th>trigger</th><th>started</th><th>healed</th><th>leader (Patroni)</th><th>what the clients saw</th></tr>");
     for f in &s.faults {
+        let impact: Vec<String> = f.impact.iter().map(|i| esc(&i.words())).collect();
         page.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&f.region),
-            esc(&f.mode),
+            esc(f.command.as_deref().map_or(f.mode.as_str(), |c| c)),
             esc(&f.trigger),
             f.started_ms.map_or("never".into(), |v| format!("{v} ms")),
-            f.healed_ms.map_or("never".into(), |v| format!("{v} ms"))
+            f.healed_ms.map_or("never".into(), |v| format!("{v} ms")),
+            esc(&f.leader_words().unwrap_or_default()),
+            impact.join("<br>")
         ));
     }
-    page.push_str("</table></body></html>\n");
+    page.push_str("</table>");
+    if let Some(c) = &s.cluster {
+        page.push_str(&format!(
+            "<h2>Cluster</h2><p>{} via {} · {} polls, {} unanswered</p><table><tr><th>at</th><th>leader</th><th>timeline</th></tr>",
+            esc(&c.kind),
+            esc(&c.apis.join(", ")),
+            c.polls,
+            c.unreachable
+        ));
+        for e in &c.events {
+            page.push_str(&format!(
+                "<tr><td>{} ms</td><td>{}</td><td>{}</td></tr>",
+                e.at_ms,
+                esc(e.leader.as_deref().unwrap_or("none")),
+                e.timeline.map_or(String::new(), |t| t.to_string())
+            ));
+        }
+        page.push_str("</table>");
+    }
+    page.push_str("</body></html>\n");
     page
 }

@@ -12,6 +12,7 @@ use crate::audit::{Report as Audit, Validity};
 use crate::exit;
 use crate::history::{Code, Indeterminate, STATUS_CLASSES};
 use crate::metrics::{ATTEMPT_BARS, Percentiles};
+use crate::run::cluster::ClusterFigures;
 use crate::run::faults::FaultRecord;
 use crate::run::{Resolution, RunResult};
 use crate::scenario::{Metric, Scenario, Threshold};
@@ -61,6 +62,9 @@ pub struct Summary {
     pub attempts: Vec<u64>,
     pub regions: Vec<RegionSummary>,
     pub faults: Vec<FaultRecord>,
+    /// The database cluster watched during the run, and every leader change it reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterFigures>,
     pub resolution: Resolution,
     /// Requests without a definite answer during the run, and how their keys settled.
     #[serde(default)]
@@ -277,6 +281,7 @@ impl Summary {
             attempts: m.attempts[..ATTEMPT_BARS].to_vec(),
             regions,
             faults: run.faults.clone(),
+            cluster: run.cluster.clone(),
             resolution: run.resolution.clone(),
             indeterminate: run.indeterminate,
             headline: Headline::of(&audit, t.occ_retries, &m.attempts[..ATTEMPT_BARS]),
@@ -426,13 +431,30 @@ impl Summary {
             let delay = f.latency_ms.map_or(String::new(), |ms| {
                 format!(" +{ms}±{} ms", f.jitter_ms.unwrap_or(0))
             });
+            let what = match &f.command {
+                Some(command) => format!("command `{command}`"),
+                None => format!("{} {}", f.region, f.mode),
+            };
             out.push_str(&format!(
-                "fault {} {}{delay} at {}: started {} healed {}\n",
-                f.region,
-                f.mode,
+                "fault {what}{delay} at {}: started {} healed {}\n",
                 f.trigger,
                 f.started_ms.map_or("never".into(), |v| format!("{v} ms")),
                 f.healed_ms.map_or("never".into(), |v| format!("{v} ms"))
+            ));
+            if let Some(leader) = f.leader_words() {
+                out.push_str(&format!("  {leader}\n"));
+            }
+            for impact in &f.impact {
+                out.push_str(&format!("  {}\n", impact.words()));
+            }
+        }
+        if let Some(c) = &self.cluster {
+            out.push_str(&format!(
+                "cluster ({}): {} leader changes seen in {} polls ({} unanswered)\n",
+                c.kind,
+                c.events.len().saturating_sub(1),
+                c.polls,
+                c.unreachable
             ));
         }
         let res = &self.resolution;

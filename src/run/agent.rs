@@ -234,6 +234,8 @@ impl World {
         );
         self.metrics
             .record_request(a.plan.id, &r, (done - sent_at).as_micros() as u64);
+        // What the service did (a request the client abandoned itself says nothing of it).
+        self.metrics.outages.observe(&r);
         (sent.code, sent.replayed)
     }
 

@@ -9,6 +9,7 @@
 
 pub mod agent;
 mod arrive;
+pub mod cluster;
 pub mod faults;
 mod id;
 pub mod leftover;
@@ -111,6 +112,8 @@ pub struct RunResult {
     pub metrics: metrics::Snapshot,
     pub series: Vec<Sample>,
     pub faults: Vec<FaultRecord>,
+    /// What the cluster watcher saw (with `[cluster] patroni`).
+    pub cluster: Option<cluster::ClusterFigures>,
     pub resolution: Resolution,
     /// Requests without a definite answer during the run, and how their keys settled.
     pub indeterminate: history::Indeterminate,
@@ -238,7 +241,8 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
     let total = (0..count)
         .filter(|i| i % u64::from(shard_n) == u64::from(shard_i))
         .count() as u64;
-    let timeline = Arc::new(Timeline::new(s, total));
+    let cluster = cluster::ClusterWatch::new(&s.cluster.patroni).map(Arc::new);
+    let timeline = Arc::new(Timeline::new(s, total, cluster.clone()));
     let schedule = Schedule::new(s);
 
     // Side tasks: the fault timeline, the live audit and the once-a-second sampler.
@@ -258,9 +262,14 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         let (w, t) = (world.clone(), timeline.clone());
         tokio::spawn(async move { t.run(&w.regions, &w.metrics).await })
     };
+    let cluster_task = cluster.clone().map(|c| {
+        let w = world.clone();
+        tokio::spawn(async move { c.run(&w.metrics).await })
+    });
     let sampler_stop = Arc::new(AtomicBool::new(false));
     let sampler_task = tokio::spawn(sampler::sample_every_second(
         world.clone(),
+        timeline.clone(),
         sampler_stop.clone(),
         opts.progress,
         live.clone(),
@@ -294,6 +303,7 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
     faults_task.abort();
     let _ = faults_task.await;
     timeline.heal_all(&world.regions, &world.metrics);
+    timeline.finish(&world.metrics);
     let resolution = resolve::resolve(
         &world,
         s.agents.in_flight,
@@ -306,6 +316,11 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
     live_stop.store(true, Ordering::Release);
     live_task.abort();
     let _ = live_task.await;
+    if let (Some(c), Some(task)) = (&cluster, cluster_task) {
+        c.stop();
+        task.abort();
+        let _ = task.await;
+    }
     for server in servers {
         server.stop().await;
     }
@@ -349,7 +364,8 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         history_dropped,
         metrics: world.metrics.snapshot(),
         series: world.metrics.series(),
-        faults: timeline.records(),
+        faults: timeline.records(&world.metrics),
+        cluster: cluster.as_ref().map(|c| c.figures()),
         resolution,
         indeterminate,
         elapsed_ms,

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::agent::World;
+use super::faults::Timeline;
 use crate::addr::DbUrl;
 use crate::audit::{LiveCounts, Source};
 use crate::metrics::Sample;
@@ -49,7 +50,13 @@ pub fn region_states(world: &World) -> Vec<RegionState> {
     world.regions.iter().map(|r| r.state()).collect()
 }
 
-fn progress_line(world: &World, s: &Sample, total: u64, live: &LiveCounts) -> String {
+fn progress_line(
+    world: &World,
+    timeline: &Timeline,
+    s: &Sample,
+    total: u64,
+    live: &LiveCounts,
+) -> String {
     let regions: Vec<String> = world
         .regions
         .iter()
@@ -72,7 +79,39 @@ fn progress_line(world: &World, s: &Sample, total: u64, live: &LiveCounts) -> St
         live.duplicate_settlements,
         live.ledger_drift,
         live.mandate_breaches
-    ) + &contract_note(world)
+    ) + &failover_note(world, timeline)
+        + &contract_note(world)
+}
+
+/// The cluster's leader and what the last fault did to each region, once there is
+/// something to say: ` · leader n2 (was n3, elected at 14.1 s) · primary back after 4.1 s`.
+fn failover_note(world: &World, timeline: &Timeline) -> String {
+    let mut out = String::new();
+    let latest = timeline.latest(&world.metrics);
+    if let Some(cluster) = timeline.cluster() {
+        out.push_str(&format!(
+            " · leader {}",
+            cluster.leader().as_deref().unwrap_or("none")
+        ));
+        if let Some(f) = &latest
+            && let (Some(before), Some(at)) = (&f.leader_before, f.leader_elected_ms)
+        {
+            out.push_str(&format!(
+                " (was {before}, elected at {:.1} s)",
+                at as f64 / 1000.0
+            ));
+        }
+    }
+    let now_ms = u64::from(world.metrics.now_ms());
+    for brief in latest
+        .iter()
+        .flat_map(|f| f.impact.iter())
+        .filter_map(|i| i.status(now_ms).map(|st| format!("{} {st}", i.region)))
+    {
+        out.push_str(" · ");
+        out.push_str(&brief);
+    }
+    out
 }
 
 /// Said on every progress line once an answer has broken the contract: how many, and the
@@ -94,6 +133,7 @@ fn contract_note(world: &World) -> String {
 /// Sample the metrics once a second until `stop`, printing a progress line when `progress`.
 pub async fn sample_every_second(
     w: Arc<World>,
+    timeline: Arc<Timeline>,
     stop: Arc<AtomicBool>,
     progress: bool,
     live: Arc<std::sync::Mutex<LiveCounts>>,
@@ -110,7 +150,7 @@ pub async fn sample_every_second(
             match resolving {
                 // Every agent is done: the phase that is running now, in words.
                 Some(line) => eprintln!("[{:>4}s] {line}", sample.second),
-                None => eprintln!("{}", progress_line(&w, &sample, total, &counts)),
+                None => eprintln!("{}", progress_line(&w, &timeline, &sample, total, &counts)),
             }
         }
     }

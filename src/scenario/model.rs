@@ -41,6 +41,10 @@ pub struct Scenario {
     pub thresholds: BTreeMap<Metric, Threshold>,
     #[serde(default = "default_regions")]
     pub regions: Vec<RegionSpec>,
+    /// The database cluster behind the target, watched during the run (who leads, when
+    /// that changes).
+    #[serde(default)]
+    pub cluster: ClusterSpec,
     /// The `[[faults]]` tables as written; `validate` turns them into `faults`.
     #[serde(default, rename = "faults")]
     pub(super) fault_specs: Vec<FaultSpec>,
@@ -64,6 +68,7 @@ fn default_regions() -> Vec<RegionSpec> {
         name: "local".into(),
         weight: 1.0,
         endpoint: None,
+        db_host_order: None,
     }]
 }
 
@@ -351,6 +356,26 @@ pub struct RegionSpec {
     /// A live endpoint (http target only).
     #[serde(default, deserialize_with = "parsed::optional")]
     pub endpoint: Option<Endpoint>,
+    /// On a multi-host PostgreSQL URL: the order in which this region's connections try
+    /// the URL's hosts (1-based positions), so each region can enter the cluster through
+    /// its own node.
+    #[serde(default)]
+    pub db_host_order: Option<Vec<u8>>,
+}
+
+/// Most hosts a region's `db_host_order` may name.
+pub const MAX_DB_HOSTS: usize = 16;
+/// Most Patroni REST endpoints `cluster.patroni` may name.
+pub const MAX_PATRONI: usize = 16;
+
+/// `[cluster]`: the database cluster behind the target.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Patroni REST APIs (`http://host:8008`), asked a few times a second who leads; the
+    /// first that answers is believed. `swarm run --patroni` gives them on the command line.
+    #[serde(default, deserialize_with = "parsed::endpoints")]
+    pub patroni: Vec<Endpoint>,
 }
 
 fn one() -> f64 {

@@ -72,6 +72,26 @@ where
     text.parse().map(Some).map_err(D::Error::custom)
 }
 
+/// A list of endpoints (`["http://10.0.0.1:8008", …]`), each read as `optional` reads one.
+pub fn endpoints<'de, D>(d: D) -> Result<Vec<crate::addr::Endpoint>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let texts = Vec::<String>::deserialize(d)?;
+    texts
+        .iter()
+        .map(|text| {
+            if text.len() > MAX_ADDRESS_BYTES {
+                return Err(D::Error::custom(format!(
+                    "{} bytes: an address is at most {MAX_ADDRESS_BYTES}",
+                    text.len()
+                )));
+            }
+            text.parse().map_err(D::Error::custom)
+        })
+        .collect()
+}
+
 /// Writes a duration the way a scenario does: `"20s"` when whole seconds, else `"250ms"`.
 pub fn show_duration(d: Duration) -> String {
     let ms = d.as_millis();

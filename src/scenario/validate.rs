@@ -4,7 +4,8 @@
 
 use super::fault::{Delay, Fault, FaultAction, FaultKind, FaultMode, MAX_DELAY_MS};
 use super::model::{
-    Arrival, HttpVersion, LiveCatalog, MAX_AGENTS, Scenario, TargetKind, is_currency,
+    Arrival, HttpVersion, LiveCatalog, MAX_AGENTS, MAX_DB_HOSTS, MAX_PATRONI, Scenario, TargetKind,
+    is_currency,
 };
 use super::{MAX_NAME_CHARS, bounded, is_name_char};
 
@@ -380,6 +381,55 @@ impl Scenario {
             if !(region.weight.is_finite() && region.weight >= 0.0) {
                 return here("weight", "must be finite and >= 0".into());
             }
+            if let Some(order) = &region.db_host_order {
+                if region.endpoint.is_some() {
+                    return here(
+                        "db_host_order",
+                        "a live endpoint reaches its own database: db_host_order orders the hosts of the --db URL swarm connects to".into(),
+                    );
+                }
+                if order.is_empty() || order.len() > MAX_DB_HOSTS {
+                    return here(
+                        "db_host_order",
+                        format!("1 to {MAX_DB_HOSTS} host positions, e.g. [2, 1, 3]"),
+                    );
+                }
+                if let Some(bad) = order
+                    .iter()
+                    .find(|p| **p == 0 || usize::from(**p) > MAX_DB_HOSTS)
+                {
+                    return here(
+                        "db_host_order",
+                        format!(
+                            "{bad} is not a host position: 1 is the URL's first host, at most {MAX_DB_HOSTS}"
+                        ),
+                    );
+                }
+                if let Some(twice) = order
+                    .iter()
+                    .enumerate()
+                    .find_map(|(k, p)| order[..k].contains(p).then_some(p))
+                {
+                    return here("db_host_order", format!("host {twice} is named twice"));
+                }
+            }
+        }
+        if self.cluster.patroni.len() > MAX_PATRONI {
+            return within(
+                "cluster",
+                "patroni",
+                format!("at most {MAX_PATRONI} Patroni REST endpoints"),
+            );
+        }
+        if let Some(https) = self.cluster.patroni.iter().find(|e| e.tls) {
+            return within(
+                "cluster",
+                "patroni",
+                format!(
+                    "`{}`: the Patroni watcher speaks plain HTTP (a REST API on loopback or a private network)",
+                    https.url()
+                ),
+            );
         }
         if self.regions.iter().all(|r| r.weight == 0.0) {
             return top("regions", "at least one region needs a weight > 0".into());

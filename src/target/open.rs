@@ -131,9 +131,20 @@ pub async fn open_regions(
         Dialect::Postgres => None,
     };
     for (i, spec) in scenario.regions.iter().enumerate() {
-        let kernel = match &shared {
-            Some(k) => k.clone(),
-            None => Kernel::open(url, config.clone()).await?,
+        let kernel = match (&shared, &spec.db_host_order) {
+            (Some(_), Some(_)) => {
+                return Err(OpenError::Endpoint(format!(
+                    "regions[{i}].db_host_order: an embedded SQLite database has no hosts to order"
+                )));
+            }
+            (Some(k), None) => k.clone(),
+            (None, Some(order)) => {
+                let own = url
+                    .with_host_order(order)
+                    .map_err(|e| OpenError::Endpoint(format!("regions[{i}].db_host_order: {e}")))?;
+                Kernel::open(&own, config.clone()).await?
+            }
+            (None, None) => Kernel::open(url, config.clone()).await?,
         };
         let region = match scenario.target.kind {
             TargetKind::Direct => Region::new(spec.name.clone(), i as u8, kernel),

@@ -113,19 +113,39 @@ pub fn dashboard(
                 .map(|(class, n)| (format!("HTTP {class}"), *n)),
         )
         .collect();
+    let faults = run.timeline.records(&w.metrics);
+    let latest = faults
+        .iter()
+        .filter(|f| f.started_ms.is_some())
+        .max_by_key(|f| f.started_ms);
+    let now_ms = u64::from(w.metrics.now_ms());
     let regions = w
         .regions
         .iter()
+        .enumerate()
         .zip(snap.regions.iter())
         .zip(snap.in_flight.iter())
-        .map(|((r, fig), inf)| RegionRow {
+        .map(|(((i, r), fig), inf)| RegionRow {
             name: r.name.clone(),
             state: r.state(),
             requests: fig.counters.requests,
             errors: fig.counters.errors(),
             in_flight: *inf,
+            last_fault: latest
+                .and_then(|f| f.impact.get(i))
+                .and_then(|impact| impact.status(now_ms)),
         })
         .collect();
+    let leader = run.timeline.cluster().map(|c| {
+        let now = c.leader().unwrap_or_else(|| "none".into());
+        match latest.and_then(|f| f.leader_before.as_ref().zip(f.leader_elected_ms)) {
+            Some((before, at)) => format!(
+                "{now} (was {before}, elected at {:.1} s)",
+                at as f64 / 1000.0
+            ),
+            None => now,
+        }
+    });
     Dashboard {
         scenario: meta.scenario.clone(),
         seed: meta.seed,
@@ -135,7 +155,7 @@ pub fn dashboard(
         total: run.total,
         paused: run.control.paused.load(Ordering::Acquire),
         series: w.metrics.series(),
-        faults: run.timeline.records(),
+        faults,
         latency_corrected: Percentiles::of(&snap.corrected_us),
         latency_raw: Percentiles::of(&snap.raw_us),
         attempts: snap.attempts.to_vec(),
@@ -148,6 +168,7 @@ pub fn dashboard(
         status: String::new(),
         help: false,
         headline: String::new(),
+        leader,
     }
 }
 
@@ -335,6 +356,11 @@ mod tests {
                 output: None,
                 latency_ms: None,
                 jitter_ms: None,
+                leader_before: Some("n1".into()),
+                leader_lost_ms: Some(5000),
+                leader_after: Some("n2".into()),
+                leader_elected_ms: Some(6000),
+                impact: Vec::new(),
             }],
             attempts: vec![900, 70, 25, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             retry_exhausted: 2,
@@ -346,6 +372,7 @@ mod tests {
                     requests: 6000,
                     errors: 10,
                     in_flight: 60,
+                    last_fault: None,
                 },
                 RegionRow {
                     name: "us-west-2".into(),
@@ -353,6 +380,7 @@ mod tests {
                     requests: 3000,
                     errors: 900,
                     in_flight: 0,
+                    last_fault: Some("back after 4.1 s (reconnect +0.2 s)".into()),
                 },
             ],
             live: LiveCounts {
@@ -363,6 +391,7 @@ mod tests {
                 errors: 0,
                 polls: 7,
             },
+            leader: Some("n2 (was n1, elected at 6.0 s)".into()),
             ..Dashboard::default()
         }
     }
@@ -472,6 +501,21 @@ mod tests {
             assert!(all.contains("5000/10000"), "the progress gauge");
             assert!(all.contains("1 fault(s) active"));
         }
+    }
+
+    #[test]
+    fn the_regions_panel_names_the_leader_and_what_the_last_fault_did() {
+        let all = text(&render(&figures(), 200, 50));
+        assert!(
+            all.contains("leader n2 (was n1, elected at 6.0 s)"),
+            "{all}"
+        );
+        assert!(all.contains("back after 4.1 s (reconnect +0.2 s)"), "{all}");
+        let mut d = figures();
+        d.regions[1].last_fault = Some("down 2.3 s".into());
+        let b = render(&d, 200, 50);
+        let (x, y) = find(&b, "down 2.3 s").unwrap_or_else(|| panic!("{}", text(&b)));
+        assert_eq!(b[(x, y)].style().fg, Some(Color::Red));
     }
 
     #[test]

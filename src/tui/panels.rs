@@ -24,6 +24,8 @@ pub struct RegionRow {
     pub requests: u64,
     pub errors: u64,
     pub in_flight: i64,
+    /// What the last fault did to it: `down 2.3 s`, `back after 4.1 s (reconnect +0.2 s)`.
+    pub last_fault: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -60,6 +62,8 @@ pub struct Dashboard {
     pub help: bool,
     /// The run in one line, once the verdict is in (it takes the target's place).
     pub headline: String,
+    /// A watched cluster's leader: `n2 (was n3, elected at 14.1 s)`.
+    pub leader: Option<String>,
 }
 
 fn block(title: &str) -> Block<'_> {
@@ -480,6 +484,8 @@ pub fn invariants(f: &mut Frame, area: Rect, d: &Dashboard) {
 }
 
 pub fn regions(f: &mut Frame, area: Rect, d: &Dashboard) {
+    // What the last fault did gets a column when there is room for it.
+    let wide = area.width >= 72;
     let rows: Vec<Row> = d
         .regions
         .iter()
@@ -489,31 +495,45 @@ pub fn regions(f: &mut Frame, area: Rect, d: &Dashboard) {
             } else {
                 Style::default().fg(Color::Red).add_modifier(Modifier::BOLD)
             };
-            Row::new(vec![
+            let last = r.last_fault.clone().unwrap_or_default();
+            let last_style = if last.starts_with("down") {
+                Style::default().fg(Color::Red)
+            } else {
+                Style::default()
+            };
+            let mut cells = vec![
                 Cell::from(r.name.clone()),
                 Cell::from(r.state.label()).style(style),
                 Cell::from(r.requests.to_string()),
                 Cell::from(r.errors.to_string()),
                 Cell::from(r.in_flight.to_string()),
-            ])
+            ];
+            if wide {
+                cells.push(Cell::from(last).style(last_style));
+            }
+            Row::new(cells)
         })
         .collect();
+    let title = match &d.leader {
+        Some(leader) => format!("regions · leader {leader}"),
+        None => "regions".to_string(),
+    };
+    let mut widths = vec![
+        Constraint::Min(9),
+        Constraint::Length(13),
+        Constraint::Length(8),
+        Constraint::Length(7),
+        Constraint::Length(6),
+    ];
+    let mut header = vec!["region", "state", "requests", "errors", "flight"];
+    if wide {
+        widths.push(Constraint::Min(12));
+        header.push("last fault");
+    }
     f.render_widget(
-        Table::new(
-            rows,
-            [
-                Constraint::Min(9),
-                Constraint::Length(13),
-                Constraint::Length(8),
-                Constraint::Length(7),
-                Constraint::Length(6),
-            ],
-        )
-        .header(
-            Row::new(vec!["region", "state", "requests", "errors", "flight"])
-                .style(Style::default().add_modifier(Modifier::BOLD)),
-        )
-        .block(block("regions")),
+        Table::new(rows, widths)
+            .header(Row::new(header).style(Style::default().add_modifier(Modifier::BOLD)))
+            .block(block(&title)),
         area,
     );
 }

@@ -87,7 +87,11 @@ pub fn pg_pool(url: &str, size: usize) -> Result<Pool, DbError> {
         reason: format!("{e}"),
     })?;
     let mut config = config;
-    config.connect_timeout(Duration::from_secs(10));
+    // The URL's own `connect_timeout` wins: a cluster with a paused node wants a short one,
+    // so a connection moves on to the next host instead of waiting on the frozen one.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
     config.application_name("swarm");
     let manager = Manager::from_config(
         config,

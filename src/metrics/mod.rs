@@ -16,6 +16,10 @@ use serde::Serialize;
 use crate::history::{Code, Record, STATUS_CLASSES, Violation, status_class};
 use crate::scenario::RegionState;
 
+pub mod outage;
+
+pub use outage::{Outage, Outages};
+
 /// Stripes of the recorder; a power of two above the core count, and no more: every
 /// request touches a shard's histograms at a random spot, and 16 shards' histograms stay
 /// in cache where 64 did not (hdrhistogram's record was 3x as costly at 64).
@@ -190,6 +194,8 @@ pub struct Metrics {
     /// Answers that broke the contract, and the first few of them in words.
     pub violations: AtomicU64,
     violation_examples: Mutex<Vec<String>>,
+    /// What the current fault did to each region's clients.
+    pub outages: Outages,
 }
 
 /// Contract violations kept in words (the rest are counted).
@@ -275,6 +281,7 @@ impl Metrics {
             raw_total: Mutex::new(histogram()),
             violations: AtomicU64::new(0),
             violation_examples: Mutex::new(Vec::new()),
+            outages: Outages::new(regions),
         }
     }
 
@@ -503,7 +510,7 @@ mod tests {
     use super::*;
     use crate::history::{Op, Persona};
 
-    fn rec(code: Code, attempts: u16, region: u8) -> Record {
+    pub(super) fn rec(code: Code, attempts: u16, region: u8) -> Record {
         Record {
             agent: 0,
             mandate: 0,
