@@ -190,6 +190,8 @@ mod tests {
         o.observe(&rec(0, Code::Reset, 95, 200));
         o.observe(&rec(0, Code::Timeout, 120, 400));
         assert!(o.read()[0].is_down());
+        // Sent before the first failure and answered after it: a straggler, not a recovery.
+        o.observe(&rec(0, Code::Committed, 180, 500));
         // A decline is served too; sent after the first failure, it ends the window.
         o.observe(&rec(0, Code::OutOfStock, 250, 900));
         o.observe(&rec(0, Code::Committed, 300, 700));
