@@ -3,6 +3,9 @@
 //! whole (claim, debit, two ledger legs), none is half-written, stock and caps conserved.
 //! The interrupted run is reported as interrupted: its start marker has no finish marker,
 //! so `swarm audit --db` is `unknown` (exit 3) until `--state-only` asks for the state alone.
+//! Its history streamed to disk up to the kill: read back, its torn tail cut, it is audited
+//! against the database without a false finding (every acknowledged commit is there; intents
+//! whose request was in flight are `unknown`, never phantoms).
 
 mod common;
 
@@ -58,6 +61,47 @@ fn run_and_kill(scenario: &Path, dir: &Path, db: Option<&str>, after: Duration) 
         alive,
         "the run ended before the kill ({:?} in): make the scenario longer",
         started.elapsed()
+    );
+}
+
+/// What a killed run's history says: it is read, it was cut, it holds what came before the
+/// kill, and its audit against the database finds nothing false.
+fn check_killed_history(dir: &Path, db: &str, after: Duration) {
+    let path = dir.join("history.bin");
+    let history = swarm::history::History::read(&path)
+        .unwrap_or_else(|e| panic!("killed {after:?} in, the history reads: {e}"));
+    assert!(history.cut.is_some(), "killed {after:?} in: no end frame");
+    assert!(
+        !history.records.is_empty(),
+        "killed {after:?} in, after the first progress line: a second of records was flushed"
+    );
+    let (code, report) = audit(db, &["--history", &path.display().to_string()]);
+    assert_eq!(code, Some(3), "killed {after:?} in:\n{report}");
+    let line = |name: &str| {
+        report
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{report}"))
+            .to_string()
+    };
+    assert!(line("history.complete").starts_with("unknown"), "{report}");
+    assert!(
+        line("history.complete").contains("ends at byte"),
+        "{report}"
+    );
+    for name in [
+        "history.lost_commit",
+        "history.snapshot_mismatch",
+        "history.false_failure",
+    ] {
+        assert!(
+            line(name).starts_with("valid"),
+            "killed {after:?} in:\n{report}"
+        );
+    }
+    assert!(
+        !report.lines().any(|l| l.starts_with("invalid")),
+        "killed {after:?} in, a false finding:\n{report}"
     );
 }
 
@@ -139,6 +183,7 @@ fn a_run_killed_at_three_random_moments_leaves_a_sound_database_on_sqlite() {
             !dir.join("summary.json").exists(),
             "the run was really cut short"
         );
+        check_killed_history(&dir, &db, after);
     }
 }
 
@@ -172,6 +217,10 @@ async fn a_run_killed_mid_run_leaves_a_sound_database_on_postgres() {
         report.contains("verdict: valid (state-only audit)"),
         "{report}"
     );
+    let (u, d) = (url.clone(), dir.clone());
+    tokio::task::spawn_blocking(move || check_killed_history(&d, &u, after))
+        .await
+        .expect("history");
     // A new run onto the interrupted one is refused, naming it.
     let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
         .args([

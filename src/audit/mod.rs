@@ -13,7 +13,7 @@ mod state;
 mod verdict;
 
 use crate::addr::DbUrl;
-use crate::history::{Header, History};
+use crate::history::{Cut, Header, History};
 
 pub use source::Source;
 pub use state::LiveCounts;
@@ -95,7 +95,15 @@ pub async fn audit(input: Input<'_>) -> Report {
         .history
         .map(|h| (h.header.clone(), facts::key_facts(h)));
     let grouped = Timing::since("history: group records by key", clock);
-    let mut report = audit_facts(input.db, facts, input.history_dropped, input.state_only).await;
+    let cut = input.history.and_then(|h| h.cut.clone());
+    let mut report = audit_facts(
+        input.db,
+        facts,
+        input.history_dropped,
+        input.state_only,
+        cut,
+    )
+    .await;
     report.timings.insert(0, grouped);
     report
 }
@@ -107,7 +115,14 @@ pub async fn audit_owned(db: Option<&DbUrl>, mut history: History, history_dropp
     let facts = facts::key_facts(&history);
     history.records = Vec::new();
     let grouped = Timing::since("history: group records by key", clock);
-    let mut report = audit_facts(db, Some((history.header, facts)), history_dropped, false).await;
+    let mut report = audit_facts(
+        db,
+        Some((history.header, facts)),
+        history_dropped,
+        false,
+        history.cut,
+    )
+    .await;
     report.timings.insert(0, grouped);
     report
 }
@@ -117,6 +132,7 @@ async fn audit_facts(
     history: Option<(Header, Vec<facts::KeyFacts>)>,
     history_dropped: u64,
     state_only: bool,
+    cut: Option<Cut>,
 ) -> Report {
     let mut checks = Vec::new();
     let mut skipped: Vec<String> = Vec::new();
@@ -175,6 +191,7 @@ async fn audit_facts(
                 &header,
                 &facts,
                 history_dropped,
+                cut.as_ref(),
             ));
             timings.push(Timing::since("history: client-side checks", clock));
             match &source {
@@ -182,7 +199,8 @@ async fn audit_facts(
                     match loaded {
                         Ok(intents) => {
                             let clock = Instant::now();
-                            let mut cross = history_checks::against_db(&header, &facts, &intents);
+                            let mut cross =
+                                history_checks::against_db(&header, &facts, &intents, cut.as_ref());
                             if header.shard.is_some() {
                                 // One shard's history cannot explain the other shards'
                                 // intents: those checks belong to `swarm merge`.

@@ -6,15 +6,17 @@
 //! tens of MiB); keys are not stored but derived from the header's prefix and the record's
 //! (agent, purchase, variant), so the file is self-contained; nothing here knows the kernel.
 
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 mod answer;
+mod frames;
 
 pub use answer::{StreamHash, Violation, answer_hash};
+pub use frames::{Cut, FLUSH_EVERY, Sink};
 
 /// How a request ended, from the client's side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -342,10 +344,12 @@ pub struct Header {
     pub contract_examples: Vec<String>,
 }
 
-/// 3: 58-byte records (`semantic_hash`, `detail`), `answer_hash` masks `replayed` wherever
-/// it stands; the header carries the run id and contract examples.
-pub const HISTORY_VERSION: u32 = 3;
-const MAGIC: &[u8; 8] = b"SWARMH01";
+/// 4: the framed file, written as the run goes (`frames`); 3: one block written at the
+/// end (still read). Both: 58-byte records (`semantic_hash`, `detail`), `answer_hash` masks
+/// `replayed` wherever it stands; the header carries the run id and contract examples.
+pub const HISTORY_VERSION: u32 = 4;
+/// Version 3's magic: one header, a count, the records.
+const MAGIC_V3: &[u8; 8] = b"SWARMH01";
 /// Refuse headers above this size rather than allocate on a corrupt length.
 const MAX_HEADER_BYTES: u32 = 512 << 20;
 
@@ -386,11 +390,13 @@ pub enum HistoryError {
     Format { path: String, reason: String },
 }
 
-/// A whole history: header and records.
+/// A whole history: header and records, ordered by invoke time.
 #[derive(Debug, Clone)]
 pub struct History {
     pub header: Header,
     pub records: Vec<Record>,
+    /// Where the file was cut short (a run killed while writing it); `None`: whole.
+    pub cut: Option<Cut>,
 }
 
 /// The requests of a run that got no definite answer (the agents' own, not the end-of-run
@@ -442,32 +448,19 @@ impl History {
         key(&self.header.key_prefix, r.agent, r.purchase, r.variant)
     }
 
+    /// Write the whole history at once, in the framed format a run streams.
     pub fn write(&self, path: &Path) -> Result<(), HistoryError> {
-        let io_err = |source| HistoryError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let file = std::fs::File::create(path).map_err(io_err)?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
-        let header = serde_json::to_vec(&self.header).map_err(|e| HistoryError::Format {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        w.write_all(MAGIC).map_err(io_err)?;
-        w.write_all(&(header.len() as u32).to_le_bytes())
-            .map_err(io_err)?;
-        w.write_all(&header).map_err(io_err)?;
-        w.write_all(&(self.records.len() as u64).to_le_bytes())
-            .map_err(io_err)?;
-        let mut buf = [0u8; RECORD_BYTES];
-        for r in &self.records {
-            r.encode(&mut buf);
-            w.write_all(&buf).map_err(io_err)?;
-        }
-        w.flush().map_err(io_err)?;
-        Ok(())
+        frames::write_all(path, self)
     }
 
+    /// Records in the order the audit reads them: by invoke time, then key.
+    pub fn sort(records: &mut [Record]) {
+        records
+            .sort_unstable_by_key(|r| (r.invoke_ms, r.agent, r.purchase, r.variant, r.complete_ms));
+    }
+
+    /// Read a history file (framed, or version 3's single block): every whole frame, the
+    /// records ordered by invoke time; a torn tail is cut and said in `cut`.
     pub fn read(path: &Path) -> Result<History, HistoryError> {
         let p = path.display().to_string();
         let io_err = |source| HistoryError::Io {
@@ -479,48 +472,65 @@ impl History {
             reason: reason.to_string(),
         };
         let file = std::fs::File::open(path).map_err(io_err)?;
+        let file_len = file.metadata().map_err(io_err)?.len();
         let mut r = BufReader::with_capacity(1 << 20, file);
         let mut magic = [0u8; 8];
         r.read_exact(&mut magic).map_err(|_| bad("too short"))?;
-        if &magic != MAGIC {
+        let mut history = if &magic == frames::MAGIC {
+            frames::read(path, r, file_len)?
+        } else if &magic == MAGIC_V3 {
+            read_v3(path, r, file_len)?
+        } else {
             return Err(bad("wrong magic bytes"));
-        }
-        let mut len = [0u8; 4];
-        r.read_exact(&mut len)
-            .map_err(|_| bad("truncated header"))?;
-        let len = u32::from_le_bytes(len);
-        if len > MAX_HEADER_BYTES {
-            return Err(bad("header length out of range"));
-        }
-        let mut header = vec![0u8; len as usize];
-        r.read_exact(&mut header)
-            .map_err(|_| bad("truncated header"))?;
-        let header: Header =
-            serde_json::from_slice(&header).map_err(|e| bad(&format!("header: {e}")))?;
-        if header.version != HISTORY_VERSION {
-            return Err(bad(&format!(
-                "version {} (expected {HISTORY_VERSION})",
-                header.version
-            )));
-        }
-        let mut count = [0u8; 8];
-        r.read_exact(&mut count)
-            .map_err(|_| bad("truncated record count"))?;
-        let count = u64::from_le_bytes(count);
-        let file_len = std::fs::metadata(path).map_err(io_err)?.len();
-        if count.saturating_mul(RECORD_BYTES as u64) > file_len {
-            return Err(bad("record count larger than the file"));
-        }
-        let mut records = Vec::with_capacity(count as usize);
-        let mut buf = [0u8; RECORD_BYTES];
-        for i in 0..count {
-            r.read_exact(&mut buf)
-                .map_err(|_| bad(&format!("truncated at record {i}")))?;
-            records
-                .push(Record::decode(&buf).ok_or_else(|| bad(&format!("record {i} is corrupt")))?);
-        }
-        Ok(History { header, records })
+        };
+        History::sort(&mut history.records);
+        Ok(history)
     }
+}
+
+/// Version 3: the header, a record count, the records, written once at the end of a run.
+fn read_v3(path: &Path, mut r: impl Read, file_len: u64) -> Result<History, HistoryError> {
+    let bad = |reason: &str| HistoryError::Format {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    };
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)
+        .map_err(|_| bad("truncated header"))?;
+    let len = u32::from_le_bytes(len);
+    if len > MAX_HEADER_BYTES {
+        return Err(bad("header length out of range"));
+    }
+    let mut header = vec![0u8; len as usize];
+    r.read_exact(&mut header)
+        .map_err(|_| bad("truncated header"))?;
+    let header: Header =
+        serde_json::from_slice(&header).map_err(|e| bad(&format!("header: {e}")))?;
+    if header.version != 3 {
+        return Err(bad(&format!(
+            "version {} in a version 3 file",
+            header.version
+        )));
+    }
+    let mut count = [0u8; 8];
+    r.read_exact(&mut count)
+        .map_err(|_| bad("truncated record count"))?;
+    let count = u64::from_le_bytes(count);
+    if count.saturating_mul(RECORD_BYTES as u64) > file_len {
+        return Err(bad("record count larger than the file"));
+    }
+    let mut records = Vec::with_capacity(count as usize);
+    let mut buf = [0u8; RECORD_BYTES];
+    for i in 0..count {
+        r.read_exact(&mut buf)
+            .map_err(|_| bad(&format!("truncated at record {i}")))?;
+        records.push(Record::decode(&buf).ok_or_else(|| bad(&format!("record {i} is corrupt")))?);
+    }
+    Ok(History {
+        header,
+        records,
+        cut: None,
+    })
 }
 
 #[cfg(test)]
@@ -589,14 +599,22 @@ mod tests {
                 contract_examples: vec!["unparseable · HTTP 201 · key s1-0-0-0 · <html>".into()],
             },
             records: (0..100).map(record).collect(),
+            cut: None,
         };
         h.write(&path).expect("write");
         let back = History::read(&path).expect("read");
         assert_eq!(back.header, h.header);
         assert_eq!(back.records, h.records);
+        assert_eq!(back.cut, None, "a whole file has its end frame");
+        // magic, header frame, one records frame, end frame
         assert_eq!(
             std::fs::metadata(&path).expect("meta").len() as usize,
-            8 + 4 + serde_json::to_vec(&h.header).expect("json").len() + 8 + 100 * RECORD_BYTES
+            8 + 9
+                + serde_json::to_vec(&h.header).expect("json").len()
+                + 9
+                + 100 * RECORD_BYTES
+                + 9
+                + 8
         );
     }
 

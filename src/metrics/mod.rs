@@ -13,7 +13,7 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::history::{Code, Record, STATUS_CLASSES, Violation, status_class};
+use crate::history::{Code, HistoryError, Record, STATUS_CLASSES, Sink, Violation, status_class};
 use crate::scenario::RegionState;
 
 pub mod outage;
@@ -111,41 +111,12 @@ struct Shard {
     /// Requests' latency since the last sample; the sampler folds it into the run's total.
     interval_raw_us: Histogram<u64>,
     regions: Vec<(Counters, Histogram<u64>)>,
-    history: Chunks,
-    dropped: u64,
+    /// Records not yet handed to the history writer.
+    batch: Vec<Record>,
 }
 
-/// A shard's history in chunks that are never moved: appending copies one record, where
-/// a growing `Vec` would copy every record again at each growth.
-#[derive(Default)]
-struct Chunks {
-    chunks: Vec<Vec<Record>>,
-    len: usize,
-}
-
-impl Chunks {
-    /// Chunks start small (a short run stays small) and double up to this many records.
-    const MAX_CHUNK: usize = 4096;
-
-    fn push(&mut self, r: Record) {
-        let full = self.chunks.last().is_none_or(|c| c.len() == c.capacity());
-        if full {
-            let next = self
-                .chunks
-                .last()
-                .map_or(64, |c| (c.capacity() * 2).min(Self::MAX_CHUNK));
-            self.chunks.push(Vec::with_capacity(next));
-        }
-        if let Some(c) = self.chunks.last_mut() {
-            c.push(r);
-        }
-        self.len += 1;
-    }
-}
-
-/// Most history records kept per shard (16 shards: 64M records, ~3.5 GiB at the limit).
-/// Past it, records are counted as dropped and the audit cannot be complete.
-pub const MAX_HISTORY_PER_SHARD: usize = 1 << 22;
+/// Records a shard hands to the history writer at once (~240 KiB).
+pub const HISTORY_BATCH: usize = 4096;
 
 impl Shard {
     fn new(regions: usize) -> Shard {
@@ -158,8 +129,7 @@ impl Shard {
             regions: (0..regions)
                 .map(|_| (Counters::default(), histogram()))
                 .collect(),
-            history: Chunks::default(),
-            dropped: 0,
+            batch: Vec::new(),
         }
     }
 }
@@ -196,6 +166,8 @@ pub struct Metrics {
     violation_examples: Mutex<Vec<String>>,
     /// What the current fault did to each region's clients.
     pub outages: Outages,
+    /// Where the history streams (a run's `history.bin`).
+    sink: Sink,
 }
 
 /// Contract violations kept in words (the rest are counted).
@@ -268,7 +240,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Metrics {
-    pub fn new(regions: usize) -> Metrics {
+    /// A recorder that streams the history to `sink` as it is made: memory for it is
+    /// `SHARDS` batches and the writer's queue, whatever the run's length.
+    pub fn new(regions: usize, sink: Sink) -> Metrics {
         Metrics {
             shards: (0..SHARDS)
                 .map(|_| Mutex::new(Shard::new(regions)))
@@ -282,6 +256,7 @@ impl Metrics {
             violations: AtomicU64::new(0),
             violation_examples: Mutex::new(Vec::new()),
             outages: Outages::new(regions),
+            sink,
         }
     }
 
@@ -357,28 +332,33 @@ impl Metrics {
                 let _ = h.record(us);
             }
         }
-        if s.history.len < MAX_HISTORY_PER_SHARD {
-            s.history.push(*r);
-        } else {
-            s.dropped += 1;
+        s.batch.push(*r);
+        if s.batch.len() >= HISTORY_BATCH {
+            let full = std::mem::replace(&mut s.batch, Vec::with_capacity(HISTORY_BATCH));
+            drop(guard);
+            self.sink.send(full);
         }
     }
 
-    /// Every recorded request, ordered by invoke time, and how many were dropped.
-    pub fn take_history(&self) -> (Vec<Record>, u64) {
-        let total: usize = self.shards.iter().map(|s| lock(s).history.len).sum();
-        let mut all = Vec::with_capacity(total);
-        let mut dropped = 0;
+    /// Hand every shard's pending records to the history writer and have it flush (once
+    /// a second, and at each fault's start and heal): a killed run loses at most that.
+    pub fn flush_history(&self) {
+        self.hand_over_batches();
+        self.sink.flush();
+    }
+
+    fn hand_over_batches(&self) {
         for shard in self.shards.iter() {
-            let mut s = lock(shard);
-            // Move and free shard by shard, so the peak stays near one copy.
-            for chunk in std::mem::take(&mut s.history).chunks {
-                all.extend(chunk);
-            }
-            dropped += s.dropped;
+            let pending = std::mem::take(&mut lock(shard).batch);
+            self.sink.send(pending);
         }
-        all.sort_unstable_by_key(|r| (r.invoke_ms, r.agent, r.purchase, r.variant, r.complete_ms));
-        (all, dropped)
+    }
+
+    /// The run is over: write what is pending, the notes and the end of the history file.
+    /// The records written.
+    pub fn finish_history(&self, contract_examples: Vec<String>) -> Result<u64, HistoryError> {
+        self.hand_over_batches();
+        self.sink.finish(contract_examples)
     }
 
     /// One finished logical purchase, latency from its intended start.
@@ -535,9 +515,45 @@ mod tests {
         }
     }
 
+    fn sink(dir: &std::path::Path) -> Sink {
+        let header = crate::history::Header {
+            version: crate::history::HISTORY_VERSION,
+            scenario: "m".into(),
+            seed: 1,
+            key_prefix: "p".into(),
+            merchant_id: "m".into(),
+            items: vec!["i".into()],
+            mandates: vec!["a".into()],
+            regions: vec!["r0".into(), "r1".into()],
+            stock_per_item: 1,
+            cap_per_mandate_minor: 1,
+            price_minor: 1,
+            currency: "USD".into(),
+            shard: None,
+            run_id: "r".into(),
+            contract_examples: Vec::new(),
+        };
+        Sink::create(&dir.join("history.bin"), &header).expect("sink")
+    }
+
+    #[test]
+    fn every_request_reaches_the_history_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let m = Metrics::new(2, sink(dir.path()));
+        let n = HISTORY_BATCH as u32 * 3 + 17;
+        for agent in 0..n {
+            m.record_request(agent, &rec(Code::Committed, 1, (agent % 2) as u8), 1000);
+        }
+        m.flush_history();
+        assert_eq!(m.finish_history(vec![]).expect("finish"), u64::from(n));
+        let h = crate::history::History::read(&dir.path().join("history.bin")).expect("read");
+        assert_eq!((h.records.len(), h.cut), (n as usize, None));
+    }
+
     #[test]
     fn shards_merge_and_intervals_drain() {
-        let m = Metrics::new(2);
+        let dir = tempfile::tempdir().expect("dir");
+        let m = Metrics::new(2, sink(dir.path()));
         for agent in 0..100u32 {
             m.record_request(agent, &rec(Code::Committed, 3, (agent % 2) as u8), 1000);
         }

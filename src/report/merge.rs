@@ -155,7 +155,13 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
     for s in &mut shards {
         records.append(&mut s.history.records);
     }
-    let history = History { header, records };
+    // A shard killed mid-run leaves a cut history: the merge is as cut as its worst shard.
+    let cut = shards.iter().find_map(|s| s.history.cut.clone());
+    let history = History {
+        header,
+        records,
+        cut,
+    };
     let first = &shards[0];
 
     // Histograms.

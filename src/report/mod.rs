@@ -34,6 +34,7 @@ pub async fn conclude(
     let history = History {
         header: result.history.header.clone(),
         records: std::mem::take(&mut result.history.records),
+        cut: result.history.cut.clone(),
     };
     let audit =
         crate::audit::audit_owned(result.db_url.as_ref(), history, result.history_dropped).await;

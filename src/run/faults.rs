@@ -286,6 +286,8 @@ impl Timeline {
                 };
                 if due {
                     self.fire(&mut entries, i, regions, metrics, now_ms);
+                    // The history up to the fault is on disk before anything breaks.
+                    metrics.flush_history();
                 }
             } else if let (Some(start), Some(after), None, FaultAction::RegionDown { .. }) = (
                 e.record.started_ms,
@@ -295,6 +297,7 @@ impl Timeline {
             ) && now_ms >= start + after.as_millis() as u64
             {
                 heal(e, regions, now_ms);
+                metrics.flush_history();
             }
         }
     }
@@ -306,6 +309,7 @@ impl Timeline {
         let i = entries.iter().position(|e| e.record.started_ms.is_none())?;
         entries[i].record.trigger = "key".into();
         self.fire(&mut entries, i, regions, metrics, now_ms);
+        metrics.flush_history();
         Some(entries[i].record.clone())
     }
 

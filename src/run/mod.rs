@@ -217,11 +217,32 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
     let (items, mandates) = (shop.items.clone(), shop.mandates.clone());
     let region_names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
     let region_weights: Vec<f64> = s.regions.iter().map(|r| r.weight).collect();
+    // The history streams to disk from the first request: a killed run keeps it.
+    let key_prefix = key_prefix(&opts.run_id, s.seed);
+    let header = history::Header {
+        version: history::HISTORY_VERSION,
+        scenario: s.name.clone(),
+        seed: s.seed,
+        key_prefix: key_prefix.clone(),
+        merchant_id: shop.merchant_id.to_string(),
+        items: items.iter().map(|u| u.to_string()).collect(),
+        mandates: mandates.iter().map(|u| u.to_string()).collect(),
+        regions: region_names.clone(),
+        stock_per_item: shop.stock_per_item,
+        cap_per_mandate_minor: shop.cap_per_mandate_minor,
+        price_minor: shop.price_minor,
+        currency: shop.currency.clone(),
+        shard: opts.shard,
+        run_id: opts.run_id.to_string(),
+        contract_examples: Vec::new(),
+    };
+    let history_path = opts.dir.join("history.bin");
+    let sink = history::Sink::create(&history_path, &header)?;
     let world = Arc::new(World {
-        metrics: Metrics::new(regions.len()),
+        metrics: Metrics::new(regions.len(), sink),
         regions,
         seed: s.seed,
-        key_prefix: key_prefix(&opts.run_id, s.seed),
+        key_prefix,
         merchant_id: shop.merchant_id,
         items: shop.items,
         mandates: shop.mandates,
@@ -328,30 +349,12 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
     world.metrics.sample(sampler::region_states(&world));
 
     let elapsed_ms = world.metrics.start.elapsed().as_millis() as u64;
-    let (records, history_dropped) = world.metrics.take_history();
-    let history = History {
-        header: history::Header {
-            version: history::HISTORY_VERSION,
-            scenario: s.name.clone(),
-            seed: s.seed,
-            key_prefix: world.key_prefix.clone(),
-            merchant_id: world.merchant_id.to_string(),
-            items: items.iter().map(|u| u.to_string()).collect(),
-            mandates: mandates.iter().map(|u| u.to_string()).collect(),
-            regions: region_names.clone(),
-            stock_per_item: shop.stock_per_item,
-            cap_per_mandate_minor: shop.cap_per_mandate_minor,
-            price_minor: shop.price_minor,
-            currency: shop.currency.clone(),
-            shard: opts.shard,
-            run_id: opts.run_id.to_string(),
-            contract_examples: world.metrics.violation_examples(),
-        },
-        records,
-    };
-    tracing::info!(memory_kib = ?crate::metrics::memory_kib(), "history taken");
-    let history_path = opts.dir.join("history.bin");
-    history.write(&history_path)?;
+    let written = world
+        .metrics
+        .finish_history(world.metrics.violation_examples())?;
+    tracing::info!(records = written, memory_kib = ?crate::metrics::memory_kib(), "history written");
+    let history = History::read(&history_path)?;
+    let history_dropped = 0;
     let indeterminate = history::Indeterminate::of(&history.records);
     let db_url = url;
     Ok(RunResult {

@@ -143,6 +143,8 @@ pub async fn sample_every_second(
     every.tick().await;
     while !stop.load(Ordering::Acquire) {
         every.tick().await;
+        // What the agents recorded this second reaches the disk: a killed run keeps it.
+        w.metrics.flush_history();
         let sample = w.metrics.sample(region_states(&w));
         if progress {
             let counts = *live.lock().unwrap_or_else(|p| p.into_inner());
