@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Memory over a long run: an open-model run of MINUTES minutes (default 10) at RATE agents/s
+# (default 1000) on the embedded default, a region fault every minute (crash, lost-ack,
+# blackhole, outage in turn, each healed after 20 s), the process's resident memory sampled
+# every second. Prints the RSS after the first minute and at the last arrival, the peak, and
+# the least-squares slope over the arrivals after the first minute: flat means the history
+# streams to disk and nothing else grows with the run's length. Not a test.
+#
+#   scripts/bench-soak.sh                 # MINUTES=10 RATE=1000
+#   MINUTES=2 scripts/bench-soak.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MINUTES="${MINUTES:-10}"
+RATE="${RATE:-1000}"
+cargo build --release --quiet --bin swarm
+WORK="$(mktemp -d)"
+trap 'kill "${PID:-}" 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+{
+    echo "name = \"rss-soak\""
+    echo "seed = 7"
+    echo "catalog = { items = 4, stock = 200000, buckets = 16, price_minor = 2500, currency = \"USD\" }"
+    echo "mandates = { count = 20000, cap_minor = 100000, shards = 4 }"
+    echo "agents = { count = $((MINUTES * 60 * RATE)), in_flight = 256, arrival = \"rate\", rate_per_s = $RATE }"
+    echo "mix = { well_behaved = 0.9, double_submit = 0.04, crash_restart = 0.03, key_rotator = 0.01, payload_mutator = 0.02 }"
+    echo "retry = { timeout_ms = 1000, max_attempts = 8, backoff_ms = [10, 500] }"
+    printf '[[regions]]\nname = "a"\n[[regions]]\nname = "b"\n'
+    modes=(crash lost-ack blackhole outage)
+    for m in $(seq 1 $((MINUTES - 1))); do
+        region=$([[ $((m % 2)) -eq 0 ]] && echo a || echo b)
+        printf '[[faults]]\nat = "%dm"\nkind = "region-down"\nregion = "%s"\nmode = "%s"\nheal_after = "20s"\n' \
+            "$m" "$region" "${modes[$(((m - 1) % 4))]}"
+    done
+} >"$WORK/soak.toml"
+CI=true target/release/swarm run "$WORK/soak.toml" --no-tui --report-dir "$WORK/run" >"$WORK/out" 2>&1 &
+PID=$!
+: >"$WORK/rss"
+t=0
+while kill -0 "$PID" 2>/dev/null; do
+    rss="$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$PID/status" 2>/dev/null || true)"
+    [[ -n "$rss" ]] && echo "$t $rss" >>"$WORK/rss"
+    sleep 1
+    t=$((t + 1))
+done
+wait "$PID" && code=0 || code=$?
+python3 - "$WORK/rss" "$WORK/run/summary.json" "$code" "$MINUTES" "$RATE" <<'PY'
+import json, sys
+pts = [tuple(map(int, l.split())) for l in open(sys.argv[1]) if l.strip()]
+s = json.load(open(sys.argv[2])) if sys.argv[3] in ("0", "1", "2", "3") else {}
+# The arrival phase only: the end (replays, reading the history back, the audit) is
+# reported as the peak.
+arrival_s = int(sys.argv[4]) * 60
+warm = [(t, r) for t, r in pts if 60 <= t <= arrival_s] or pts
+n = len(warm)
+mt = sum(t for t, _ in warm) / n
+mr = sum(r for _, r in warm) / n
+var = sum((t - mt) ** 2 for t, _ in warm) or 1
+slope = sum((t - mt) * (r - mr) for t, r in warm) / var  # KiB per second
+print(f"run                 {sys.argv[4]} min at {sys.argv[5]} agents/s, a fault a minute "
+      f"({s.get('agents_done', '?')} agents, verdict {s.get('validity', '?')}, exit {sys.argv[3]})")
+print(f"RSS after warm-up   {warm[0][1] / 1024:.0f} MiB (at {warm[0][0]} s)")
+print(f"RSS at the last arrival {warm[-1][1] / 1024:.0f} MiB (at {warm[-1][0]} s)")
+print(f"peak RSS            {max(r for _, r in pts) / 1024:.0f} MiB (the end included: replays, history read back, audit)")
+print(f"slope after warm-up {slope * 60 / 1024:+.2f} MiB/min ({n} samples)")
+PY
