@@ -71,6 +71,12 @@ fn check_killed_history(dir: &Path, db: &str, after: Duration) {
     let history = swarm::history::History::read(&path)
         .unwrap_or_else(|e| panic!("killed {after:?} in, the history reads: {e}"));
     assert!(history.cut.is_some(), "killed {after:?} in: no end frame");
+    // The header went first: which scenario, by the hash of its text.
+    use sha2::Digest;
+    assert_eq!(
+        history.header.scenario_sha256,
+        hex::encode(sha2::Sha256::digest(SCENARIO.as_bytes()))
+    );
     assert!(
         !history.records.is_empty(),
         "killed {after:?} in, after the first progress line: a second of records was flushed"

@@ -406,6 +406,7 @@ mod tests {
         Header {
             version: crate::history::HISTORY_VERSION,
             scenario: "t".into(),
+            scenario_sha256: String::new(),
             seed: 1,
             key_prefix: "s1".into(),
             merchant_id: "m".into(),

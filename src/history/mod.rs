@@ -319,6 +319,9 @@ impl Record {
 pub struct Header {
     pub version: u32,
     pub scenario: String,
+    /// SHA-256 of the scenario file's text (hex; empty in version 3 files).
+    #[serde(default)]
+    pub scenario_sha256: String,
     pub seed: u64,
     /// Keys are `{key_prefix}-{agent}-{purchase}-{variant}`.
     pub key_prefix: String,
@@ -584,6 +587,7 @@ mod tests {
             header: Header {
                 version: HISTORY_VERSION,
                 scenario: "t".into(),
+                scenario_sha256: String::new(),
                 seed: 1,
                 key_prefix: "s1".into(),
                 merchant_id: "m".into(),

@@ -519,6 +519,7 @@ mod tests {
         let header = crate::history::Header {
             version: crate::history::HISTORY_VERSION,
             scenario: "m".into(),
+            scenario_sha256: String::new(),
             seed: 1,
             key_prefix: "p".into(),
             merchant_id: "m".into(),

@@ -222,6 +222,7 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
     let header = history::Header {
         version: history::HISTORY_VERSION,
         scenario: s.name.clone(),
+        scenario_sha256: s.text_sha256.clone(),
         seed: s.seed,
         key_prefix: key_prefix.clone(),
         merchant_id: shop.merchant_id.to_string(),

@@ -124,6 +124,10 @@ impl Scenario {
         // The keys the file writes (it parsed as a scenario, so it parses as a table): a
         // file that says nothing would run every default, almost surely the wrong file.
         let written: toml::Table = toml::from_str(text).unwrap_or_default();
+        {
+            use sha2::{Digest, Sha256};
+            scenario.text_sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+        }
         if written.is_empty() {
             return Err(at_start(
                 "empty scenario: say at least its name (e.g. name = \"smoke\")",

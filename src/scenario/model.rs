@@ -57,6 +57,9 @@ pub struct Scenario {
     /// What the file says that does not apply and is ignored (printed before the run).
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// SHA-256 of the file's text, in hex: which scenario a history came from.
+    #[serde(skip)]
+    pub text_sha256: String,
 }
 
 fn default_seed() -> u64 {
