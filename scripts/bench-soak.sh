@@ -38,7 +38,8 @@ PID=$!
 : >"$WORK/rss"
 t=0
 while kill -0 "$PID" 2>/dev/null; do
-    rss="$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$PID/status" 2>/dev/null || true)"
+    # Resident total, anonymous (the heap) and file-backed (mapped files: the database).
+    rss="$(awk '/^(VmRSS|RssAnon|RssFile):/ {printf "%s ", $2}' "/proc/$PID/status" 2>/dev/null || true)"
     [[ -n "$rss" ]] && echo "$t $rss" >>"$WORK/rss"
     sleep 1
     t=$((t + 1))
@@ -46,21 +47,31 @@ done
 wait "$PID" && code=0 || code=$?
 python3 - "$WORK/rss" "$WORK/run/summary.json" "$code" "$MINUTES" "$RATE" <<'PY'
 import json, sys
-pts = [tuple(map(int, l.split())) for l in open(sys.argv[1]) if l.strip()]
+pts = [tuple(map(int, l.split())) for l in open(sys.argv[1]) if len(l.split()) == 4]
 s = json.load(open(sys.argv[2])) if sys.argv[3] in ("0", "1", "2", "3") else {}
 # The arrival phase only: the end (replays, reading the history back, the audit) is
 # reported as the peak.
 arrival_s = int(sys.argv[4]) * 60
-warm = [(t, r) for t, r in pts if 60 <= t <= arrival_s] or pts
-n = len(warm)
-mt = sum(t for t, _ in warm) / n
-mr = sum(r for _, r in warm) / n
-var = sum((t - mt) ** 2 for t, _ in warm) or 1
-slope = sum((t - mt) * (r - mr) for t, r in warm) / var  # KiB per second
+
+
+def slope(rows, col):
+    """Least-squares slope of column `col` (KiB) over time, in MiB per minute."""
+    n = len(rows)
+    if n < 2:
+        return 0.0
+    mt = sum(r[0] for r in rows) / n
+    mv = sum(r[col] for r in rows) / n
+    var = sum((r[0] - mt) ** 2 for r in rows) or 1
+    return sum((r[0] - mt) * (r[col] - mv) for r in rows) / var * 60 / 1024
+
+
+warm = [p for p in pts if 60 <= p[0] <= arrival_s] or pts
+late = [p for p in warm if p[0] >= (60 + arrival_s) / 2] or warm
 print(f"run                 {sys.argv[4]} min at {sys.argv[5]} agents/s, a fault a minute "
       f"({s.get('agents_done', '?')} agents, verdict {s.get('validity', '?')}, exit {sys.argv[3]})")
-print(f"RSS after warm-up   {warm[0][1] / 1024:.0f} MiB (at {warm[0][0]} s)")
-print(f"RSS at the last arrival {warm[-1][1] / 1024:.0f} MiB (at {warm[-1][0]} s)")
-print(f"peak RSS            {max(r for _, r in pts) / 1024:.0f} MiB (the end included: replays, history read back, audit)")
-print(f"slope after warm-up {slope * 60 / 1024:+.2f} MiB/min ({n} samples)")
+print(f"RSS after warm-up   {warm[0][1] / 1024:.0f} MiB (at {warm[0][0]} s; heap {warm[0][2] / 1024:.0f}, mapped files {warm[0][3] / 1024:.0f})")
+print(f"RSS at last arrival {warm[-1][1] / 1024:.0f} MiB (at {warm[-1][0]} s; heap {warm[-1][2] / 1024:.0f}, mapped files {warm[-1][3] / 1024:.0f})")
+print(f"peak RSS            {max(p[1] for p in pts) / 1024:.0f} MiB (the end included: replays, history read back, audit)")
+print(f"slope after warm-up {slope(warm, 1):+.2f} MiB/min total, {slope(warm, 2):+.2f} heap, {slope(warm, 3):+.2f} mapped files ({len(warm)} samples)")
+print(f"slope, second half  {slope(late, 1):+.2f} MiB/min total, {slope(late, 2):+.2f} heap, {slope(late, 3):+.2f} mapped files ({len(late)} samples)")
 PY
