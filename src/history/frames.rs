@@ -83,11 +83,21 @@ fn encode_records(records: &[Record], out: &mut Vec<u8>) {
     }
 }
 
-fn header_bytes(path: &Path, header: &Header) -> Result<Vec<u8>, HistoryError> {
-    serde_json::to_vec(header).map_err(|e| HistoryError::Format {
+/// Create `path` with the magic and the header frame (buffered: not yet on disk).
+fn start(path: &Path, header: &Header) -> Result<BufWriter<std::fs::File>, HistoryError> {
+    let io_err = |source| HistoryError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let header = serde_json::to_vec(header).map_err(|e| HistoryError::Format {
         path: path.display().to_string(),
         reason: e.to_string(),
-    })
+    })?;
+    let file = std::fs::File::create(path).map_err(io_err)?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    w.write_all(MAGIC).map_err(io_err)?;
+    write_frame(&mut w, HEADER, &header).map_err(io_err)?;
+    Ok(w)
 }
 
 /// Write a whole history at once (a merge, a test).
@@ -96,10 +106,7 @@ pub fn write_all(path: &Path, h: &History) -> Result<(), HistoryError> {
         path: path.display().to_string(),
         source,
     };
-    let file = std::fs::File::create(path).map_err(io_err)?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    w.write_all(MAGIC).map_err(io_err)?;
-    write_frame(&mut w, HEADER, &header_bytes(path, &h.header)?).map_err(io_err)?;
+    let mut w = start(path, &h.header)?;
     let mut payload = Vec::new();
     for chunk in h.records.chunks(RECORDS_PER_FRAME) {
         encode_records(chunk, &mut payload);
@@ -128,10 +135,7 @@ impl Sink {
             path: path.display().to_string(),
             source,
         };
-        let file = std::fs::File::create(path).map_err(io_err)?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
-        w.write_all(MAGIC).map_err(io_err)?;
-        write_frame(&mut w, HEADER, &header_bytes(path, header)?).map_err(io_err)?;
+        let mut w = start(path, header)?;
         w.flush().map_err(io_err)?;
         w.get_ref().sync_data().map_err(io_err)?;
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
@@ -403,24 +407,7 @@ mod tests {
     use crate::history::{Code, Op, Persona};
 
     fn header() -> Header {
-        Header {
-            version: crate::history::HISTORY_VERSION,
-            scenario: "t".into(),
-            scenario_sha256: String::new(),
-            seed: 1,
-            key_prefix: "s1".into(),
-            merchant_id: "m".into(),
-            items: vec!["i".into()],
-            mandates: vec!["a".into()],
-            regions: vec!["r".into()],
-            stock_per_item: 10,
-            cap_per_mandate_minor: 100,
-            price_minor: 25,
-            currency: "USD".into(),
-            shard: None,
-            run_id: "r1".into(),
-            contract_examples: Vec::new(),
-        }
+        Header::for_tests()
     }
 
     fn record(i: u32) -> Record {

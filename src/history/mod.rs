@@ -347,6 +347,31 @@ pub struct Header {
     pub contract_examples: Vec<String>,
 }
 
+#[cfg(test)]
+impl Header {
+    /// A small header for unit tests: one item, one mandate, one region.
+    pub(crate) fn for_tests() -> Header {
+        Header {
+            version: HISTORY_VERSION,
+            scenario: "t".into(),
+            scenario_sha256: String::new(),
+            seed: 1,
+            key_prefix: "s1".into(),
+            merchant_id: "m".into(),
+            items: vec!["i".into()],
+            mandates: vec!["a".into()],
+            regions: vec!["r".into()],
+            stock_per_item: 10,
+            cap_per_mandate_minor: 100,
+            price_minor: 25,
+            currency: "USD".into(),
+            shard: None,
+            run_id: "r1".into(),
+            contract_examples: Vec::new(),
+        }
+    }
+}
+
 /// 4: the framed file, written as the run goes (`frames`); 3: one block written at the
 /// end (still read). Both: 58-byte records (`semantic_hash`, `detail`), `answer_hash` masks
 /// `replayed` wherever it stands; the header carries the run id and contract examples.
@@ -585,22 +610,8 @@ mod tests {
         let path = dir.path().join("h.bin");
         let h = History {
             header: Header {
-                version: HISTORY_VERSION,
-                scenario: "t".into(),
-                scenario_sha256: String::new(),
-                seed: 1,
-                key_prefix: "s1".into(),
-                merchant_id: "m".into(),
-                items: vec!["i".into()],
-                mandates: vec!["a".into()],
-                regions: vec!["r".into()],
-                stock_per_item: 10,
-                cap_per_mandate_minor: 100,
-                price_minor: 25,
-                currency: "USD".into(),
-                shard: None,
-                run_id: "r1".into(),
                 contract_examples: vec!["unparseable · HTTP 201 · key s1-0-0-0 · <html>".into()],
+                ..Header::for_tests()
             },
             records: (0..100).map(record).collect(),
             cut: None,

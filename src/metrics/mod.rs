@@ -517,22 +517,8 @@ mod tests {
 
     fn sink(dir: &std::path::Path) -> Sink {
         let header = crate::history::Header {
-            version: crate::history::HISTORY_VERSION,
-            scenario: "m".into(),
-            scenario_sha256: String::new(),
-            seed: 1,
-            key_prefix: "p".into(),
-            merchant_id: "m".into(),
-            items: vec!["i".into()],
-            mandates: vec!["a".into()],
             regions: vec!["r0".into(), "r1".into()],
-            stock_per_item: 1,
-            cap_per_mandate_minor: 1,
-            price_minor: 1,
-            currency: "USD".into(),
-            shard: None,
-            run_id: "r".into(),
-            contract_examples: Vec::new(),
+            ..crate::history::Header::for_tests()
         };
         Sink::create(&dir.join("history.bin"), &header).expect("sink")
     }
