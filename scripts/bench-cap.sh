@@ -23,8 +23,10 @@ PID=$!
 t=0
 while kill -0 "$PID" 2>/dev/null; do
     rss="$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$PID/status" 2>/dev/null || true)"
-    agents="$(grep -o 'agents [0-9]*/' "$WORK/out" 2>/dev/null | tail -1 | tr -dc 0-9 || true)"
-    [[ -n "$rss" ]] && echo "$t $rss ${agents:-0}" >>"$WORK/rss"
+    # 1 while agents arrive: the last progress line is the agents' (not the end-of-run
+    # replay's, nor the summary).
+    arriving="$(tail -n 1 "$WORK/out" 2>/dev/null | grep -c '^\[.*\] agents [0-9]*/' || true)"
+    [[ -n "$rss" ]] && echo "$t $rss ${arriving:-0}" >>"$WORK/rss"
     sleep 1
     t=$((t + 1))
 done
@@ -36,7 +38,7 @@ python3 - "$WORK" "$code" "$start" "$end" "$AGENTS" <<'PY'
 import json, os, re, sys
 work, code, start, end, agents = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 rows = [tuple(map(int, l.split())) for l in open(f"{work}/rss") if len(l.split()) == 3]
-arriving = [r for r in rows if 0 < r[2] < agents] or rows
+arriving = [r for r in rows if r[2] == 1] or rows
 s = json.load(open(f"{work}/run/summary.json")) if os.path.exists(f"{work}/run/summary.json") else {}
 audit_ms = sum(t["ms"] for t in s.get("audit", {}).get("timings", []))
 time_v = open(f"{work}/audit.time").read()
