@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The direct target at the agent cap: scenarios/million.toml with AGENTS agents (default
 # 10,000,000, the cap; mostly declined) on the embedded default. Prints the run's wall time,
-# its resident memory while agents arrive (sampled each second) and at its peak (the end
-# included: the history read back and audited), the size of history.bin, then the same
+# its peak resident memory up to the last agent (swarm logs it then) and over the whole run
+# (sampled each second; the end included: the history read back and audited), the size of
+# history.bin, then the same
 # audit again as `swarm audit --db --history` on its own: wall time and peak RSS. Not a test.
 #
 #   scripts/bench-cap.sh                  # AGENTS=10000000
@@ -16,17 +17,14 @@ trap 'kill "${PID:-}" 2>/dev/null; rm -rf "$WORK"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 start=$(date +%s.%N)
-CI=true target/release/swarm run scenarios/million.toml --no-tui --agents "$AGENTS" \
+CI=true SWARM_LOG=swarm=info target/release/swarm run scenarios/million.toml --no-tui --agents "$AGENTS" \
     --report-dir "$WORK/run" >"$WORK/out" 2>&1 &
 PID=$!
 : >"$WORK/rss"
 t=0
 while kill -0 "$PID" 2>/dev/null; do
     rss="$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$PID/status" 2>/dev/null || true)"
-    # 1 while agents arrive: the last progress line is the agents' (not the end-of-run
-    # replay's, nor the summary).
-    arriving="$(tail -n 1 "$WORK/out" 2>/dev/null | grep -c '^\[.*\] agents [0-9]*/' || true)"
-    [[ -n "$rss" ]] && echo "$t $rss ${arriving:-0}" >>"$WORK/rss"
+    [[ -n "$rss" ]] && echo "$t $rss" >>"$WORK/rss"
     sleep 1
     t=$((t + 1))
 done
@@ -37,8 +35,10 @@ end=$(date +%s.%N)
 python3 - "$WORK" "$code" "$start" "$end" "$AGENTS" <<'PY'
 import json, os, re, sys
 work, code, start, end, agents = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
-rows = [tuple(map(int, l.split())) for l in open(f"{work}/rss") if len(l.split()) == 3]
-arriving = [r for r in rows if r[2] == 1] or rows
+rows = [tuple(map(int, l.split())) for l in open(f"{work}/rss") if len(l.split()) == 2]
+# swarm logs its resident and peak memory when the last agent is done.
+done = next((l for l in open(f"{work}/out") if "agents done" in l), "")
+hwm = re.search(r"memory_kib[^(]*\((\d+), (\d+)\)", done)  # colours may sit in between
 s = json.load(open(f"{work}/run/summary.json")) if os.path.exists(f"{work}/run/summary.json") else {}
 audit_ms = sum(t["ms"] for t in s.get("audit", {}).get("timings", []))
 time_v = open(f"{work}/audit.time").read()
@@ -46,7 +46,7 @@ peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", time_v)
 wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", time_v)
 print(f"run                 {s.get('agents_done', '?')} agents (million.toml, embedded default), verdict {s.get('validity', '?')}, exit {code}")
 print(f"wall                {end - start:.0f} s (the audit inside it: {audit_ms / 1000:.1f} s)")
-print(f"RSS while arriving  {max(r[1] for r in arriving) / 1024:.0f} MiB at most ({len(arriving)} samples)")
+print(f"peak RSS, agents    {int(hwm.group(2)) / 1024 if hwm else 0:.0f} MiB (when the last agent was done, as swarm logs it)")
 print(f"peak RSS of the run {max(r[1] for r in rows) / 1024:.0f} MiB (the end included: history read back, audit)")
 print(f"history.bin         {os.path.getsize(f'{work}/run/history.bin') / 2**20:.0f} MiB")
 print(f"swarm audit alone   {wall.group(1) if wall else '?'} wall, peak RSS {int(peak.group(1)) / 1024 if peak else 0:.0f} MiB")
