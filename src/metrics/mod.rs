@@ -4,7 +4,10 @@
 //! Invariants: nothing on an agent's hot path takes a global lock. Agents record into one
 //! of `SHARDS` striped shards (chosen by agent id), so two agents rarely meet on a lock; a
 //! sampler drains each shard's interval figures once a second to build the series; readers
-//! merge shards. Latencies are microseconds.
+//! merge shards. History records wait in their shard's batch and leave for the history
+//! writer (`history::Sink`) when it is full, each second and at each fault, outside the
+//! shard's lock; a full writer queue makes the recorder wait rather than grow. Latencies
+//! are microseconds.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

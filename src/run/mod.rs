@@ -214,7 +214,6 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         (None, None) => unreachable!("an embedded database is always given"),
     };
     let shop = Shop::resolve(s, &plan, &regions).await?;
-    let (items, mandates) = (shop.items.clone(), shop.mandates.clone());
     let region_names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
     let region_weights: Vec<f64> = s.regions.iter().map(|r| r.weight).collect();
     // The history streams to disk from the first request: a killed run keeps it.
@@ -226,8 +225,8 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         seed: s.seed,
         key_prefix: key_prefix.clone(),
         merchant_id: shop.merchant_id.to_string(),
-        items: items.iter().map(|u| u.to_string()).collect(),
-        mandates: mandates.iter().map(|u| u.to_string()).collect(),
+        items: shop.items.iter().map(|u| u.to_string()).collect(),
+        mandates: shop.mandates.iter().map(|u| u.to_string()).collect(),
         regions: region_names.clone(),
         stock_per_item: shop.stock_per_item,
         cap_per_mandate_minor: shop.cap_per_mandate_minor,
