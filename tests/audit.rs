@@ -80,7 +80,6 @@ async fn run_and_audit(scenario: Scenario, url: &DbUrl) -> (History, audit::Repo
     let report = audit::audit(audit::Input {
         db: Some(url),
         history: Some(&run.history),
-        history_dropped: run.history_dropped,
         state_only: false,
     })
     .await;
@@ -418,7 +417,6 @@ async fn hand_corruptions_are_flagged_on(
         let report = audit::audit(audit::Input {
             db: Some(&url),
             history: Some(&history),
-            history_dropped: 0,
             state_only: false,
         })
         .await;
@@ -471,7 +469,6 @@ async fn history_only_audit_says_what_it_could_not_check() {
     let report = audit::audit(audit::Input {
         db: None,
         history: Some(&history),
-        history_dropped: 0,
         state_only: false,
     })
     .await;
@@ -495,7 +492,6 @@ async fn history_only_audit_says_what_it_could_not_check() {
     let report = audit::audit(audit::Input {
         db: None,
         history: Some(&inflated),
-        history_dropped: 0,
         state_only: false,
     })
     .await;
@@ -650,7 +646,6 @@ async fn the_readme_lists_every_check() {
         let report = audit::audit(audit::Input {
             db,
             history: Some(&history),
-            history_dropped: 0,
             state_only: false,
         })
         .await;

@@ -238,7 +238,6 @@ async fn failover_loses_acknowledgements_and_resolves_every_one() {
     let report = swarm::audit::audit(swarm::audit::Input {
         db: Some(&db),
         history: Some(&history),
-        history_dropped: 0,
         state_only: false,
     })
     .await;

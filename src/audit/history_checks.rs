@@ -12,32 +12,25 @@ use super::verdict::{Check, Invariant};
 use crate::history::{Cut, Header, Persona, Violation, key};
 
 /// Checks that need only the history.
-pub fn history_only(h: &Header, facts: &[KeyFacts], dropped: u64, cut: Option<&Cut>) -> Vec<Check> {
+pub fn history_only(h: &Header, facts: &[KeyFacts], cut: Option<&Cut>) -> Vec<Check> {
     let k = |f: &KeyFacts| key(&h.key_prefix, f.id.0, f.id.1, f.id.2);
     let mut checks = Vec::new();
-    checks.push(if let Some(cut) = cut {
-        Check::unknown(
+    checks.push(match cut {
+        Some(cut) => Check::unknown(
             "history.complete",
             Invariant::History,
             format!(
                 "the history ends at byte {} ({}): the run was cut short, and requests in flight then are not in it",
                 cut.offset, cut.reason
             ),
-        )
-    } else if dropped == 0 {
-        Check::violations(
+        ),
+        None => Check::violations(
             "history.complete",
             Invariant::History,
             0,
             vec![],
             "every request was recorded",
-        )
-    } else {
-        Check::unknown(
-            "history.complete",
-            Invariant::History,
-            format!("{dropped} requests were not recorded (history limit)"),
-        )
+        ),
     });
     // A check over keys: how many match, and the first keys by name.
     let over_keys = |name, invariant, matches: &dyn Fn(&KeyFacts) -> bool, detail| {

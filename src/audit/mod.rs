@@ -25,8 +25,6 @@ use std::time::Instant;
 pub struct Input<'a> {
     pub db: Option<&'a DbUrl>,
     pub history: Option<&'a History>,
-    /// Requests the run could not record (history limit).
-    pub history_dropped: u64,
     /// The state checks alone: a database whose last run never finished is audited
     /// anyway, without the `run.finished` check.
     pub state_only: bool,
@@ -96,33 +94,19 @@ pub async fn audit(input: Input<'_>) -> Report {
         .map(|h| (h.header.clone(), facts::key_facts(h)));
     let grouped = Timing::since("history: group records by key", clock);
     let cut = input.history.and_then(|h| h.cut.clone());
-    let mut report = audit_facts(
-        input.db,
-        facts,
-        input.history_dropped,
-        input.state_only,
-        cut,
-    )
-    .await;
+    let mut report = audit_facts(input.db, facts, input.state_only, cut).await;
     report.timings.insert(0, grouped);
     report
 }
 
 /// `audit` for a history it may consume: the records are freed once grouped by key, so a
 /// million-agent run is audited without holding records, key facts and intents at once.
-pub async fn audit_owned(db: Option<&DbUrl>, mut history: History, history_dropped: u64) -> Report {
+pub async fn audit_owned(db: Option<&DbUrl>, mut history: History) -> Report {
     let clock = Instant::now();
     let facts = facts::key_facts(&history);
     history.records = Vec::new();
     let grouped = Timing::since("history: group records by key", clock);
-    let mut report = audit_facts(
-        db,
-        Some((history.header, facts)),
-        history_dropped,
-        false,
-        history.cut,
-    )
-    .await;
+    let mut report = audit_facts(db, Some((history.header, facts)), false, history.cut).await;
     report.timings.insert(0, grouped);
     report
 }
@@ -130,7 +114,6 @@ pub async fn audit_owned(db: Option<&DbUrl>, mut history: History, history_dropp
 async fn audit_facts(
     db: Option<&DbUrl>,
     history: Option<(Header, Vec<facts::KeyFacts>)>,
-    history_dropped: u64,
     state_only: bool,
     cut: Option<Cut>,
 ) -> Report {
@@ -187,12 +170,7 @@ async fn audit_facts(
     match history {
         Some((header, facts)) => {
             let clock = Instant::now();
-            checks.extend(history_checks::history_only(
-                &header,
-                &facts,
-                history_dropped,
-                cut.as_ref(),
-            ));
+            checks.extend(history_checks::history_only(&header, &facts, cut.as_ref()));
             timings.push(Timing::since("history: client-side checks", clock));
             match &source {
                 Some(_) => {

@@ -24,12 +24,11 @@ pub async fn audit(args: AuditArgs) -> Result<i32, Exit> {
         None => None,
     };
     let report = match history {
-        Some(h) => swarm::audit::audit_owned(url.as_ref(), h, 0).await,
+        Some(h) => swarm::audit::audit_owned(url.as_ref(), h).await,
         None => {
             swarm::audit::audit(swarm::audit::Input {
                 db: url.as_ref(),
                 history: None,
-                history_dropped: 0,
                 state_only: args.state_only,
             })
             .await

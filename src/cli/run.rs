@@ -297,7 +297,6 @@ async fn audit_leftover(url: &DbUrl) -> Result<(swarm::audit::Validity, String),
     let report = swarm::audit::audit(swarm::audit::Input {
         db: Some(url),
         history: None,
-        history_dropped: 0,
         state_only: true,
     })
     .await;

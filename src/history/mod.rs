@@ -16,7 +16,7 @@ mod answer;
 mod frames;
 
 pub use answer::{StreamHash, Violation, answer_hash};
-pub use frames::{Cut, FLUSH_EVERY, Sink};
+pub use frames::{Cut, Sink};
 
 /// How a request ended, from the client's side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -482,7 +482,7 @@ impl History {
     }
 
     /// Records in the order the audit reads them: by invoke time, then key.
-    pub fn sort(records: &mut [Record]) {
+    fn sort(records: &mut [Record]) {
         records
             .sort_unstable_by_key(|r| (r.invoke_ms, r.agent, r.purchase, r.variant, r.complete_ms));
     }

@@ -68,13 +68,6 @@ pub struct Outage {
     pub unavailable_ms: Option<u64>,
 }
 
-impl Outage {
-    /// Failed, and not back yet.
-    pub fn is_down(&self) -> bool {
-        self.first_error_ms.is_some() && self.recovered_ms.is_none()
-    }
-}
-
 /// Every region's window.
 pub struct Outages {
     opened_ms: AtomicU32,
@@ -189,7 +182,8 @@ mod tests {
         o.observe(&rec(0, Code::Committed, 60, 140));
         o.observe(&rec(0, Code::Reset, 95, 200));
         o.observe(&rec(0, Code::Timeout, 120, 400));
-        assert!(o.read()[0].is_down());
+        let down = o.read()[0];
+        assert!(down.first_error_ms.is_some() && down.recovered_ms.is_none());
         // Sent before the first failure and answered after it: a straggler, not a recovery.
         o.observe(&rec(0, Code::Committed, 180, 500));
         // A decline is served too; sent after the first failure, it ends the window.

@@ -240,7 +240,7 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
     // One audit over the merged history and the shared database.
     std::fs::create_dir_all(out).map_err(|e| bad(out, e.to_string()))?;
     history.write(&out.join("history.bin"))?;
-    m.audit = crate::audit::audit_owned(Some(&db), history, 0).await;
+    m.audit = crate::audit::audit_owned(Some(&db), history).await;
     let occ_retries = m.counters.get("occ_retries").copied().unwrap_or(0);
     m.headline = super::Headline::of(&m.audit, occ_retries, &m.attempts);
     let rules: Vec<(Metric, Threshold)> = m.thresholds.iter().map(|t| (t.metric, t.rule)).collect();

@@ -36,8 +36,7 @@ pub async fn conclude(
         records: std::mem::take(&mut result.history.records),
         cut: result.history.cut.clone(),
     };
-    let audit =
-        crate::audit::audit_owned(result.db_url.as_ref(), history, result.history_dropped).await;
+    let audit = crate::audit::audit_owned(result.db_url.as_ref(), history).await;
     tracing::info!(memory_kib = ?crate::metrics::memory_kib(), "audited");
     let summary = Summary::build(scenario, &result, audit);
     let written = write_all(&result.dir, &summary, &result);

@@ -108,7 +108,6 @@ pub struct RunResult {
     pub db_engine: String,
     pub history_path: PathBuf,
     pub history: History,
-    pub history_dropped: u64,
     pub metrics: metrics::Snapshot,
     pub series: Vec<Sample>,
     pub faults: Vec<FaultRecord>,
@@ -354,7 +353,6 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         .finish_history(world.metrics.violation_examples())?;
     tracing::info!(records = written, memory_kib = ?crate::metrics::memory_kib(), "history written");
     let history = History::read(&history_path)?;
-    let history_dropped = 0;
     let indeterminate = history::Indeterminate::of(&history.records);
     let db_url = url;
     Ok(RunResult {
@@ -364,7 +362,6 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         db_engine,
         history_path,
         history,
-        history_dropped,
         metrics: world.metrics.snapshot(),
         series: world.metrics.series(),
         faults: timeline.records(&world.metrics),

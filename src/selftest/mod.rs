@@ -263,7 +263,6 @@ async fn run_fresh(
             let report = audit::audit(audit::Input {
                 db: Some(&url),
                 history: Some(&run.history),
-                history_dropped: run.history_dropped,
                 state_only: false,
             })
             .await;
