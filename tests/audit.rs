@@ -77,13 +77,50 @@ async fn run_and_audit(scenario: Scenario, url: &DbUrl) -> (History, audit::Repo
     })
     .await
     .expect("run");
+    let history = History::read(&run.history_path).expect("history");
     let report = audit::audit(audit::Input {
         db: Some(url),
-        history: Some(&run.history),
+        history: Some(&history),
         state_only: false,
     })
     .await;
-    (run.history, report)
+    (history, report)
+}
+
+/// The audit of `history` in memory, and of the same history as a file with a memory budget
+/// so small that it is split into many parts, must agree in every check: validity, count
+/// and examples. The in-memory report comes back.
+async fn audit_both_ways(db: Option<&DbUrl>, history: &History) -> audit::Report {
+    let in_memory = audit::audit(audit::Input {
+        db,
+        history: Some(history),
+        state_only: false,
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("history.bin");
+    history.write(&path).expect("write");
+    let split = audit::audit_files(db, &[path], 4 << 10)
+        .await
+        .expect("audit");
+    let parts = split
+        .timings
+        .iter()
+        .find(|t| t.phase.starts_with("history: read"))
+        .map(|t| t.phase.clone())
+        .unwrap_or_default();
+    assert!(
+        !parts.contains(" into 1 part"),
+        "a 4 KiB budget should split {} records: {parts}",
+        history.records.len()
+    );
+    assert_eq!(split.validity, in_memory.validity, "{split}\n{in_memory}");
+    assert_eq!(split.checks, in_memory.checks);
+    assert_eq!(
+        (&split.mode, &split.skipped, &split.sold),
+        (&in_memory.mode, &in_memory.skipped, &in_memory.sold)
+    );
+    in_memory
 }
 
 /// A clean run into `url`; its history.
@@ -414,12 +451,7 @@ async fn hand_corruptions_are_flagged_on(
         let (_guard, url) = make_db().await;
         let history = clean_run(&url).await;
         let example = corrupt(&url, c.what).await;
-        let report = audit::audit(audit::Input {
-            db: Some(&url),
-            history: Some(&history),
-            state_only: false,
-        })
-        .await;
+        let report = audit_both_ways(Some(&url), &history).await;
         assert_eq!(report.validity, Validity::Invalid, "{}: {report}", c.what);
         let check = report
             .check(c.check)
@@ -460,6 +492,44 @@ async fn hand_corruptions_are_flagged_with_their_ids_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hand_corruptions_are_flagged_with_their_ids_on_postgres() {
     hand_corruptions_are_flagged_on(async || (None, common::fresh_pg().await)).await;
+}
+
+/// A history and a database that disagree in many ways at once: the audit split into parts
+/// by a tiny memory budget finds the same, with the same first examples.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_past_its_memory_budget_finds_the_same_as_one_in_memory() {
+    use swarm::history::{Code, Kind};
+    let (_g, url) = common::fresh_sqlite();
+    let mut history = clean_run(&url).await;
+    // Acknowledged commits deleted from the database: lost commits, orphan rows.
+    common::execute(
+        &url,
+        "DELETE FROM intent WHERE idem_key IN \
+           (SELECT idem_key FROM intent WHERE outcome = 'COMMITTED' ORDER BY idem_key DESC LIMIT 25)",
+    )
+    .await;
+    // Answers that differ from the stored snapshots, and answers that never came.
+    for (i, r) in history.records.iter_mut().enumerate() {
+        if i % 5 == 0 && r.kind() == Kind::Ok {
+            r.response_hash ^= 1;
+        } else if i % 11 == 0 && r.kind() == Kind::Ok {
+            r.code = Code::Timeout;
+            r.status = 0;
+        }
+    }
+    let report = audit_both_ways(Some(&url), &history).await;
+    for (check, at_least) in [
+        ("history.lost_commit", 11),
+        ("history.snapshot_mismatch", 11),
+        ("history.unresolved", 11),
+    ] {
+        let c = report.check(check).expect(check);
+        assert!(c.count >= at_least, "{check}: {c:?}");
+        assert_eq!(c.examples.len(), 10, "{check}");
+    }
+    assert_eq!(report.validity, Validity::Invalid);
+    // And without the database.
+    audit_both_ways(None, &history).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

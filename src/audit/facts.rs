@@ -2,7 +2,7 @@
 //! the first request (by sequence, then invoke time) giving the payload. The facts are
 //! everything the history checks need, so a million keys cost one small struct each.
 
-use crate::history::{Code, History, Kind, Persona, Record};
+use crate::history::{Code, Kind, Persona, Record};
 
 /// A key as `(agent, purchase, variant)`.
 pub type KeyId = (u32, u16, u8);
@@ -62,19 +62,27 @@ impl KeyFacts {
     }
 }
 
-/// Group the records by key; the first request (by sequence, then invoke time) gives
-/// the payload.
-pub fn key_facts(h: &History) -> Vec<KeyFacts> {
-    let mut order: Vec<u32> = (0..h.records.len() as u32).collect();
-    order.sort_by_key(|&i| {
-        let r = &h.records[i as usize];
-        (r.agent, r.purchase, r.variant, r.seq, r.invoke_ms)
+/// Group the records by key (sorting them in place); the first request (by sequence, then
+/// invoke time) gives the payload. The order is total over what the facts read, so the
+/// facts do not depend on the order the records came in.
+pub fn key_facts(records: &mut [Record]) -> Vec<KeyFacts> {
+    records.sort_unstable_by_key(|r| {
+        (
+            r.agent,
+            r.purchase,
+            r.variant,
+            r.seq,
+            r.invoke_ms,
+            r.complete_ms,
+            r.response_hash,
+            r.code as u8,
+            r.replayed,
+        )
     });
     let mut out: Vec<KeyFacts> = Vec::new();
     // (key index, answer hash, semantic hash, replayed) of every answer after the first.
     let mut answers: Vec<(usize, u64, u64, bool)> = Vec::new();
-    for i in order {
-        let r: &Record = &h.records[i as usize];
+    for r in records.iter() {
         let id = (r.agent, r.purchase, r.variant);
         if out.last().is_none_or(|f| f.id != id) {
             out.push(KeyFacts {

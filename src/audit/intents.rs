@@ -5,7 +5,7 @@
 //! Invariant: `intent` is read once per audit, whatever the mode; everything else the
 //! auditor reads is commit-sized or catalog-sized. The catalog (merchants, items,
 //! mandates) is held in maps for the pass; a million intents are never held as rows,
-//! only as the compact `DbIntent` the history checks merge-join with.
+//! only as the compact `PartIntent`s the history checks merge-join with, in parts.
 
 use std::borrow::Cow;
 
@@ -14,42 +14,20 @@ use foldhash::HashMap;
 use serde::Deserialize;
 
 use super::facts::KeyId;
+use super::history_checks::Firsts;
+use super::parts::{PartIntent, Parts};
 use super::source::{Row, Source};
 use super::verdict::MAX_EXAMPLES;
 use crate::history::{answer_hash, key};
 use crate::sut::db::DbError;
 
-/// One intent as the history checks read it.
-#[derive(Debug, Clone)]
-pub struct DbIntent {
-    /// Parsed from the key; `None` when the key is not one this history's clients use.
-    pub id: Option<KeyId>,
-    /// Kept only for keys that do not parse (they are reported by name).
-    pub foreign_key: Option<Box<str>>,
-    pub committed: bool,
-    pub quantity: i64,
-    pub amount_minor: i64,
-    pub snapshot_hash: u64,
-    /// Index into `Intents::items`.
-    pub item: u32,
-}
-
-impl DbIntent {
-    pub fn key(&self, prefix: &str) -> String {
-        match (&self.foreign_key, self.id) {
-            (Some(k), _) => k.to_string(),
-            (None, Some(id)) => key(prefix, id.0, id.1, id.2),
-            (None, None) => String::new(),
-        }
-    }
-}
-
-/// The non-sandbox intents, sorted by key id (foreign keys last), and the item ids they
-/// name (interned).
+/// The intents a history cannot explain by key: none of its clients would send them.
 #[derive(Debug, Default)]
-pub struct Intents {
-    pub rows: Vec<DbIntent>,
-    pub items: Vec<String>,
+pub struct Foreign {
+    /// How many, and the first keys by name.
+    pub keys: Firsts<Box<str>>,
+    /// Units the committed ones claimed, by catalog item index.
+    pub claimed: HashMap<u32, i64>,
 }
 
 /// Findings of one per-intent check: how many, and the first few ids.
@@ -71,8 +49,10 @@ impl Found {
 /// What the pass found.
 #[derive(Debug, Default)]
 pub struct Scan {
-    /// Collected only when a history is audited (its key prefix given).
-    pub intents: Option<Intents>,
+    /// The catalog's item ids, by the index intents name them with.
+    pub items: Vec<String>,
+    /// With a history: the intents of keys its clients do not use.
+    pub foreign: Foreign,
     /// Stored snapshots that disagree with their intent's columns.
     pub snapshot_mismatch: Found,
     /// Intents whose merchant, mandate or item is missing, another merchant's, or in
@@ -268,12 +248,12 @@ fn parse_key(prefix: &str, k: &str) -> Option<KeyId> {
     (key(prefix, agent, purchase, variant) == k).then_some(id)
 }
 
-/// Read every intent once. `prefix`: the audited history's key prefix, when there is one
-/// (then the non-sandbox intents are kept for the history checks).
-pub async fn scan(src: &Source, prefix: Option<&str>) -> Result<Scan, DbError> {
+/// Read every intent once. `history`: the audited history's key prefix and the parts its
+/// records went to, when there is one: the non-sandbox intents of its keys go to the same
+/// parts, the others are counted as foreign.
+pub async fn scan(src: &Source, mut history: Option<(&str, &mut Parts)>) -> Result<Scan, DbError> {
     let catalog = catalog(src).await?;
     let mut scan = Scan::default();
-    let mut rows = prefix.map(|_| Vec::new());
     let mut committed_units = vec![0i64; catalog.items_by_index.len()];
     let mut committed_intents = vec![0u64; catalog.items_by_index.len()];
     src.for_each_row(
@@ -301,21 +281,30 @@ pub async fn scan(src: &Source, prefix: Option<&str>) -> Result<Scan, DbError> {
                 committed_units[item.index as usize] += quantity;
                 committed_intents[item.index as usize] += 1;
             }
-            if let (Some(rows), Some(prefix)) = (rows.as_mut(), prefix) {
+            if let Some((prefix, parts)) = history.as_mut() {
                 if item.is_some_and(|i| i.sandbox) {
                     return Ok(());
                 }
                 let k = text(r, 0)?;
-                let id = parse_key(prefix, k);
-                rows.push(DbIntent {
-                    id,
-                    foreign_key: if id.is_none() { Some(k.into()) } else { None },
-                    committed,
-                    quantity,
-                    amount_minor,
-                    snapshot_hash: answer_hash(snapshot.as_bytes()),
-                    item: item.map_or(u32::MAX, |i| i.index),
-                });
+                let item = item.map_or(u32::MAX, |i| i.index);
+                match parse_key(prefix, k) {
+                    Some(id) => parts
+                        .push_intent(&PartIntent {
+                            id,
+                            committed,
+                            quantity,
+                            amount_minor,
+                            snapshot_hash: answer_hash(snapshot.as_bytes()),
+                            item,
+                        })
+                        .map_err(|e| DbError::Other(format!("the audit's work files: {e}")))?,
+                    None => {
+                        scan.foreign.keys.add(k.into());
+                        if committed {
+                            *scan.foreign.claimed.entry(item).or_default() += quantity;
+                        }
+                    }
+                }
             }
             Ok(())
         },
@@ -340,18 +329,7 @@ pub async fn scan(src: &Source, prefix: Option<&str>) -> Result<Scan, DbError> {
             });
         }
     }
-    if let Some(mut rows) = rows {
-        rows.sort_by(|a, b| match (a.id, b.id) {
-            (Some(x), Some(y)) => x.cmp(&y),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => a.foreign_key.cmp(&b.foreign_key),
-        });
-        scan.intents = Some(Intents {
-            rows,
-            items: catalog.items_by_index.into_iter().map(|i| i.id).collect(),
-        });
-    }
+    scan.items = catalog.items_by_index.into_iter().map(|i| i.id).collect();
     Ok(scan)
 }
 

@@ -8,26 +8,42 @@
 mod facts;
 mod history_checks;
 mod intents;
+mod parts;
 mod source;
 mod state;
 mod verdict;
 
-use crate::addr::DbUrl;
-use crate::history::{Cut, Header, History};
+use std::path::PathBuf;
 
+use thiserror::Error;
+
+use crate::addr::DbUrl;
+use crate::history::{Cut, Header, History, HistoryError, RECORD_BYTES, Reader};
+use parts::Parts;
+
+pub use parts::DEFAULT_BUDGET_BYTES;
 pub use source::Source;
 pub use state::LiveCounts;
 pub use verdict::{Check, Invariant, ItemSold, MAX_EXAMPLES, Report, Timing, Validity};
 
 use std::time::Instant;
 
-/// What to audit.
+/// What to audit, with the history in memory (tests, the selftest's small runs).
 pub struct Input<'a> {
     pub db: Option<&'a DbUrl>,
     pub history: Option<&'a History>,
     /// The state checks alone: a database whose last run never finished is audited
     /// anyway, without the `run.finished` check.
     pub state_only: bool,
+}
+
+/// Why an audit of history files could not run.
+#[derive(Debug, Error)]
+pub enum AuditError {
+    #[error("{0}")]
+    History(#[from] HistoryError),
+    #[error("the audit's work files: {0}")]
+    Work(#[from] std::io::Error),
 }
 
 const STATE_CHECKS: &[&str] = &[
@@ -86,39 +102,127 @@ const HISTORY_CHECKS: &[&str] = &[
     "history.unresolved",
 ];
 
-/// Run every check the input allows.
+/// Run every check the input allows (the history, if any, in memory).
 pub async fn audit(input: Input<'_>) -> Report {
-    let clock = Instant::now();
-    let facts = input
-        .history
-        .map(|h| (h.header.clone(), facts::key_facts(h)));
-    let grouped = Timing::since("history: group records by key", clock);
-    let cut = input.history.and_then(|h| h.cut.clone());
-    let mut report = audit_facts(input.db, facts, input.state_only, cut).await;
-    report.timings.insert(0, grouped);
-    report
+    let history = input.history.map(Histories::Memory);
+    match run(input.db, history, input.state_only, DEFAULT_BUDGET_BYTES).await {
+        Ok(report) => report,
+        // A history in memory fits in one part: nothing is written, so nothing can fail;
+        // were it to, the verdict could not be valid.
+        Err(e) => unreadable(&e),
+    }
 }
 
-/// `audit` for a history it may consume: the records are freed once grouped by key, so a
-/// million-agent run is audited without holding records, key facts and intents at once.
-pub async fn audit_owned(db: Option<&DbUrl>, mut history: History) -> Report {
-    let clock = Instant::now();
-    let facts = facts::key_facts(&history);
-    history.records = Vec::new();
-    let grouped = Timing::since("history: group records by key", clock);
-    let mut report = audit_facts(db, Some((history.header, facts)), false, history.cut).await;
-    report.timings.insert(0, grouped);
-    report
+/// The report of an audit that could not read its history: unknown, saying why.
+pub fn unreadable(e: &AuditError) -> Report {
+    Report::new(
+        "history-only",
+        vec![Check::unknown(
+            "history.complete",
+            Invariant::History,
+            e.to_string(),
+        )],
+        Vec::new(),
+    )
 }
 
-async fn audit_facts(
+/// Audit history files (one run's, or every shard's of one run, read in turn) against
+/// `db`, holding about `budget_bytes` of records, facts and intents at a time: beyond it
+/// the records and intents are split by agent into temporary files and compared part by
+/// part, with the same verdict, counts and examples.
+pub async fn audit_files(
     db: Option<&DbUrl>,
-    history: Option<(Header, Vec<facts::KeyFacts>)>,
+    paths: &[PathBuf],
+    budget_bytes: u64,
+) -> Result<Report, AuditError> {
+    let mut readers = Vec::with_capacity(paths.len());
+    for p in paths {
+        let len = std::fs::metadata(p)
+            .map_err(|source| HistoryError::Io {
+                path: p.display().to_string(),
+                source,
+            })?
+            .len();
+        readers.push((Reader::open(p)?, len));
+    }
+    run(db, Some(Histories::Files(readers)), false, budget_bytes).await
+}
+
+/// Where the audited history is.
+enum Histories<'a> {
+    Memory(&'a History),
+    /// Readers at their first record, with the files' lengths (at least one).
+    Files(Vec<(Reader, u64)>),
+}
+
+impl Histories<'_> {
+    /// The run's header (of several shards', the first, without its shard); `None` for
+    /// an empty list of files.
+    fn header(&self) -> Option<Header> {
+        match self {
+            Histories::Memory(h) => Some(h.header.clone()),
+            Histories::Files(readers) => {
+                let mut header = readers.first()?.0.header().clone();
+                if readers.len() > 1 {
+                    header.shard = None;
+                }
+                Some(header)
+            }
+        }
+    }
+
+    /// About how many records there are (a file holds at most its length in records).
+    fn records_estimate(&self) -> u64 {
+        match self {
+            Histories::Memory(h) => h.records.len() as u64,
+            Histories::Files(readers) => {
+                readers.iter().map(|(_, len)| len).sum::<u64>() / RECORD_BYTES as u64
+            }
+        }
+    }
+
+    /// Put every record in `parts`: where the history was cut, and the contract examples
+    /// its notes hold.
+    fn split(self, parts: &mut Parts) -> Result<(Option<Cut>, Vec<String>), AuditError> {
+        match self {
+            Histories::Memory(h) => {
+                for r in &h.records {
+                    parts.push_record(r)?;
+                }
+                Ok((h.cut.clone(), Vec::new()))
+            }
+            Histories::Files(readers) => {
+                let mut cut = None;
+                let mut examples = Vec::new();
+                let mut batch = Vec::new();
+                for (mut reader, _) in readers {
+                    while reader.next_records(&mut batch)? {
+                        for r in batch.drain(..) {
+                            parts.push_record(&r)?;
+                        }
+                    }
+                    let (c, e) = reader.ending();
+                    // Of several shards, the first cut speaks for the whole.
+                    if cut.is_none() {
+                        cut = c;
+                    }
+                    examples.extend(e);
+                }
+                Ok((cut, examples))
+            }
+        }
+    }
+}
+
+async fn run(
+    db: Option<&DbUrl>,
+    history: Option<Histories<'_>>,
     state_only: bool,
-    cut: Option<Cut>,
-) -> Report {
+    budget_bytes: u64,
+) -> Result<Report, AuditError> {
     let mut checks = Vec::new();
     let mut skipped: Vec<String> = Vec::new();
+    let mut timings = Vec::new();
     let source = match db {
         Some(url) => match Source::open(url).await {
             Ok(s) => Some(s),
@@ -133,33 +237,58 @@ async fn audit_facts(
         },
         None => None,
     };
-    let mut timings = Vec::new();
+    let mut header = history.as_ref().and_then(Histories::header);
     if let (Some(src), false) = (&source, state_only) {
         // The run whose history is audited has not written its finish marker yet.
-        let auditing = history.as_ref().map(|(h, _)| h.run_id.as_str());
+        let auditing = header.as_ref().map(|h| h.run_id.as_str());
         checks.extend(state::run_finished(src, auditing).await);
     }
+    // The history's records go to their parts first; the intents follow in the scan.
+    let mut parts = None;
+    let mut cut = None;
+    if let (Some(history), Some(h)) = (history, header.as_mut()) {
+        let clock = Instant::now();
+        let intents = match &source {
+            Some(src) => state::intent_count(src).await.unwrap_or(0),
+            None => 0,
+        };
+        let n = parts::count_for(history.records_estimate(), intents, budget_bytes);
+        let mut p = Parts::new(n, budget_bytes)?;
+        let (c, examples) = history.split(&mut p)?;
+        cut = c;
+        if h.contract_examples.is_empty() {
+            h.contract_examples = examples;
+        }
+        timings.push(Timing::since(
+            format!("history: read {} records into {n} part(s)", p.records),
+            clock,
+        ));
+        parts = Some(p);
+    }
     // Every intent is read once: for the state checks that need each row, and (with a
-    // history) for the comparison with what clients were told.
-    let mut loaded: Result<intents::Intents, String> = Err("no database".into());
+    // history) into the parts, for the comparison with what clients were told.
+    let mut scanned: Result<intents::Scan, String> = Err("no database".into());
     let mut sold = Vec::new();
     if let Some(src) = &source {
         let clock = Instant::now();
-        let prefix = history.as_ref().map(|(h, _)| h.key_prefix.as_str());
-        let scan = intents::scan(src, prefix).await.map_err(|e| e.to_string());
+        let into = match (&header, parts.as_mut()) {
+            (Some(h), Some(p)) => Some((h.key_prefix.as_str(), p)),
+            _ => None,
+        };
+        let scan = intents::scan(src, into).await.map_err(|e| e.to_string());
         timings.push(Timing::since("read every intent", clock));
         let (state_checks, state_timings) = state::run(src, &scan).await;
         checks.extend(state_checks);
         timings.extend(state_timings);
-        loaded = scan.map(|mut s| {
+        scanned = scan.map(|mut s| {
             sold = std::mem::take(&mut s.sold);
-            s.intents.unwrap_or_default()
+            s
         });
     } else if db.is_none() {
         skipped.extend(STATE_CHECKS.iter().map(|s| s.to_string()));
     }
-    let shard = history.as_ref().is_some_and(|(h, _)| h.shard.is_some());
-    let mode = match (db.is_some(), history.is_some()) {
+    let shard = header.as_ref().is_some_and(|h| h.shard.is_some());
+    let mode = match (db.is_some(), header.is_some()) {
         // One shard's history cannot explain the others' intents: some checks wait for
         // `swarm merge`, and the mode says so beside them.
         (true, true) if shard => "shard",
@@ -167,53 +296,67 @@ async fn audit_facts(
         (true, false) => "state-only",
         (false, _) => "history-only",
     };
-    match history {
-        Some((header, facts)) => {
+    match (header, parts) {
+        (Some(header), Some(mut parts)) => {
             let clock = Instant::now();
-            checks.extend(history_checks::history_only(&header, &facts, cut.as_ref()));
-            timings.push(Timing::since("history: client-side checks", clock));
-            match &source {
-                Some(_) => {
-                    match loaded {
-                        Ok(intents) => {
-                            let clock = Instant::now();
-                            let mut cross =
-                                history_checks::against_db(&header, &facts, &intents, cut.as_ref());
-                            if header.shard.is_some() {
-                                // One shard's history cannot explain the other shards'
-                                // intents: those checks belong to `swarm merge`.
-                                cross.retain(|c| {
-                                    let partial = SHARD_DEFERRED.contains(&c.name.as_str());
-                                    if partial {
-                                        skipped.push(c.name.clone());
-                                    }
-                                    !partial
-                                });
+            let compare = source.is_some() && scanned.is_ok();
+            let mut tally = history_checks::Tally::default();
+            for i in 0..parts.count() {
+                let mut records = parts.take_records(i)?;
+                let facts = facts::key_facts(&mut records);
+                drop(records);
+                let intents = if compare {
+                    let mut intents = parts.take_intents(i)?;
+                    intents.sort_unstable_by_key(|d| d.id);
+                    Some(intents)
+                } else {
+                    None
+                };
+                tally.part(&header, &facts, intents.as_deref());
+            }
+            timings.push(Timing::since(
+                format!(
+                    "history: group by key and compare, {} part(s)",
+                    parts.count()
+                ),
+                clock,
+            ));
+            checks.extend(tally.history_only(&header, cut.as_ref()));
+            match (&source, scanned) {
+                (Some(_), Ok(scan)) => {
+                    tally.foreign(&scan.foreign.keys, &scan.foreign.claimed);
+                    let mut cross = tally.against_db_checks(&header, &scan.items, cut.as_ref());
+                    if header.shard.is_some() {
+                        // One shard's history cannot explain the other shards' intents:
+                        // those checks belong to `swarm merge`.
+                        cross.retain(|c| {
+                            let partial = SHARD_DEFERRED.contains(&c.name.as_str());
+                            if partial {
+                                skipped.push(c.name.clone());
                             }
-                            checks.extend(cross);
-                            timings
-                                .push(Timing::since("history: compare with the database", clock));
-                        }
-                        Err(e) => {
-                            for name in DB_HISTORY_CHECKS {
-                                checks.push(Check::unknown(
-                                    name,
-                                    Invariant::History,
-                                    format!("could not read intents: {e}"),
-                                ));
-                            }
-                        }
+                            !partial
+                        });
+                    }
+                    checks.extend(cross);
+                }
+                (Some(_), Err(e)) => {
+                    for name in DB_HISTORY_CHECKS {
+                        checks.push(Check::unknown(
+                            name,
+                            Invariant::History,
+                            format!("could not read intents: {e}"),
+                        ));
                     }
                 }
-                None if db.is_none() => {
-                    checks.extend(history_checks::declared(&header, &facts));
-                    sold = history_checks::acknowledged_sales(&header, &facts);
+                (None, _) if db.is_none() => {
+                    checks.extend(tally.declared(&header));
+                    sold = tally.acknowledged_sales(&header);
                     skipped.extend(DB_HISTORY_CHECKS.iter().map(|s| s.to_string()));
                 }
-                None => {}
+                (None, _) => {}
             }
         }
-        None => {
+        _ => {
             skipped.extend(HISTORY_CHECKS.iter().map(|s| s.to_string()));
             skipped.extend(DB_HISTORY_CHECKS.iter().map(|s| s.to_string()));
         }
@@ -221,7 +364,7 @@ async fn audit_facts(
     let mut report = Report::new(mode, checks, skipped);
     report.timings = timings;
     report.sold = sold;
-    report
+    Ok(report)
 }
 
 /// One poll of the live subset on `src`.

@@ -542,3 +542,12 @@ pub async fn run_finished(src: &Source, auditing: Option<&str>) -> Option<Check>
         ),
     ))
 }
+
+/// How many intents the database holds (the audit sizes its parts by it).
+pub async fn intent_count(src: &Source) -> Result<u64, crate::sut::db::DbError> {
+    let rows = src
+        .rows("SELECT CAST(count(*) AS BIGINT) FROM intent")
+        .await?;
+    let count = rows.first().and_then(|r| r.first()).map_or(0, Val::int);
+    Ok(count.max(0) as u64)
+}

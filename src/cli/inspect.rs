@@ -19,12 +19,16 @@ pub async fn audit(args: AuditArgs) -> Result<i32, Exit> {
         Some(u) => Some(parse_url(u)?),
         None => None,
     };
-    let history = match &args.history {
-        Some(p) => Some(swarm::history::History::read(p).map_err(usage)?),
-        None => None,
-    };
-    let report = match history {
-        Some(h) => swarm::audit::audit_owned(url.as_ref(), h).await,
+    let report = match &args.history {
+        Some(p) => {
+            let paths = [p.clone()];
+            let budget = args.memory_mib << 20;
+            match swarm::audit::audit_files(url.as_ref(), &paths, budget).await {
+                Ok(report) => report,
+                Err(e @ swarm::audit::AuditError::History(_)) => return Err(usage(e)),
+                Err(e) => return Err(internal(e)),
+            }
+        }
         None => {
             swarm::audit::audit(swarm::audit::Input {
                 db: url.as_ref(),

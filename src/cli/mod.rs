@@ -152,6 +152,10 @@ pub struct AuditArgs {
     /// timed out) without reporting that run as unresolved.
     #[arg(long, conflicts_with = "history")]
     pub state_only: bool,
+    /// Memory the audit may hold for the history's records and the intents at a time
+    /// (MiB); a larger history is split into parts in temporary files (`TMPDIR`).
+    #[arg(long, default_value_t = swarm::audit::DEFAULT_BUDGET_BYTES >> 20, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub memory_mib: u64,
 }
 
 fn parse_patroni(s: &str) -> Result<swarm::addr::Endpoint, String> {

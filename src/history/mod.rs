@@ -254,7 +254,8 @@ impl Record {
         self.code.kind()
     }
 
-    fn encode(&self, out: &mut [u8; RECORD_BYTES]) {
+    /// The record's 58 bytes as the history file holds them.
+    pub fn encode(&self, out: &mut [u8; RECORD_BYTES]) {
         out[0..4].copy_from_slice(&self.agent.to_le_bytes());
         out[4..8].copy_from_slice(&self.mandate.to_le_bytes());
         out[8..12].copy_from_slice(&self.invoke_ms.to_le_bytes());
@@ -277,7 +278,8 @@ impl Record {
         out[57] = self.detail;
     }
 
-    fn decode(b: &[u8; RECORD_BYTES]) -> Option<Record> {
+    /// A record from its 58 bytes (`None`: a byte out of its range).
+    pub fn decode(b: &[u8; RECORD_BYTES]) -> Option<Record> {
         let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
         let u64_at = |i: usize| {
@@ -427,6 +429,45 @@ pub struct History {
     pub cut: Option<Cut>,
 }
 
+/// The agents' own requests without a definite answer, and whether their keys settled.
+#[derive(Default)]
+struct OpenKeys {
+    requests: u64,
+    keys: std::collections::HashMap<(u32, u16, u8), bool>,
+}
+
+impl OpenKeys {
+    fn open(&mut self, records: &[Record]) {
+        for r in records
+            .iter()
+            .filter(|r| r.op == Op::Commit && r.kind() == Kind::Info)
+        {
+            self.requests += 1;
+            self.keys.insert((r.agent, r.purchase, r.variant), false);
+        }
+    }
+
+    /// Mark the open keys an agent's own request settled with a business answer.
+    fn settle(&mut self, records: &[Record]) {
+        for r in records
+            .iter()
+            .filter(|r| r.op == Op::Commit && r.kind() == Kind::Ok)
+        {
+            if let Some(settled) = self.keys.get_mut(&(r.agent, r.purchase, r.variant)) {
+                *settled = true;
+            }
+        }
+    }
+
+    fn figures(&self) -> Indeterminate {
+        Indeterminate {
+            requests: self.requests,
+            keys: self.keys.len() as u64,
+            settled_by_agents: self.keys.values().filter(|s| **s).count() as u64,
+        }
+    }
+}
+
 /// The requests of a run that got no definite answer (the agents' own, not the end-of-run
 /// replay), the keys they were on, and how many of those keys an agent's own request then
 /// (or concurrently) settled with a business answer. The rest were left to the end-of-run
@@ -439,29 +480,27 @@ pub struct Indeterminate {
 }
 
 impl Indeterminate {
+    /// Of the records in `records`.
     pub fn of(records: &[Record]) -> Indeterminate {
-        let mut keys: std::collections::HashMap<(u32, u16, u8), bool> = Default::default();
-        let mut requests = 0;
-        for r in records
-            .iter()
-            .filter(|r| r.op == Op::Commit && r.kind() == Kind::Info)
-        {
-            requests += 1;
-            keys.insert((r.agent, r.purchase, r.variant), false);
-        }
-        for r in records
-            .iter()
-            .filter(|r| r.op == Op::Commit && r.kind() == Kind::Ok)
-        {
-            if let Some(settled) = keys.get_mut(&(r.agent, r.purchase, r.variant)) {
-                *settled = true;
+        let mut open = OpenKeys::default();
+        open.open(records);
+        open.settle(records);
+        open.figures()
+    }
+
+    /// Of a history file, read twice a frame at a time (the open keys are held, not the
+    /// records).
+    pub fn read(path: &Path) -> Result<Indeterminate, HistoryError> {
+        let mut open = OpenKeys::default();
+        let mut batch = Vec::new();
+        for pass in [OpenKeys::open, OpenKeys::settle] {
+            let mut reader = Reader::open(path)?;
+            while reader.next_records(&mut batch)? {
+                pass(&mut open, &batch);
+                batch.clear();
             }
         }
-        Indeterminate {
-            requests,
-            keys: keys.len() as u64,
-            settled_by_agents: keys.values().filter(|s| **s).count() as u64,
-        }
+        Ok(open.figures())
     }
 
     pub fn add(&mut self, o: &Indeterminate) {
@@ -487,9 +526,42 @@ impl History {
             .sort_unstable_by_key(|r| (r.invoke_ms, r.agent, r.purchase, r.variant, r.complete_ms));
     }
 
-    /// Read a history file (framed, or version 3's single block): every whole frame, the
-    /// records ordered by invoke time; a torn tail is cut and said in `cut`.
+    /// Read a whole history file (framed, or version 3's single block): every whole
+    /// frame, the records ordered by invoke time; a torn tail is cut and said in `cut`.
+    /// (`Reader` reads one frame at a time.)
     pub fn read(path: &Path) -> Result<History, HistoryError> {
+        let mut reader = Reader::open(path)?;
+        let mut records = Vec::new();
+        while reader.next_records(&mut records)? {}
+        let (cut, examples) = reader.ending();
+        let mut header = reader.header().clone();
+        if header.contract_examples.is_empty() {
+            header.contract_examples = examples;
+        }
+        History::sort(&mut records);
+        Ok(History {
+            header,
+            records,
+            cut,
+        })
+    }
+}
+
+/// A history file read a frame at a time, in the order it was written: the memory it
+/// holds is one frame, whatever the file's length.
+pub struct Reader {
+    inner: ReaderKind,
+}
+
+enum ReaderKind {
+    Framed(frames::FramedReader<BufReader<std::fs::File>>),
+    /// Version 3 is one block: read whole at open, handed out at the first call.
+    V3(History),
+}
+
+impl Reader {
+    /// Open `path` and read its header.
+    pub fn open(path: &Path) -> Result<Reader, HistoryError> {
         let p = path.display().to_string();
         let io_err = |source| HistoryError::Io {
             path: p.clone(),
@@ -504,15 +576,43 @@ impl History {
         let mut r = BufReader::with_capacity(1 << 20, file);
         let mut magic = [0u8; 8];
         r.read_exact(&mut magic).map_err(|_| bad("too short"))?;
-        let mut history = if &magic == frames::MAGIC {
-            frames::read(path, r, file_len)?
+        let inner = if &magic == frames::MAGIC {
+            ReaderKind::Framed(frames::FramedReader::open(path, r, file_len)?)
         } else if &magic == MAGIC_V3 {
-            read_v3(path, r, file_len)?
+            ReaderKind::V3(read_v3(path, r, file_len)?)
         } else {
             return Err(bad("wrong magic bytes"));
         };
-        History::sort(&mut history.records);
-        Ok(history)
+        Ok(Reader { inner })
+    }
+
+    pub fn header(&self) -> &Header {
+        match &self.inner {
+            ReaderKind::Framed(f) => f.header(),
+            ReaderKind::V3(h) => &h.header,
+        }
+    }
+
+    /// Append the next frame's records to `out` (in the order written); `false` when no
+    /// record is left.
+    pub fn next_records(&mut self, out: &mut Vec<Record>) -> Result<bool, HistoryError> {
+        match &mut self.inner {
+            ReaderKind::Framed(f) => f.next_records(out),
+            ReaderKind::V3(h) if !h.records.is_empty() => {
+                out.append(&mut h.records);
+                Ok(true)
+            }
+            ReaderKind::V3(_) => Ok(false),
+        }
+    }
+
+    /// Once every record is read: where the file was cut (`None`: whole) and the contract
+    /// examples its notes hold.
+    pub fn ending(&self) -> (Option<Cut>, Vec<String>) {
+        match &self.inner {
+            ReaderKind::Framed(f) => f.ending(),
+            ReaderKind::V3(_) => (None, Vec::new()),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use thiserror::Error;
 
 use super::{Summary, read_histogram, read_series};
 use crate::addr::DbUrl;
-use crate::history::{History, HistoryError};
+use crate::history::{Header, HistoryError, Reader, Sink};
 use crate::metrics::{Percentiles, Sample};
 use crate::scenario::{Metric, Threshold};
 
@@ -29,7 +29,8 @@ pub enum MergeError {
 struct Shard {
     dir: PathBuf,
     summary: Summary,
-    history: History,
+    /// The header of its history (the records are read when merged, a frame at a time).
+    header: Header,
     series: Vec<Sample>,
     regions: Vec<String>,
 }
@@ -46,12 +47,12 @@ fn read_shard(dir: &Path) -> Result<Shard, MergeError> {
         .map_err(|e| bad(dir, format!("summary.json: {e}")))?;
     let summary: Summary =
         serde_json::from_str(&text).map_err(|e| bad(dir, format!("summary.json: {e}")))?;
-    let history = History::read(&dir.join("history.bin"))?;
+    let header = Reader::open(&dir.join("history.bin"))?.header().clone();
     let (series, regions) = read_series(&dir.join("timeseries.csv"))?;
     Ok(Shard {
         dir: dir.to_path_buf(),
         summary,
-        history,
+        header,
         series,
         regions,
     })
@@ -81,6 +82,22 @@ fn add_series(into: &mut Vec<Sample>, from: &[Sample]) {
     }
 }
 
+/// Write the records of every history in `paths` to `out` under `header`.
+fn concatenate(paths: &[PathBuf], header: &Header, out: &Path) -> Result<(), MergeError> {
+    let sink = Sink::create(out, header)?;
+    let mut examples = Vec::new();
+    for p in paths {
+        let mut reader = Reader::open(p)?;
+        let mut batch = Vec::new();
+        while reader.next_records(&mut batch)? {
+            sink.send(std::mem::take(&mut batch));
+        }
+        examples.extend(reader.ending().1);
+    }
+    sink.finish(examples)?;
+    Ok(())
+}
+
 /// Merge shard directories into `out`; `db` is the shared database (default: the first
 /// shard's, when its URL was recorded without a password).
 pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Summary, MergeError> {
@@ -92,10 +109,10 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
         return Err(bad(out, "no shard directories given"));
     }
     let first_regions = shards[0].regions.clone();
-    let first_header = shards[0].history.header.clone();
+    let first_header = shards[0].header.clone();
     let mut seen = Vec::new();
     for s in &shards {
-        let mut h = s.history.header.clone();
+        let mut h = s.header.clone();
         let shard = h.shard.take();
         let mut base = first_header.clone();
         base.shard = None;
@@ -148,20 +165,6 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
         })?,
     };
 
-    // Histories.
-    let mut header = first_header;
-    header.shard = None;
-    let mut records = Vec::with_capacity(shards.iter().map(|s| s.history.records.len()).sum());
-    for s in &mut shards {
-        records.append(&mut s.history.records);
-    }
-    // A shard killed mid-run leaves a cut history: the merge is as cut as its worst shard.
-    let cut = shards.iter().find_map(|s| s.history.cut.clone());
-    let history = History {
-        header,
-        records,
-        cut,
-    };
     let first = &shards[0];
 
     // Histograms.
@@ -237,10 +240,17 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
     for (region, (_, h)) in m.regions.iter_mut().zip(histograms[2..].iter()) {
         region.latency_raw_ms = Percentiles::of(h);
     }
-    // One audit over the merged history and the shared database.
+    // The shards' histories, one after the other, into one file (a frame at a time); one
+    // audit over them and the shared database (a shard killed mid-run leaves a cut
+    // history: the audit is as cut as its worst shard).
     std::fs::create_dir_all(out).map_err(|e| bad(out, e.to_string()))?;
-    history.write(&out.join("history.bin"))?;
-    m.audit = crate::audit::audit_owned(Some(&db), history).await;
+    let mut header = first_header;
+    header.shard = None;
+    let paths: Vec<PathBuf> = shards.iter().map(|s| s.dir.join("history.bin")).collect();
+    concatenate(&paths, &header, &out.join("history.bin"))?;
+    m.audit = crate::audit::audit_files(Some(&db), &paths, crate::audit::DEFAULT_BUDGET_BYTES)
+        .await
+        .map_err(|e| bad(out, e.to_string()))?;
     let occ_retries = m.counters.get("occ_retries").copied().unwrap_or(0);
     m.headline = super::Headline::of(&m.audit, occ_retries, &m.attempts);
     let rules: Vec<(Metric, Threshold)> = m.thresholds.iter().map(|t| (t.metric, t.rule)).collect();

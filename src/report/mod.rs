@@ -20,23 +20,27 @@ pub use files::{
 };
 pub use summary::*;
 
-use crate::history::History;
 use crate::run::RunResult;
 use crate::scenario::Scenario;
 
-/// The end of every run: audit what it left (the history is handed over, so its records
-/// are freed before the audit's peak), build the summary, and write the report directory.
-/// The summary comes back even when writing failed.
-pub async fn conclude(
-    scenario: &Scenario,
-    mut result: RunResult,
-) -> (Summary, std::io::Result<()>) {
-    let history = History {
-        header: result.history.header.clone(),
-        records: std::mem::take(&mut result.history.records),
-        cut: result.history.cut.clone(),
+/// The end of every run: audit what it left (the history read back from its file, part by
+/// part within the audit's memory budget), build the summary, and write the report
+/// directory. The summary comes back even when writing failed.
+pub async fn conclude(scenario: &Scenario, result: RunResult) -> (Summary, std::io::Result<()>) {
+    let paths = [result.history_path.clone()];
+    let audit = match crate::audit::audit_files(
+        result.db_url.as_ref(),
+        &paths,
+        crate::audit::DEFAULT_BUDGET_BYTES,
+    )
+    .await
+    {
+        Ok(report) => report,
+        Err(e) => {
+            tracing::error!("cannot audit the run's history: {e}");
+            crate::audit::unreadable(&e)
+        }
     };
-    let audit = crate::audit::audit_owned(result.db_url.as_ref(), history).await;
     tracing::info!(memory_kib = ?crate::metrics::memory_kib(), "audited");
     let summary = Summary::build(scenario, &result, audit);
     let written = write_all(&result.dir, &summary, &result);

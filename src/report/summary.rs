@@ -254,8 +254,8 @@ impl Summary {
             swarm_version: env!("CARGO_PKG_VERSION").to_string(),
             scenario: scenario.name.clone(),
             seed: scenario.seed,
-            run_id: run.history.header.run_id.clone(),
-            shard: run.history.header.shard,
+            run_id: run.header.run_id.clone(),
+            shard: run.header.shard,
             database: run
                 .db_url
                 .as_ref()

@@ -27,7 +27,7 @@ use thiserror::Error;
 
 use crate::addr::DbUrl;
 use crate::audit::LiveCounts;
-use crate::history::{self, History, HistoryError};
+use crate::history::{self, HistoryError};
 use crate::metrics::{self, Metrics, Sample};
 use crate::scenario::{Scenario, TargetKind};
 use crate::sut::db::{Database, DbError, SeedPlan};
@@ -106,8 +106,10 @@ pub struct RunResult {
     pub db_url: Option<DbUrl>,
     pub embedded: bool,
     pub db_engine: String,
+    /// The history file, streamed during the run; the audit reads it back.
     pub history_path: PathBuf,
-    pub history: History,
+    /// Its header.
+    pub header: history::Header,
     pub metrics: metrics::Snapshot,
     pub series: Vec<Sample>,
     pub faults: Vec<FaultRecord>,
@@ -352,8 +354,7 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         .metrics
         .finish_history(world.metrics.violation_examples())?;
     tracing::info!(records = written, memory_kib = ?crate::metrics::memory_kib(), "history written");
-    let history = History::read(&history_path)?;
-    let indeterminate = history::Indeterminate::of(&history.records);
+    let indeterminate = history::Indeterminate::read(&history_path)?;
     let db_url = url;
     Ok(RunResult {
         dir: opts.dir.clone(),
@@ -361,7 +362,7 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         embedded,
         db_engine,
         history_path,
-        history,
+        header,
         metrics: world.metrics.snapshot(),
         series: world.metrics.series(),
         faults: timeline.records(&world.metrics),

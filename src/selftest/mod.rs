@@ -260,12 +260,10 @@ async fn run_fresh(
     .await;
     let done = match result {
         Ok(run) => {
-            let report = audit::audit(audit::Input {
-                db: Some(&url),
-                history: Some(&run.history),
-                state_only: false,
-            })
-            .await;
+            let paths = [run.history_path.clone()];
+            let report = audit::audit_files(Some(&url), &paths, audit::DEFAULT_BUDGET_BYTES)
+                .await
+                .unwrap_or_else(|e| audit::unreadable(&e));
             Ok((run, report))
         }
         Err(e) => Err(e),

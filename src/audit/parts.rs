@@ -1,0 +1,302 @@
+//! The audit's working set, split by agent so it fits a memory budget: the history's
+//! records and the database's intents go to the same part for the same agent (a hash of
+//! the agent id), and the audit groups and compares one part at a time.
+//!
+//! Invariants: a key's records and intents are in one part, and so are all keys of one
+//! purchase (both are keyed by agent), so a part holds everything a key's checks and a
+//! purchase's duplicate-settlement check need; one part fits the budget the count was
+//! chosen for; with one part nothing touches the disk.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+
+use super::facts::KeyId;
+use crate::history::{RECORD_BYTES, Record};
+
+/// Bytes an audit may hold for the history's records, their facts and the intents of one
+/// part, by default: the rest of the audit (catalog, commit-sized state checks) is small.
+pub const DEFAULT_BUDGET_BYTES: u64 = 192 << 20;
+/// Most parts: two files each, so the count stays far below a process's file limit. A
+/// history past `MAX_PARTS` × budget makes parts larger than the budget.
+pub const MAX_PARTS: usize = 256;
+/// What one record costs in memory while its part is grouped: the record and, at worst,
+/// a key's facts of its own.
+const BYTES_PER_RECORD: u64 = 128;
+/// What one intent costs in memory while its part is compared.
+const BYTES_PER_INTENT: u64 = 48;
+
+/// An intent of the audited run's keys, as the part's comparison needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartIntent {
+    pub id: KeyId,
+    pub committed: bool,
+    pub quantity: i64,
+    pub amount_minor: i64,
+    pub snapshot_hash: u64,
+    /// Index into the catalog's items (`u32::MAX`: not in it).
+    pub item: u32,
+}
+
+const INTENT_BYTES: usize = 36;
+
+impl PartIntent {
+    fn encode(&self, out: &mut [u8; INTENT_BYTES]) {
+        out[0..4].copy_from_slice(&self.id.0.to_le_bytes());
+        out[4..6].copy_from_slice(&self.id.1.to_le_bytes());
+        out[6] = self.id.2;
+        out[7] = u8::from(self.committed);
+        out[8..16].copy_from_slice(&self.quantity.to_le_bytes());
+        out[16..24].copy_from_slice(&self.amount_minor.to_le_bytes());
+        out[24..32].copy_from_slice(&self.snapshot_hash.to_le_bytes());
+        out[32..36].copy_from_slice(&self.item.to_le_bytes());
+    }
+
+    fn decode(b: &[u8; INTENT_BYTES]) -> PartIntent {
+        let u64_at = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(a)
+        };
+        PartIntent {
+            id: (
+                u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                u16::from_le_bytes([b[4], b[5]]),
+                b[6],
+            ),
+            committed: b[7] != 0,
+            quantity: u64_at(8) as i64,
+            amount_minor: u64_at(16) as i64,
+            snapshot_hash: u64_at(24),
+            item: u32::from_le_bytes([b[32], b[33], b[34], b[35]]),
+        }
+    }
+}
+
+/// How many parts a working set of `records` and `intents` needs under `budget_bytes`.
+pub fn count_for(records: u64, intents: u64, budget_bytes: u64) -> usize {
+    let need = records
+        .saturating_mul(BYTES_PER_RECORD)
+        .saturating_add(intents.saturating_mul(BYTES_PER_INTENT));
+    let parts = need.div_ceil(budget_bytes.max(1)).max(1);
+    parts.min(MAX_PARTS as u64) as usize
+}
+
+/// The part of `agent` among `n` (a multiplicative hash: consecutive agents spread).
+fn part_of(agent: u32, n: usize) -> usize {
+    ((u64::from(agent).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % n as u64) as usize
+}
+
+/// The working set, split.
+pub struct Parts {
+    n: usize,
+    store: Store,
+    /// Records and intents put in, for the timings.
+    pub records: u64,
+    pub intents: u64,
+}
+
+enum Store {
+    Memory {
+        records: Vec<Record>,
+        intents: Vec<PartIntent>,
+    },
+    Files {
+        dir: tempfile::TempDir,
+        records: Vec<BufWriter<File>>,
+        intents: Vec<BufWriter<File>>,
+    },
+}
+
+fn file(dir: &tempfile::TempDir, name: String, buffer: usize) -> io::Result<BufWriter<File>> {
+    Ok(BufWriter::with_capacity(
+        buffer,
+        File::create(dir.path().join(name))?,
+    ))
+}
+
+impl Parts {
+    /// `n` parts: in memory when one, else two temporary files each (removed on drop),
+    /// their write buffers sized so all of them stay within a sixteenth of the budget.
+    pub fn new(n: usize, budget_bytes: u64) -> io::Result<Parts> {
+        let store = if n <= 1 {
+            Store::Memory {
+                records: Vec::new(),
+                intents: Vec::new(),
+            }
+        } else {
+            let dir = tempfile::Builder::new().prefix("swarm-audit-").tempdir()?;
+            let buffer = (budget_bytes / 16 / (2 * n as u64)).clamp(4 << 10, 1 << 20) as usize;
+            let mut records = Vec::with_capacity(n);
+            let mut intents = Vec::with_capacity(n);
+            for i in 0..n {
+                records.push(file(&dir, format!("records-{i}"), buffer)?);
+                intents.push(file(&dir, format!("intents-{i}"), buffer)?);
+            }
+            Store::Files {
+                dir,
+                records,
+                intents,
+            }
+        };
+        Ok(Parts {
+            n: n.max(1),
+            store,
+            records: 0,
+            intents: 0,
+        })
+    }
+
+    pub fn count(&self) -> usize {
+        self.n
+    }
+
+    pub fn push_record(&mut self, r: &Record) -> io::Result<()> {
+        self.records += 1;
+        match &mut self.store {
+            Store::Memory { records, .. } => records.push(*r),
+            Store::Files { records, .. } => {
+                let mut buf = [0u8; RECORD_BYTES];
+                r.encode(&mut buf);
+                records[part_of(r.agent, self.n)].write_all(&buf)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn push_intent(&mut self, d: &PartIntent) -> io::Result<()> {
+        self.intents += 1;
+        match &mut self.store {
+            Store::Memory { intents, .. } => intents.push(*d),
+            Store::Files { intents, .. } => {
+                let mut buf = [0u8; INTENT_BYTES];
+                d.encode(&mut buf);
+                intents[part_of(d.id.0, self.n)].write_all(&buf)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Part `i`'s records, handed over (its file is read back whole).
+    pub fn take_records(&mut self, i: usize) -> io::Result<Vec<Record>> {
+        match &mut self.store {
+            Store::Memory { records, .. } => Ok(std::mem::take(records)),
+            Store::Files { dir, records, .. } => {
+                records[i].flush()?;
+                let bytes = read_back(dir, &format!("records-{i}"))?;
+                let mut out = Vec::with_capacity(bytes.len() / RECORD_BYTES);
+                for chunk in bytes.chunks_exact(RECORD_BYTES) {
+                    let decoded = <&[u8; RECORD_BYTES]>::try_from(chunk)
+                        .ok()
+                        .and_then(Record::decode);
+                    // The bytes are the audit's own, written above from decoded records.
+                    match decoded {
+                        Some(r) => out.push(r),
+                        None => return Err(io::Error::other("a spilled record is corrupt")),
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Part `i`'s intents, handed over.
+    pub fn take_intents(&mut self, i: usize) -> io::Result<Vec<PartIntent>> {
+        match &mut self.store {
+            Store::Memory { intents, .. } => Ok(std::mem::take(intents)),
+            Store::Files { dir, intents, .. } => {
+                intents[i].flush()?;
+                let bytes = read_back(dir, &format!("intents-{i}"))?;
+                Ok(bytes
+                    .chunks_exact(INTENT_BYTES)
+                    .filter_map(|c| <&[u8; INTENT_BYTES]>::try_from(c).ok())
+                    .map(PartIntent::decode)
+                    .collect())
+            }
+        }
+    }
+}
+
+/// A part's file, read whole, then removed (its space goes back at once).
+fn read_back(dir: &tempfile::TempDir, name: &str) -> io::Result<Vec<u8>> {
+    let path = dir.path().join(name);
+    let mut bytes = Vec::new();
+    BufReader::new(File::open(&path)?).read_to_end(&mut bytes)?;
+    std::fs::remove_file(&path)?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{Code, Op, Persona};
+
+    fn record(agent: u32) -> Record {
+        Record {
+            agent,
+            mandate: 1,
+            invoke_ms: agent,
+            complete_ms: agent + 1,
+            amount_minor: 2500,
+            response_hash: 9,
+            semantic_hash: 8,
+            purchase: 3,
+            status: 201,
+            attempts: 1,
+            quantity: 1,
+            item: 0,
+            variant: 1,
+            persona: Persona::WellBehaved,
+            region: 0,
+            op: Op::Commit,
+            code: Code::Committed,
+            replayed: false,
+            seq: 0,
+            detail: 0,
+        }
+    }
+
+    #[test]
+    fn every_record_and_intent_comes_back_in_its_agents_part() {
+        let n = 7;
+        let mut parts = Parts::new(n, 1 << 20).expect("parts");
+        for agent in 0..1000 {
+            parts.push_record(&record(agent)).expect("record");
+            parts
+                .push_intent(&PartIntent {
+                    id: (agent, 3, 1),
+                    committed: agent % 2 == 0,
+                    quantity: 1,
+                    amount_minor: -5,
+                    snapshot_hash: u64::from(agent),
+                    item: 2,
+                })
+                .expect("intent");
+        }
+        let mut seen = 0;
+        for i in 0..n {
+            let records = parts.take_records(i).expect("records");
+            let intents = parts.take_intents(i).expect("intents");
+            assert!(
+                !records.is_empty(),
+                "part {i} is empty: the hash does not spread"
+            );
+            assert_eq!(records.len(), intents.len());
+            for (r, d) in records.iter().zip(&intents) {
+                assert_eq!(part_of(r.agent, n), i);
+                assert_eq!(*r, record(r.agent));
+                assert_eq!(d.id.0, r.agent);
+                assert_eq!((d.committed, d.amount_minor), (r.agent % 2 == 0, -5));
+            }
+            seen += records.len();
+        }
+        assert_eq!(seen, 1000);
+    }
+
+    #[test]
+    fn the_count_grows_with_the_working_set_and_stops_at_the_limit() {
+        assert_eq!(count_for(0, 0, 1 << 20), 1);
+        assert_eq!(count_for(1000, 1000, 1 << 30), 1);
+        assert_eq!(count_for(1 << 20, 0, 64 << 20), 2);
+        assert_eq!(count_for(u64::MAX, u64::MAX, 1), MAX_PARTS);
+    }
+}
