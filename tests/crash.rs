@@ -5,7 +5,8 @@
 //! so `swarm audit --db` is `unknown` (exit 3) until `--state-only` asks for the state alone.
 //! Its history streamed to disk up to the kill: read back, its torn tail cut, it is audited
 //! against the database without a false finding (every acknowledged commit is there; intents
-//! whose request was in flight are `unknown`, never phantoms).
+//! whose request was in flight are `unknown`, never phantoms). `swarm resolve` then replays
+//! the keys left open, ends the history, and the audit is valid.
 
 mod common;
 
@@ -111,6 +112,66 @@ fn check_killed_history(dir: &Path, db: &str, after: Duration) {
     );
 }
 
+/// `swarm resolve` on a killed run: every open key replayed, the history ended, the audit
+/// valid; the run is then marked finished, and a second resolve finds nothing to do.
+fn check_resolved(scenario: &Path, dir: &Path, db: Option<&str>, after: Duration) {
+    let path = dir.join("history.bin");
+    let resolve = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarm"));
+        cmd.args(["resolve", &scenario.display().to_string()])
+            .args(["--history", &path.display().to_string()])
+            .env_remove("DATABASE_URL");
+        if let Some(db) = db {
+            cmd.args(["--db", db]);
+        }
+        cmd.output().expect("swarm resolve")
+    };
+    let out = resolve();
+    let (report, said) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "killed {after:?} in, resolved:\n{said}\n{report}"
+    );
+    assert!(said.contains("the history was cut at byte"), "{said}");
+    let line = |name: &str| {
+        report
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{report}"))
+            .to_string()
+    };
+    for name in [
+        "history.complete",
+        "history.phantom_commit",
+        "history.unresolved",
+        "history.lost_commit",
+        "history.interval",
+    ] {
+        assert!(line(name).starts_with("valid"), "{said}\n{report}");
+    }
+    assert!(
+        line("history.complete").contains("swarm resolve"),
+        "{report}"
+    );
+    // The history now ends: whole, with the replays appended after the cut.
+    let history = swarm::history::History::read(&path).expect("history");
+    assert_eq!(history.cut, None);
+    // Marked finished: the database alone audits valid now.
+    let db = db.map_or_else(
+        || format!("sqlite://{}", dir.join("swarm.db").display()),
+        str::to_string,
+    );
+    let (code, report) = audit(&db, &[]);
+    assert_eq!(code, Some(0), "{report}");
+    let again = resolve();
+    assert_eq!(again.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("nothing to resolve"));
+}
+
 fn audit(db: &str, extra: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
         .args(["audit", "--db", db])
@@ -190,6 +251,7 @@ fn a_run_killed_at_three_random_moments_leaves_a_sound_database_on_sqlite() {
             "the run was really cut short"
         );
         check_killed_history(&dir, &db, after);
+        check_resolved(&scenario, &dir, None, after);
     }
 }
 
@@ -247,4 +309,7 @@ async fn a_run_killed_mid_run_leaves_a_sound_database_on_postgres() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{said}");
     assert!(said.contains("which never finished"), "{said}");
+    tokio::task::spawn_blocking(move || check_resolved(&scenario, &dir, Some(&url), after))
+        .await
+        .expect("resolve");
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use super::facts::{KeyFacts, KeyId};
 use super::parts::PartIntent;
 use super::verdict::{Check, Invariant, ItemSold, MAX_EXAMPLES, Validity};
-use crate::history::{Cut, Header, Persona, Violation, key};
+use crate::history::{Cut, Ending, Header, Persona, Violation, key};
 
 /// A count and the `MAX_EXAMPLES` smallest of what was counted: the examples an in-order
 /// pass over every key would have kept first.
@@ -140,9 +140,50 @@ impl PerPurchase {
     }
 }
 
+/// A key a killed run left open: its requests got no definite answer, or it has an intent
+/// and no request in the history (in flight at the kill, or answered after the last whole
+/// frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenKey {
+    pub id: KeyId,
+    /// What its first request asked, when the history holds one.
+    pub sent: Option<SentPayload>,
+}
+
+/// The payload of a key's first request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentPayload {
+    pub persona: Persona,
+    pub item: u16,
+    pub mandate: u32,
+    pub quantity: i64,
+}
+
+/// Most open keys kept for `swarm resolve` (the rest are counted).
+pub const MAX_OPEN_KEYS: usize = 1 << 20;
+
+/// The open keys, when asked for: at most `MAX_OPEN_KEYS`, and how many more.
+#[derive(Debug, Default)]
+pub struct OpenKeys {
+    pub keys: Vec<OpenKey>,
+    pub left_out: u64,
+}
+
+impl OpenKeys {
+    fn push(&mut self, k: OpenKey) {
+        if self.keys.len() < MAX_OPEN_KEYS {
+            self.keys.push(k);
+        } else {
+            self.left_out += 1;
+        }
+    }
+}
+
 /// Every part's findings, added up.
 #[derive(Debug, Default)]
 pub struct Tally {
+    /// Collected only when asked (`Tally::collecting`).
+    open: Option<OpenKeys>,
     keys: u64,
     fresh: u64,
     replay_mismatch: Firsts<KeyId>,
@@ -176,6 +217,19 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// A tally that also keeps the open keys.
+    pub fn collecting() -> Tally {
+        Tally {
+            open: Some(OpenKeys::default()),
+            ..Tally::default()
+        }
+    }
+
+    /// The open keys kept (`collecting`).
+    pub fn take_open(&mut self) -> OpenKeys {
+        self.open.take().unwrap_or_default()
+    }
+
     /// One part: its keys' facts and (with a database) its intents, both sorted by key.
     pub fn part(&mut self, h: &Header, facts: &[KeyFacts], intents: Option<&[PartIntent]>) {
         self.clients(h, facts);
@@ -210,6 +264,17 @@ impl Tally {
             }
             if f.indeterminate() {
                 self.unresolved.add(f.id);
+                if let Some(open) = self.open.as_mut() {
+                    open.push(OpenKey {
+                        id: f.id,
+                        sent: Some(SentPayload {
+                            persona: f.persona,
+                            item: f.item,
+                            mandate: f.mandate,
+                            quantity: f.quantity,
+                        }),
+                    });
+                }
             }
             if f.acked_commit {
                 let e = self.acked_units.entry(f.item).or_default();
@@ -267,7 +332,7 @@ impl Tally {
                     i += 1;
                 }
                 (Some(f), Some(d)) if d.id < f.id => {
-                    self.phantom.add(PhantomKey::Ours(d.id));
+                    self.unsent(d.id);
                     j += 1;
                 }
                 (Some(f), _) => {
@@ -277,7 +342,7 @@ impl Tally {
                     i += 1;
                 }
                 (None, Some(d)) => {
-                    self.phantom.add(PhantomKey::Ours(d.id));
+                    self.unsent(d.id);
                     j += 1;
                 }
                 (None, None) => break,
@@ -304,6 +369,17 @@ impl Tally {
             .add(h, facts, |f| committed_ids.binary_search(&f.id).is_ok());
     }
 
+    /// An intent of the run's keys with no request in the history (several intents of one
+    /// key count once each, as phantoms; the key is open once).
+    fn unsent(&mut self, id: KeyId) {
+        self.phantom.add(PhantomKey::Ours(id));
+        if let Some(open) = self.open.as_mut()
+            && open.keys.last().is_none_or(|k| k.id != id)
+        {
+            open.push(OpenKey { id, sent: None });
+        }
+    }
+
     /// Intents whose keys none of this run's clients would send (`keys`), and the units
     /// the committed ones claimed per catalog item.
     pub fn foreign<'a>(
@@ -321,10 +397,10 @@ impl Tally {
     }
 
     /// The checks that need only the history.
-    pub fn history_only(&self, h: &Header, cut: Option<&Cut>) -> Vec<Check> {
+    pub fn history_only(&self, h: &Header, ending: &Ending) -> Vec<Check> {
         let k = |id: &KeyId| key(&h.key_prefix, id.0, id.1, id.2);
-        let mut checks = vec![match cut {
-            Some(cut) => Check::unknown(
+        let mut checks = vec![match (&ending.cut, &ending.resumed_after) {
+            (Some(cut), _) => Check::unknown(
                 "history.complete",
                 Invariant::History,
                 format!(
@@ -332,7 +408,19 @@ impl Tally {
                     cut.offset, cut.reason
                 ),
             ),
-            None => Check::violations(
+            (None, Some(cut)) => Check::violations(
+                "history.complete",
+                Invariant::History,
+                0,
+                vec![],
+                format!(
+                    "the run was cut short at byte {} ({}); `swarm resolve` replayed every key \
+                     then open and recorded what it was told (answers the killed run's own \
+                     clients got after its last whole frame died with them)",
+                    cut.offset, cut.reason
+                ),
+            ),
+            (None, None) => Check::violations(
                 "history.complete",
                 Invariant::History,
                 0,

@@ -18,9 +18,10 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use crate::addr::DbUrl;
-use crate::history::{Cut, Header, History, HistoryError, RECORD_BYTES, Reader};
+use crate::history::{Ending, Header, History, HistoryError, RECORD_BYTES, Reader};
 use parts::Parts;
 
+pub use history_checks::{MAX_OPEN_KEYS, OpenKey, OpenKeys, SentPayload};
 pub use parts::DEFAULT_BUDGET_BYTES;
 pub use source::Source;
 pub use state::LiveCounts;
@@ -105,8 +106,13 @@ const HISTORY_CHECKS: &[&str] = &[
 /// Run every check the input allows (the history, if any, in memory).
 pub async fn audit(input: Input<'_>) -> Report {
     let history = input.history.map(Histories::Memory);
-    match run(input.db, history, input.state_only, DEFAULT_BUDGET_BYTES).await {
-        Ok(report) => report,
+    let opts = Options {
+        state_only: input.state_only,
+        budget_bytes: DEFAULT_BUDGET_BYTES,
+        collect_open: false,
+    };
+    match run(input.db, history, opts).await {
+        Ok(audited) => audited.report,
         // A history in memory fits in one part: nothing is written, so nothing can fail;
         // were it to, the verdict could not be valid.
         Err(e) => unreadable(&e),
@@ -135,6 +141,29 @@ pub async fn audit_files(
     paths: &[PathBuf],
     budget_bytes: u64,
 ) -> Result<Report, AuditError> {
+    let opts = Options {
+        state_only: false,
+        budget_bytes,
+        collect_open: false,
+    };
+    Ok(run(db, Some(open_files(paths)?), opts).await?.report)
+}
+
+/// Audit `path` against `db`, keeping the open keys (what `swarm resolve` replays).
+pub async fn open_keys(
+    db: Option<&DbUrl>,
+    path: &std::path::Path,
+    budget_bytes: u64,
+) -> Result<Audited, AuditError> {
+    let opts = Options {
+        state_only: false,
+        budget_bytes,
+        collect_open: true,
+    };
+    run(db, Some(open_files(&[path.to_path_buf()])?), opts).await
+}
+
+fn open_files(paths: &[PathBuf]) -> Result<Histories<'static>, AuditError> {
     let mut readers = Vec::with_capacity(paths.len());
     for p in paths {
         let len = std::fs::metadata(p)
@@ -145,7 +174,7 @@ pub async fn audit_files(
             .len();
         readers.push((Reader::open(p)?, len));
     }
-    run(db, Some(Histories::Files(readers)), false, budget_bytes).await
+    Ok(Histories::Files(readers))
 }
 
 /// Where the audited history is.
@@ -181,19 +210,21 @@ impl Histories<'_> {
         }
     }
 
-    /// Put every record in `parts`: where the history was cut, and the contract examples
-    /// its notes hold.
-    fn split(self, parts: &mut Parts) -> Result<(Option<Cut>, Vec<String>), AuditError> {
+    /// Put every record in `parts`; what the files say at their end (of several shards',
+    /// the first cut, and every contract example).
+    fn split(self, parts: &mut Parts) -> Result<Ending, AuditError> {
         match self {
             Histories::Memory(h) => {
                 for r in &h.records {
                     parts.push_record(r)?;
                 }
-                Ok((h.cut.clone(), Vec::new()))
+                Ok(Ending {
+                    cut: h.cut.clone(),
+                    ..Ending::default()
+                })
             }
             Histories::Files(readers) => {
-                let mut cut = None;
-                let mut examples = Vec::new();
+                let mut all = Ending::default();
                 let mut batch = Vec::new();
                 for (mut reader, _) in readers {
                     while reader.next_records(&mut batch)? {
@@ -201,25 +232,51 @@ impl Histories<'_> {
                             parts.push_record(&r)?;
                         }
                     }
-                    let (c, e) = reader.ending();
-                    // Of several shards, the first cut speaks for the whole.
-                    if cut.is_none() {
-                        cut = c;
+                    let ending = reader.ending();
+                    if all.cut.is_none() {
+                        all.cut = ending.cut;
                     }
-                    examples.extend(e);
+                    if all.resumed_after.is_none() {
+                        all.resumed_after = ending.resumed_after;
+                    }
+                    all.contract_examples.extend(ending.contract_examples);
                 }
-                Ok((cut, examples))
+                Ok(all)
             }
         }
     }
 }
 
+/// How an audit runs.
+#[derive(Clone, Copy)]
+struct Options {
+    /// The state checks alone (see `Input::state_only`).
+    state_only: bool,
+    budget_bytes: u64,
+    /// Keep the open keys (`swarm resolve`).
+    collect_open: bool,
+}
+
+/// An audit's report, and what it learned of the history on the way: what the file says
+/// at its end, how many records it holds, and (when asked) the keys left open, at most
+/// `MAX_OPEN_KEYS`.
+pub struct Audited {
+    pub report: Report,
+    pub ending: Ending,
+    pub records: u64,
+    pub open: OpenKeys,
+}
+
 async fn run(
     db: Option<&DbUrl>,
     history: Option<Histories<'_>>,
-    state_only: bool,
-    budget_bytes: u64,
-) -> Result<Report, AuditError> {
+    opts: Options,
+) -> Result<Audited, AuditError> {
+    let Options {
+        state_only,
+        budget_bytes,
+        collect_open,
+    } = opts;
     let mut checks = Vec::new();
     let mut skipped: Vec<String> = Vec::new();
     let mut timings = Vec::new();
@@ -245,7 +302,9 @@ async fn run(
     }
     // The history's records go to their parts first; the intents follow in the scan.
     let mut parts = None;
-    let mut cut = None;
+    let mut ending = Ending::default();
+    let mut records = 0;
+    let mut open = OpenKeys::default();
     if let (Some(history), Some(h)) = (history, header.as_mut()) {
         let clock = Instant::now();
         let intents = match &source {
@@ -254,11 +313,12 @@ async fn run(
         };
         let n = parts::count_for(history.records_estimate(), intents, budget_bytes);
         let mut p = Parts::new(n, budget_bytes)?;
-        let (c, examples) = history.split(&mut p)?;
-        cut = c;
+        let read = history.split(&mut p)?;
         if h.contract_examples.is_empty() {
-            h.contract_examples = examples;
+            h.contract_examples = read.contract_examples.clone();
         }
+        ending = read;
+        records = p.records;
         timings.push(Timing::since(
             format!("history: read {} records into {n} part(s)", p.records),
             clock,
@@ -300,7 +360,10 @@ async fn run(
         (Some(header), Some(mut parts)) => {
             let clock = Instant::now();
             let compare = source.is_some() && scanned.is_ok();
-            let mut tally = history_checks::Tally::default();
+            let mut tally = match collect_open {
+                true => history_checks::Tally::collecting(),
+                false => history_checks::Tally::default(),
+            };
             for i in 0..parts.count() {
                 let mut records = parts.take_records(i)?;
                 let facts = facts::key_facts(&mut records);
@@ -321,11 +384,13 @@ async fn run(
                 ),
                 clock,
             ));
-            checks.extend(tally.history_only(&header, cut.as_ref()));
+            open = tally.take_open();
+            checks.extend(tally.history_only(&header, &ending));
             match (&source, scanned) {
                 (Some(_), Ok(scan)) => {
                     tally.foreign(&scan.foreign.keys, &scan.foreign.claimed);
-                    let mut cross = tally.against_db_checks(&header, &scan.items, cut.as_ref());
+                    let mut cross =
+                        tally.against_db_checks(&header, &scan.items, ending.cut.as_ref());
                     if header.shard.is_some() {
                         // One shard's history cannot explain the other shards' intents:
                         // those checks belong to `swarm merge`.
@@ -364,7 +429,12 @@ async fn run(
     let mut report = Report::new(mode, checks, skipped);
     report.timings = timings;
     report.sold = sold;
-    Ok(report)
+    Ok(Audited {
+        report,
+        ending,
+        records,
+        open,
+    })
 }
 
 /// One poll of the live subset on `src`.

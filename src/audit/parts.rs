@@ -15,7 +15,7 @@ use crate::history::{RECORD_BYTES, Record};
 
 /// Bytes an audit may hold for the history's records, their facts and the intents of one
 /// part, by default: the rest of the audit (catalog, commit-sized state checks) is small.
-pub const DEFAULT_BUDGET_BYTES: u64 = 192 << 20;
+pub const DEFAULT_BUDGET_BYTES: u64 = 128 << 20;
 /// Most parts: two files each, so the count stays far below a process's file limit. A
 /// history past `MAX_PARTS` × budget makes parts larger than the budget.
 pub const MAX_PARTS: usize = 256;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::{AuditArgs, Exit, internal, parse_url, usage};
+use super::{AuditArgs, Exit, ResolveArgs, internal, parse_url, usage};
 use swarm::addr::DbUrl;
 use swarm::exit;
 
@@ -47,6 +47,70 @@ pub async fn audit(args: AuditArgs) -> Result<i32, Exit> {
         println!("{report}");
     }
     // No thresholds apply after the fact: the verdict alone decides.
+    Ok(exit::code(report.validity, true))
+}
+
+pub async fn resolve(args: ResolveArgs) -> Result<i32, Exit> {
+    use swarm::run::RunError;
+    use swarm::run::resume::{ResumeOptions, mark_resolved, resume};
+    let scenario = swarm::scenario::Scenario::load(&args.scenario).map_err(usage)?;
+    // The flag, then the scenario's, then DATABASE_URL (as `swarm run` chooses).
+    let db = match &args.db {
+        Some(u) => Some(parse_url(u)?),
+        None => match scenario.target.database.clone() {
+            Some(u) => Some(u),
+            None => match std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()) {
+                Some(u) => Some(parse_url(&u)?),
+                None => None,
+            },
+        },
+    };
+    let budget = args.memory_mib << 20;
+    let resumed = resume(ResumeOptions {
+        scenario,
+        history: args.history.clone(),
+        db,
+        budget_bytes: budget,
+    })
+    .await
+    .map_err(|e| match e {
+        RunError::Unsupported(_) | RunError::History(_) => usage(e),
+        other => internal(other),
+    })?;
+    let r = &resumed.resolution;
+    eprintln!(
+        "swarm: resolve: the history was cut at byte {} ({}); {} keys open ({} without a definite answer, {} with an intent and no request){}; replayed: {} recovered, {} fresh, {} refused, {} unresolved",
+        resumed.cut.offset,
+        resumed.cut.reason,
+        resumed.indeterminate + resumed.unsent,
+        resumed.indeterminate,
+        resumed.unsent,
+        match resumed.left_out {
+            0 => String::new(),
+            n => format!(", {n} more not replayed (past the limit)"),
+        },
+        r.recovered,
+        r.fresh,
+        r.refused,
+        r.unresolved
+    );
+    let paths = [args.history.clone()];
+    let report = swarm::audit::audit_files(resumed.db.as_ref(), &paths, budget)
+        .await
+        .map_err(internal)?;
+    if let Some(db) = &resumed.db
+        && report.validity != swarm::audit::Validity::Unknown
+    {
+        mark_resolved(db, &resumed.run_id).await.map_err(internal)?;
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(internal)?
+        );
+    } else {
+        println!("{report}");
+    }
     Ok(exit::code(report.validity, true))
 }
 

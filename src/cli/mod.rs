@@ -38,6 +38,11 @@ pub enum Verb {
     ///
     /// Example: swarm audit --db sqlite://reports/smoke-X/swarm.db --history reports/smoke-X/history.bin
     Audit(AuditArgs),
+    /// Resolve a killed run: replay the keys its cut history left open against the target,
+    /// append the answers, end the history, and audit it.
+    ///
+    /// Example: swarm resolve scenarios/smoke.toml --history reports/smoke-X/history.bin
+    Resolve(ResolveArgs),
     /// Sabotage the kernel in thirteen ways and prove the auditor catches each with its check; clean runs stay valid.
     #[command(
         after_help = "Examples:\n  swarm selftest                                              # embedded SQLite\n  swarm selftest --db postgres://swarm@127.0.0.1:5432/postgres  # a PostgreSQL server"
@@ -154,6 +159,25 @@ pub struct AuditArgs {
     pub state_only: bool,
     /// Memory the audit may hold for the history's records and the intents at a time
     /// (MiB); a larger history is split into parts in temporary files (`TMPDIR`).
+    #[arg(long, default_value_t = swarm::audit::DEFAULT_BUDGET_BYTES >> 20, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub memory_mib: u64,
+}
+
+#[derive(clap::Args)]
+pub struct ResolveArgs {
+    /// The scenario the killed run ran (its history names it by the SHA-256 of its text).
+    pub scenario: PathBuf,
+    /// The killed run's history (`history.bin` in its report directory).
+    #[arg(long)]
+    pub history: PathBuf,
+    /// The database: the flag, else the scenario's, else DATABASE_URL, else the `swarm.db`
+    /// beside the history (where an embedded run leaves it).
+    #[arg(long)]
+    pub db: Option<String>,
+    /// Print the audit's verdict as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Memory the audits may hold at a time (MiB), as for `swarm audit`.
     #[arg(long, default_value_t = swarm::audit::DEFAULT_BUDGET_BYTES >> 20, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub memory_mib: u64,
 }
@@ -298,6 +322,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Exit> {
     match cli.verb {
         Verb::Run(args) => run::run(args).await,
         Verb::Audit(args) => inspect::audit(args).await,
+        Verb::Resolve(args) => inspect::resolve(args).await,
         Verb::Db(verb) => db::db(verb).await,
         Verb::Serve(args) => serve::serve(args).await,
         Verb::Report { dir } => inspect::report(dir).await,

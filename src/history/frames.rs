@@ -54,6 +54,21 @@ pub struct Cut {
 struct Notes {
     #[serde(default)]
     contract_examples: Vec<String>,
+    /// Where a killed run's history was cut before `swarm resolve` appended its replays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resumed_after: Option<Cut>,
+}
+
+/// What a history says once every record is read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ending {
+    /// Where the file was cut short (`None`: it ends with its end frame).
+    pub cut: Option<Cut>,
+    /// The first answers that broke the contract, in words.
+    pub contract_examples: Vec<String>,
+    /// The file was cut here by a kill, then resumed: `swarm resolve` appended the replays
+    /// of the keys that were open and ended it.
+    pub resumed_after: Option<Cut>,
 }
 
 fn checksum(kind: u8, payload: &[u8]) -> u32 {
@@ -119,13 +134,15 @@ pub fn write_all(path: &Path, h: &History) -> Result<(), HistoryError> {
 enum Msg {
     Records(Vec<Record>),
     Flush,
-    Finish(Vec<String>),
+    Finish(Notes),
 }
 
 /// The history of a running run, appended by a writer thread.
 pub struct Sink {
     tx: crossbeam_channel::Sender<Msg>,
     thread: Mutex<Option<JoinHandle<Result<u64, HistoryError>>>>,
+    /// Set when the sink resumes a cut file (`Sink::resume`): said in the notes.
+    resumed_after: Option<Cut>,
 }
 
 impl Sink {
@@ -138,15 +155,47 @@ impl Sink {
         let mut w = start(path, header)?;
         w.flush().map_err(io_err)?;
         w.get_ref().sync_data().map_err(io_err)?;
+        Sink::spawn(path, w, 0, None)
+    }
+
+    /// Resume a history a killed run left: the torn tail from `cut.offset` on is removed
+    /// and records are appended after the last whole frame. `records`: how many the file
+    /// holds before it (the end frame counts them all).
+    pub fn resume(path: &Path, cut: &Cut, records: u64) -> Result<Sink, HistoryError> {
+        let io_err = |source| HistoryError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io_err)?;
+        file.set_len(cut.offset).map_err(io_err)?;
+        file.sync_data().map_err(io_err)?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        io::Seek::seek(&mut w, io::SeekFrom::End(0)).map_err(io_err)?;
+        Sink::spawn(path, w, records, Some(cut.clone()))
+    }
+
+    fn spawn(
+        path: &Path,
+        w: BufWriter<std::fs::File>,
+        records: u64,
+        resumed_after: Option<Cut>,
+    ) -> Result<Sink, HistoryError> {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let shown = path.display().to_string();
         let thread = std::thread::Builder::new()
             .name("history-writer".into())
-            .spawn(move || write_loop(w, rx, shown))
-            .map_err(io_err)?;
+            .spawn(move || write_loop(w, rx, shown, records))
+            .map_err(|source| HistoryError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
         Ok(Sink {
             tx,
             thread: Mutex::new(Some(thread)),
+            resumed_after,
         })
     }
 
@@ -165,7 +214,10 @@ impl Sink {
     /// Write the notes and the end frame, close the file: the records written, or the
     /// first error the writer met.
     pub fn finish(&self, contract_examples: Vec<String>) -> Result<u64, HistoryError> {
-        let _ = self.tx.send(Msg::Finish(contract_examples));
+        let _ = self.tx.send(Msg::Finish(Notes {
+            contract_examples,
+            resumed_after: self.resumed_after.clone(),
+        }));
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         match thread.map(JoinHandle::join) {
             Some(Ok(result)) => result,
@@ -185,12 +237,14 @@ fn write_loop(
     mut w: BufWriter<std::fs::File>,
     rx: crossbeam_channel::Receiver<Msg>,
     path: String,
+    already: u64,
 ) -> Result<u64, HistoryError> {
     let io_err = |source| HistoryError::Io {
         path: path.clone(),
         source,
     };
-    let mut written: u64 = 0;
+    // Records in the file, the ones before a resumed file's cut included.
+    let mut written: u64 = already;
     let mut payload = Vec::new();
     let mut first_error: Option<io::Error> = None;
     let mut synced = Instant::now();
@@ -215,8 +269,8 @@ fn write_loop(
                 write_frame(&mut w, RECORDS, &payload)
             }
             Some(Msg::Flush) | None => sync(&mut w),
-            Some(Msg::Finish(contract_examples)) => {
-                let notes = serde_json::to_vec(&Notes { contract_examples }).unwrap_or_default();
+            Some(Msg::Finish(notes)) => {
+                let notes = serde_json::to_vec(&notes).unwrap_or_default();
                 let end = write_frame(&mut w, NOTES, &notes)
                     .and_then(|_| write_frame(&mut w, END, &written.to_le_bytes()))
                     .and_then(|_| sync(&mut w));
@@ -436,8 +490,8 @@ impl<R: Read> FramedReader<R> {
     }
 
     /// What the file says once every record is read: where it was cut (a file without an
-    /// end frame is cut where it stops) and the run's contract examples.
-    pub fn ending(&self) -> (Option<Cut>, Vec<String>) {
+    /// end frame is cut where it stops), its notes.
+    pub fn ending(&self) -> Ending {
         let cut = match (&self.cut, self.cur.ended) {
             (Some(c), _) => Some(c.clone()),
             (None, false) => Some(Cut {
@@ -446,7 +500,11 @@ impl<R: Read> FramedReader<R> {
             }),
             (None, true) => None,
         };
-        (cut, self.notes.contract_examples.clone())
+        Ending {
+            cut,
+            contract_examples: self.notes.contract_examples.clone(),
+            resumed_after: self.notes.resumed_after.clone(),
+        }
     }
 }
 

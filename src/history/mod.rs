@@ -16,7 +16,7 @@ mod answer;
 mod frames;
 
 pub use answer::{StreamHash, Violation, answer_hash};
-pub use frames::{Cut, Sink};
+pub use frames::{Cut, Ending, Sink};
 
 /// How a request ended, from the client's side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -533,10 +533,11 @@ impl History {
         let mut reader = Reader::open(path)?;
         let mut records = Vec::new();
         while reader.next_records(&mut records)? {}
-        let (cut, examples) = reader.ending();
+        let ending = reader.ending();
+        let cut = ending.cut;
         let mut header = reader.header().clone();
         if header.contract_examples.is_empty() {
-            header.contract_examples = examples;
+            header.contract_examples = ending.contract_examples;
         }
         History::sort(&mut records);
         Ok(History {
@@ -551,6 +552,8 @@ impl History {
 /// holds is one frame, whatever the file's length.
 pub struct Reader {
     inner: ReaderKind,
+    /// Records handed out so far.
+    read: u64,
 }
 
 enum ReaderKind {
@@ -583,7 +586,7 @@ impl Reader {
         } else {
             return Err(bad("wrong magic bytes"));
         };
-        Ok(Reader { inner })
+        Ok(Reader { inner, read: 0 })
     }
 
     pub fn header(&self) -> &Header {
@@ -596,23 +599,30 @@ impl Reader {
     /// Append the next frame's records to `out` (in the order written); `false` when no
     /// record is left.
     pub fn next_records(&mut self, out: &mut Vec<Record>) -> Result<bool, HistoryError> {
-        match &mut self.inner {
-            ReaderKind::Framed(f) => f.next_records(out),
+        let before = out.len();
+        let more = match &mut self.inner {
+            ReaderKind::Framed(f) => f.next_records(out)?,
             ReaderKind::V3(h) if !h.records.is_empty() => {
                 out.append(&mut h.records);
-                Ok(true)
+                true
             }
-            ReaderKind::V3(_) => Ok(false),
+            ReaderKind::V3(_) => false,
+        };
+        self.read += (out.len() - before) as u64;
+        Ok(more)
+    }
+
+    /// Once every record is read: where the file was cut (`None`: whole) and its notes.
+    pub fn ending(&self) -> Ending {
+        match &self.inner {
+            ReaderKind::Framed(f) => f.ending(),
+            ReaderKind::V3(_) => Ending::default(),
         }
     }
 
-    /// Once every record is read: where the file was cut (`None`: whole) and the contract
-    /// examples its notes hold.
-    pub fn ending(&self) -> (Option<Cut>, Vec<String>) {
-        match &self.inner {
-            ReaderKind::Framed(f) => f.ending(),
-            ReaderKind::V3(_) => (None, Vec::new()),
-        }
+    /// Records handed out so far.
+    pub fn records(&self) -> u64 {
+        self.read
     }
 }
 

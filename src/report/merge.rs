@@ -92,7 +92,7 @@ fn concatenate(paths: &[PathBuf], header: &Header, out: &Path) -> Result<(), Mer
         while reader.next_records(&mut batch)? {
             sink.send(std::mem::take(&mut batch));
         }
-        examples.extend(reader.ending().1);
+        examples.extend(reader.ending().contract_examples);
     }
     sink.finish(examples)?;
     Ok(())

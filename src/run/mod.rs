@@ -15,6 +15,7 @@ mod id;
 pub mod leftover;
 pub mod resolve;
 pub mod resolving;
+pub mod resume;
 mod sampler;
 pub mod schedule;
 mod shop;

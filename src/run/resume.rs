@@ -1,0 +1,203 @@
+//! `swarm resolve`: a run killed mid-way (SIGKILL, OOM, a CI timeout, a power cut) left a
+//! history cut after its last whole frame. Its open keys are replayed against the target,
+//! as the end of a normal run does, and the answers appended to the same history, which is
+//! then ended.
+//!
+//! Open keys are the audit's (`audit::open_keys`): keys whose requests got no definite
+//! answer, and keys the database holds an intent for while the history holds no request
+//! (in flight at the kill, or answered after the last whole frame). The first are replayed
+//! with the payload their first request sent; the second with the payload the key's agent
+//! sends (derived from the seed, as in the run); only this run's clients make keys with its
+//! run id. Invariants: the history is resumed only when it was cut, for the scenario that
+//! wrote it (by the SHA-256 of its text); nothing before the cut is rewritten; what a
+//! replay cannot decide stays open, and the audit says `unknown`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::agent::{self, Attempt, World};
+use super::resolve::{self, Resolution};
+use super::{RunError, resolving};
+use crate::addr::DbUrl;
+use crate::audit::{self, OpenKey};
+use crate::history::{self, Op, Sink};
+use crate::metrics::Metrics;
+use crate::scenario::Scenario;
+use crate::sut::kernel::{Currency, Sql};
+use crate::target::open;
+
+/// What to resume.
+pub struct ResumeOptions {
+    pub scenario: Scenario,
+    /// The killed run's `history.bin`.
+    pub history: PathBuf,
+    /// The database to audit and, for a direct or in-process target, to replay against
+    /// (`None`: the `swarm.db` beside the history, unless the regions are live endpoints).
+    pub db: Option<DbUrl>,
+    /// The audit's memory budget.
+    pub budget_bytes: u64,
+}
+
+/// What the resumption did.
+#[derive(Debug, Clone)]
+pub struct Resumed {
+    /// The database audited and replayed against (`None`: live endpoints, unread).
+    pub db: Option<DbUrl>,
+    /// Where the history had been cut, and why.
+    pub cut: history::Cut,
+    /// Keys open at the cut: indeterminate in the history, and with an intent but no request.
+    pub indeterminate: u64,
+    pub unsent: u64,
+    /// Open keys past `audit::MAX_OPEN_KEYS`, not replayed (they stay open).
+    pub left_out: u64,
+    pub resolution: Resolution,
+    /// The run whose history this is.
+    pub run_id: String,
+}
+
+fn refuse(why: String) -> RunError {
+    RunError::Unsupported(why)
+}
+
+/// Replay a killed run's open keys and end its history.
+pub async fn resume(opts: ResumeOptions) -> Result<Resumed, RunError> {
+    let s = &opts.scenario;
+    let path = &opts.history;
+    let header = history::Reader::open(path)?.header().clone();
+    if !header.scenario_sha256.is_empty() && header.scenario_sha256 != s.text_sha256 {
+        return Err(refuse(format!(
+            "{}: written by another scenario than {} (its SHA-256 is {}, the history's {})",
+            path.display(),
+            s.name,
+            s.text_sha256,
+            header.scenario_sha256
+        )));
+    }
+    let live = s.regions.iter().any(|r| r.endpoint.is_some());
+    let db = match (&opts.db, live) {
+        (Some(u), _) => Some(u.clone()),
+        (None, false) => Some(DbUrl::sqlite(beside(path, "swarm.db"))),
+        (None, true) => None,
+    };
+    let audited = audit::open_keys(db.as_ref(), path, opts.budget_bytes)
+        .await
+        .map_err(|e| refuse(format!("{}: {e}", path.display())))?;
+    let Some(cut) = audited.ending.cut.clone() else {
+        return Err(refuse(format!(
+            "{}: the history is whole (its run ended it, or it was resolved already): nothing to resolve",
+            path.display()
+        )));
+    };
+    let region_names: Vec<String> = s.regions.iter().map(|r| r.name.clone()).collect();
+    if header.regions != region_names {
+        return Err(refuse(format!(
+            "{}: the history's regions {:?} are not the scenario's {:?}",
+            path.display(),
+            header.regions,
+            region_names
+        )));
+    }
+    let (regions, servers) = match (&db, live) {
+        (_, true) => (open::live_regions(s)?, Vec::new()),
+        (Some(url), false) => open::open_regions(s, url, Sql::reference()).await?,
+        (None, false) => unreachable!("a database is chosen above when no region is live"),
+    };
+    crate::target::preflight::check(&regions).await?;
+
+    let id = |what: &str, s: &str| {
+        Uuid::parse_str(s).map_err(|e| refuse(format!("the history's {what} id `{s}`: {e}")))
+    };
+    let ids = |what: &str, v: &[String]| v.iter().map(|s| id(what, s)).collect::<Result<_, _>>();
+    let region_weights: Vec<f64> = s.regions.iter().map(|r| r.weight).collect();
+    let sink = Sink::resume(path, &cut, audited.records)?;
+    let world = Arc::new(World {
+        metrics: Metrics::new(regions.len(), sink),
+        regions,
+        seed: header.seed,
+        key_prefix: header.key_prefix.clone(),
+        merchant_id: id("merchant", &header.merchant_id)?,
+        items: ids("item", &header.items)?,
+        mandates: ids("mandate", &header.mandates)?,
+        price_minor: header.price_minor,
+        currency: Currency::parse(&header.currency)?,
+        quantity: s.agents.quantity,
+        purchases: s.agents.purchases,
+        retry: s.retry.clone(),
+        mix_cdf: agent::mix_cdf(&s.mix),
+        region_cdf: agent::cdf(&region_weights),
+        pending: agent::Pending::default(),
+        resolving: resolving::Progress::default(),
+    });
+    let (mut indeterminate, mut unsent) = (0, 0);
+    for k in &audited.open.keys {
+        match k.sent {
+            Some(_) => indeterminate += 1,
+            None => unsent += 1,
+        }
+        world.pending.push(k.id.0, attempt(&world, k));
+    }
+    let resolution = resolve::resolve(
+        &world,
+        s.agents.in_flight,
+        Duration::from_millis(s.retry.resolve_budget_ms),
+    )
+    .await;
+    for server in servers {
+        server.stop().await;
+    }
+    world
+        .metrics
+        .finish_history(world.metrics.violation_examples())?;
+    Ok(Resumed {
+        db,
+        cut,
+        indeterminate,
+        unsent,
+        left_out: audited.open.left_out,
+        resolution,
+        run_id: header.run_id,
+    })
+}
+
+/// The replay of an open key: its first request's payload, or the one its agent sends.
+fn attempt(world: &World, k: &OpenKey) -> Attempt {
+    let derived = world.plan(k.id.0);
+    let (plan, quantity) = match k.sent {
+        Some(p) => (
+            agent::AgentPlan {
+                persona: p.persona,
+                mandate: p.mandate,
+                item: p.item,
+                ..derived
+            },
+            p.quantity,
+        ),
+        None => (derived, world.quantity),
+    };
+    Attempt {
+        plan,
+        purchase: k.id.1,
+        variant: k.id.2,
+        region: plan.home_region,
+        quantity,
+        op: Op::Resolve,
+        seq: u8::MAX,
+    }
+}
+
+fn beside(path: &Path, name: &str) -> PathBuf {
+    path.parent().unwrap_or(Path::new(".")).join(name)
+}
+
+/// After the resolved history's audit: mark the run finished on `db`, when it is the last
+/// run that started there (a database of another deployment is left alone).
+pub async fn mark_resolved(db: &DbUrl, run_id: &str) -> Result<(), RunError> {
+    let database = crate::sut::db::Database::connect(db)?;
+    if database.get_meta(super::RUN_STARTED).await?.as_deref() == Some(run_id) {
+        database.set_meta(super::RUN_FINISHED, run_id).await?;
+    }
+    Ok(())
+}
