@@ -2,7 +2,7 @@
 # The direct target at the agent cap: scenarios/million.toml with AGENTS agents (default
 # 10,000,000, the cap; mostly declined) on the embedded default. Prints the run's wall time,
 # its peak resident memory up to the last agent (swarm logs it then) and over the whole run
-# (sampled each second; the end included: the history read back and audited), the size of
+# (sampled each second; the end included: the history audited from its file), the size of
 # history.bin, then the same
 # audit again as `swarm audit --db --history` on its own: wall time and peak RSS. Not a test.
 #
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 AGENTS="${AGENTS:-10000000}"
 cargo build --release --quiet --bin swarm
 WORK="$(mktemp -d)"
-trap 'kill "${PID:-}" 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill "${PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 start=$(date +%s.%N)
@@ -47,7 +47,7 @@ wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", time
 print(f"run                 {s.get('agents_done', '?')} agents (million.toml, embedded default), verdict {s.get('validity', '?')}, exit {code}")
 print(f"wall                {end - start:.0f} s (the audit inside it: {audit_ms / 1000:.1f} s)")
 print(f"peak RSS, agents    {int(hwm.group(2)) / 1024 if hwm else 0:.0f} MiB (when the last agent was done, as swarm logs it)")
-print(f"peak RSS of the run {max(r[1] for r in rows) / 1024:.0f} MiB (the end included: history read back, audit)")
+print(f"peak RSS of the run {max(r[1] for r in rows) / 1024:.0f} MiB (the end included: the audit of the history file)")
 print(f"history.bin         {os.path.getsize(f'{work}/run/history.bin') / 2**20:.0f} MiB")
 print(f"swarm audit alone   {wall.group(1) if wall else '?'} wall, peak RSS {int(peak.group(1)) / 1024 if peak else 0:.0f} MiB")
 PY

@@ -14,7 +14,7 @@ MINUTES="${MINUTES:-10}"
 RATE="${RATE:-1000}"
 cargo build --release --quiet --bin swarm
 WORK="$(mktemp -d)"
-trap 'kill "${PID:-}" 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill "${PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 {
