@@ -2,9 +2,10 @@
 # Memory over a long run: an open-model run of MINUTES minutes (default 10) at RATE agents/s
 # (default 1000) on the embedded default, a region fault every minute (crash, lost-ack,
 # blackhole, outage in turn, each healed after 20 s), the process's resident memory sampled
-# every second. Prints the RSS after the first minute and at the last arrival, the peak, and
-# the least-squares slope over the arrivals after the first minute: flat means the history
-# streams to disk and nothing else grows with the run's length. Not a test.
+# every second. Prints the RSS after the first minute and at the last arrival, the mean of the
+# second minute against the last minute of arrivals, the peak, and the least-squares slope
+# over the arrivals after the first minute: flat means the history streams to disk and
+# nothing else grows with the run's length. Not a test.
 #
 #   scripts/bench-soak.sh                 # MINUTES=10 RATE=1000
 #   MINUTES=2 scripts/bench-soak.sh
@@ -33,25 +34,30 @@ trap 'exit 143' TERM
             "$m" "$region" "${modes[$(((m - 1) % 4))]}"
     done
 } >"$WORK/soak.toml"
-CI=true target/release/swarm run "$WORK/soak.toml" --no-tui --report-dir "$WORK/run" >"$WORK/out" 2>&1 &
+CI=true SWARM_LOG=swarm=info target/release/swarm run "$WORK/soak.toml" --no-tui --report-dir "$WORK/run" \
+    >"$WORK/out" 2>&1 &
 PID=$!
 : >"$WORK/rss"
-t=0
+start=$(date +%s%N)
+done_s=""
 while kill -0 "$PID" 2>/dev/null; do
-    # Resident total, anonymous (the heap) and file-backed (mapped files: the database).
+    # Seconds since the start (by the clock: a sample takes a little more than a second),
+    # resident total, anonymous (the heap) and file-backed (mapped files: the database).
+    t=$((($(date +%s%N) - start) / 1000000000))
     rss="$(awk '/^(VmRSS|RssAnon|RssFile):/ {printf "%s ", $2}' "/proc/$PID/status" 2>/dev/null || true)"
     [[ -n "$rss" ]] && echo "$t $rss" >>"$WORK/rss"
+    # The arrival phase ends when swarm logs that the last agent is done.
+    if [[ -z "$done_s" ]] && grep -q "agents done" "$WORK/out"; then done_s=$t; fi
     sleep 1
-    t=$((t + 1))
 done
 wait "$PID" && code=0 || code=$?
-python3 - "$WORK/rss" "$WORK/run/summary.json" "$code" "$MINUTES" "$RATE" <<'PY'
+python3 - "$WORK/rss" "$WORK/run/summary.json" "$code" "$MINUTES" "$RATE" "${done_s:-0}" <<'PY'
 import json, sys
 pts = [tuple(map(int, l.split())) for l in open(sys.argv[1]) if len(l.split()) == 4]
 s = json.load(open(sys.argv[2])) if sys.argv[3] in ("0", "1", "2", "3") else {}
-# The arrival phase only: the end (replays, reading the history back, the audit) is
-# reported as the peak.
-arrival_s = int(sys.argv[4]) * 60
+# The arrival phase only, up to the sample before swarm logged "agents done": the end
+# (replays, the audit) is reported as the peak.
+arrival_s = (int(sys.argv[6]) or int(sys.argv[4]) * 60 + 1) - 1
 
 
 def slope(rows, col):
@@ -71,7 +77,15 @@ print(f"run                 {sys.argv[4]} min at {sys.argv[5]} agents/s, a fault
       f"({s.get('agents_done', '?')} agents, verdict {s.get('validity', '?')}, exit {sys.argv[3]})")
 print(f"RSS after warm-up   {warm[0][1] / 1024:.0f} MiB (at {warm[0][0]} s; heap {warm[0][2] / 1024:.0f}, mapped files {warm[0][3] / 1024:.0f})")
 print(f"RSS at last arrival {warm[-1][1] / 1024:.0f} MiB (at {warm[-1][0]} s; heap {warm[-1][2] / 1024:.0f}, mapped files {warm[-1][3] / 1024:.0f})")
-print(f"peak RSS            {max(p[1] for p in pts) / 1024:.0f} MiB (the end included: replays, history read back, audit)")
+print(f"peak RSS            {max(p[1] for p in pts) / 1024:.0f} MiB (the end included: replays, the audit)")
+def mean_mib(rows, col):
+    return sum(r[col] for r in rows) / max(len(rows), 1) / 1024
+
+
+second = [p for p in warm if p[0] < 120] or warm
+last = [p for p in warm if p[0] > arrival_s - 60] or warm
+print(f"mean RSS, minute 2  {mean_mib(second, 1):.0f} MiB (heap {mean_mib(second, 2):.0f}); last minute of arrivals "
+      f"{mean_mib(last, 1):.0f} MiB (heap {mean_mib(last, 2):.0f}); highest while arriving {max(p[1] for p in warm) / 1024:.0f} MiB")
 print(f"slope after warm-up {slope(warm, 1):+.2f} MiB/min total, {slope(warm, 2):+.2f} heap, {slope(warm, 3):+.2f} mapped files ({len(warm)} samples)")
 print(f"slope, second half  {slope(late, 1):+.2f} MiB/min total, {slope(late, 2):+.2f} heap, {slope(late, 3):+.2f} mapped files ({len(late)} samples)")
 PY

@@ -10,10 +10,6 @@ use std::time::Instant;
 
 use super::verdict::{Check, Invariant, Timing};
 
-fn ids(rows: &[Vec<Val>]) -> Vec<String> {
-    rows.iter().map(|r| r[0].text()).collect()
-}
-
 /// Run a query-backed check; a query that fails makes the check unknown, never valid.
 async fn check_rows(
     src: &Source,
@@ -22,8 +18,17 @@ async fn check_rows(
     sql: &str,
     detail: &str,
 ) -> Check {
-    match src.rows(sql).await {
-        Ok(rows) => Check::violations(name, invariant, rows.len() as u64, ids(&rows), detail),
+    // Streamed: a database broken everywhere costs a count, not a row each.
+    let mut found = Found::default();
+    let read = src
+        .for_each_row(sql, |r| {
+            let id = r.text(0)?.unwrap_or("");
+            found.add(|| id.to_string());
+            Ok(())
+        })
+        .await;
+    match read {
+        Ok(()) => Check::violations(name, invariant, found.count, found.examples, detail),
         Err(e) => Check::unknown(name, invariant, format!("could not run: {e}")),
     }
 }
@@ -372,28 +377,29 @@ pub async fn run(src: &Source, scan: &Result<Scan, String>) -> (Vec<Check>, Vec<
     lap!();
     // The stored snapshot: its columns were compared in the pass over every intent; here
     // a committed one's chosen bucket and ledger transaction, against their rows.
+    // Streamed, borrowing each row: a snapshot per commit is never held.
+    let mut found = Found::default();
     let committed = src
-        .rows(
+        .for_each_row(
             "SELECT CAST(n.intent_id AS TEXT), n.snapshot, CAST(c.bucket_id AS TEXT), \
                CASE WHEN EXISTS (SELECT 1 FROM ledger_txn t WHERE t.ledger_txn_id = n.ledger_txn_id \
                  AND t.intent_id = n.intent_id) THEN 1 ELSE 0 END, \
                n.outcome, n.amount_minor, n.currency, CAST(n.ledger_txn_id AS TEXT) \
              FROM stock_claim c JOIN intent n ON n.intent_id = c.intent_id",
-        )
-        .await
-        .map(|rows| {
-            let mut found = Found::default();
-            for r in rows {
-                let (id, json) = (r[0].as_str(), r[1].as_str());
-                let ledger = Some(r[7].as_str()).filter(|l| !l.is_empty());
-                if intents::snapshot_disagrees(json, id, r[4].as_str(), r[5].int(), r[6].as_str(), ledger)
+            |r| {
+                let text = |i| r.text(i).map(|t| t.unwrap_or(""));
+                let (id, json) = (text(0)?, text(1)?);
+                let ledger = Some(text(7)?).filter(|l| !l.is_empty());
+                let (outcome, currency) = (text(4)?, text(6)?);
+                let amount_minor = r.int(5)?.unwrap_or(0);
+                if intents::snapshot_disagrees(json, id, outcome, amount_minor, currency, ledger)
                     .is_some()
                 {
-                    continue; // counted by the pass over every intent
+                    return Ok(()); // counted by the pass over every intent
                 }
-                let why = if r[3].int() != 1 {
+                let why = if r.int(3)? != Some(1) {
                     Some("ledgerTxnId names no ledger transaction of this intent")
-                } else if !intents::chose_bucket(json, r[2].as_str()) {
+                } else if !intents::chose_bucket(json, text(2)?) {
                     Some("chosenBucketId is not the claim's bucket")
                 } else {
                     None
@@ -401,9 +407,11 @@ pub async fn run(src: &Source, scan: &Result<Scan, String>) -> (Vec<Check>, Vec<
                 if let Some(why) = why {
                     found.add(|| format!("{id} ({why})"));
                 }
-            }
-            found
-        })
+                Ok(())
+            },
+        )
+        .await
+        .map(|()| found)
         .map_err(|e| e.to_string());
     checks.push(merged(
         "torn_commit.snapshot_mismatch",

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::{AuditArgs, Exit, ResolveArgs, internal, parse_url, usage};
+use super::{AuditArgs, Exit, ResolveArgs, chosen_db, internal, parse_url, print_verdict, usage};
 use swarm::addr::DbUrl;
 use swarm::exit;
 
@@ -38,33 +38,15 @@ pub async fn audit(args: AuditArgs) -> Result<i32, Exit> {
             .await
         }
     };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(internal)?
-        );
-    } else {
-        println!("{report}");
-    }
-    // No thresholds apply after the fact: the verdict alone decides.
-    Ok(exit::code(report.validity, true))
+    print_verdict(&report, args.json)
 }
 
 pub async fn resolve(args: ResolveArgs) -> Result<i32, Exit> {
     use swarm::run::RunError;
     use swarm::run::resume::{ResumeOptions, mark_resolved, resume};
     let scenario = swarm::scenario::Scenario::load(&args.scenario).map_err(usage)?;
-    // The flag, then the scenario's, then DATABASE_URL (as `swarm run` chooses).
-    let db = match &args.db {
-        Some(u) => Some(parse_url(u)?),
-        None => match scenario.target.database.clone() {
-            Some(u) => Some(u),
-            None => match std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()) {
-                Some(u) => Some(parse_url(&u)?),
-                None => None,
-            },
-        },
-    };
+    // As `swarm run` chooses; none: the `swarm.db` beside the history.
+    let db = chosen_db(args.db.as_deref(), &scenario)?;
     let budget = args.memory_mib << 20;
     let resumed = resume(ResumeOptions {
         scenario,
@@ -103,15 +85,7 @@ pub async fn resolve(args: ResolveArgs) -> Result<i32, Exit> {
     {
         mark_resolved(db, &resumed.run_id).await.map_err(internal)?;
     }
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(internal)?
-        );
-    } else {
-        println!("{report}");
-    }
-    Ok(exit::code(report.validity, true))
+    print_verdict(&report, args.json)
 }
 
 pub async fn report(dir: PathBuf) -> Result<i32, Exit> {

@@ -317,6 +317,38 @@ pub fn parse_url(s: &str) -> Result<DbUrl, Exit> {
     s.parse::<DbUrl>().map_err(usage)
 }
 
+/// The database a scenario's verb uses: the flag's, else the scenario's `target.database`,
+/// else DATABASE_URL; `None`: none given.
+pub fn chosen_db(
+    flag: Option<&str>,
+    scenario: &swarm::scenario::Scenario,
+) -> Result<Option<DbUrl>, Exit> {
+    if let Some(u) = flag {
+        return parse_url(u).map(Some);
+    }
+    if let Some(u) = &scenario.target.database {
+        return Ok(Some(u.clone()));
+    }
+    match std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()) {
+        Some(u) => parse_url(&u).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Print an audit's report (as JSON with `json`); its exit code (no thresholds apply after
+/// the fact: the verdict alone decides).
+pub fn print_verdict(report: &swarm::audit::Report, json: bool) -> Result<i32, Exit> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).map_err(internal)?
+        );
+    } else {
+        println!("{report}");
+    }
+    Ok(exit::code(report.validity, true))
+}
+
 /// Run one verb to its exit code.
 pub async fn dispatch(cli: Cli) -> Result<i32, Exit> {
     match cli.verb {

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 
-use super::{Exit, RunArgs, internal, parse_url, usage};
+use super::{Exit, RunArgs, chosen_db, internal, usage};
 use swarm::addr::DbUrl;
 use swarm::run::{Control, RunId, RunOptions, leftover};
 use swarm::scenario::{MAX_AGENTS, Scenario, TargetKind};
@@ -58,16 +58,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
         )));
     }
     // The flag, then the scenario's, then DATABASE_URL; none: embedded.
-    let db: Option<DbUrl> = match &args.db {
-        Some(u) => Some(parse_url(u)?),
-        None => match scenario.target.database.clone() {
-            Some(u) => Some(u),
-            None => match std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()) {
-                Some(u) => Some(parse_url(&u)?),
-                None => None,
-            },
-        },
-    };
+    let db: Option<DbUrl> = chosen_db(args.db.as_deref(), &scenario)?;
     // Shards of one run share its keys' run id; a lone run gets a fresh one, so running it
     // again against the same live service buys again instead of replaying.
     let run_id = match (&args.run_id, args.shard) {

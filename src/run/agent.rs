@@ -91,6 +91,37 @@ fn agent_rng(seed: u64, agent: u32, stream: u64) -> SmallRng {
 }
 
 impl World {
+    /// The agents' world for scenario `s` against `regions`, buying from `shop` under keys
+    /// `{key_prefix}-…`, recording into `metrics`.
+    pub fn new(
+        s: &crate::scenario::Scenario,
+        regions: Vec<Region>,
+        metrics: Metrics,
+        seed: u64,
+        key_prefix: String,
+        shop: super::shop::Shop,
+    ) -> Result<World, crate::sut::kernel::KernelError> {
+        let region_weights: Vec<f64> = s.regions.iter().map(|r| r.weight).collect();
+        Ok(World {
+            metrics,
+            regions,
+            seed,
+            key_prefix,
+            merchant_id: shop.merchant_id,
+            items: shop.items,
+            mandates: shop.mandates,
+            price_minor: shop.price_minor,
+            currency: Currency::parse(&shop.currency)?,
+            quantity: s.agents.quantity,
+            purchases: s.agents.purchases,
+            retry: s.retry.clone(),
+            mix_cdf: mix_cdf(&s.mix),
+            region_cdf: cdf(&region_weights),
+            pending: Pending::default(),
+            resolving: super::resolving::Progress::default(),
+        })
+    }
+
     /// Who agent `id` is.
     pub fn plan(&self, id: u32) -> AgentPlan {
         let mut rng = agent_rng(self.seed, id, 0);

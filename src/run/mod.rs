@@ -32,7 +32,7 @@ use crate::history::{self, HistoryError};
 use crate::metrics::{self, Metrics, Sample};
 use crate::scenario::{Scenario, TargetKind};
 use crate::sut::db::{Database, DbError, SeedPlan};
-use crate::sut::kernel::{Currency, KernelError, Sql};
+use crate::sut::kernel::{KernelError, Sql};
 use crate::target::open::{self, OpenError};
 use agent::World;
 use faults::{FaultRecord, Timeline};
@@ -217,7 +217,6 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
     };
     let shop = Shop::resolve(s, &plan, &regions).await?;
     let region_names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
-    let region_weights: Vec<f64> = s.regions.iter().map(|r| r.weight).collect();
     // The history streams to disk from the first request: a killed run keeps it.
     let key_prefix = key_prefix(&opts.run_id, s.seed);
     let header = history::Header {
@@ -240,24 +239,8 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
     };
     let history_path = opts.dir.join("history.bin");
     let sink = history::Sink::create(&history_path, &header)?;
-    let world = Arc::new(World {
-        metrics: Metrics::new(regions.len(), sink),
-        regions,
-        seed: s.seed,
-        key_prefix,
-        merchant_id: shop.merchant_id,
-        items: shop.items,
-        mandates: shop.mandates,
-        price_minor: shop.price_minor,
-        currency: Currency::parse(&shop.currency)?,
-        quantity: s.agents.quantity,
-        purchases: s.agents.purchases,
-        retry: s.retry.clone(),
-        mix_cdf: agent::mix_cdf(&s.mix),
-        region_cdf: agent::cdf(&region_weights),
-        pending: agent::Pending::default(),
-        resolving: resolving::Progress::default(),
-    });
+    let metrics = Metrics::new(regions.len(), sink);
+    let world = Arc::new(World::new(s, regions, metrics, s.seed, key_prefix, shop)?);
 
     let (shard_i, shard_n) = opts.shard.unwrap_or((0, 1));
     let count = s.agents.count.min(u64::from(u32::MAX));

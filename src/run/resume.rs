@@ -16,17 +16,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use uuid::Uuid;
-
+use super::RunError;
 use super::agent::{self, Attempt, World};
 use super::resolve::{self, Resolution};
-use super::{RunError, resolving};
+use super::shop::Shop;
 use crate::addr::DbUrl;
 use crate::audit::{self, OpenKey};
 use crate::history::{self, Op, Sink};
 use crate::metrics::Metrics;
 use crate::scenario::Scenario;
-use crate::sut::kernel::{Currency, Sql};
+use crate::sut::kernel::Sql;
 use crate::target::open;
 
 /// What to resume.
@@ -107,30 +106,17 @@ pub async fn resume(opts: ResumeOptions) -> Result<Resumed, RunError> {
     };
     crate::target::preflight::check(&regions).await?;
 
-    let id = |what: &str, s: &str| {
-        Uuid::parse_str(s).map_err(|e| refuse(format!("the history's {what} id `{s}`: {e}")))
-    };
-    let ids = |what: &str, v: &[String]| v.iter().map(|s| id(what, s)).collect::<Result<_, _>>();
-    let region_weights: Vec<f64> = s.regions.iter().map(|r| r.weight).collect();
+    let shop = Shop::of_header(&header)?;
     let sink = Sink::resume(path, &cut, audited.records)?;
-    let world = Arc::new(World {
-        metrics: Metrics::new(regions.len(), sink),
+    let metrics = Metrics::new(regions.len(), sink);
+    let world = Arc::new(World::new(
+        s,
         regions,
-        seed: header.seed,
-        key_prefix: header.key_prefix.clone(),
-        merchant_id: id("merchant", &header.merchant_id)?,
-        items: ids("item", &header.items)?,
-        mandates: ids("mandate", &header.mandates)?,
-        price_minor: header.price_minor,
-        currency: Currency::parse(&header.currency)?,
-        quantity: s.agents.quantity,
-        purchases: s.agents.purchases,
-        retry: s.retry.clone(),
-        mix_cdf: agent::mix_cdf(&s.mix),
-        region_cdf: agent::cdf(&region_weights),
-        pending: agent::Pending::default(),
-        resolving: resolving::Progress::default(),
-    });
+        metrics,
+        header.seed,
+        header.key_prefix.clone(),
+        shop,
+    )?);
     let (mut indeterminate, mut unsent) = (0, 0);
     for k in &audited.open.keys {
         match k.sent {

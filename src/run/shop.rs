@@ -33,6 +33,27 @@ struct SandboxDoc {
 }
 
 impl Shop {
+    /// The shop a run's history names (its header holds the ids as text).
+    pub fn of_header(h: &crate::history::Header) -> Result<Shop, super::RunError> {
+        let id = |what: &str, s: &str| {
+            uuid::Uuid::parse_str(s).map_err(|e| {
+                super::RunError::Unsupported(format!("the history's {what} id `{s}`: {e}"))
+            })
+        };
+        let ids = |what: &str, v: &[String]| -> Result<Vec<uuid::Uuid>, super::RunError> {
+            v.iter().map(|s| id(what, s)).collect()
+        };
+        Ok(Shop {
+            merchant_id: id("merchant", &h.merchant_id)?,
+            items: ids("item", &h.items)?,
+            mandates: ids("mandate", &h.mandates)?,
+            price_minor: h.price_minor,
+            currency: h.currency.clone(),
+            stock_per_item: h.stock_per_item,
+            cap_per_mandate_minor: h.cap_per_mandate_minor,
+        })
+    }
+
     /// The ids a live scenario gives (with their price and declared limits); the sandbox
     /// a live endpoint names; or the scenario's own seeded catalog.
     pub async fn resolve(

@@ -119,17 +119,24 @@ fn run_batch(
 ) {
     let sql = &config.sql.sqlite;
     let mut ended: Vec<Ended> = Vec::with_capacity(batch.len());
+    // Keys this batch has written an intent for: only a twin of one of them needs the key
+    // looked up again before it writes.
+    let mut written: std::collections::HashSet<&str> =
+        std::collections::HashSet::with_capacity(batch.len());
     let committed = conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
         let plans: Vec<Result<Plan, Failure>> =
             batch.iter().map(|q| plan(conn, &q.job, sql, rng)).collect();
         for (q, plan) in batch.iter().zip(plans) {
-            ended.push(
-                match plan.and_then(|p| write(conn, &q.job, q.attempt, p, sql, rng)) {
-                    Ok(e) => e,
-                    Err(Failure::Kernel(e)) => Ended::Done(Err(e)),
-                    Err(Failure::Db(e)) => Ended::Done(Err(db_error(e))),
-                },
-            );
+            let twin = written.contains(q.job.key.as_str());
+            let end = plan.and_then(|p| write(conn, &q.job, q.attempt, p, twin, sql, rng));
+            if matches!(end, Ok(Ended::Done(Ok(_)))) {
+                written.insert(q.job.key.as_str());
+            }
+            ended.push(match end {
+                Ok(e) => e,
+                Err(Failure::Kernel(e)) => Ended::Done(Err(e)),
+                Err(Failure::Db(e)) => Ended::Done(Err(db_error(e))),
+            });
         }
         conn.execute_batch("COMMIT")
     });
@@ -256,11 +263,14 @@ fn still_gives(
 }
 
 /// Validate the plan against what earlier purchases of the batch wrote, and write it.
+/// `twin`: an earlier purchase of the batch wrote an intent under the same key.
+#[allow(clippy::too_many_arguments)]
 fn write(
     conn: &Connection,
     job: &Job,
     attempt: u32,
     plan: Plan,
+    twin: bool,
     sql: &SqliteSql,
     rng: &mut SmallRng,
 ) -> Result<Ended, Failure> {
@@ -268,17 +278,22 @@ fn write(
         Plan::Known(answer) => return Ok(Ended::Done(answer)),
         other => other,
     };
-    // A twin of this key earlier in the batch has committed: answer with its snapshot.
-    if let Some(answer) = known(conn, job, sql)? {
+    // A twin of this key earlier in the batch has written: answer with its snapshot.
+    if twin && let Some(answer) = known(conn, job, sql)? {
         return Ok(Ended::Done(answer));
     }
     if job.link.is_cut() {
         return Ok(Ended::Done(Err(cut_error())));
     }
     let intent_id = new_id(rng);
+    // A decline writes one row, in one statement: nothing to undo, no savepoint.
+    if let Plan::Decline(code) = plan {
+        let declined = record_declined(conn, job, intent_id, code, attempt, sql)?;
+        return Ok(Ended::Done(Ok(declined)));
+    }
     conn.prepare_cached("SAVEPOINT purchase")?.execute([])?;
     let written = match plan {
-        Plan::Decline(code) => record_declined(conn, job, intent_id, code, attempt, sql).map(Some),
+        Plan::Decline(_) => unreachable!("written above"),
         Plan::Buy {
             bucket,
             available,
