@@ -126,6 +126,21 @@ fn check_resolved(scenario: &Path, dir: &Path, db: Option<&str>, after: Duration
         }
         cmd.output().expect("swarm resolve")
     };
+    // Another scenario's file is refused, naming the hashes; nothing is written.
+    let other = dir.join("other.toml");
+    let text = std::fs::read_to_string(scenario).expect("scenario");
+    std::fs::write(&other, text.replace("seed = 9", "seed = 10")).expect("write");
+    let before = std::fs::read(&path).expect("history");
+    let refused = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["resolve", &other.display().to_string()])
+        .args(["--history", &path.display().to_string()])
+        .args(db.map(|d| vec!["--db", d]).unwrap_or_default())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("swarm resolve");
+    assert_eq!(refused.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("SHA-256"));
+    assert_eq!(std::fs::read(&path).expect("history"), before);
     let out = resolve();
     let (report, said) = (
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -210,6 +225,40 @@ fn a_finished_run_is_audited_as_finished() {
     assert!(
         report.contains("the last run on this database finished"),
         "{report}"
+    );
+    // A finished history has nothing to resolve.
+    let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["resolve", &scenario.display().to_string()])
+        .args(["--history", &dir.join("history.bin").display().to_string()])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("swarm resolve");
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to resolve"));
+    // One byte flipped inside the first records frame (the header frame's length is at
+    // bytes 9..13, after the magic and the kind): the audit refuses it at that frame.
+    let path = dir.join("history.bin");
+    let mut bytes = std::fs::read(&path).expect("history");
+    let header_len = u32::from_le_bytes(bytes[9..13].try_into().expect("length")) as usize;
+    let second = 8 + 9 + header_len;
+    bytes[second + 9 + 5] ^= 0x40;
+    std::fs::write(&path, &bytes).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args([
+            "audit",
+            "--db",
+            &db,
+            "--history",
+            &path.display().to_string(),
+        ])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("swarm audit");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{said}");
+    assert!(
+        said.contains(&format!("frame at byte {second}")) && said.contains("corrupt"),
+        "{said}"
     );
 }
 

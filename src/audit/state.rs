@@ -466,8 +466,10 @@ pub struct LiveCounts {
     pub polls: u64,
 }
 
-/// Costs a few milliseconds a poll whatever the number of intents: every query is over
-/// the small tables (buckets, shards, ledger rows), never a scan of `intent`.
+/// Never a scan of `intent`: the small tables (buckets, shards) and the commit-sized ones
+/// (claims, ledger rows, and intents looked up by id from the ledger): milliseconds while
+/// commits are few (million.toml), about a second at 400,000 commits, so the poller spaces
+/// its polls by their cost (`run::sampler`).
 pub async fn live(src: &Source) -> Result<LiveCounts, crate::sut::db::DbError> {
     let one = |rows: Vec<Vec<Val>>| rows.first().map_or(0, |r| r[0].int());
     let negative_buckets = one(src

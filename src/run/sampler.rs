@@ -24,27 +24,36 @@ pub async fn poll_live(url: DbUrl, out: Arc<std::sync::Mutex<LiveCounts>>, stop:
             return;
         }
     };
-    let mut every = tokio::time::interval(Duration::from_secs(1));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while !stop.load(Ordering::Acquire) {
-        every.tick().await;
+        let started = std::time::Instant::now();
         let polled = crate::audit::live(&source).await;
-        let mut counts = out.lock().unwrap_or_else(|p| p.into_inner());
-        match polled {
-            Ok(c) => {
-                *counts = LiveCounts {
-                    errors: counts.errors,
-                    polls: counts.polls + 1,
-                    ..c
+        // A poll reads commit-sized tables, so it lengthens as the run goes: the next waits
+        // at least a second and nine times as long as this one took, so the poller reads at
+        // most a tenth of the time. (An SQLite reader that never lets go starves the WAL's
+        // checkpoints: the WAL, and its index mapped into every connection, grow without end.)
+        let pause = Duration::from_secs(1).max(started.elapsed() * LIVE_IDLE_RATIO);
+        {
+            let mut counts = out.lock().unwrap_or_else(|p| p.into_inner());
+            match polled {
+                Ok(c) => {
+                    *counts = LiveCounts {
+                        errors: counts.errors,
+                        polls: counts.polls + 1,
+                        ..c
+                    }
+                }
+                Err(e) => {
+                    counts.errors += 1;
+                    tracing::debug!("live audit poll failed: {e}");
                 }
             }
-            Err(e) => {
-                counts.errors += 1;
-                tracing::debug!("live audit poll failed: {e}");
-            }
         }
+        tokio::time::sleep(pause).await;
     }
 }
+
+/// The live poller waits this many times as long as its last poll took (at least a second).
+const LIVE_IDLE_RATIO: u32 = 9;
 
 pub fn region_states(world: &World) -> Vec<RegionState> {
     world.regions.iter().map(|r| r.state()).collect()
