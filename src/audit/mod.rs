@@ -113,8 +113,8 @@ pub async fn audit(input: Input<'_>) -> Report {
     };
     match run(input.db, history, opts).await {
         Ok(audited) => audited.report,
-        // A history in memory fits in one part: nothing is written, so nothing can fail;
-        // were it to, the verdict could not be valid.
+        // A history in memory is split like a file's: should its work files fail, the
+        // verdict is unknown, saying why.
         Err(e) => unreadable(&e),
     }
 }

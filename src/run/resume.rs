@@ -75,6 +75,15 @@ pub async fn resume(opts: ResumeOptions) -> Result<Resumed, RunError> {
             header.scenario_sha256
         )));
     }
+    let region_names: Vec<String> = s.regions.iter().map(|r| r.name.clone()).collect();
+    if header.regions != region_names {
+        return Err(refuse(format!(
+            "{}: the history's regions {:?} are not the scenario's {:?}",
+            path.display(),
+            header.regions,
+            region_names
+        )));
+    }
     let live = s.regions.iter().any(|r| r.endpoint.is_some());
     let db = match (&opts.db, live) {
         (Some(u), _) => Some(u.clone()),
@@ -90,19 +99,10 @@ pub async fn resume(opts: ResumeOptions) -> Result<Resumed, RunError> {
             path.display()
         )));
     };
-    let region_names: Vec<String> = s.regions.iter().map(|r| r.name.clone()).collect();
-    if header.regions != region_names {
-        return Err(refuse(format!(
-            "{}: the history's regions {:?} are not the scenario's {:?}",
-            path.display(),
-            header.regions,
-            region_names
-        )));
-    }
-    let (regions, servers) = match (&db, live) {
-        (_, true) => (open::live_regions(s)?, Vec::new()),
-        (Some(url), false) => open::open_regions(s, url, Sql::reference()).await?,
-        (None, false) => unreachable!("a database is chosen above when no region is live"),
+    // Without live regions a database was chosen above.
+    let (regions, servers) = match db.as_ref().filter(|_| !live) {
+        Some(url) => open::open_regions(s, url, Sql::reference()).await?,
+        None => (open::live_regions(s)?, Vec::new()),
     };
     crate::target::preflight::check(&regions).await?;
 
