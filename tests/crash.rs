@@ -84,13 +84,7 @@ fn check_killed_history(dir: &Path, db: &str, after: Duration) {
     );
     let (code, report) = audit(db, &["--history", &path.display().to_string()]);
     assert_eq!(code, Some(3), "killed {after:?} in:\n{report}");
-    let line = |name: &str| {
-        report
-            .lines()
-            .find(|l| l.split_whitespace().nth(1) == Some(name))
-            .unwrap_or_else(|| panic!("no {name} in:\n{report}"))
-            .to_string()
-    };
+    let line = |name: &str| check_line(&report, name);
     assert!(line("history.complete").starts_with("unknown"), "{report}");
     assert!(
         line("history.complete").contains("ends at byte"),
@@ -152,13 +146,7 @@ fn check_resolved(scenario: &Path, dir: &Path, db: Option<&str>, after: Duration
         "killed {after:?} in, resolved:\n{said}\n{report}"
     );
     assert!(said.contains("the history was cut at byte"), "{said}");
-    let line = |name: &str| {
-        report
-            .lines()
-            .find(|l| l.split_whitespace().nth(1) == Some(name))
-            .unwrap_or_else(|| panic!("no {name} in:\n{report}"))
-            .to_string()
-    };
+    let line = |name: &str| check_line(&report, name);
     for name in [
         "history.complete",
         "history.phantom_commit",
@@ -185,6 +173,15 @@ fn check_resolved(scenario: &Path, dir: &Path, db: Option<&str>, after: Duration
     let again = resolve();
     assert_eq!(again.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&again.stderr).contains("nothing to resolve"));
+}
+
+/// The line of check `name` in a printed audit report.
+fn check_line(report: &str, name: &str) -> String {
+    report
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(name))
+        .unwrap_or_else(|| panic!("no {name} in:\n{report}"))
+        .to_string()
 }
 
 fn audit(db: &str, extra: &[&str]) -> (Option<i32>, String) {
