@@ -5,11 +5,15 @@
 # agents/s, purchases/s, peak RSS, the ratio to the bare loop, and the price of the live
 # audit poller and of the dashboard (million and smoke, with and without the TUI). Not a test.
 #
-#   scripts/bench-million.sh [SCENARIO]     # BARE_PURCHASES=200000
+# The run and the bare loop take turns RUNS times (default 3) and the ratio is that of
+# their medians: on a shared machine one pair can be 10 % off either way.
+#
+#   scripts/bench-million.sh [SCENARIO]     # BARE_PURCHASES=200000 RUNS=3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCENARIO="${1:-scenarios/million.toml}"
 BARE_PURCHASES="${BARE_PURCHASES:-200000}"
+RUNS="${RUNS:-3}"
 
 cargo build --release --quiet --bin swarm --examples
 WORK="$(mktemp -d)"
@@ -21,13 +25,21 @@ trap 'rm -rf "$WORK"; kill "$SILENT" 2>/dev/null' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-bare="$(target/release/examples/bench_kernel bare "$WORK/bare.db" 100 16 10000 10000 "$BARE_PURCHASES" \
-    | sed -n 's/.*purchases_per_s=\([0-9]*\).*/\1/p')"
-
 set +e
-/usr/bin/time -v target/release/swarm run "$SCENARIO" --no-tui --report-dir "$WORK/run" \
-    >"$WORK/stdout" 2>"$WORK/stderr"
-code=$?
+bares=(); runs=()
+for i in $(seq 1 "$RUNS"); do
+    rm -rf "$WORK/bare.db"* "$WORK/run"
+    bares+=("$(target/release/examples/bench_kernel bare "$WORK/bare.db" 100 16 10000 10000 "$BARE_PURCHASES" \
+        | sed -n 's/.*purchases_per_s=\([0-9]*\).*/\1/p')")
+    /usr/bin/time -v target/release/swarm run "$SCENARIO" --no-tui --report-dir "$WORK/run" \
+        >"$WORK/stdout" 2>"$WORK/stderr"
+    code=$?
+    rss_now="$(sed -n 's/.*Maximum resident set size (kbytes): \([0-9]*\).*/\1/p' "$WORK/stderr")"
+    rss_kib=$(( ${rss_now:-0} > ${rss_kib:-0} ? ${rss_now:-0} : ${rss_kib:-0} ))
+    runs+=("$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['rates']['purchases_per_s'])" "$WORK/run/summary.json")")
+    echo "pair $i              run $(printf '%.0f' "${runs[-1]}") purchases/s · bare loop ${bares[-1]} purchases/s · ratio $(python3 -c "print(f'{${runs[-1]} / ${bares[-1]}:.2f}')")" >&2
+done
+bare="$(python3 -c "import statistics,sys; print(statistics.median(map(float, sys.argv[1:])))" "${bares[@]}")"
 # The same run without the live audit poller, to price it.
 SWARM_LIVE_AUDIT=off target/release/swarm run "$SCENARIO" --no-tui --report-dir "$WORK/quiet" \
     >/dev/null 2>&1
@@ -35,22 +47,22 @@ SWARM_LIVE_AUDIT=off target/release/swarm run "$SCENARIO" --no-tui --report-dir 
 env -u CI TERM=xterm-256color script -qec \
     "target/release/swarm run $SCENARIO --report-dir $WORK/tui --exit-on-finish" /dev/null <&3 >/dev/null 2>&1
 set -e
-rss_kib="$(sed -n 's/.*Maximum resident set size (kbytes): \([0-9]*\).*/\1/p' "$WORK/stderr")"
-python3 - "$WORK/run/summary.json" "$bare" "$rss_kib" "$code" "$WORK/quiet/summary.json" "$WORK/tui/summary.json" <<'PY'
-import json, sys
+python3 - "$WORK/run/summary.json" "$bare" "$rss_kib" "$code" "$WORK/quiet/summary.json" "$WORK/tui/summary.json" "${runs[*]}" <<'PY'
+import json, statistics, sys
 s = json.load(open(sys.argv[1]))
 quiet = json.load(open(sys.argv[5]))
 tui = json.load(open(sys.argv[6]))
 bare, rss_kib, code = float(sys.argv[2]), int(sys.argv[3] or 0), int(sys.argv[4])
+runs = [float(r) for r in sys.argv[7].split()]
 wall = s["elapsed_ms"] / 1000
-rate = s["rates"]["purchases_per_s"]
+rate = statistics.median(runs)
 print(f"scenario            {s['scenario']} ({s['agents_done']} agents, {s['database_engine']})")
-print(f"wall                {wall:.1f} s (run, excluding build)")
+print(f"wall                {wall:.1f} s (last run, excluding build)")
 print(f"agents/s            {s['rates']['agents_per_s']:.0f}")
-print(f"purchases/s         {rate:.0f}")
-print(f"bare rusqlite loop  {bare:.0f} purchases/s (one transaction per purchase)")
-print(f"ratio               {rate / bare:.2f}")
-print(f"peak RSS            {rss_kib / 1024:.0f} MiB")
+print(f"purchases/s         {rate:.0f} (median of {len(runs)} runs: {', '.join(f'{r:.0f}' for r in runs)})")
+print(f"bare rusqlite loop  {bare:.0f} purchases/s (one transaction per purchase; median of {len(runs)})")
+print(f"ratio               {rate / bare:.2f} (of the medians)")
+print(f"peak RSS            {rss_kib / 1024:.0f} MiB (highest of the runs)")
 print(f"OCC retries         {s['counters']['occ_retries']}")
 q = quiet["rates"]["purchases_per_s"]
 print(f"live audit cost     {100 * (q - rate) / q:+.1f}% purchases/s ({q:.0f}/s without the poller)")

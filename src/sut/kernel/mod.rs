@@ -9,6 +9,7 @@
 //! metrics or the auditor.
 
 mod catalog;
+mod checkpoint;
 mod error;
 mod occ;
 mod postgres;

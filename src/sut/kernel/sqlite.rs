@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::catalog::{Catalog, ItemInfo, MandateInfo};
+use super::checkpoint::Checkpointer;
 use super::sql::Sql;
 use super::sqlite_steps::{Failure, Job, db_error, execute};
 use super::{
@@ -64,12 +65,20 @@ impl SqliteKernel {
             let (tx, rx) = mpsc::channel(LANE_CAPACITY);
             let cfg = config.clone();
             let mode = config.sqlite_mode;
+            // The single-writer modes copy the WAL back on another thread (`checkpoint`).
+            let checkpointer = match mode {
+                SqliteMode::Group | SqliteMode::Occ => Checkpointer::spawn(path),
+                SqliteMode::Optimistic => None,
+            };
             std::thread::Builder::new()
                 .name(format!("swarm-sqlite-{i}"))
-                .spawn(move || match mode {
-                    SqliteMode::Group => group_writer(conn, rx, cfg),
-                    SqliteMode::Optimistic => optimistic_worker(conn, rx, cfg),
-                    SqliteMode::Occ => super::occ::writer(conn, rx, cfg),
+                .spawn(move || {
+                    let _checkpointer = checkpointer;
+                    match mode {
+                        SqliteMode::Group => group_writer(conn, rx, cfg),
+                        SqliteMode::Optimistic => optimistic_worker(conn, rx, cfg),
+                        SqliteMode::Occ => super::occ::writer(conn, rx, cfg),
+                    }
                 })
                 .map_err(|e| KernelError::Unavailable(format!("cannot start writer: {e}")))?;
             lanes.push(tx);
@@ -352,6 +361,7 @@ pub fn bare_loop(
     let conn = open_sqlite_writer(path).map_err(db_error)?;
     let mut rng = SmallRng::from_rng(&mut rand::rng());
     let (mut committed, mut declined) = (0, 0);
+    let sql = Sql::reference().sqlite;
     for (req, key) in purchases {
         let (reply, _answer) = oneshot::channel();
         let job = Job {
@@ -362,7 +372,7 @@ pub fn bare_loop(
             reply,
         };
         conn.execute_batch("BEGIN IMMEDIATE").map_err(db_error)?;
-        match execute(&conn, &job, 1, &Sql::reference().sqlite, &mut rng) {
+        match execute(&conn, &job, 1, &sql, &mut rng) {
             Ok(s) if s.outcome == Outcome::Committed => committed += 1,
             Ok(_) => declined += 1,
             Err(Failure::Kernel(e)) => return Err(e),

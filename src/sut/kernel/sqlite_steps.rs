@@ -25,6 +25,7 @@ pub(super) struct Job {
 }
 
 /// Why one run of the transaction stopped.
+#[derive(Debug)]
 pub(super) enum Failure {
     Db(rusqlite::Error),
     Kernel(KernelError),
