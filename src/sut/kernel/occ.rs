@@ -248,31 +248,47 @@ struct SnapshotReads {
     rows: HashMap<(Pool, Uuid, i64), Vec<(String, i64)>>,
 }
 
-/// Which `Take` a read is about.
+/// What a read is about: the item's buckets or the mandate's shards.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Pool {
     Stock,
     Funds,
 }
 
+impl Pool {
+    fn take(self, sql: &SqliteSql) -> &Take {
+        match self {
+            Pool::Stock => &sql.stock,
+            Pool::Funds => &sql.funds,
+        }
+    }
+
+    /// The value a purchase checks again before it writes (first committer wins).
+    fn value_sql(self) -> &'static str {
+        match self {
+            Pool::Stock => BUCKET_VALUE,
+            Pool::Funds => SHARD_VALUE,
+        }
+    }
+}
+
 impl SnapshotReads {
-    /// A row that could give, chosen at random among `take`'s candidates, and its value.
-    #[allow(clippy::too_many_arguments)]
+    /// A row of `owner` that could give `amount`, chosen at random among the pool's
+    /// candidates, and its value.
     fn choose(
         &mut self,
         conn: &Connection,
+        sql: &SqliteSql,
         pool: Pool,
-        take: &Take,
         owner: &Uuid,
         amount: i64,
-        version_sql: &str,
         rng: &mut SmallRng,
     ) -> Result<Option<(String, i64)>, Failure> {
         let rows = match self.rows.entry((pool, *owner, amount)) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
-                let mut value = conn.prepare_cached(version_sql)?;
-                let rows = candidates(conn, take, owner, amount, rng)?
+                let mut value = conn.prepare_cached(pool.value_sql())?;
+                let rows = candidates(conn, pool.take(sql), owner, amount, rng)?
                     .into_iter()
                     .map(|row| {
                         let v: i64 = value.query_row([&row], |r| r.get(0))?;
@@ -301,25 +317,17 @@ fn plan(
         return Ok(Plan::Known(answer));
     }
     let req = &job.req;
-    let Some((bucket, available)) = reads.choose(
-        conn,
-        Pool::Stock,
-        &sql.stock,
-        &req.item_id,
-        req.quantity,
-        BUCKET_VALUE,
-        rng,
-    )?
+    let Some((bucket, available)) =
+        reads.choose(conn, sql, Pool::Stock, &req.item_id, req.quantity, rng)?
     else {
         return Ok(Plan::Decline(FailureCode::OutOfStock));
     };
     let Some((shard, remaining)) = reads.choose(
         conn,
+        sql,
         Pool::Funds,
-        &sql.funds,
         &req.mandate_id,
         req.amount_minor,
-        SHARD_VALUE,
         rng,
     )?
     else {
@@ -333,21 +341,21 @@ fn plan(
     })
 }
 
-/// Whether `row` still holds `value` and `take` gives `amount` from it.
+/// Whether `row` still holds `value` and the pool's `take` gives `amount` from it.
 fn still_gives(
     conn: &Connection,
-    take: &Take,
-    version_sql: &str,
+    sql: &SqliteSql,
+    pool: Pool,
     row: &str,
     value: i64,
     amount: i64,
 ) -> Result<bool, Failure> {
     let now: i64 = conn
-        .prepare_cached(version_sql)?
+        .prepare_cached(pool.value_sql())?
         .query_row([row], |r| r.get(0))?;
     Ok(now == value
         && conn
-            .prepare_cached(&take.take)?
+            .prepare_cached(&pool.take(sql).take)?
             .execute(params![row, amount])?
             == 1)
 }
@@ -391,25 +399,18 @@ fn write(
             remaining,
         } => {
             let req = &job.req;
-            let won = still_gives(
-                conn,
-                &sql.stock,
-                BUCKET_VALUE,
-                &bucket,
-                available,
-                req.quantity,
-            )
-            .and_then(|won| {
-                Ok(won
-                    && still_gives(
-                        conn,
-                        &sql.funds,
-                        SHARD_VALUE,
-                        &shard,
-                        remaining,
-                        req.amount_minor,
-                    )?)
-            });
+            let won = still_gives(conn, sql, Pool::Stock, &bucket, available, req.quantity)
+                .and_then(|won| {
+                    Ok(won
+                        && still_gives(
+                            conn,
+                            sql,
+                            Pool::Funds,
+                            &shard,
+                            remaining,
+                            req.amount_minor,
+                        )?)
+                });
             match won {
                 Ok(true) => {
                     write_rows(conn, job, intent_id, &bucket, &shard, attempt, sql, rng).map(Some)
@@ -466,14 +467,14 @@ mod tests {
     #[test]
     fn snapshot_reads_answer_one_question_once_per_batch() {
         let conn = buckets(&[0, 5, 7]);
-        let take = Sql::reference().sqlite.stock;
+        let sql = Sql::reference().sqlite;
         let item = Uuid::from_u128(3);
         let mut rng = SmallRng::seed_from_u64(1);
         let mut reads = SnapshotReads::default();
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..64 {
             let (row, value) = reads
-                .choose(&conn, Pool::Stock, &take, &item, 1, BUCKET_VALUE, &mut rng)
+                .choose(&conn, &sql, Pool::Stock, &item, 1, &mut rng)
                 .expect("read")
                 .expect("a bucket with stock");
             assert_eq!(value, if row == "b1" { 5 } else { 7 }, "{row}");
@@ -487,20 +488,20 @@ mod tests {
             .expect("empty");
         assert!(
             reads
-                .choose(&conn, Pool::Stock, &take, &item, 1, BUCKET_VALUE, &mut rng)
+                .choose(&conn, &sql, Pool::Stock, &item, 1, &mut rng)
                 .expect("read")
                 .is_some()
         );
         // Another amount is another question.
         assert!(
             reads
-                .choose(&conn, Pool::Stock, &take, &item, 2, BUCKET_VALUE, &mut rng)
+                .choose(&conn, &sql, Pool::Stock, &item, 2, &mut rng)
                 .expect("read")
                 .is_none()
         );
         let mut next = SnapshotReads::default();
         assert!(
-            next.choose(&conn, Pool::Stock, &take, &item, 1, BUCKET_VALUE, &mut rng)
+            next.choose(&conn, &sql, Pool::Stock, &item, 1, &mut rng)
                 .expect("read")
                 .is_none()
         );
