@@ -62,3 +62,39 @@ impl Checkpointer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sut::db::open_sqlite_writer;
+
+    #[test]
+    fn the_wal_is_copied_back_without_the_writer() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("w.db");
+        let writer = open_sqlite_writer(&path).expect("writer");
+        writer
+            .execute_batch("CREATE TABLE page (body BLOB)")
+            .expect("table");
+        let db_bytes = || std::fs::metadata(&path).map_or(0, |m| m.len());
+        // Sixty commits of a page each: far below the writer's autocheckpoint, so the
+        // pages stay in the WAL and the database file does not grow.
+        for _ in 0..60 {
+            writer
+                .execute("INSERT INTO page VALUES (zeroblob(4000))", [])
+                .expect("insert");
+        }
+        assert!(db_bytes() < 60 * 4000, "{} bytes before", db_bytes());
+        let checkpointer = Checkpointer::spawn(&path).expect("spawned");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while db_bytes() < 60 * 4000 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(CHECKPOINT_EVERY_MS));
+        }
+        assert!(db_bytes() >= 60 * 4000, "{} bytes after", db_bytes());
+        drop(checkpointer);
+        // The writer goes on as before.
+        writer
+            .execute("INSERT INTO page VALUES (zeroblob(4000))", [])
+            .expect("insert after");
+    }
+}

@@ -528,7 +528,7 @@ mod tests {
     }
 
     #[test]
-    fn a_small_batch_waits_only_while_purchases_keep_coming() {
+    fn gather_takes_what_is_queued_and_stops_when_the_queue_closes() {
         let (tx, mut rx) = mpsc::channel(64);
         let mut batch = vec![Queued::new(job(0))];
         // Nobody else is coming: one quantum, and the batch goes as it is.
