@@ -22,10 +22,10 @@
 //! `take` statements, so the selftest's sabotage reaches this mode too); the version
 //! check only decides who goes first.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::time::{Duration, Instant};
 
+use foldhash::{HashMap, HashSet};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use rand::seq::IndexedRandom;
@@ -72,12 +72,12 @@ struct Queued {
 }
 
 impl Queued {
-    /// A purchase on its first run.
-    fn new(job: Job) -> Queued {
+    /// A purchase on its first run, taken at `now`.
+    fn new(job: Job, now: Instant) -> Queued {
         Queued {
             job,
             attempt: 1,
-            ready_at: Instant::now(),
+            ready_at: now,
         }
     }
 }
@@ -100,7 +100,7 @@ pub(super) fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>, config: Kern
                 i += 1;
             }
         }
-        open = take_queued(&mut rx, &mut batch, config.group_max) && open;
+        open = take_queued(&mut rx, &mut batch, config.group_max, now) && open;
         if !batch.is_empty() && open {
             open = gather(
                 &mut rx,
@@ -114,7 +114,7 @@ pub(super) fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>, config: Kern
                 // Only reruns in backoff: sleep until the first is due (a few ms at most).
                 Some(at) => std::thread::sleep(at.saturating_duration_since(Instant::now())),
                 None => match rx.blocking_recv() {
-                    Some(job) => batch.push(Queued::new(job)),
+                    Some(job) => batch.push(Queued::new(job, Instant::now())),
                     None => open = false,
                 },
             }
@@ -131,11 +131,17 @@ const GATHER_MIN: usize = 16;
 const GATHER_QUANTUM: Duration = Duration::from_micros(50);
 const GATHER_MAX: Duration = Duration::from_micros(500);
 
-/// Move what the queue holds into `batch`, up to `max`. False once the queue is closed.
-fn take_queued(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Queued>, max: usize) -> bool {
+/// Move what the queue holds into `batch`, up to `max`, as taken at `now`. False once the
+/// queue is closed.
+fn take_queued(
+    rx: &mut mpsc::Receiver<Job>,
+    batch: &mut Vec<Queued>,
+    max: usize,
+    now: Instant,
+) -> bool {
     while batch.len() < max {
         match rx.try_recv() {
-            Ok(job) => batch.push(Queued::new(job)),
+            Ok(job) => batch.push(Queued::new(job, now)),
             Err(mpsc::error::TryRecvError::Empty) => return true,
             Err(mpsc::error::TryRecvError::Disconnected) => return false,
         }
@@ -155,7 +161,7 @@ fn gather(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Queued>, want: usize, ma
     while batch.len() < want && Instant::now() < until {
         std::thread::sleep(GATHER_QUANTUM);
         let before = batch.len();
-        if !take_queued(rx, batch, max) {
+        if !take_queued(rx, batch, max, Instant::now()) {
             return false;
         }
         if batch.len() == before {
@@ -178,8 +184,7 @@ fn run_batch(
     let mut ended: Vec<Ended> = Vec::with_capacity(batch.len());
     // Keys this batch has written an intent for: only a twin of one of them needs the key
     // looked up again before it writes.
-    let mut written: std::collections::HashSet<&str> =
-        std::collections::HashSet::with_capacity(batch.len());
+    let mut written: HashSet<&str> = HashSet::default();
     let committed = conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
         let mut reads = SnapshotReads::default();
         let plans: Vec<Result<Plan, Failure>> = batch
@@ -530,7 +535,7 @@ mod tests {
     #[test]
     fn gather_takes_what_is_queued_and_stops_when_the_queue_closes() {
         let (tx, mut rx) = mpsc::channel(64);
-        let mut batch = vec![Queued::new(job(0))];
+        let mut batch = vec![Queued::new(job(0), Instant::now())];
         // Nobody else is coming: one quantum, and the batch goes as it is.
         assert!(gather(&mut rx, &mut batch, 16, 512));
         assert_eq!(batch.len(), 1);
