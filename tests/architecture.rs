@@ -24,7 +24,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "run",
             "exit",
             "audit",
-            "target",
+            "gateway",
             "metrics",
             "history",
             "scenario",
@@ -57,7 +57,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "run",
         &[
-            "target",
+            "gateway",
             "audit",
             "metrics",
             "history",
@@ -72,7 +72,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // The auditor never imports the kernel: it re-derives every figure from raw rows.
     ("audit", &["history", "sut::db", "addr"]),
     (
-        "target",
+        "gateway",
         &[
             "history",
             "scenario",

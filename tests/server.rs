@@ -716,8 +716,8 @@ async fn the_openapi_document_matches_the_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fault_proxy_refuses_hangs_resets_and_loses_acks_on_real_sockets() {
+    use swarm::gateway::proxy::FaultProxy;
     use swarm::scenario::{Delay, FaultMode};
-    use swarm::target::proxy::FaultProxy;
     let fx = Fixture::new(
         Backend::SqliteGroup,
         catalog(100, 4),

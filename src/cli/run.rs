@@ -147,10 +147,10 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
             // answer is the environment's.
             return Err(match e {
                 swarm::run::RunError::Preflight(
-                    p @ swarm::target::preflight::PreflightError::Refused { .. },
+                    p @ swarm::gateway::preflight::PreflightError::Refused { .. },
                 ) => usage(p),
                 // A TLS file or name the scenario gives that cannot be used.
-                swarm::run::RunError::Target(t @ swarm::target::open::OpenError::Tls(_)) => {
+                swarm::run::RunError::Target(t @ swarm::gateway::open::OpenError::Tls(_)) => {
                     usage(t)
                 }
                 e => internal(e),

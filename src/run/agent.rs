@@ -14,11 +14,11 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
+use crate::gateway::{Region, Reply};
 use crate::history::{self, Code, Op, Persona, Record};
 use crate::metrics::Metrics;
 use crate::scenario::{Mix, RetrySpec};
 use crate::sut::kernel::{Currency, PurchaseRequest};
-use crate::target::region::{Region, Reply};
 
 /// Everything agents share: read-only after the run starts, except the recorder.
 pub struct World {

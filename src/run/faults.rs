@@ -19,9 +19,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::cluster::{ClusterWatch, leader_change};
+use crate::gateway::Region;
 use crate::metrics::{Metrics, Outage};
 use crate::scenario::{Fault, FaultAction, FaultAt, FaultMode, Scenario};
-use crate::target::Region;
 
 /// Longest a command fault may run before it is killed.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);

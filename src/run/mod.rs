@@ -28,12 +28,12 @@ use thiserror::Error;
 
 use crate::addr::DbUrl;
 use crate::audit::LiveCounts;
+use crate::gateway::open::{self, OpenError};
 use crate::history::{self, HistoryError};
 use crate::metrics::{self, Metrics, Sample};
 use crate::scenario::{Scenario, TargetKind};
 use crate::sut::db::{Database, DbError, SeedPlan};
 use crate::sut::kernel::{KernelError, Sql};
-use crate::target::open::{self, OpenError};
 use agent::World;
 use faults::{FaultRecord, Timeline};
 pub use id::RunId;
@@ -50,7 +50,7 @@ pub enum RunError {
     #[error("target: {0}")]
     Target(#[from] OpenError),
     #[error("preflight: {0}")]
-    Preflight(#[from] crate::target::preflight::PreflightError),
+    Preflight(#[from] crate::gateway::preflight::PreflightError),
     #[error("history: {0}")]
     History(#[from] HistoryError),
     #[error("{path}: {source}")]
@@ -125,7 +125,7 @@ pub struct RunResult {
     pub stopped_early: bool,
     pub region_names: Vec<String>,
     /// Per region reached over HTTP: the connections its client opened.
-    pub region_connections: Vec<Option<crate::target::pool::ConnectionFigures>>,
+    pub region_connections: Vec<Option<crate::gateway::pool::ConnectionFigures>>,
     /// The last figures of the live audit.
     pub live: LiveCounts,
     /// The start marker this run wrote (its own database only), to be finished.
@@ -182,7 +182,7 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
     let live_regions = match live_target {
         true => {
             let regions = open::live_regions(s)?;
-            crate::target::preflight::check(&regions).await?;
+            crate::gateway::preflight::check(&regions).await?;
             Some(regions)
         }
         false => None,
@@ -210,7 +210,7 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         (Some(url), None) => {
             let (regions, servers) = open::open_regions(s, url, opts.kernel_sql.clone()).await?;
             // Our own servers, probed the same way (they answer, or the run says why).
-            crate::target::preflight::check(&regions).await?;
+            crate::gateway::preflight::check(&regions).await?;
             (regions, servers)
         }
         (None, None) => unreachable!("an embedded database is always given"),

@@ -22,11 +22,11 @@ use super::resolve::{self, Resolution};
 use super::shop::Shop;
 use crate::addr::DbUrl;
 use crate::audit::{self, OpenKey};
+use crate::gateway::open;
 use crate::history::{self, Op, Sink};
 use crate::metrics::Metrics;
 use crate::scenario::Scenario;
 use crate::sut::kernel::Sql;
-use crate::target::open;
 
 /// What to resume.
 pub struct ResumeOptions {
@@ -104,7 +104,7 @@ pub async fn resume(opts: ResumeOptions) -> Result<Resumed, RunError> {
         Some(url) => open::open_regions(s, url, Sql::reference()).await?,
         None => (open::live_regions(s)?, Vec::new()),
     };
-    crate::target::preflight::check(&regions).await?;
+    crate::gateway::preflight::check(&regions).await?;
 
     let shop = Shop::of_header(&header)?;
     let sink = Sink::resume(path, &cut, audited.records)?;

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use super::RunError;
+use crate::gateway::Region;
 use crate::scenario::Scenario;
 use crate::sut::db::SeedPlan;
-use crate::target::Region;
 
 /// Whose catalog the agents buy from, at what price, within what declared limits.
 pub struct Shop {

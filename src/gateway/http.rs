@@ -10,16 +10,15 @@ use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request};
 
-use super::contract::{self, Broken, Reading, Refusal};
-use super::region::Reply;
+use super::contract::{self, Broken, Reading, Refusal, Reply};
+use super::pool::{self, ConnectionFigures, ConnectionPool, Failure, Response};
+use super::proxy::FaultProxy;
+use super::tls::ClientTls;
 use crate::addr::Endpoint;
 use crate::history::Code;
 use crate::history::Violation;
 use crate::scenario::HttpVersion;
 use crate::sut::kernel::PurchaseRequest;
-use crate::target::pool::{self, ConnectionFigures, ConnectionPool, Failure, Response};
-use crate::target::proxy::FaultProxy;
-use crate::target::tls::ClientTls;
 
 const IDEMPOTENCY_KEY: header::HeaderName = header::HeaderName::from_static("idempotency-key");
 

@@ -1,4 +1,4 @@
-//! The target: how agents reach a system under test, one `Region` per gateway.
+//! The gateway: how agents reach a system under test, one `Region` per gateway.
 //!
 //! `region` (a gateway whose state faults flip), `http` (the contract's requests over
 //! `pool`, swarm's own keep-alive HTTP/1 client), `proxy` (a TCP fault proxy in front of an
@@ -16,5 +16,6 @@ pub mod proxy;
 pub mod region;
 pub mod tls;
 
+pub use contract::Reply;
 pub use http::HttpGateway;
-pub use region::{Gateway, Region, Reply};
+pub use region::{Gateway, Region};

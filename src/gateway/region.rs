@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 
-use super::contract::{Answer, Broken, Refusal};
+use super::contract::{Answer, Refusal, Reply};
 use super::http::HttpGateway;
 use super::proxy::FaultProxy;
 use crate::history::{Code, answer_hash};
@@ -32,19 +32,6 @@ pub enum Gateway {
     /// HTTP to an endpoint, through a fault proxy when the server is in-process (faults
     /// then act on real sockets).
     Http(Box<HttpGateway>),
-}
-
-/// What a client learns from one request, in the contract's terms.
-#[derive(Debug, Clone)]
-pub enum Reply {
-    /// A definite business answer (COMMITTED or DECLINED, fresh or replayed).
-    Answer(Answer),
-    /// A definite refusal (4xx, 503): nothing changed.
-    Refused(Refusal),
-    /// No answer: the transport failed (`Timeout`, `Refused`, `Reset`).
-    Transport(Code),
-    /// An answer that breaks the contract.
-    Violation(Broken),
 }
 
 /// The in-process kernel's answer in the contract's terms: the one place a `KernelError`

@@ -52,6 +52,19 @@ pub struct Broken {
     pub excerpt: String,
 }
 
+/// What a client learns from one request, in the contract's terms.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A definite business answer (COMMITTED or DECLINED, fresh or replayed).
+    Answer(Answer),
+    /// A definite refusal (4xx, 503): nothing changed.
+    Refused(Refusal),
+    /// No answer: the transport failed (`Timeout`, `Refused`, `Reset`).
+    Transport(Code),
+    /// An answer that breaks the contract.
+    Violation(Broken),
+}
+
 /// What was asked, to check the answer against.
 #[derive(Debug, Clone, Copy)]
 pub struct Asked<'a> {
