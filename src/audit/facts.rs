@@ -1,8 +1,13 @@
 //! What the history says about each key: records grouped by `(agent, purchase, variant)`,
 //! the first request (by sequence, then invoke time) giving the payload. The facts are
 //! everything the history checks need, so a million keys cost one small struct each.
+//!
+//! Evidence before flags: how many times a key executed is decided by the execution ids
+//! its answers named (the same id twice is one execution), never by the server's own
+//! replay marker. The marker is judged against that evidence (`replay_not_marked`,
+//! `fresh_marked_replayed`), and only where the contract has one.
 
-use crate::history::{Code, Kind, Persona, Record};
+use crate::history::{Code, Kind, Op, Persona, Record};
 
 /// A key as `(agent, purchase, variant)`.
 pub type KeyId = (u32, u16, u8);
@@ -16,32 +21,37 @@ pub struct KeyFacts {
     pub mandate: u32,
     pub quantity: i64,
     pub amount_minor: i64,
-    /// The first fresh answer's hash (or, if every answer was a replay, the first's);
-    /// 0 when no answer came (`response_hash` is never 0).
+    /// The answer hash of the first answer of the key's first execution (what the
+    /// database should hold); 0 when no answer came (`response_hash` is never 0).
     pub ok_hash: u64,
-    pub fresh_commits: u8,
+    /// Distinct executions the key's business answers named (saturating): more than one
+    /// is the key executed twice, whatever the outcomes were.
+    pub executions: u8,
     pub acked_commit: bool,
     pub acked: bool,
     pub info: bool,
     pub definite: bool,
     pub all_failed: bool,
-    /// A fresh business answer (COMMITTED or DECLINED, not a replay) came for this key.
+    /// A business answer not marked a replay came for this key (every one, without a
+    /// marker): the run exercised it.
     pub has_fresh: bool,
-    /// The first fresh answer's semantic hash (see `ok_hash`).
-    pub ok_semantic: u64,
-    /// An answer whose values differ from the original answer's.
+    /// Answers of one execution whose values differ (outcome aside: that is a false
+    /// decline or a lost write).
     pub hash_mismatch: bool,
-    /// An answer with the original's values in other bytes (layout only): a warning.
+    /// An answer with its execution's first answer's values in other bytes: a warning.
     pub layout_only: bool,
-    /// A second answer that was the first again but said `replayed: false`.
+    /// Two answers of one execution, neither marked a replay (a contract with a marker).
     pub replay_not_marked: bool,
+    /// The key's first request, with no other in flight, answered as a replay.
+    pub fresh_marked_replayed: bool,
+    /// A decline that a later answer of the same execution shows committed.
+    pub false_decline: bool,
+    /// An acknowledged commit that a later answer of the same execution shows declined,
+    /// or a lookup shows absent.
+    pub lost_write: bool,
     pub accepted_other_payload: bool,
-    /// Requests the contract says leave nothing behind (RETRY_EXHAUSTED, a 4xx, a 409 for
-    /// the key's own payload).
-    nothing_left: u8,
-    /// Other requests that could have committed: indeterminate or unavailable ones.
-    could_commit: bool,
-    replayed_commit: bool,
+    /// Proven by the history alone: a commit every other request said it left nothing of.
+    pub false_failure_proven: bool,
     /// Which ways this key's answers broke the contract: bit `detail - 1` per `Violation`.
     pub violations: u8,
 }
@@ -50,22 +60,12 @@ impl KeyFacts {
     pub fn indeterminate(&self) -> bool {
         self.info && !self.definite
     }
-
-    /// Proven by the history alone: a COMMITTED replay for a key none of whose other
-    /// requests could have committed but one whose answer said nothing was left behind.
-    /// The commit it replays was made by that request: its failure was false.
-    pub fn false_failure_proven(&self) -> bool {
-        self.replayed_commit
-            && self.fresh_commits == 0
-            && self.nothing_left > 0
-            && !self.could_commit
-    }
 }
 
-/// Group the records by key (sorting them in place); the first request (by sequence, then
-/// invoke time) gives the payload. The order is total over what the facts read, so the
-/// facts do not depend on the order the records came in.
-pub fn key_facts(records: &mut [Record]) -> Vec<KeyFacts> {
+/// Group the records by key (sorting them in place) and judge each key by its records;
+/// `marked`: the contract marks replays (a body field or a header). The order is total
+/// over what the facts read, so the facts do not depend on the order records came in.
+pub fn key_facts(records: &mut [Record], marked: bool) -> Vec<KeyFacts> {
     records.sort_unstable_by_key(|r| {
         (
             r.agent,
@@ -74,114 +74,179 @@ pub fn key_facts(records: &mut [Record]) -> Vec<KeyFacts> {
             r.seq,
             r.invoke_ms,
             r.complete_ms,
+            r.execution,
             r.response_hash,
             r.code as u8,
             r.replayed,
         )
     });
-    let mut out: Vec<KeyFacts> = Vec::new();
-    // (key index, answer hash, semantic hash, replayed) of every answer after the first.
-    let mut answers: Vec<(usize, u64, u64, bool)> = Vec::new();
-    for r in records.iter() {
-        let id = (r.agent, r.purchase, r.variant);
-        if out.last().is_none_or(|f| f.id != id) {
-            out.push(KeyFacts {
-                id,
-                persona: r.persona,
-                item: r.item,
-                mandate: r.mandate,
-                quantity: i64::from(r.quantity),
-                amount_minor: r.amount_minor,
-                acked_commit: false,
-                acked: false,
-                info: false,
-                definite: false,
-                all_failed: true,
-                ok_hash: 0,
-                ok_semantic: 0,
-                has_fresh: false,
-                hash_mismatch: false,
-                layout_only: false,
-                replay_not_marked: false,
-                accepted_other_payload: false,
-                fresh_commits: 0,
-                nothing_left: 0,
-                could_commit: false,
-                replayed_commit: false,
-                violations: 0,
-            });
-        }
-        let last = out.len().saturating_sub(1);
-        let Some(f) = out.last_mut() else { continue };
+    records
+        .chunk_by(|a, b| (a.agent, a.purchase, a.variant) == (b.agent, b.purchase, b.variant))
+        .map(|key| judge(key, marked))
+        .collect()
+}
+
+/// The execution an answer names (an answer without one stands for itself).
+fn execution(r: &Record) -> u64 {
+    if r.execution != 0 {
+        r.execution
+    } else {
+        r.response_hash
+    }
+}
+
+/// One key's facts from its records, in request order.
+fn judge(rs: &[Record], marked: bool) -> KeyFacts {
+    let first = &rs[0];
+    let mut f = KeyFacts {
+        id: (first.agent, first.purchase, first.variant),
+        persona: first.persona,
+        item: first.item,
+        mandate: first.mandate,
+        quantity: i64::from(first.quantity),
+        amount_minor: first.amount_minor,
+        ok_hash: 0,
+        executions: 0,
+        acked_commit: false,
+        acked: false,
+        info: false,
+        definite: false,
+        all_failed: true,
+        has_fresh: false,
+        hash_mismatch: false,
+        layout_only: false,
+        replay_not_marked: false,
+        fresh_marked_replayed: false,
+        false_decline: false,
+        lost_write: false,
+        accepted_other_payload: false,
+        false_failure_proven: false,
+        violations: 0,
+    };
+    // Requests the contract says leave nothing behind (RETRY_EXHAUSTED, a 4xx, a reused
+    // key's refusal of its own payload), and whether any other request could have
+    // committed (indeterminate, unavailable, in flight).
+    let mut nothing_left = false;
+    let mut could_commit = false;
+    let (mut marked_commit, mut unmarked_commit) = (false, false);
+    let mut ids: [u64; 2] = [0; 2];
+    let mut declined_before = false;
+    let mut committed_before = false;
+    for r in rs {
         let same_payload = i64::from(r.quantity) == f.quantity && r.amount_minor == f.amount_minor;
         match r.kind() {
             Kind::Ok => {
                 f.acked = true;
                 f.definite = true;
                 f.all_failed = false;
-                if r.code == Code::Committed {
-                    f.acked_commit = true;
-                    if r.replayed {
-                        f.replayed_commit = true;
-                    } else {
-                        f.fresh_commits = f.fresh_commits.saturating_add(1);
-                    }
-                }
-                // The first fresh answer is the original (the first replay when every
-                // answer was one); every other answer must be it again.
-                if f.ok_hash == 0 || (!r.replayed && !f.has_fresh) {
-                    if f.ok_hash != 0 {
-                        answers.push((last, f.ok_hash, f.ok_semantic, true));
-                    }
-                    f.has_fresh |= !r.replayed;
+                f.has_fresh |= !r.replayed;
+                if f.ok_hash == 0 {
                     f.ok_hash = r.response_hash;
-                    f.ok_semantic = r.semantic_hash;
-                } else {
-                    answers.push((last, r.response_hash, r.semantic_hash, r.replayed));
                 }
                 if !same_payload {
                     f.accepted_other_payload = true;
+                }
+                let e = execution(r);
+                if !ids.contains(&e) {
+                    f.executions = f.executions.saturating_add(1);
+                    if let Some(slot) = ids.iter_mut().find(|s| **s == 0) {
+                        *slot = e;
+                    }
+                }
+                if r.code == Code::Committed {
+                    f.acked_commit = true;
+                    f.false_decline |= declined_before;
+                    committed_before = true;
+                    if r.replayed {
+                        marked_commit = true;
+                    } else {
+                        unmarked_commit = true;
+                    }
+                } else {
+                    f.lost_write |= committed_before;
+                    declined_before = true;
                 }
             }
             Kind::Info => {
                 f.info = true;
                 f.all_failed = false;
-                f.could_commit = true;
-                if r.code == Code::Violation && (1..=8).contains(&r.detail) {
+                could_commit = true;
+                // Another payload under a used key, answered with the first payload's
+                // answer: a reuse not refused (the request's amount differs from the
+                // answer's because the answer is the original's).
+                if r.code == Code::Violation
+                    && r.detail == crate::history::Violation::PayloadMismatch as u8
+                    && !same_payload
+                {
+                    f.accepted_other_payload = true;
+                } else if r.code == Code::Violation && (1..=8).contains(&r.detail) {
                     f.violations |= 1 << (r.detail - 1);
                 }
             }
             Kind::Fail => {
-                if r.code == Code::KeyReused {
-                    f.definite = true;
-                }
                 match r.code {
-                    Code::RetryExhausted | Code::BadRequest => f.nothing_left += 1,
-                    Code::KeyReused if same_payload => f.nothing_left += 1,
-                    Code::Unavailable => f.could_commit = true,
+                    Code::KeyReused => f.definite = true,
+                    Code::InFlight => {
+                        f.info = true;
+                        could_commit = true;
+                    }
+                    Code::Absent => f.lost_write |= committed_before,
+                    Code::Unavailable => could_commit = true,
                     _ => {}
                 }
+                if matches!(r.code, Code::RetryExhausted | Code::BadRequest)
+                    || (r.code == Code::KeyReused && same_payload)
+                {
+                    nothing_left = true;
+                }
             }
         }
     }
-    for (i, hash, semantic, replayed) in answers {
-        let f = &mut out[i];
-        if hash == f.ok_hash {
-            // The same bytes again: a fresh-looking copy is a replay that did not say so.
-            if !replayed && f.has_fresh {
+    // A commit whose every answer is marked a replay was executed by a request that got
+    // no business answer; when every such request said it left nothing behind, one lied.
+    f.false_failure_proven = marked_commit && !unmarked_commit && nothing_left && !could_commit;
+    if f.executions > 1 {
+        // Executed twice: the duplicate checks' finding; what each execution answered
+        // says nothing more.
+        f.false_decline = false;
+        f.lost_write = false;
+    } else if !f.false_decline && !f.lost_write {
+        compare_answers(rs, marked, &mut f);
+    }
+    f.fresh_marked_replayed = marked && first_answer_marked(rs);
+    f
+}
+
+/// Every answer of a key's one execution against its first: the same bytes (a replay),
+/// the same values in other bytes (layout only), or other values (a mismatch).
+fn compare_answers(rs: &[Record], marked: bool, f: &mut KeyFacts) {
+    let mut answers = rs.iter().filter(|r| r.kind() == Kind::Ok);
+    let Some(original) = answers.next() else {
+        return;
+    };
+    for r in answers {
+        if r.response_hash == original.response_hash {
+            // The same answer again: a replay. Under a marker, two unmarked copies of one
+            // execution mean one of them is a replay that did not say so.
+            if marked && !r.replayed && !original.replayed {
                 f.replay_not_marked = true;
             }
-        } else if replayed {
-            // (Two different fresh answers for one key are a settlement twice over: the
-            // duplicate settlement checks' finding, not a replay's.)
-            if semantic == f.ok_semantic {
-                f.layout_only = true;
-            } else {
-                f.hash_mismatch = true;
-            }
+        } else if r.semantic_hash == original.semantic_hash {
+            f.layout_only = true;
+        } else {
+            f.hash_mismatch = true;
         }
     }
-    out
+}
+
+/// The key's first request was answered, marked a replay, while no other request of the
+/// key had been sent: nothing could have executed before it.
+fn first_answer_marked(rs: &[Record]) -> bool {
+    let first = &rs[0];
+    first.kind() == Kind::Ok
+        && first.replayed
+        && first.op == Op::Commit
+        && rs[1..].iter().all(|r| r.invoke_ms > first.complete_ms)
 }
 
 #[cfg(test)]
@@ -196,5 +261,206 @@ mod tests {
             "{}",
             std::mem::size_of::<KeyFacts>()
         );
+    }
+
+    fn rec(seq: u8, invoke_ms: u32, code: Code, execution: u64, replayed: bool) -> Record {
+        Record {
+            agent: 1,
+            mandate: 0,
+            invoke_ms,
+            complete_ms: invoke_ms + 5,
+            amount_minor: 2500,
+            response_hash: if code.kind() == Kind::Ok {
+                execution * 10 + u64::from(code as u8)
+            } else {
+                0
+            },
+            semantic_hash: if code.kind() == Kind::Ok {
+                execution * 10 + u64::from(code as u8)
+            } else {
+                0
+            },
+            purchase: 0,
+            status: 201,
+            attempts: 1,
+            quantity: 1,
+            item: 0,
+            variant: 0,
+            persona: Persona::WellBehaved,
+            region: 0,
+            op: Op::Commit,
+            code,
+            replayed,
+            seq,
+            detail: 0,
+            execution: if code.kind() == Kind::Ok {
+                execution
+            } else {
+                0
+            },
+        }
+    }
+
+    fn facts(records: &[Record], marked: bool) -> KeyFacts {
+        let mut rs = records.to_vec();
+        let mut out = key_facts(&mut rs, marked);
+        assert_eq!(out.len(), 1);
+        out.remove(0)
+    }
+
+    #[test]
+    fn one_id_is_one_execution_whatever_the_flags_say() {
+        // A replay the body did not mark (a middleware marks it with a header, or not at
+        // all): the same intent id, so one execution.
+        let f = facts(
+            &[
+                rec(0, 0, Code::Committed, 7, false),
+                rec(0, 1, Code::Committed, 7, false),
+            ],
+            false,
+        );
+        assert_eq!(f.executions, 1);
+        assert!(!f.replay_not_marked, "no marker, no finding");
+        // Under a marker, the same two answers are an unmarked replay: a contract
+        // finding, never a second execution.
+        let f = facts(
+            &[
+                rec(0, 0, Code::Committed, 7, false),
+                rec(0, 1, Code::Committed, 7, false),
+            ],
+            true,
+        );
+        assert_eq!(f.executions, 1);
+        assert!(f.replay_not_marked);
+        // Two ids: executed twice, however both were marked.
+        let f = facts(
+            &[
+                rec(0, 0, Code::Committed, 7, true),
+                rec(0, 1, Code::Committed, 8, true),
+            ],
+            true,
+        );
+        assert_eq!(f.executions, 2);
+        assert!(
+            !f.hash_mismatch,
+            "the duplicate check's finding, not a mismatch"
+        );
+        // A commit, then a decline under another id: executed again (the server forgot
+        // its key), not a lost write of the first execution.
+        let f = facts(
+            &[
+                rec(0, 0, Code::Committed, 7, false),
+                rec(1, 9, Code::OutOfStock, 8, false),
+            ],
+            true,
+        );
+        assert_eq!(f.executions, 2);
+        assert!(!f.lost_write && !f.hash_mismatch);
+    }
+
+    #[test]
+    fn a_decline_later_committed_is_false_and_a_commit_later_declined_is_lost() {
+        let f = facts(
+            &[
+                rec(0, 0, Code::OutOfStock, 7, false),
+                Record {
+                    op: Op::FinalRead,
+                    seq: 255,
+                    ..rec(0, 90, Code::Committed, 7, true)
+                },
+            ],
+            true,
+        );
+        assert!(f.false_decline && !f.hash_mismatch && !f.lost_write);
+        let f = facts(
+            &[
+                rec(0, 0, Code::Committed, 7, false),
+                Record {
+                    op: Op::FinalRead,
+                    seq: 255,
+                    ..rec(0, 90, Code::OutOfStock, 7, false)
+                },
+            ],
+            true,
+        );
+        assert!(f.lost_write && !f.false_decline && !f.hash_mismatch);
+        let f = facts(
+            &[
+                rec(0, 0, Code::Committed, 7, false),
+                Record {
+                    op: Op::FinalRead,
+                    seq: 255,
+                    ..rec(0, 90, Code::Absent, 0, false)
+                },
+            ],
+            true,
+        );
+        assert!(f.lost_write);
+        // Two declines under two ids: executed again.
+        let f = facts(
+            &[
+                rec(0, 0, Code::OutOfStock, 7, false),
+                rec(1, 9, Code::OutOfStock, 8, false),
+            ],
+            false,
+        );
+        assert!(!f.hash_mismatch && f.executions == 2);
+        // One execution answered with other values: a mismatch.
+        let mut other = rec(1, 9, Code::OutOfStock, 7, false);
+        other.response_hash ^= 1;
+        other.semantic_hash ^= 1;
+        let f = facts(&[rec(0, 0, Code::OutOfStock, 7, false), other], false);
+        assert!(f.hash_mismatch && f.executions == 1);
+    }
+
+    #[test]
+    fn a_first_answer_marked_replayed_is_judged_only_when_nothing_ran_before() {
+        let alone = [rec(0, 0, Code::Committed, 7, true)];
+        assert!(facts(&alone, true).fresh_marked_replayed);
+        assert!(!facts(&alone, false).fresh_marked_replayed, "no marker");
+        // A double submit: the twin was in flight, either may have executed first.
+        let twins = [
+            rec(0, 0, Code::Committed, 7, true),
+            rec(0, 1, Code::Committed, 7, false),
+        ];
+        assert!(!facts(&twins, true).fresh_marked_replayed);
+        // A first request that timed out may have executed: its retry's replay is honest.
+        let retried = [
+            rec(0, 0, Code::Timeout, 0, false),
+            rec(1, 50, Code::Committed, 7, true),
+        ];
+        assert!(!facts(&retried, true).fresh_marked_replayed);
+    }
+
+    #[test]
+    fn a_false_failure_is_proven_by_a_marked_commit_after_nothing_could_commit() {
+        let lied = [
+            rec(0, 0, Code::RetryExhausted, 0, false),
+            rec(1, 50, Code::Committed, 7, true),
+        ];
+        assert!(facts(&lied, true).false_failure_proven);
+        let unsure = [
+            rec(0, 0, Code::RetryExhausted, 0, false),
+            rec(1, 20, Code::Timeout, 0, false),
+            rec(2, 50, Code::Committed, 7, true),
+        ];
+        assert!(
+            !facts(&unsure, true).false_failure_proven,
+            "the timeout could have"
+        );
+        let fresh = [
+            rec(0, 0, Code::RetryExhausted, 0, false),
+            rec(1, 50, Code::Committed, 7, false),
+        ];
+        assert!(
+            !facts(&fresh, true).false_failure_proven,
+            "the retry executed it"
+        );
+    }
+
+    #[test]
+    fn in_flight_keeps_a_key_open() {
+        let f = facts(&[rec(0, 0, Code::InFlight, 0, false)], true);
+        assert!(f.indeterminate());
     }
 }

@@ -190,8 +190,12 @@ pub struct Tally {
     replay_layout: Firsts<KeyId>,
     contract: [Firsts<KeyId>; 5],
     replay_not_marked: Firsts<KeyId>,
+    fresh_marked_replayed: Firsts<KeyId>,
     payload_not_refused: Firsts<KeyId>,
     double_submit: Firsts<KeyId>,
+    key_executions: Firsts<KeyId>,
+    false_decline: Firsts<KeyId>,
+    lost_write: Firsts<KeyId>,
     unresolved: Firsts<KeyId>,
     // What clients were told, for an audit without the database.
     acked_units: HashMap<u16, (i64, u64)>,
@@ -241,26 +245,17 @@ impl Tally {
     fn clients(&mut self, h: &Header, facts: &[KeyFacts]) {
         for f in facts {
             self.keys += 1;
-            self.fresh += u64::from(f.has_fresh);
-            if f.hash_mismatch {
-                self.replay_mismatch.add(f.id);
-            }
-            if f.layout_only {
-                self.replay_layout.add(f.id);
-            }
-            for (i, c) in self.contract.iter_mut().enumerate() {
-                if f.violations & (1 << i) != 0 {
-                    c.add(f.id);
+            // Two executions under one key are a duplicate settlement whoever sent it.
+            if f.executions > 1 {
+                match f.persona {
+                    Persona::DoubleSubmit => self.double_submit.add(f.id),
+                    _ => self.key_executions.add(f.id),
                 }
             }
-            if f.replay_not_marked {
-                self.replay_not_marked.add(f.id);
-            }
-            if f.accepted_other_payload {
-                self.payload_not_refused.add(f.id);
-            }
-            if f.persona == Persona::DoubleSubmit && f.fresh_commits > 1 {
-                self.double_submit.add(f.id);
+            // The conformance probe's keys are judged by its own checks (a broken promise
+            // there is a warning unless it settled twice, counted above).
+            if f.persona != Persona::Probe {
+                self.promises(f);
             }
             if f.indeterminate() {
                 self.unresolved.add(f.id);
@@ -282,11 +277,35 @@ impl Tally {
                 e.1 += 1;
                 *self.acked_spend.entry(f.mandate).or_default() += f.amount_minor;
             }
-            if f.false_failure_proven() {
+            if f.false_failure_proven {
                 self.false_failure_proven.add(f.id);
             }
         }
         self.per_purchase_acked.add(h, facts, |f| f.acked_commit);
+    }
+
+    /// What a key's answers promise beyond settling once: replays identical and marked
+    /// as the contract says, another payload refused, declines and commits that stay so.
+    fn promises(&mut self, f: &KeyFacts) {
+        self.fresh += u64::from(f.has_fresh);
+        for (found, firsts) in [
+            (f.hash_mismatch, &mut self.replay_mismatch),
+            (f.layout_only, &mut self.replay_layout),
+            (f.replay_not_marked, &mut self.replay_not_marked),
+            (f.fresh_marked_replayed, &mut self.fresh_marked_replayed),
+            (f.accepted_other_payload, &mut self.payload_not_refused),
+            (f.false_decline, &mut self.false_decline),
+            (f.lost_write, &mut self.lost_write),
+        ] {
+            if found {
+                firsts.add(f.id);
+            }
+        }
+        for (i, c) in self.contract.iter_mut().enumerate() {
+            if f.violations & (1 << i) != 0 {
+                c.add(f.id);
+            }
+        }
     }
 
     /// Merge-join the part's facts with its intents.
@@ -311,7 +330,7 @@ impl Tally {
                     if f.acked_commit && !committed {
                         self.lost.add(f.id);
                     }
-                    if committed && f.all_failed || f.false_failure_proven() {
+                    if committed && f.all_failed || f.false_failure_proven {
                         self.false_failure.add(f.id);
                     }
                     // Several intents under one key are the state check's to count.
@@ -455,7 +474,28 @@ impl Tally {
             Invariant::DuplicateSettlement,
             Validity::Invalid,
             k,
-            "concurrent double submits that both committed fresh",
+            "concurrent double submits whose answers named two executions (two ids)",
+        ));
+        checks.push(self.key_executions.check(
+            "duplicate_settlement.key_executions",
+            Invariant::DuplicateSettlement,
+            Validity::Invalid,
+            k,
+            "keys (not double submits) whose answers named two executions (two ids): executed twice",
+        ));
+        checks.push(self.false_decline.check(
+            "history.false_decline",
+            Invariant::History,
+            Validity::Invalid,
+            k,
+            "keys answered DECLINED that a later answer of the same execution (a final read) shows COMMITTED",
+        ));
+        checks.push(self.lost_write.check(
+            "history.lost_write",
+            Invariant::History,
+            Validity::Invalid,
+            k,
+            "acknowledged commits that a later answer of the same execution (a final read) shows declined, or a lookup absent",
         ));
         // A run in which no request got a fresh business answer tested nothing: every
         // request was refused, failed, or replayed a purchase settled before the run.
@@ -513,12 +553,41 @@ impl Tally {
                 v.describe(),
             ));
         }
+        let marker = h.replay_marker.as_str();
+        if marker == "none" {
+            for name in [
+                "contract.replay_not_marked",
+                "contract.fresh_marked_replayed",
+            ] {
+                checks.push(Check::violations(
+                    name,
+                    Invariant::Contract,
+                    0,
+                    vec![],
+                    "the contract marks no replay (replay_marker = \"none\"): replays are told by their execution ids alone",
+                ));
+            }
+            return checks;
+        }
         checks.push(self.replay_not_marked.check(
             "contract.replay_not_marked",
             Invariant::Contract,
             Validity::Invalid,
             k,
-            "keys answered again with the same answer but `replayed: false`",
+            format!("keys answered twice for one execution (one id), neither answer marked a replay ({marker})"),
+        ));
+        // Every key's first answer marked a replay: the keys were used before (a repeated
+        // --run-id) or the server marks every answer; the history cannot tell which.
+        let all_marked = self.fresh == 0 && self.fresh_marked_replayed.count() > 0;
+        checks.push(self.fresh_marked_replayed.check(
+            "contract.fresh_marked_replayed",
+            Invariant::Contract,
+            if all_marked { Validity::Unknown } else { Validity::Invalid },
+            k,
+            format!(
+                "keys whose first request, with no other in flight, was answered as a replay ({marker}){}",
+                if all_marked { ": every answer was, so the keys may have been used before (a repeated --run-id)" } else { "" }
+            ),
         ));
         checks
     }

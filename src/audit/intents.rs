@@ -294,7 +294,7 @@ pub async fn scan(src: &Source, mut history: Option<(&str, &mut Parts)>) -> Resu
                             committed,
                             quantity,
                             amount_minor,
-                            snapshot_hash: answer_hash(snapshot.as_bytes()),
+                            snapshot_hash: answer_hash(snapshot.as_bytes(), Some("replayed")),
                             item,
                         })
                         .map_err(|e| DbError::Other(format!("the audit's work files: {e}")))?,

@@ -98,8 +98,12 @@ const HISTORY_CHECKS: &[&str] = &[
     "contract.status_mismatch",
     "contract.payload_mismatch",
     "contract.replay_not_marked",
+    "contract.fresh_marked_replayed",
     "history.payload_not_refused",
     "duplicate_settlement.double_submit",
+    "duplicate_settlement.key_executions",
+    "history.false_decline",
+    "history.lost_write",
     "history.unresolved",
 ];
 
@@ -366,7 +370,7 @@ async fn run(
             };
             for i in 0..parts.count() {
                 let mut records = parts.take_records(i)?;
-                let facts = facts::key_facts(&mut records);
+                let facts = facts::key_facts(&mut records, header.replay_marker != "none");
                 drop(records);
                 let intents = if compare {
                     let mut intents = parts.take_intents(i)?;

@@ -252,6 +252,7 @@ mod tests {
             replayed: false,
             seq: 0,
             detail: 0,
+            execution: 0,
         }
     }
 

@@ -1,17 +1,23 @@
 //! Answers read by the contract, not by the way swarm's own server writes bytes.
 //!
-//! A server swarm did not write may space its JSON as it likes, put fields in any order,
-//! add fields, and use any non-empty string as an id. What it may not do: answer a body
-//! that is not a JSON object, leave out a required field, write money as a float, disagree
-//! with itself (201 with DECLINED), or answer another amount or currency than was asked.
-//! Those answers become `Reply::Violation`, recorded as what they are and never retried as
-//! if the network had failed.
+//! What an answer means is the scenario's `Contract` (`[target.contract]`): where its
+//! outcome, execution id, amount and currency stand (JSON pointers), which statuses mean
+//! a reused key or a request still in flight, where the error code lives, how a replay is
+//! marked. A server swarm did not write may space its JSON as it likes, put fields in any
+//! order, add fields, and use any non-empty string (or number) as an id. What it may not
+//! do: answer a body that is not a JSON object, leave out a field the contract names,
+//! write money as a float, disagree with itself (a committed outcome under a declined
+//! status), or answer another amount or currency than was asked. Those answers become
+//! `Reply::Violation`, recorded as what they are and never retried as if the network had
+//! failed.
 //!
-//! Invariants: every business answer carries two hashes: `answer_hash` (the bytes with the
-//! value of `replayed` masked: a replay must match its original exactly) and
-//! `semantic_hash` (the JSON values with keys sorted and `replayed` left out: a layout-only
-//! difference is told apart from a different answer). Refusals are read from the status
-//! and the error body's `error.code`, never from a substring of the text.
+//! Invariants: every business answer carries three hashes: `answer_hash` (the bytes with
+//! the value of the body's replay marker masked: a replay must match its original
+//! exactly), `semantic_hash` (the JSON values with keys sorted and the marker left out: a
+//! layout-only difference is told apart from a different answer) and `execution` (the
+//! execution id: the same id twice is one execution, whatever a flag says). Refusals are
+//! read from the status and the error code the contract points at, never from a
+//! substring of the text.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -20,23 +26,29 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::history::{Code, StreamHash, Violation, answer_hash};
+use crate::scenario::{Contract, Pointer, ReplayMarker};
 
-/// A business answer: COMMITTED, or DECLINED with its reason.
+/// A business answer: committed, or declined with its reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Answer {
-    /// `Committed`, `OutOfStock` or `MandateRejected`.
+    /// `Committed`, `OutOfStock`, `MandateRejected` or `Declined` (no reason given).
     pub code: Code,
     pub status: u16,
     pub attempts: u32,
+    /// The server marked it a replay (by the contract's marker; a lookup's answer is one
+    /// by construction).
     pub replayed: bool,
     pub answer_hash: u64,
     pub semantic_hash: u64,
+    /// A hash of the execution id the answer names (never 0).
+    pub execution: u64,
 }
 
 /// A definite refusal: the request changed nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
-    /// `KeyReused`, `RetryExhausted`, `Unavailable`, `BadRequest` or `Internal`.
+    /// `KeyReused`, `InFlight`, `RetryExhausted`, `Unavailable`, `BadRequest`,
+    /// `Internal` or `Absent`.
     pub code: Code,
     pub status: u16,
     /// Runs the server made before giving up (RETRY_EXHAUSTED), when it says.
@@ -55,9 +67,9 @@ pub struct Broken {
 /// What a client learns from one request, in the contract's terms.
 #[derive(Debug, Clone)]
 pub enum Reply {
-    /// A definite business answer (COMMITTED or DECLINED, fresh or replayed).
+    /// A definite business answer (committed or declined, fresh or replayed).
     Answer(Answer),
-    /// A definite refusal (4xx, 503): nothing changed.
+    /// A definite refusal (4xx, 503, in flight): nothing changed.
     Refused(Refusal),
     /// No answer: the transport failed (`Timeout`, `Refused`, `Reset`).
     Transport(Code),
@@ -75,51 +87,84 @@ pub struct Asked<'a> {
 /// Longest body excerpt kept with a violation.
 pub const EXCERPT_BYTES: usize = 160;
 
-/// Read one answer to `POST /v1/purchases/commit` (or a lookup that returns a snapshot).
-pub fn read(status: u16, body: &[u8], asked: Asked<'_>) -> Result<Reading, Broken> {
-    match status {
-        200 | 201 => read_snapshot(Some(status), body, asked).map(Reading::Answer),
-        409 => Ok(Reading::Refused(Refusal {
-            code: Code::KeyReused,
-            status,
-            attempts: 0,
-        })),
-        503 => {
-            let (code, attempts) = error_code(body);
-            Ok(Reading::Refused(Refusal {
-                code: if code.as_deref() == Some("RETRY_EXHAUSTED") {
-                    Code::RetryExhausted
-                } else {
-                    Code::Unavailable
-                },
-                status,
-                attempts,
-            }))
-        }
-        400..=499 => Ok(Reading::Refused(Refusal {
-            code: Code::BadRequest,
-            status,
-            attempts: 0,
-        })),
-        _ => Ok(Reading::Refused(Refusal {
-            code: Code::Internal,
-            status,
-            attempts: 0,
-        })),
-    }
-}
-
-/// Read a stored snapshot a lookup returned (`GET /orders/{id}`): its 200 says the order
-/// was found, not what its outcome was, so the status is the one the outcome implies.
-pub fn read_stored(body: &[u8], asked: Asked<'_>) -> Result<Answer, Broken> {
-    read_snapshot(None, body, asked)
-}
-
 /// A readable answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reading {
     Answer(Answer),
     Refused(Refusal),
+    /// "Already exists": the stored resource is to be looked up by this id (the
+    /// contract's `existing` rule).
+    Exists(String),
+}
+
+/// One answer as it came: status, whether a header marked it a replay, the body.
+#[derive(Debug, Clone, Copy)]
+pub struct Heard<'a> {
+    pub status: u16,
+    pub header_marked: bool,
+    pub body: &'a [u8],
+}
+
+/// Read one answer to the contract's purchase request.
+pub fn read(c: &Contract, heard: Heard<'_>, asked: Asked<'_>) -> Result<Reading, Broken> {
+    let status = heard.status;
+    if (200..=299).contains(&status) {
+        return read_snapshot(c, Some(status), heard, asked).map(Reading::Answer);
+    }
+    let error = ErrorBody::of(c, heard.body);
+    let code = error.code.as_deref();
+    if let Some(existing) = &c.existing
+        && existing.rule.matches(status, code)
+    {
+        return match error.id {
+            Some(id) => Ok(Reading::Exists(id)),
+            None => Err(broken(
+                Violation::MissingField,
+                status,
+                &format!(
+                    "an \"already exists\" answer without the id at `{}`",
+                    existing.id.text()
+                ),
+                heard.body,
+            )),
+        };
+    }
+    let refused = |code: Code, attempts: u32| {
+        Ok(Reading::Refused(Refusal {
+            code,
+            status,
+            attempts,
+        }))
+    };
+    if c.in_flight.matches(status, code) {
+        return refused(Code::InFlight, 0);
+    }
+    if c.key_reused.matches(status, code) {
+        return refused(Code::KeyReused, 0);
+    }
+    if status >= 400 && code.is_some_and(|k| c.nothing_executed.iter().any(|n| n == k)) {
+        return refused(Code::RetryExhausted, error.attempts);
+    }
+    match status {
+        503 => refused(Code::Unavailable, 0),
+        400..=499 => refused(Code::BadRequest, 0),
+        _ => refused(Code::Internal, 0),
+    }
+}
+
+/// Read what a lookup returned (the stored answer under a key, or the resource an
+/// "already exists" answer named): a replay by construction, its 200 saying it was found,
+/// not what its outcome was.
+pub fn read_stored(c: &Contract, body: &[u8], asked: Asked<'_>) -> Result<Answer, Broken> {
+    let heard = Heard {
+        status: 200,
+        header_marked: false,
+        body,
+    };
+    read_snapshot(c, None, heard, asked).map(|a| Answer {
+        replayed: true,
+        ..a
+    })
 }
 
 fn broken(violation: Violation, status: u16, why: &str, body: &[u8]) -> Broken {
@@ -141,12 +186,21 @@ pub fn excerpt(body: &[u8]) -> String {
     }
 }
 
-/// `status`: the answer's own status, checked against the outcome; `None` for a lookup.
-fn read_snapshot(answered: Option<u16>, body: &[u8], asked: Asked<'_>) -> Result<Answer, Broken> {
+/// The top-level fields of an answer, sorted by name, each its raw JSON text.
+type Fields<'a> = BTreeMap<&'a str, &'a RawValue>;
+
+/// `answered`: the answer's own status, checked against the outcome; `None` for a lookup.
+fn read_snapshot(
+    c: &Contract,
+    answered: Option<u16>,
+    heard: Heard<'_>,
+    asked: Asked<'_>,
+) -> Result<Answer, Broken> {
+    let body = heard.body;
     let status = answered.unwrap_or(200);
     // The fast path borrows the body: a sorted map of field names to their raw JSON.
     match serde_json::from_slice::<Fields<'_>>(body) {
-        Ok(fields) => judge(answered, body, &fields, asked),
+        Ok(fields) => judge(c, answered, heard, &fields, asked),
         Err(_) => {
             // Not an object of plain keys: an object whose keys need unescaping is read
             // again from its compact form; anything else is unparseable.
@@ -175,33 +229,76 @@ fn read_snapshot(answered: Option<u16>, body: &[u8], asked: Asked<'_>) -> Result
                     body,
                 )
             })?;
-            judge(answered, body, &fields, asked)
+            judge(c, answered, heard, &fields, asked)
         }
     }
 }
 
-/// The top-level fields of an answer, sorted by name, each its raw JSON text.
-type Fields<'a> = BTreeMap<&'a str, &'a RawValue>;
+/// The raw value `p` points at, inside the top-level `fields`.
+fn at<'a>(fields: &Fields<'a>, p: &Pointer) -> Option<&'a RawValue> {
+    let (first, rest) = p.tokens().split_first()?;
+    let mut raw: &'a RawValue = fields.get(first.as_str())?;
+    for token in rest {
+        raw = step(raw, token)?;
+    }
+    Some(raw)
+}
 
-/// Judge an answer's fields by the contract; `body` is what the server sent.
+/// One pointer step into an object (by key) or an array (by index).
+fn step<'a>(raw: &'a RawValue, token: &str) -> Option<&'a RawValue> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'{') => serde_json::from_str::<Fields<'a>>(text)
+            .ok()
+            .and_then(|m| m.get(token).copied()),
+        Some(b'[') => {
+            let i: usize = token.parse().ok()?;
+            serde_json::from_str::<Vec<&'a RawValue>>(text)
+                .ok()
+                .and_then(|v| v.get(i).copied())
+        }
+        _ => None,
+    }
+}
+
+/// Judge an answer's fields by the contract; `heard.body` is what the server sent.
 fn judge(
+    c: &Contract,
     answered: Option<u16>,
-    body: &[u8],
+    heard: Heard<'_>,
     fields: &Fields<'_>,
     asked: Asked<'_>,
 ) -> Result<Answer, Broken> {
+    let body = heard.body;
+    let a = &c.answer;
     let status = answered.unwrap_or(200);
     let missing = |what: &str| broken(Violation::MissingField, status, what, body);
-    let text = |name: &str| -> Result<Cow<'_, str>, Broken> {
-        match fields.get(name).map(|raw| string(raw)) {
+    let text = |p: &Pointer| -> Result<Cow<'_, str>, Broken> {
+        match at(fields, p).map(string) {
             Some(Some(s)) if !s.is_empty() => Ok(s),
-            Some(_) => Err(missing(&format!("`{name}` is not a non-empty string"))),
-            None => Err(missing(&format!("`{name}` is missing"))),
+            Some(_) => Err(missing(&format!(
+                "`{}` is not a non-empty string",
+                p.text()
+            ))),
+            None => Err(missing(&format!("`{}` is missing", p.text()))),
         }
     };
-    let integer = |name: &str| -> Result<i64, Broken> {
-        let Some(raw) = fields.get(name) else {
-            return Err(missing(&format!("`{name}` is missing")));
+    // An id: a non-empty string, or a number as written.
+    let id = |p: &Pointer| -> Result<Cow<'_, str>, Broken> {
+        match at(fields, p) {
+            Some(raw)
+                if raw
+                    .get()
+                    .starts_with(|ch: char| ch == '-' || ch.is_ascii_digit()) =>
+            {
+                Ok(Cow::Borrowed(raw.get()))
+            }
+            _ => text(p),
+        }
+    };
+    let integer = |p: &Pointer| -> Result<i64, Broken> {
+        let Some(raw) = at(fields, p) else {
+            return Err(missing(&format!("`{}` is missing", p.text())));
         };
         let t = raw.get();
         if let Ok(n) = t.parse::<i64>() {
@@ -211,55 +308,88 @@ fn judge(
             return Err(broken(
                 Violation::FloatMoney,
                 status,
-                &format!("`{name}` is {t}, not an integer"),
+                &format!("`{}` is {t}, not an integer", p.text()),
                 body,
             ));
         }
-        Err(missing(&format!("`{name}` is not a number")))
+        Err(missing(&format!("`{}` is not a number", p.text())))
     };
-    let outcome = text("outcome")?;
-    text("intentId")?;
-    let amount_minor = integer("amountMinor")?;
-    let currency = text("currency")?;
-    let attempts = match fields.get("attempts").map(|raw| raw.get().parse::<u64>()) {
-        Some(Ok(a)) if a >= 1 => a,
-        Some(_) => return Err(missing("`attempts` is not a count >= 1")),
-        None => return Err(missing("`attempts` is missing")),
+    let outcome = text(&a.outcome)?;
+    let committed = if a.committed.iter().any(|v| *v == outcome) {
+        true
+    } else if a.declined.iter().any(|v| *v == outcome) {
+        false
+    } else {
+        return Err(missing(&format!(
+            "`{}` `{outcome}` is not one the contract knows (committed: {}; declined: {})",
+            a.outcome.text(),
+            a.committed.join(", "),
+            a.declined.join(", ")
+        )));
     };
-    let replayed = match fields.get("replayed").map(|raw| raw.get()) {
-        Some("true") => true,
-        Some("false") => false,
-        Some(_) => return Err(missing("`replayed` is not a boolean")),
-        None => return Err(missing("`replayed` is missing")),
-    };
-    let code = match outcome.as_ref() {
-        "COMMITTED" => {
-            text("ledgerTxnId")?;
-            text("chosenBucketId")?;
-            Code::Committed
-        }
-        "DECLINED" => match text("failureCode")?.as_ref() {
-            "OUT_OF_STOCK" => Code::OutOfStock,
-            "MANDATE_REJECTED" => Code::MandateRejected,
-            other => {
-                return Err(missing(&format!(
-                    "`failureCode` `{other}` is not one the contract knows"
-                )));
-            }
+    let execution = id_hash(&id(&a.execution_id)?);
+    let amount_minor = integer(&a.amount_minor)?;
+    let currency = text(&a.currency)?;
+    let attempts = match &a.attempts {
+        None => 1,
+        Some(p) => match at(fields, p).map(|raw| raw.get().parse::<u64>()) {
+            Some(Ok(n)) if n >= 1 => n,
+            Some(_) => return Err(missing(&format!("`{}` is not a count >= 1", p.text()))),
+            None => return Err(missing(&format!("`{}` is missing", p.text()))),
         },
-        other => {
-            return Err(missing(&format!(
-                "`outcome` `{other}` is not COMMITTED or DECLINED"
-            )));
+    };
+    let replayed = match &c.replay_marker {
+        ReplayMarker::Body(p) => match at(fields, p).map(RawValue::get) {
+            Some("true") => true,
+            Some("false") => false,
+            Some(_) => return Err(missing(&format!("`{}` is not a boolean", p.text()))),
+            None => return Err(missing(&format!("`{}` is missing", p.text()))),
+        },
+        ReplayMarker::Header(_) => heard.header_marked,
+        ReplayMarker::None => false,
+    };
+    let code = if committed {
+        for p in &a.committed_fields {
+            id(p)?;
+        }
+        Code::Committed
+    } else {
+        match &a.reason {
+            None => Code::Declined,
+            Some(p) => {
+                let reason = text(p)?;
+                if a.out_of_stock.iter().any(|v| *v == reason) {
+                    Code::OutOfStock
+                } else if a.mandate_rejected.iter().any(|v| *v == reason) {
+                    Code::MandateRejected
+                } else {
+                    return Err(missing(&format!(
+                        "`{}` `{reason}` is not one the contract knows",
+                        p.text()
+                    )));
+                }
+            }
         }
     };
-    let expected_status = if code == Code::Committed { 201 } else { 200 };
-    let status = answered.unwrap_or(expected_status);
-    if status != expected_status {
+    let allowed = if committed {
+        &a.committed_status
+    } else {
+        &a.declined_status
+    };
+    if let Some(s) = answered
+        && !allowed.contains(&s)
+    {
         return Err(broken(
             Violation::StatusMismatch,
-            status,
-            &format!("HTTP {status} with outcome {outcome} (the contract says {expected_status})"),
+            s,
+            &format!(
+                "HTTP {s} with outcome {outcome} (the contract says {})",
+                allowed
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
             body,
         ));
     }
@@ -274,14 +404,27 @@ fn judge(
             body,
         ));
     }
+    let marker = c.replay_marker.body_field();
     Ok(Answer {
         code,
-        status,
+        status: answered.unwrap_or(if committed {
+            a.committed_status[0]
+        } else {
+            a.declined_status[0]
+        }),
         attempts: attempts.min(u64::from(u32::MAX)) as u32,
         replayed,
-        answer_hash: answer_hash(body),
-        semantic_hash: semantic_hash(fields),
+        answer_hash: answer_hash(body, marker),
+        semantic_hash: semantic_hash(fields, marker),
+        execution,
     })
+}
+
+/// The hash of an execution id's text (never 0).
+pub fn id_hash(id: &str) -> u64 {
+    let mut h = StreamHash::default();
+    h.write(id.as_bytes());
+    h.finish()
 }
 
 /// A raw JSON value as a string, unescaped only when it has to be.
@@ -298,11 +441,11 @@ fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
 
 /// A hash of the answer's values: fields in name order (the map keeps them sorted), each
 /// value in one canonical form (scalars as the server wrote them unless a string needs
-/// unescaping; objects and arrays re-written with sorted keys), `replayed` left out. No
-/// layout survives, so two answers hash alike exactly when their values are alike.
-fn semantic_hash(fields: &Fields<'_>) -> u64 {
+/// unescaping; objects and arrays re-written with sorted keys), the body's replay marker
+/// left out. No layout survives, so two answers hash alike exactly when their values are.
+fn semantic_hash(fields: &Fields<'_>, marker: Option<&str>) -> u64 {
     let mut h = StreamHash::default();
-    for (name, raw) in fields.iter().filter(|(name, _)| **name != "replayed") {
+    for (name, raw) in fields.iter().filter(|(name, _)| Some(**name) != marker) {
         h.write(name.as_bytes());
         h.write(b"\0");
         let t = raw.get();
@@ -357,32 +500,65 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
-/// `error.code` of an error body and, for RETRY_EXHAUSTED, `error.attempts` when given.
-fn error_code(body: &[u8]) -> (Option<String>, u32) {
-    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) else {
-        return (None, 0);
-    };
-    let error = obj.get("error");
-    let code = error
-        .and_then(|e| e.get("code"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let attempts = error
-        .and_then(|e| e.get("attempts"))
-        .and_then(Value::as_u64)
-        .unwrap_or(0)
-        .min(u64::from(u32::MAX)) as u32;
-    (code, attempts)
+/// What an error answer says: its code (the first string the contract's pointers find),
+/// the attempts a RETRY_EXHAUSTED names, and the id an "already exists" names.
+struct ErrorBody {
+    code: Option<String>,
+    attempts: u32,
+    id: Option<String>,
+}
+
+impl ErrorBody {
+    fn of(c: &Contract, body: &[u8]) -> ErrorBody {
+        let none = ErrorBody {
+            code: None,
+            attempts: 0,
+            id: None,
+        };
+        let Ok(value @ Value::Object(_)) = serde_json::from_slice::<Value>(body) else {
+            return none;
+        };
+        let find = |p: &Pointer| -> Option<&Value> {
+            p.tokens().iter().try_fold(&value, |v, t| match v {
+                Value::Object(m) => m.get(t),
+                Value::Array(a) => t.parse::<usize>().ok().and_then(|i| a.get(i)),
+                _ => None,
+            })
+        };
+        let as_text = |v: &Value| match v {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        let code = c.error_code.iter().find_map(|p| find(p).and_then(as_text));
+        let attempts = ["/error/attempts", "/attempts"]
+            .iter()
+            .filter_map(|p| Pointer::parse(p).ok())
+            .find_map(|p| find(&p).and_then(Value::as_u64))
+            .unwrap_or(0)
+            .min(u64::from(u32::MAX)) as u32;
+        let id = c
+            .existing
+            .as_ref()
+            .and_then(|e| find(&e.id))
+            .and_then(as_text);
+        ErrorBody { code, attempts, id }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::{ContractSpec, Profile};
 
     const ASKED: Asked<'static> = Asked {
         amount_minor: 2500,
         currency: "USD",
     };
+
+    fn zerorace() -> Contract {
+        Contract::profile(Profile::Zerorace)
+    }
 
     fn committed(replayed: bool) -> String {
         format!(
@@ -392,17 +568,36 @@ mod tests {
         )
     }
 
-    fn answer(status: u16, body: &str) -> Answer {
-        match read(status, body.as_bytes(), ASKED) {
+    fn heard(status: u16, body: &str) -> Heard<'_> {
+        Heard {
+            status,
+            header_marked: false,
+            body: body.as_bytes(),
+        }
+    }
+
+    fn answer_by(c: &Contract, h: Heard<'_>) -> Answer {
+        match read(c, h, ASKED) {
             Ok(Reading::Answer(a)) => a,
+            other => panic!("{other:?} for {:?}", String::from_utf8_lossy(h.body)),
+        }
+    }
+
+    fn answer(status: u16, body: &str) -> Answer {
+        answer_by(&zerorace(), heard(status, body))
+    }
+
+    fn violation(status: u16, body: &str) -> Violation {
+        match read(&zerorace(), heard(status, body), ASKED) {
+            Err(b) => b.violation,
             other => panic!("{other:?} for {body}"),
         }
     }
 
-    fn violation(status: u16, body: &str) -> Violation {
-        match read(status, body.as_bytes(), ASKED) {
-            Err(b) => b.violation,
-            other => panic!("{other:?} for {body}"),
+    fn refused_by(c: &Contract, status: u16, body: &str) -> Code {
+        match read(c, heard(status, body), ASKED) {
+            Ok(Reading::Refused(r)) => r.code,
+            other => panic!("{other:?}"),
         }
     }
 
@@ -416,10 +611,13 @@ mod tests {
         assert_eq!(compact.code, Code::Committed);
         assert_eq!(pretty.code, Code::Committed);
         assert_ne!(compact.answer_hash, pretty.answer_hash, "bytes differ");
+        assert_eq!(compact.execution, pretty.execution, "the same intent id");
         let again = answer(201, &committed(true));
         assert!(again.replayed);
         assert_eq!(compact.answer_hash, again.answer_hash, "replayed is masked");
         assert_eq!(compact.semantic_hash, again.semantic_hash);
+        let other = answer(201, &committed(false).replace("i-1", "i-2"));
+        assert_ne!(compact.execution, other.execution, "another intent id");
     }
 
     #[test]
@@ -453,27 +651,146 @@ mod tests {
             violation(201, &committed(false).replace("USD", "EUR")),
             Violation::PayloadMismatch
         );
+        // ZeroRace's marker is a body field: a body without it breaks the contract.
+        assert_eq!(
+            violation(201, &committed(false).replace(",\"replayed\":false", "")),
+            Violation::MissingField
+        );
     }
 
     #[test]
     fn refusals_are_read_from_the_status_and_the_error_code() {
-        let refused = |status, body: &str| match read(status, body.as_bytes(), ASKED) {
-            Ok(Reading::Refused(r)) => r.code,
-            other => panic!("{other:?}"),
-        };
+        let z = zerorace();
         assert_eq!(
-            refused(
+            refused_by(
+                &z,
                 503,
                 "{\"error\":{\"code\":\"RETRY_EXHAUSTED\",\"attempts\":8}}"
             ),
             Code::RetryExhausted
         );
+        // Zinc's layout: the code at the top level.
+        assert_eq!(
+            refused_by(
+                &z,
+                503,
+                "{\"code\":\"RETRY_EXHAUSTED\",\"message\":\"gave up\"}"
+            ),
+            Code::RetryExhausted
+        );
         // The text alone proves nothing: only the error's code does.
-        assert_eq!(refused(503, "RETRY_EXHAUSTED, maybe"), Code::Unavailable);
-        assert_eq!(refused(409, ""), Code::KeyReused);
-        assert_eq!(refused(422, "{}"), Code::BadRequest);
-        assert_eq!(refused(401, "no"), Code::BadRequest);
-        assert_eq!(refused(500, "boom"), Code::Internal);
+        assert_eq!(
+            refused_by(&z, 503, "RETRY_EXHAUSTED, maybe"),
+            Code::Unavailable
+        );
+        assert_eq!(refused_by(&z, 409, ""), Code::KeyReused);
+        assert_eq!(refused_by(&z, 422, "{}"), Code::BadRequest);
+        assert_eq!(refused_by(&z, 401, "no"), Code::BadRequest);
+        assert_eq!(refused_by(&z, 500, "boom"), Code::Internal);
+    }
+
+    #[test]
+    fn each_profile_reads_its_own_statuses() {
+        let ietf = Contract::profile(Profile::Ietf);
+        assert_eq!(refused_by(&ietf, 409, "{}"), Code::InFlight);
+        assert_eq!(refused_by(&ietf, 422, "{}"), Code::KeyReused);
+        let stripe = Contract::profile(Profile::Stripe);
+        let idem = "{\"error\":{\"type\":\"idempotency_error\",\"message\":\"Keys for idempotent requests can only be used with the same parameters\"}}";
+        assert_eq!(refused_by(&stripe, 400, idem), Code::KeyReused);
+        assert_eq!(
+            refused_by(
+                &stripe,
+                400,
+                "{\"error\":{\"type\":\"invalid_request_error\"}}"
+            ),
+            Code::BadRequest
+        );
+        assert_eq!(refused_by(&stripe, 409, idem), Code::InFlight);
+        // A header marks Stripe's replays; the body's `replayed` is only data there.
+        let fresh = answer_by(&stripe, heard(201, &committed(false)));
+        let again = answer_by(
+            &stripe,
+            Heard {
+                header_marked: true,
+                ..heard(201, &committed(false))
+            },
+        );
+        assert!(!fresh.replayed && again.replayed);
+        assert_eq!(fresh.answer_hash, again.answer_hash);
+        let flipped = answer_by(&stripe, heard(201, &committed(true)));
+        assert!(!flipped.replayed, "the body flag is not Stripe's marker");
+        assert_ne!(
+            fresh.answer_hash, flipped.answer_hash,
+            "and it is not masked"
+        );
+        // The IETF draft marks nothing: `replayed` may be absent.
+        let bare = committed(false).replace(",\"replayed\":false", "");
+        assert!(!answer_by(&ietf, heard(201, &bare)).replayed);
+    }
+
+    #[test]
+    fn zincs_already_exists_names_the_order_to_look_up() {
+        let zinc = Contract::profile(Profile::Zinc);
+        let exists = "{\"error\":{\"code\":\"already_exists\",\"order_id\":\"o-9\"}}";
+        assert_eq!(
+            read(&zinc, heard(409, exists), ASKED),
+            Ok(Reading::Exists("o-9".into()))
+        );
+        assert_eq!(
+            refused_by(&zinc, 409, "{\"error\":{\"code\":\"KEY_REUSED\"}}"),
+            Code::KeyReused
+        );
+        let no_id = "{\"error\":{\"code\":\"already_exists\"}}";
+        assert!(
+            matches!(read(&zinc, heard(409, no_id), ASKED), Err(b) if b.violation == Violation::MissingField)
+        );
+        let stored = read_stored(&zinc, committed(false).as_bytes(), ASKED).expect("reads");
+        assert!(
+            stored.replayed,
+            "a looked-up answer is a replay by construction"
+        );
+    }
+
+    #[test]
+    fn another_api_shape_is_read_by_its_pointers() {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            contract: ContractSpec,
+        }
+        let doc: Doc = toml::from_str(
+            r#"[contract]
+profile = "stripe"
+[contract.answer]
+outcome = "/order/state"
+committed = ["paid"]
+declined = ["rejected"]
+reason = ""
+execution_id = "/order/id"
+amount_minor = "/order/total"
+currency = "/order/ccy"
+attempts = ""
+committed_status = [201]
+declined_status = [200]
+committed_fields = []
+"#,
+        )
+        .expect("toml");
+        let c = doc.contract.resolve().expect("resolves");
+        let paid = "{\"order\":{\"id\":17,\"state\":\"paid\",\"total\":2500,\"ccy\":\"USD\"}}";
+        let a = answer_by(&c, heard(201, paid));
+        assert_eq!((a.code, a.attempts), (Code::Committed, 1));
+        assert_eq!(a.execution, id_hash("17"), "a numeric id is its text");
+        let rejected =
+            "{\"order\":{\"id\":\"x\",\"state\":\"rejected\",\"total\":2500,\"ccy\":\"USD\"}}";
+        assert_eq!(answer_by(&c, heard(200, rejected)).code, Code::Declined);
+        let float = paid.replace("2500", "25.00");
+        assert!(
+            matches!(read(&c, heard(201, &float), ASKED), Err(b) if b.violation == Violation::FloatMoney)
+        );
+        let unknown = paid.replace("paid", "pending");
+        assert!(
+            matches!(read(&c, heard(201, &unknown), ASKED), Err(b) if b.violation == Violation::MissingField)
+        );
     }
 
     #[test]

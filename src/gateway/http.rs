@@ -1,31 +1,34 @@
 //! A region reached over HTTP: the contract's requests, built and read back the way a
 //! client on the other end of a network would.
 //!
-//! The purchase body is written straight into its buffer and the answer parsed once, so a
-//! request costs the generator little more than the socket calls (the generator must not
-//! be the bottleneck; `scripts/bench-http.sh` compares it with oha).
+//! The request is the scenario's `Contract` filled in: its method and path, its body
+//! template written straight into one buffer, the key in the header or body field the
+//! contract names. The answer is parsed once, by the same contract (`contract::read`),
+//! so a request costs the generator little more than the socket calls (the generator
+//! must not be the bottleneck; `scripts/bench-http.sh` compares it with oha).
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request};
 
-use super::contract::{self, Broken, Reading, Refusal, Reply};
+use super::contract::{self, Asked, Broken, Heard, Reading, Refusal, Reply};
 use super::pool::{self, ConnectionFigures, ConnectionPool, Failure, Response};
 use super::proxy::FaultProxy;
 use super::tls::ClientTls;
 use crate::addr::Endpoint;
-use crate::history::Code;
-use crate::history::Violation;
-use crate::scenario::HttpVersion;
+use crate::history::{Code, Violation};
+use crate::scenario::{
+    Contract, HttpVersion, KeyPlace, Piece, ReplayMarker, Route, Slot, Template,
+};
 use crate::sut::kernel::PurchaseRequest;
-
-const IDEMPOTENCY_KEY: header::HeaderName = header::HeaderName::from_static("idempotency-key");
 
 /// Idle connections kept per region; more than any scenario's `in_flight` share needs.
 const MAX_IDLE: usize = 4096;
 
-/// One endpoint with its keep-alive connection pool.
+/// One endpoint with its keep-alive connection pool, speaking one contract.
 pub struct HttpGateway {
     /// `http[s]://host[/prefix]`, for messages.
     pub url: String,
@@ -33,21 +36,26 @@ pub struct HttpGateway {
     pool: ConnectionPool,
     host: HeaderValue,
     prefix: String,
-    commit_path: hyper::Uri,
+    contract: Arc<Contract>,
+    method: Method,
+    /// The purchase's URI when its path has no placeholders (the common case).
+    commit_uri: Option<hyper::Uri>,
+    key_header: Option<HeaderName>,
+    marker_header: Option<HeaderName>,
     pub(super) proxy: Option<FaultProxy>,
     /// `Authorization: Bearer …` for a live endpoint.
     authorization: Option<HeaderValue>,
-    /// Zinc's API shape (`POST /orders`, `already_exists`) instead of ZeroRace's.
-    zinc: bool,
 }
 
 impl HttpGateway {
-    /// A gateway to `endpoint`; `tls` is required when it is https (and unused otherwise).
+    /// A gateway to `endpoint` speaking `contract`; `tls` is required when it is https
+    /// (and unused otherwise).
     pub fn new(
         endpoint: Endpoint,
         tls: Option<ClientTls>,
         http: HttpVersion,
         proxy: Option<FaultProxy>,
+        contract: Arc<Contract>,
     ) -> Result<HttpGateway, String> {
         if endpoint.tls != tls.is_some() {
             return Err(format!(
@@ -66,25 +74,40 @@ impl HttpGateway {
             .unwrap_or_default();
         let host = pool::header(&endpoint.host)
             .ok_or_else(|| format!("`{}` is not a valid Host header", endpoint.host))?;
-        let commit_path = format!("{}/v1/purchases/commit", endpoint.prefix)
-            .parse()
-            .map_err(|e| format!("`{}`: {e}", endpoint.prefix))?;
+        let path = &contract.request.path;
+        let commit_uri = match path.pieces() {
+            [Piece::Text(p)] => Some(
+                format!("{}{p}", endpoint.prefix)
+                    .parse()
+                    .map_err(|e| format!("`{}{p}`: {e}", endpoint.prefix))?,
+            ),
+            _ => None,
+        };
+        let header_name = |name: &str| {
+            HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header `{name}`: {e}"))
+        };
+        let key_header = match &contract.key {
+            KeyPlace::Header(h) => Some(header_name(h)?),
+            KeyPlace::Field(_) => None,
+        };
+        let marker_header = match &contract.replay_marker {
+            ReplayMarker::Header(h) => Some(header_name(h)?),
+            _ => None,
+        };
         Ok(HttpGateway {
             url: endpoint.url(),
             server_name: tls_name,
             pool: ConnectionPool::with(endpoint.address, tls, http, MAX_IDLE),
             host,
             prefix: endpoint.prefix,
-            commit_path,
+            method: method_of(contract.request.method),
+            contract,
+            commit_uri,
+            key_header,
+            marker_header,
             proxy,
             authorization: None,
-            zinc: false,
         })
-    }
-
-    pub fn with_zinc(mut self, zinc: bool) -> HttpGateway {
-        self.zinc = zinc;
-        self
     }
 
     /// Send `Authorization: Bearer KEY` with every request.
@@ -99,6 +122,11 @@ impl HttpGateway {
             None => None,
         };
         Ok(self)
+    }
+
+    /// The contract this gateway speaks.
+    pub fn contract(&self) -> &Contract {
+        &self.contract
     }
 
     fn request(&self, method: Method, uri: hyper::Uri, body: Bytes) -> Request<Full<Bytes>> {
@@ -127,21 +155,18 @@ impl HttpGateway {
             .await
     }
 
-    /// A harmless request before any purchase: the lookup of an intent that cannot exist.
-    /// It proves the endpoint answers (TLS included) and takes the API key; a 404 is the
-    /// expected answer. A failure keeps its cause.
+    /// A harmless request before any purchase: the contract's lookup of a key no one
+    /// sent, else a GET of the purchase path. It proves the endpoint answers (TLS
+    /// included) and takes the API key. A failure keeps its cause.
     pub async fn probe(&self) -> Result<Response, Failure> {
-        let path = if self.zinc {
-            "/orders/00000000-0000-4000-8000-000000000000"
-        } else {
-            "/v1/purchases/00000000-0000-4000-8000-000000000000"
+        let path = match &self.contract.request.lookup {
+            Some(route) => &route.path,
+            None => &self.contract.request.path,
         };
-        let uri = format!("{}{path}", self.prefix)
-            .parse()
-            .map_err(|e| Failure {
-                code: Code::BadRequest,
-                cause: Box::new(e),
-            })?;
+        let uri = self.uri(path, &Fill::preflight()).map_err(|e| Failure {
+            code: Code::BadRequest,
+            cause: e.into(),
+        })?;
         self.pool
             .exchange(self.request(Method::GET, uri, Bytes::new()))
             .await
@@ -164,144 +189,293 @@ impl HttpGateway {
         self.pool.figures()
     }
 
-    /// `POST {prefix}{path}` with a JSON body.
-    async fn post(&self, path: &str, body: Bytes) -> Result<Response, Code> {
-        let uri = format!("{}{path}", self.prefix)
-            .parse()
-            .map_err(|_| Code::BadRequest)?;
-        self.pool.send(self.request(Method::POST, uri, body)).await
+    /// The contract's purchase request, read back by the contract.
+    pub async fn commit(&self, req: &PurchaseRequest, key: &str) -> Reply {
+        self.commit_as(req, Some(key)).await
     }
 
-    /// Zinc: `already_exists` on a retry is success; the order is looked up by its id.
-    async fn zinc_commit(&self, req: &PurchaseRequest, key: &str) -> Reply {
-        let body = purchase_body(req, Some(key));
-        let answer = match self.post("/orders", body).await {
-            Ok(a) => a,
-            Err(code) => return Reply::Transport(code),
+    /// The purchase with `key` as given (`None`: no key at all), for the conformance
+    /// probe's malformed keys as for every agent's request.
+    pub async fn commit_as(&self, req: &PurchaseRequest, key: Option<&str>) -> Reply {
+        let fill = Fill {
+            req: Some(req),
+            key: key.unwrap_or(""),
+            id: "",
         };
-        let asked = asked(req);
-        // `409 already_exists` names the order a retry should look up; anything else is an
-        // answer to read by the contract.
-        let order = (answer.status == 409)
-            .then(|| serde_json::from_slice::<serde_json::Value>(&answer.body).ok())
-            .flatten()
-            .filter(|v| v["error"]["code"] == "already_exists")
-            // Without an id the lookup fails and says so.
-            .map(|v| {
-                v["error"]["order_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
-            });
-        let Some(id) = order else {
-            return reply_of(answer.status, &answer.body, asked);
-        };
-        match self.get(&format!("/orders/{id}")).await {
-            // The stored order, learned by lookup: a replay whatever its `replayed` says.
-            Ok(Response { status: 200, body }) => match contract::read_stored(&body, asked) {
-                Ok(mut a) => {
-                    a.replayed = true;
-                    Reply::Answer(a)
-                }
-                Err(broken) => Reply::Violation(broken),
+        let uri = match &self.commit_uri {
+            Some(uri) => uri.clone(),
+            None => match self.uri(&self.contract.request.path, &fill) {
+                Ok(uri) => uri,
+                Err(_) => return bad_request(),
             },
-            Ok(a) => Reply::Violation(Broken {
+        };
+        let mut r = self.request(
+            self.method.clone(),
+            uri,
+            body(&self.contract.request.body, &fill),
+        );
+        if let (Some(name), Some(key)) = (&self.key_header, key) {
+            let Some(value) = pool::header(key) else {
+                // Keys are swarm's own and valid header values; refuse rather than send.
+                return bad_request();
+            };
+            r.headers_mut().insert(name.clone(), value);
+        }
+        match self.pool.send(r).await {
+            Ok(a) => self.reply(a, req, key.unwrap_or("")).await,
+            Err(code) => Reply::Transport(code),
+        }
+    }
+
+    /// What an answer means by the contract (an "already exists" answer is followed to
+    /// the resource it names).
+    async fn reply(&self, a: Response, req: &PurchaseRequest, key: &str) -> Reply {
+        let asked = asked(req);
+        match self.read(&a, asked) {
+            Ok(Reading::Answer(answer)) => Reply::Answer(answer),
+            Ok(Reading::Refused(r)) => Reply::Refused(r),
+            Ok(Reading::Exists(id)) => {
+                // Boxed: the common path's future stays small (see `agent::run_purchase`).
+                Box::pin(self.existing(req, key, &id)).await
+            }
+            Err(broken) => Reply::Violation(broken),
+        }
+    }
+
+    fn read(&self, a: &Response, asked: Asked<'_>) -> Result<Reading, Broken> {
+        if a.oversized {
+            return Err(Broken {
                 violation: Violation::Unparseable,
                 status: a.status,
                 excerpt: format!(
-                    "order lookup answered HTTP {}: {}",
-                    a.status,
+                    "an answer longer than {} bytes: {}",
+                    pool::MAX_ANSWER_BYTES,
                     contract::excerpt(&a.body)
                 ),
+            });
+        }
+        let heard = Heard {
+            status: a.status,
+            header_marked: self.marked(a),
+            body: &a.body,
+        };
+        contract::read(&self.contract, heard, asked)
+    }
+
+    /// The contract's replay header is present, with any value but `false` or `0`.
+    fn marked(&self, a: &Response) -> bool {
+        self.marker_header.as_ref().is_some_and(|name| {
+            a.headers.get(name).is_some_and(|v| {
+                let v = v.as_bytes();
+                !(v.eq_ignore_ascii_case(b"false") || v == b"0")
+            })
+        })
+    }
+
+    /// Follow an "already exists" answer to the stored resource (Zinc's way): what the
+    /// lookup returns is the stored answer, a replay by construction.
+    async fn existing(&self, req: &PurchaseRequest, key: &str, id: &str) -> Reply {
+        let Some(existing) = &self.contract.existing else {
+            return bad_request();
+        };
+        let fill = Fill {
+            req: Some(req),
+            key,
+            id,
+        };
+        self.stored(&existing.lookup, &fill, req).await
+    }
+
+    /// A final read of `key`: the contract's lookup by key when it has one (`None`: it
+    /// has none, replay the purchase instead).
+    pub async fn lookup(&self, req: &PurchaseRequest, key: &str) -> Option<Reply> {
+        let route = self.contract.request.lookup.as_ref()?;
+        let fill = Fill {
+            req: Some(req),
+            key,
+            id: "",
+        };
+        Some(self.stored(route, &fill, req).await)
+    }
+
+    /// GET a stored answer: 200 is the answer (a replay), 404 says nothing is stored,
+    /// anything else is read as a purchase's answer would be.
+    async fn stored(&self, route: &Route, fill: &Fill<'_>, req: &PurchaseRequest) -> Reply {
+        let Ok(uri) = self.uri(&route.path, fill) else {
+            return bad_request();
+        };
+        let body = match route.method {
+            crate::scenario::Method::Get => Bytes::new(),
+            _ => body(&self.contract.request.body, fill),
+        };
+        let a = match self
+            .pool
+            .send(self.request(method_of(route.method), uri, body))
+            .await
+        {
+            Ok(a) => a,
+            Err(code) => return Reply::Transport(code),
+        };
+        match a.status {
+            200 if !a.oversized => match contract::read_stored(&self.contract, &a.body, asked(req))
+            {
+                Ok(answer) => Reply::Answer(answer),
+                Err(broken) => Reply::Violation(broken),
+            },
+            404 => Reply::Refused(Refusal {
+                code: Code::Absent,
+                status: 404,
+                attempts: 0,
             }),
-            Err(code) => Reply::Transport(code),
+            _ => match self.read(&a, asked(req)) {
+                Ok(Reading::Answer(answer)) => Reply::Answer(answer),
+                Ok(Reading::Refused(r)) => Reply::Refused(r),
+                Ok(Reading::Exists(_)) => Reply::Violation(Broken {
+                    violation: Violation::StatusMismatch,
+                    status: a.status,
+                    excerpt: format!(
+                        "a lookup answered \"already exists\": {}",
+                        contract::excerpt(&a.body)
+                    ),
+                }),
+                Err(broken) => Reply::Violation(broken),
+            },
         }
     }
 
-    /// `POST /v1/purchases/commit`, mapped back to what the kernel would have answered.
-    pub async fn commit(&self, req: &PurchaseRequest, key: &str) -> Reply {
-        if self.zinc {
-            // Boxed: the common path's future stays small (see `agent::run_purchase`).
-            return Box::pin(self.zinc_commit(req, key)).await;
-        }
-        let Some(key_header) = pool::header(key) else {
-            // Keys are swarm's own and always valid header values; refuse rather than send.
-            return Reply::Refused(Refusal {
-                code: Code::BadRequest,
-                status: 0,
-                attempts: 0,
-            });
-        };
-        let mut r = self.request(
-            Method::POST,
-            self.commit_path.clone(),
-            purchase_body(req, None),
-        );
-        r.headers_mut().insert(IDEMPOTENCY_KEY, key_header);
-        match self.pool.send(r).await {
-            Ok(a) => reply_of(a.status, &a.body, asked(req)),
-            Err(code) => Reply::Transport(code),
+    fn uri(&self, path: &Template, fill: &Fill<'_>) -> Result<hyper::Uri, String> {
+        let mut out = Vec::with_capacity(self.prefix.len() + 64);
+        out.extend_from_slice(self.prefix.as_bytes());
+        render(path, fill, &mut out, Escape::Path);
+        hyper::Uri::try_from(out).map_err(|e| e.to_string())
+    }
+}
+
+fn bad_request() -> Reply {
+    Reply::Refused(Refusal {
+        code: Code::BadRequest,
+        status: 0,
+        attempts: 0,
+    })
+}
+
+fn method_of(m: crate::scenario::Method) -> Method {
+    match m {
+        crate::scenario::Method::Get => Method::GET,
+        crate::scenario::Method::Post => Method::POST,
+        crate::scenario::Method::Put => Method::PUT,
+        crate::scenario::Method::Patch => Method::PATCH,
+    }
+}
+
+/// The values a template is filled with.
+struct Fill<'a> {
+    req: Option<&'a PurchaseRequest>,
+    key: &'a str,
+    id: &'a str,
+}
+
+impl Fill<'static> {
+    /// The preflight's lookup: a key no client sends.
+    fn preflight() -> Fill<'static> {
+        Fill {
+            req: None,
+            key: "swarm-preflight-00000000-0000-4000-8000-000000000000",
+            id: "00000000-0000-4000-8000-000000000000",
         }
     }
 }
 
-/// The contract's JSON body for `req`, written in one pass; with `zinc_key` the key
-/// travels in the body as `idempotency_key` (Zinc's shape).
-fn purchase_body(req: &PurchaseRequest, zinc_key: Option<&str>) -> Bytes {
-    let mut digits = itoa::Buffer::new();
-    let mut b: Vec<u8> = Vec::with_capacity(224 + req.agent_id.len());
-    let mut uuid = uuid::Uuid::encode_buffer();
-    let mut field = |b: &mut Vec<u8>, name: &str, id: &uuid::Uuid| {
-        b.extend_from_slice(name.as_bytes());
-        b.extend_from_slice(id.hyphenated().encode_lower(&mut uuid).as_bytes());
-        b.push(b'"');
-    };
-    field(&mut b, "{\"merchantId\":\"", &req.merchant_id);
-    field(&mut b, ",\"mandateId\":\"", &req.mandate_id);
-    field(&mut b, ",\"itemId\":\"", &req.item_id);
-    b.extend_from_slice(b",\"agentId\":");
-    // Writing JSON into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut b, &req.agent_id);
-    b.extend_from_slice(b",\"quantity\":");
-    b.extend_from_slice(digits.format(req.quantity).as_bytes());
-    b.extend_from_slice(b",\"amountMinor\":");
-    b.extend_from_slice(digits.format(req.amount_minor).as_bytes());
-    b.extend_from_slice(b",\"currency\":\"");
-    b.extend_from_slice(req.currency.as_str().as_bytes());
-    b.push(b'"');
-    if let Some(key) = zinc_key {
-        b.extend_from_slice(b",\"idempotency_key\":");
-        let _ = serde_json::to_writer(&mut b, key);
-    }
-    b.push(b'}');
+/// How a filled-in value is written: inside a JSON body (string characters escaped) or a
+/// URL path (anything but unreserved characters percent-encoded).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    Json,
+    Path,
+}
+
+/// The body of a request, written in one pass.
+fn body(t: &Template, fill: &Fill<'_>) -> Bytes {
+    let extra = fill.req.map_or(0, |r| r.agent_id.len());
+    let mut b = Vec::with_capacity(256 + extra);
+    render(t, fill, &mut b, Escape::Json);
     Bytes::from(b)
 }
 
-/// What the answer must repeat of the request.
-fn asked(req: &PurchaseRequest) -> contract::Asked<'_> {
-    contract::Asked {
-        amount_minor: req.amount_minor,
-        currency: req.currency.as_str(),
+fn render(t: &Template, fill: &Fill<'_>, out: &mut Vec<u8>, escape: Escape) {
+    let mut digits = itoa::Buffer::new();
+    let mut uuid = uuid::Uuid::encode_buffer();
+    for piece in t.pieces() {
+        let value: &str = match piece {
+            Piece::Text(text) => {
+                out.extend_from_slice(text.as_bytes());
+                continue;
+            }
+            Piece::Slot(slot) => match (slot, fill.req) {
+                (Slot::Key, _) => fill.key,
+                (Slot::Id, _) => fill.id,
+                (Slot::Merchant, Some(r)) => r.merchant_id.hyphenated().encode_lower(&mut uuid),
+                (Slot::Mandate, Some(r)) => r.mandate_id.hyphenated().encode_lower(&mut uuid),
+                (Slot::Item, Some(r)) => r.item_id.hyphenated().encode_lower(&mut uuid),
+                (Slot::Agent, Some(r)) => &r.agent_id,
+                (Slot::Quantity, Some(r)) => digits.format(r.quantity),
+                (Slot::AmountMinor, Some(r)) => digits.format(r.amount_minor),
+                (Slot::Currency, Some(r)) => r.currency.as_str(),
+                (_, None) => "",
+            },
+        };
+        write_escaped(value, out, escape);
     }
 }
 
-/// An answer read by the contract.
-fn reply_of(status: u16, body: &[u8], asked: contract::Asked<'_>) -> Reply {
-    match contract::read(status, body, asked) {
-        Ok(Reading::Answer(a)) => Reply::Answer(a),
-        Ok(Reading::Refused(r)) => Reply::Refused(r),
-        Err(broken) => Reply::Violation(broken),
+fn write_escaped(value: &str, out: &mut Vec<u8>, escape: Escape) {
+    match escape {
+        Escape::Json => {
+            for &b in value.as_bytes() {
+                match b {
+                    b'"' => out.extend_from_slice(b"\\\""),
+                    b'\\' => out.extend_from_slice(b"\\\\"),
+                    0..=0x1f => {
+                        const HEX: &[u8; 16] = b"0123456789abcdef";
+                        out.extend_from_slice(b"\\u00");
+                        out.push(HEX[usize::from(b >> 4)]);
+                        out.push(HEX[usize::from(b & 15)]);
+                    }
+                    _ => out.push(b),
+                }
+            }
+        }
+        Escape::Path => {
+            for &b in value.as_bytes() {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    out.push(b);
+                } else {
+                    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                    out.push(b'%');
+                    out.push(HEX[usize::from(b >> 4)]);
+                    out.push(HEX[usize::from(b & 15)]);
+                }
+            }
+        }
+    }
+}
+
+/// What the answer must repeat of the request.
+fn asked(req: &PurchaseRequest) -> Asked<'_> {
+    Asked {
+        amount_minor: req.amount_minor,
+        currency: req.currency.as_str(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::Profile;
     use crate::sut::kernel::Currency;
 
-    #[test]
-    fn the_purchase_body_is_the_contracts_json() {
-        let req = PurchaseRequest {
+    fn req() -> PurchaseRequest {
+        PurchaseRequest {
             merchant_id: uuid::Uuid::from_u128(1),
             mandate_id: uuid::Uuid::from_u128(2),
             item_id: uuid::Uuid::from_u128(3),
@@ -309,10 +483,24 @@ mod tests {
             quantity: 2,
             amount_minor: 5000,
             currency: Currency::parse("USD").unwrap(),
+        }
+    }
+
+    fn filled(profile: Profile, key: &str) -> serde_json::Value {
+        let c = Contract::profile(profile);
+        let r = req();
+        let fill = Fill {
+            req: Some(&r),
+            key,
+            id: "",
         };
-        let v: serde_json::Value = serde_json::from_slice(&purchase_body(&req, None)).unwrap();
+        serde_json::from_slice(&body(&c.request.body, &fill)).unwrap()
+    }
+
+    #[test]
+    fn the_purchase_body_is_the_contracts_json() {
         assert_eq!(
-            v,
+            filled(Profile::Zerorace, "k-1"),
             serde_json::json!({
                 "merchantId": "00000000-0000-0000-0000-000000000001",
                 "mandateId": "00000000-0000-0000-0000-000000000002",
@@ -320,9 +508,21 @@ mod tests {
                 "agentId": "agent \"7\"", "quantity": 2, "amountMinor": 5000, "currency": "USD",
             })
         );
-        let z: serde_json::Value =
-            serde_json::from_slice(&purchase_body(&req, Some("k-1"))).unwrap();
-        assert_eq!(z["idempotency_key"], "k-1");
+        let z = filled(Profile::Zinc, "k-\\1");
+        assert_eq!(z["idempotency_key"], "k-\\1", "escaped in, read back whole");
         assert_eq!(z["quantity"], 2);
+    }
+
+    #[test]
+    fn path_values_are_percent_encoded() {
+        let t = Template::parse("/orders/{id}", &[Slot::Id]).unwrap();
+        let mut out = Vec::new();
+        let fill = Fill {
+            req: None,
+            key: "",
+            id: "a b/ü",
+        };
+        render(&t, &fill, &mut out, Escape::Path);
+        assert_eq!(String::from_utf8(out).unwrap(), "/orders/a%20b%2F%C3%BC");
     }
 }

@@ -13,7 +13,7 @@ use thiserror::Error;
 use super::tls::{ClientTls, client_config};
 use super::{Gateway, HttpGateway, Region};
 use crate::addr::{DbUrl, Dialect, Endpoint};
-use crate::scenario::{KernelSpec, Protocol, Scenario, TargetKind};
+use crate::scenario::{KernelSpec, Scenario, TargetKind};
 use crate::sut::kernel::{Kernel, KernelConfig, KernelError, Sql};
 use crate::sut::server::tls::SelfSigned;
 
@@ -55,6 +55,7 @@ pub fn live_regions(scenario: &Scenario) -> Result<Vec<Region>, OpenError> {
         None => None,
     };
     let target = &scenario.target;
+    let contract = std::sync::Arc::new(scenario.contract.clone());
     let https = scenario.has_https_endpoint();
     // One config for every region: its session cache is what lets reconnects resume.
     let config = match https {
@@ -80,11 +81,10 @@ pub fn live_regions(scenario: &Scenario) -> Result<Vec<Region>, OpenError> {
                 ),
                 _ => None,
             };
-            let gateway = HttpGateway::new(endpoint, tls, target.http, None)
+            let gateway = HttpGateway::new(endpoint, tls, target.http, None, contract.clone())
                 .map_err(unsupported)?
                 .with_api_key(api_key.clone())
-                .map_err(|e| OpenError::Endpoint(format!("target.api_key_env: {e}")))?
-                .with_zinc(scenario.target.protocol == Protocol::Zinc);
+                .map_err(|e| OpenError::Endpoint(format!("target.api_key_env: {e}")))?;
             Ok(Region::with_gateway(
                 spec.name.clone(),
                 i as u8,
@@ -110,6 +110,7 @@ pub async fn open_regions(
 ) -> Result<(Vec<Region>, Vec<RegionServer>), OpenError> {
     let config = kernel_config(&scenario.kernel, sql);
     let target = &scenario.target;
+    let contract = std::sync::Arc::new(scenario.contract.clone());
     // `target.tls.self_signed`: every in-process server shows a certificate made now, signed
     // by a CA made now, which the client alone trusts.
     let tls = match target.tls.as_ref().filter(|t| t.self_signed) {
@@ -179,9 +180,9 @@ pub async fn open_regions(
                     ),
                     None => None,
                 };
-                let gateway = HttpGateway::new(endpoint, client, target.http, Some(proxy))
-                    .map_err(OpenError::Endpoint)?
-                    .with_zinc(scenario.target.protocol == Protocol::Zinc);
+                let gateway =
+                    HttpGateway::new(endpoint, client, target.http, Some(proxy), contract.clone())
+                        .map_err(OpenError::Endpoint)?;
                 Region::with_gateway(spec.name.clone(), i as u8, Gateway::Http(Box::new(gateway)))
             }
         };

@@ -36,8 +36,15 @@ const MAX_H2_CONNECTIONS: usize = 64;
 /// An HTTP response: status and the whole body (not yet read by the contract).
 pub struct Response {
     pub status: u16,
+    pub headers: hyper::HeaderMap,
+    /// At most `MAX_ANSWER_BYTES`; `oversized` says the answer was longer (and cut).
     pub body: Bytes,
+    pub oversized: bool,
 }
+
+/// Longest answer body read: a contract answer is a few hundred bytes, and a server that
+/// streams without end must not hold the generator's memory.
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
 
 /// Why a request got no answer: the history's code, and the cause for a message.
 #[derive(Debug)]
@@ -395,13 +402,41 @@ async fn read(
 ) -> Result<Response, Failure> {
     let response = sent.map_err(|e| Failure::new(Code::Reset, e))?;
     let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| Failure::new(Code::Reset, e))?
-        .to_bytes();
-    Ok(Response { status, body })
+    let (parts, incoming) = response.into_parts();
+    let mut body = http_body_util::Limited::new(incoming, MAX_ANSWER_BYTES);
+    // Most answers are one data frame: kept as it came, copied only when a second one does.
+    let mut first: Option<Bytes> = None;
+    let mut more = bytes::BytesMut::new();
+    let mut oversized = false;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                match first.take() {
+                    None if more.is_empty() => first = Some(data),
+                    earlier => {
+                        if let Some(earlier) = earlier {
+                            more.extend_from_slice(&earlier);
+                        }
+                        more.extend_from_slice(&data);
+                    }
+                }
+            }
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                oversized = true;
+                break;
+            }
+            Err(e) => return Err(Failure::new(Code::Reset, e)),
+        }
+    }
+    Ok(Response {
+        status,
+        headers: parts.headers,
+        body: first.unwrap_or_else(|| more.freeze()),
+        oversized,
+    })
 }
 
 /// A header value from a string the program made, or `None` when it is not one.

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 
-use super::contract::{Answer, Refusal, Reply};
+use super::contract::{Answer, Refusal, Reply, id_hash};
 use super::http::HttpGateway;
 use super::proxy::FaultProxy;
 use crate::history::{Code, answer_hash};
@@ -38,24 +38,7 @@ pub enum Gateway {
 /// becomes what a client would have seen on the wire.
 fn from_kernel(result: Result<Snapshot, KernelError>) -> Reply {
     match result {
-        Ok(s) => {
-            // The kernel writes one layout, so its bytes are its values.
-            let hash = answer_hash(s.json.as_bytes());
-            Reply::Answer(Answer {
-                code: match (s.outcome, s.failure_code) {
-                    (Outcome::Committed, _) => Code::Committed,
-                    (Outcome::Declined, Some(FailureCode::MandateRejected)) => {
-                        Code::MandateRejected
-                    }
-                    (Outcome::Declined, _) => Code::OutOfStock,
-                },
-                status: s.status(),
-                attempts: s.attempts,
-                replayed: s.replayed,
-                answer_hash: hash,
-                semantic_hash: hash,
-            })
-        }
+        Ok(s) => Reply::Answer(answer_of(&s, s.replayed)),
         Err(e) => Reply::Refused(Refusal {
             code: match e {
                 KernelError::KeyReused { .. } => Code::KeyReused,
@@ -72,6 +55,27 @@ fn from_kernel(result: Result<Snapshot, KernelError>) -> Reply {
                 _ => 0,
             },
         }),
+    }
+}
+
+/// A kernel snapshot as the client reads it (ZeroRace's contract: `replayed` in the body,
+/// the intent id naming the execution).
+fn answer_of(s: &Snapshot, replayed: bool) -> Answer {
+    // The kernel writes one layout, so its bytes are its values.
+    let hash = answer_hash(s.json.as_bytes(), Some("replayed"));
+    let mut id = uuid::Uuid::encode_buffer();
+    Answer {
+        code: match (s.outcome, s.failure_code) {
+            (Outcome::Committed, _) => Code::Committed,
+            (Outcome::Declined, Some(FailureCode::MandateRejected)) => Code::MandateRejected,
+            (Outcome::Declined, _) => Code::OutOfStock,
+        },
+        status: s.status(),
+        attempts: s.attempts,
+        replayed,
+        answer_hash: hash,
+        semantic_hash: hash,
+        execution: id_hash(s.intent_id.hyphenated().encode_lower(&mut id)),
     }
 }
 
@@ -182,6 +186,27 @@ impl Region {
             return Reply::Transport(Code::Reset);
         }
         result
+    }
+
+    /// A final read of `key` through this region: the stored answer under it, by the
+    /// contract's lookup when it has one (a replay by construction; `Absent` when nothing
+    /// is stored), else a replay of the purchase. Faults are over by then: none applies.
+    pub async fn final_read(&self, req: &PurchaseRequest, key: &str) -> Reply {
+        match &self.gateway {
+            Gateway::Direct(k) => match k.lookup_key(key).await {
+                Ok(Some(stored)) => Reply::Answer(answer_of(&stored.snapshot, true)),
+                Ok(None) => Reply::Refused(Refusal {
+                    code: Code::Absent,
+                    status: 404,
+                    attempts: 0,
+                }),
+                Err(e) => from_kernel(Err(e)),
+            },
+            Gateway::Http(g) => match g.lookup(req, key).await {
+                Some(reply) => reply,
+                None => g.commit(req, key).await,
+            },
+        }
     }
 
     /// A live endpoint, its faults simulated on the client's side. A crash cuts requests in

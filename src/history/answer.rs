@@ -1,29 +1,33 @@
-//! What the history keeps of an answer: a hash of its bytes with the value of `replayed`
-//! masked (a replay must be the original again, byte for byte, but for that value), and,
-//! for an answer that broke the contract, which way it did (`Violation`).
+//! What the history keeps of an answer: a hash of its bytes with the value of the
+//! contract's body replay marker masked (a replay must be the original again, byte for
+//! byte, but for that value), and, for an answer that broke the contract, which way it
+//! did (`Violation`).
 
 use serde::{Deserialize, Serialize};
 
-/// A 64-bit hash of an answer's bytes with the value of its top-level `"replayed"` read as
-/// `false`, wherever that field stands and however the JSON is spaced, so a replay hashes
-/// like its original exactly when it is byte-identical but for that value. Never 0.
-pub fn answer_hash(body: &[u8]) -> u64 {
-    match replayed_span(body) {
+/// A 64-bit hash of an answer's bytes with the value of its top-level `marker` field
+/// (`"replayed"` in ZeroRace's contract) read as `false`, wherever that field stands and
+/// however the JSON is spaced, so a replay hashes like its original exactly when it is
+/// byte-identical but for that value. Without a marker, the bytes as they are. Never 0.
+pub fn answer_hash(body: &[u8], marker: Option<&str>) -> u64 {
+    match marker.and_then(|m| marker_span(body, m)) {
         Some(span) => hash_parts(&[&body[..span.start], b"false", &body[span.end..]]),
         None => hash_parts(&[body]),
     }
 }
 
-/// The byte range of the value of the top-level `"replayed"` key (`true` or `false`).
+/// The byte range of the boolean value of the top-level key `marker`.
 /// Answers from swarm's own kernel end in `"replayed":…}`: that case costs no scan.
-fn replayed_span(body: &[u8]) -> Option<std::ops::Range<usize>> {
-    for (tail, value) in [
-        (&b"\"replayed\":true}"[..], 4),
-        (&b"\"replayed\":false}"[..], 5),
-    ] {
-        if body.ends_with(tail) {
-            let end = body.len() - 1;
-            return Some(end - value..end);
+fn marker_span(body: &[u8], marker: &str) -> Option<std::ops::Range<usize>> {
+    if marker == "replayed" {
+        for (tail, value) in [
+            (&b"\"replayed\":true}"[..], 4),
+            (&b"\"replayed\":false}"[..], 5),
+        ] {
+            if body.ends_with(tail) {
+                let end = body.len() - 1;
+                return Some(end - value..end);
+            }
         }
     }
     // A small scanner: strings are skipped whole, depth is tracked, and only a key at
@@ -40,7 +44,7 @@ fn replayed_span(body: &[u8]) -> Option<std::ops::Range<usize>> {
                 while i < body.len() && body[i] != b'"' {
                     i += if body[i] == b'\\' { 2 } else { 1 };
                 }
-                let is_key = depth == 1 && &body[start..i.min(body.len())] == b"replayed";
+                let is_key = depth == 1 && &body[start..i.min(body.len())] == marker.as_bytes();
                 if is_key {
                     let mut j = i + 1;
                     while j < body.len() && body[j].is_ascii_whitespace() {
@@ -193,7 +197,7 @@ mod tests {
 
     #[test]
     fn replay_hashes_like_its_original() {
-        let h = |s: &str| answer_hash(s.as_bytes());
+        let h = |s: &str| answer_hash(s.as_bytes(), Some("replayed"));
         // Every prefix length, so the masked value starts at every offset in a word.
         let mut body = String::from("{\"x\":\"");
         let mut seen = std::collections::HashSet::new();
@@ -213,8 +217,24 @@ mod tests {
     }
 
     #[test]
+    fn the_contracts_marker_is_masked_and_without_one_nothing_is() {
+        let a = answer_hash(b"{\"again\":false,\"x\":1}", Some("again"));
+        let b = answer_hash(b"{\"again\":true,\"x\":1}", Some("again"));
+        assert_eq!(a, b);
+        // `replayed` is data when the contract marks replays elsewhere.
+        assert_ne!(
+            answer_hash(b"{\"replayed\":false}", None),
+            answer_hash(b"{\"replayed\":true}", None)
+        );
+        assert_ne!(
+            answer_hash(b"{\"replayed\":false}", Some("again")),
+            answer_hash(b"{\"replayed\":true}", Some("again"))
+        );
+    }
+
+    #[test]
     fn replayed_is_masked_wherever_it_stands_and_however_it_is_spaced() {
-        let h = |s: &str| answer_hash(s.as_bytes());
+        let h = |s: &str| answer_hash(s.as_bytes(), Some("replayed"));
         let first =
             "{ \"outcome\": \"DECLINED\", \"replayed\": false, \"failureCode\": \"OUT_OF_STOCK\" }";
         let again =
@@ -224,11 +244,14 @@ mod tests {
         assert_ne!(h(first), h(&first.replace(": ", ":")));
         // Only the top-level key counts: a nested or quoted "replayed" is data.
         let nested = "{\"meta\":{\"replayed\":true},\"replayed\":false}";
-        assert_eq!(replayed_span(nested.as_bytes()), Some(37..42));
+        assert_eq!(marker_span(nested.as_bytes(), "replayed"), Some(37..42));
         let quoted = "{\"note\":\"\\\"replayed\\\": true\",\"replayed\":true,\"x\":1}";
-        let span = replayed_span(quoted.as_bytes()).expect("found");
+        let span = marker_span(quoted.as_bytes(), "replayed").expect("found");
         assert_eq!(&quoted[span], "true");
-        assert_eq!(replayed_span(b"{\"outcome\":\"COMMITTED\"}"), None);
+        assert_eq!(
+            marker_span(b"{\"outcome\":\"COMMITTED\"}", "replayed"),
+            None
+        );
         // Split across words or not, the parts hash as one stream.
         assert_eq!(
             hash_parts(&[b"abc", b"defghijkl", b"m"]),

@@ -405,8 +405,9 @@ impl<R: Read> FramedReader<R> {
             return Err(cur.bad(
                 offset,
                 &format!(
-                    "version {} (expected {})",
+                    "history version {}, written by {} swarm: audit it with that swarm (this one reads version {})",
                     header.version,
+                    if header.version < super::HISTORY_VERSION { "an earlier" } else { "a later" },
                     super::HISTORY_VERSION
                 ),
             ));
@@ -553,6 +554,7 @@ mod tests {
             replayed: false,
             seq: 0,
             detail: 0,
+            execution: 0,
         }
     }
 

@@ -45,10 +45,17 @@ pub enum Code {
     /// An answer that breaks the contract (unreadable, a field missing, money as a float,
     /// a status that disagrees with the outcome…): the record's `detail` says which.
     Violation = 11,
+    /// "A request with this key is still in progress": nothing executed by this request;
+    /// retry the same key later (the contract's `in_flight_status`).
+    InFlight = 12,
+    /// A lookup by key found nothing stored under it (final reads only).
+    Absent = 13,
+    /// Declined, for a reason the contract does not read (its `answer.reason` is none).
+    Declined = 14,
 }
 
 impl Code {
-    pub const ALL: [Code; 12] = [
+    pub const ALL: [Code; 15] = [
         Code::Committed,
         Code::OutOfStock,
         Code::MandateRejected,
@@ -61,16 +68,21 @@ impl Code {
         Code::Refused,
         Code::Reset,
         Code::Violation,
+        Code::InFlight,
+        Code::Absent,
+        Code::Declined,
     ];
 
     pub fn kind(self) -> Kind {
         match self {
-            Code::Committed | Code::OutOfStock | Code::MandateRejected => Kind::Ok,
+            Code::Committed | Code::OutOfStock | Code::MandateRejected | Code::Declined => Kind::Ok,
             Code::KeyReused
             | Code::RetryExhausted
             | Code::Unavailable
             | Code::BadRequest
-            | Code::Refused => Kind::Fail,
+            | Code::Refused
+            | Code::InFlight
+            | Code::Absent => Kind::Fail,
             // A violation tells the client nothing it can trust: indeterminate, resolved
             // (or not) by a later replay, and never retried as a transport failure.
             Code::Internal | Code::Timeout | Code::Reset | Code::Violation => Kind::Info,
@@ -91,6 +103,9 @@ impl Code {
             Code::Refused => "CONNECTION_REFUSED",
             Code::Reset => "CONNECTION_RESET",
             Code::Violation => "CONTRACT_VIOLATION",
+            Code::InFlight => "IN_FLIGHT",
+            Code::Absent => "ABSENT",
+            Code::Declined => "DECLINED",
         }
     }
 
@@ -104,6 +119,7 @@ impl Code {
                 | Code::Timeout
                 | Code::Refused
                 | Code::Reset
+                | Code::InFlight
         )
     }
 
@@ -132,9 +148,12 @@ pub enum Persona {
     CrashRestart = 2,
     KeyRotator = 3,
     PayloadMutator = 4,
+    /// The conformance probe's own requests, before the agents start.
+    Probe = 5,
 }
 
 impl Persona {
+    /// The personas a scenario's `mix` weighs, in its order (the probe is not one).
     pub const ALL: [Persona; 5] = [
         Persona::WellBehaved,
         Persona::DoubleSubmit,
@@ -150,6 +169,14 @@ impl Persona {
             Persona::CrashRestart => "crash_restart",
             Persona::KeyRotator => "key_rotator",
             Persona::PayloadMutator => "payload_mutator",
+            Persona::Probe => "probe",
+        }
+    }
+
+    fn from_u8(v: u8) -> Option<Persona> {
+        match v {
+            5 => Some(Persona::Probe),
+            v => Persona::ALL.get(usize::from(v)).copied(),
         }
     }
 }
@@ -213,13 +240,18 @@ pub enum Op {
     Commit = 0,
     /// The end-of-run replay that resolves an indeterminate key.
     Resolve = 1,
+    /// A re-read after the resolution (`audit.final_reads`): a replay of the key's first
+    /// payload, or the contract's lookup by key.
+    FinalRead = 2,
 }
 
 /// One request. `amount_minor` and `quantity` are what was sent; `response_hash` is
-/// `answer_hash` of the answer's bytes (the value of `replayed` masked) and
-/// `semantic_hash` a hash of its JSON values (keys sorted, layout ignored, `replayed` left
-/// out); both 0 when there was no business answer. `detail` is the `Violation` kind of a
-/// `Code::Violation` record, 0 otherwise.
+/// `answer_hash` of the answer's bytes (the value of the contract's body replay marker
+/// masked) and `semantic_hash` a hash of its JSON values (keys sorted, layout ignored, the
+/// marker left out); `execution` a hash of the execution id the answer names (the same id
+/// twice is one execution); all three 0 when there was no business answer. `replayed`:
+/// the server marked the answer a replay (by the contract's marker). `detail` is the
+/// `Violation` kind of a `Code::Violation` record, 0 otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record {
     pub agent: u32,
@@ -244,17 +276,18 @@ pub struct Record {
     /// is the purchase's, whatever the clock's resolution says.
     pub seq: u8,
     pub detail: u8,
+    pub execution: u64,
 }
 
 /// Bytes per record on disk.
-pub const RECORD_BYTES: usize = 58;
+pub const RECORD_BYTES: usize = 66;
 
 impl Record {
     pub fn kind(&self) -> Kind {
         self.code.kind()
     }
 
-    /// The record's 58 bytes as the history file holds them.
+    /// The record's bytes as the history file holds them.
     pub fn encode(&self, out: &mut [u8; RECORD_BYTES]) {
         out[0..4].copy_from_slice(&self.agent.to_le_bytes());
         out[4..8].copy_from_slice(&self.mandate.to_le_bytes());
@@ -276,9 +309,10 @@ impl Record {
         out[48] = self.seq;
         out[49..57].copy_from_slice(&self.semantic_hash.to_le_bytes());
         out[57] = self.detail;
+        out[58..66].copy_from_slice(&self.execution.to_le_bytes());
     }
 
-    /// A record from its 58 bytes (`None`: a byte out of its range).
+    /// A record from its bytes (`None`: a byte out of its range).
     pub fn decode(b: &[u8; RECORD_BYTES]) -> Option<Record> {
         let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
@@ -300,11 +334,12 @@ impl Record {
             quantity: u16_at(38),
             item: u16_at(40),
             variant: b[42],
-            persona: *Persona::ALL.get(usize::from(b[43]))?,
+            persona: Persona::from_u8(b[43])?,
             region: b[44],
             op: match b[45] {
                 0 => Op::Commit,
                 1 => Op::Resolve,
+                2 => Op::FinalRead,
                 _ => return None,
             },
             code: Code::from_u8(b[46])?,
@@ -312,6 +347,7 @@ impl Record {
             seq: b[48],
             semantic_hash: u64_at(49),
             detail: b[57],
+            execution: u64_at(58),
         })
     }
 }
@@ -321,8 +357,7 @@ impl Record {
 pub struct Header {
     pub version: u32,
     pub scenario: String,
-    /// SHA-256 of the scenario file's text (hex; empty in version 3 files).
-    #[serde(default)]
+    /// SHA-256 of the scenario file's text (hex).
     pub scenario_sha256: String,
     pub seed: u64,
     /// Keys are `{key_prefix}-{agent}-{purchase}-{variant}`.
@@ -347,6 +382,10 @@ pub struct Header {
     /// The first answers that broke the contract: kind, status, key and a body excerpt.
     #[serde(default)]
     pub contract_examples: Vec<String>,
+    /// The contract's profile and how it marks a replay (`body:/replayed`,
+    /// `header:NAME`, `none`): the audit reads the marker's absence as no finding.
+    pub contract_profile: String,
+    pub replay_marker: String,
 }
 
 #[cfg(test)]
@@ -370,18 +409,17 @@ impl Header {
             shard: None,
             run_id: "r1".into(),
             contract_examples: Vec::new(),
+            contract_profile: "zerorace".into(),
+            replay_marker: "body:/replayed".into(),
         }
     }
 }
 
-/// 4: the framed file, written as the run goes (`frames`); 3: one block written at the
-/// end (still read). Both: 58-byte records (`semantic_hash`, `detail`), `answer_hash` masks
-/// `replayed` wherever it stands; the header carries the run id and contract examples.
-pub const HISTORY_VERSION: u32 = 4;
-/// Version 3's magic: one header, a count, the records.
-const MAGIC_V3: &[u8; 8] = b"SWARMH01";
-/// Refuse headers above this size rather than allocate on a corrupt length.
-const MAX_HEADER_BYTES: u32 = 512 << 20;
+/// 5: the framed file, written as the run goes (`frames`), of 66-byte records (each with
+/// the hash of the execution id its answer named); the header names the contract's
+/// profile and replay marker. Earlier versions (3, 4) are refused by name: their records
+/// carry no execution ids, and the checks decide executions by them.
+pub const HISTORY_VERSION: u32 = 5;
 
 /// The idempotency key of (agent, purchase, variant) under `prefix`.
 /// Written digit by digit (no formatter): it is built for every request.
@@ -526,7 +564,7 @@ impl History {
             .sort_unstable_by_key(|r| (r.invoke_ms, r.agent, r.purchase, r.variant, r.complete_ms));
     }
 
-    /// Read a whole history file (framed, or version 3's single block): every whole
+    /// Read a whole history file: every whole
     /// frame, the records ordered by invoke time; a torn tail is cut and said in `cut`.
     /// (`Reader` reads one frame at a time.)
     pub fn read(path: &Path) -> Result<History, HistoryError> {
@@ -558,8 +596,6 @@ pub struct Reader {
 
 enum ReaderKind {
     Framed(frames::FramedReader<BufReader<std::fs::File>>),
-    /// Version 3 is one block: read whole at open, handed out at the first call.
-    V3(History),
 }
 
 impl Reader {
@@ -581,8 +617,10 @@ impl Reader {
         r.read_exact(&mut magic).map_err(|_| bad("too short"))?;
         let inner = if &magic == frames::MAGIC {
             ReaderKind::Framed(frames::FramedReader::open(path, r, file_len)?)
-        } else if &magic == MAGIC_V3 {
-            ReaderKind::V3(read_v3(path, r, file_len)?)
+        } else if &magic == b"SWARMH01" {
+            return Err(bad(
+                "history version 3, written by an earlier swarm: audit it with that swarm (this one reads version 5)",
+            ));
         } else {
             return Err(bad("wrong magic bytes"));
         };
@@ -592,7 +630,6 @@ impl Reader {
     pub fn header(&self) -> &Header {
         match &self.inner {
             ReaderKind::Framed(f) => f.header(),
-            ReaderKind::V3(h) => &h.header,
         }
     }
 
@@ -602,11 +639,6 @@ impl Reader {
         let before = out.len();
         let more = match &mut self.inner {
             ReaderKind::Framed(f) => f.next_records(out)?,
-            ReaderKind::V3(h) if !h.records.is_empty() => {
-                out.append(&mut h.records);
-                true
-            }
-            ReaderKind::V3(_) => false,
         };
         self.read += (out.len() - before) as u64;
         Ok(more)
@@ -616,7 +648,6 @@ impl Reader {
     pub fn ending(&self) -> Ending {
         match &self.inner {
             ReaderKind::Framed(f) => f.ending(),
-            ReaderKind::V3(_) => Ending::default(),
         }
     }
 
@@ -624,51 +655,6 @@ impl Reader {
     pub fn records(&self) -> u64 {
         self.read
     }
-}
-
-/// Version 3: the header, a record count, the records, written once at the end of a run.
-fn read_v3(path: &Path, mut r: impl Read, file_len: u64) -> Result<History, HistoryError> {
-    let bad = |reason: &str| HistoryError::Format {
-        path: path.display().to_string(),
-        reason: reason.to_string(),
-    };
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len)
-        .map_err(|_| bad("truncated header"))?;
-    let len = u32::from_le_bytes(len);
-    if len > MAX_HEADER_BYTES {
-        return Err(bad("header length out of range"));
-    }
-    let mut header = vec![0u8; len as usize];
-    r.read_exact(&mut header)
-        .map_err(|_| bad("truncated header"))?;
-    let header: Header =
-        serde_json::from_slice(&header).map_err(|e| bad(&format!("header: {e}")))?;
-    if header.version != 3 {
-        return Err(bad(&format!(
-            "version {} in a version 3 file",
-            header.version
-        )));
-    }
-    let mut count = [0u8; 8];
-    r.read_exact(&mut count)
-        .map_err(|_| bad("truncated record count"))?;
-    let count = u64::from_le_bytes(count);
-    if count.saturating_mul(RECORD_BYTES as u64) > file_len {
-        return Err(bad("record count larger than the file"));
-    }
-    let mut records = Vec::with_capacity(count as usize);
-    let mut buf = [0u8; RECORD_BYTES];
-    for i in 0..count {
-        r.read_exact(&mut buf)
-            .map_err(|_| bad(&format!("truncated at record {i}")))?;
-        records.push(Record::decode(&buf).ok_or_else(|| bad(&format!("record {i} is corrupt")))?);
-    }
-    Ok(History {
-        header,
-        records,
-        cut: None,
-    })
 }
 
 #[cfg(test)]
@@ -711,6 +697,7 @@ mod tests {
             seq: 3,
             semantic_hash: u64::from(i) * 37,
             detail: 0,
+            execution: u64::from(i) * 41,
         }
     }
 

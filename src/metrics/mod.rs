@@ -89,7 +89,7 @@ impl Counters {
     }
 
     pub fn declines(&self) -> u64 {
-        self.code(Code::OutOfStock) + self.code(Code::MandateRejected)
+        self.code(Code::OutOfStock) + self.code(Code::MandateRejected) + self.code(Code::Declined)
     }
 
     /// Requests that got no business answer (neither commit nor decline).
@@ -304,11 +304,15 @@ impl Metrics {
         }
     }
 
-    /// One finished request: counters, attempts, raw latency.
-    pub fn record_request(&self, agent: u32, r: &Record, raw_us: u64) {
+    /// One finished request: counters, attempts, raw latency. `new_execution`: the
+    /// answer is the first this client saw of its execution, so its `attempts` are counted
+    /// (a replay repeats its original's; counting them again would count one execution's
+    /// retries twice).
+    pub fn record_request(&self, agent: u32, r: &Record, raw_us: u64, new_execution: bool) {
         let mut guard = lock(&self.shards[agent as usize % SHARDS]);
         let s = &mut *guard;
-        let retries = u64::from(r.attempts.saturating_sub(1));
+        let attempts = if new_execution { r.attempts } else { 0 };
+        let retries = u64::from(attempts.saturating_sub(1));
         let class = status_class(r.status);
         for c in [&mut s.totals, &mut s.interval] {
             c.requests += 1;
@@ -317,8 +321,8 @@ impl Metrics {
             c.replays += u64::from(r.replayed);
             c.occ_retries += retries;
         }
-        if r.attempts > 0 {
-            s.attempts[(usize::from(r.attempts) - 1).min(ATTEMPT_BARS - 1)] += 1;
+        if attempts > 0 {
+            s.attempts[(usize::from(attempts) - 1).min(ATTEMPT_BARS - 1)] += 1;
         }
         let us = raw_us.clamp(1, MAX_LATENCY_US);
         // One record per histogram per request: the run's total is folded from the
@@ -515,6 +519,7 @@ mod tests {
             seq: 0,
             semantic_hash: 0,
             detail: 0,
+            execution: 0,
         }
     }
 
@@ -532,7 +537,12 @@ mod tests {
         let m = Metrics::new(2, sink(dir.path()));
         let n = HISTORY_BATCH as u32 * 3 + 17;
         for agent in 0..n {
-            m.record_request(agent, &rec(Code::Committed, 1, (agent % 2) as u8), 1000);
+            m.record_request(
+                agent,
+                &rec(Code::Committed, 1, (agent % 2) as u8),
+                1000,
+                true,
+            );
         }
         m.flush_history();
         assert_eq!(m.finish_history(vec![]).expect("finish"), u64::from(n));
@@ -545,9 +555,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let m = Metrics::new(2, sink(dir.path()));
         for agent in 0..100u32 {
-            m.record_request(agent, &rec(Code::Committed, 3, (agent % 2) as u8), 1000);
+            m.record_request(
+                agent,
+                &rec(Code::Committed, 3, (agent % 2) as u8),
+                1000,
+                true,
+            );
         }
-        m.record_request(7, &rec(Code::Timeout, 0, 1), 2_000_000);
+        m.record_request(7, &rec(Code::Timeout, 0, 1), 2_000_000, true);
         let s = m.snapshot();
         assert_eq!(s.totals.requests, 101);
         assert_eq!(s.totals.code(Code::Committed), 100);

@@ -513,6 +513,9 @@ fn code_key(code: Code) -> &'static str {
         Code::Refused => "connection_refused",
         Code::Reset => "connection_reset",
         Code::Violation => "contract_violation",
+        Code::InFlight => "in_flight",
+        Code::Absent => "absent",
+        Code::Declined => "declined",
     }
 }
 
@@ -520,7 +523,7 @@ fn code_key(code: Code) -> &'static str {
 /// or the live endpoints with their protocol and transport (the HTTP version asked for and
 /// how TLS is checked; `regions[].connections` says what was negotiated).
 pub fn target_of(scenario: &Scenario) -> String {
-    use crate::scenario::{HttpVersion, Protocol, TargetKind};
+    use crate::scenario::{HttpVersion, TargetKind};
     let endpoints: Vec<String> = scenario
         .regions
         .iter()
@@ -530,10 +533,14 @@ pub fn target_of(scenario: &Scenario) -> String {
                 .map(|e| format!("{} {}", r.name, e.url()))
         })
         .collect();
-    let protocol = match scenario.target.protocol {
-        Protocol::Zerorace => "ZeroRace API",
-        Protocol::Zinc => "Zinc API",
-    };
+    let c = &scenario.contract;
+    let protocol = format!(
+        "contract {} ({} {}, replays marked {})",
+        c.profile.name(),
+        c.request.method.name(),
+        c.request.path.text(),
+        c.replay_marker.text()
+    );
     let tls = scenario.target.tls.as_ref();
     let https = scenario.has_https_endpoint() || tls.is_some_and(|t| t.self_signed);
     let http = match (scenario.target.http, https) {

@@ -8,6 +8,7 @@
 //! records every request it makes, and takes no global lock doing so.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
@@ -181,6 +182,8 @@ pub struct Sent {
     pub replayed: bool,
     pub response_hash: u64,
     pub semantic_hash: u64,
+    /// The execution id's hash a business answer named, 0 otherwise.
+    pub execution: u64,
     /// The `Violation` of a `Code::Violation`, 0 otherwise.
     pub detail: u8,
 }
@@ -194,8 +197,35 @@ impl Sent {
             replayed: false,
             response_hash: 0,
             semantic_hash: 0,
+            execution: 0,
             detail: 0,
         }
+    }
+}
+
+/// The executions one logical purchase's answers named so far, so an execution's
+/// `attempts` are counted once however many answers repeat it (a double submit's twin, a
+/// replay after a lost answer). Two slots: a purchase names one execution, two when the
+/// server settled it twice (which the audit reports).
+#[derive(Default)]
+pub struct Seen {
+    slots: [AtomicU64; 2],
+}
+
+impl Seen {
+    /// True the first time `execution` is seen (and for answers naming none).
+    fn first_sight(&self, execution: u64) -> bool {
+        if execution == 0 {
+            return true;
+        }
+        for slot in &self.slots {
+            match slot.compare_exchange(0, execution, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(held) if held == execution => return false,
+                Err(_) => {}
+            }
+        }
+        true
     }
 }
 
@@ -206,6 +236,7 @@ pub fn classify(reply: &Reply) -> Sent {
             replayed: a.replayed,
             response_hash: a.answer_hash,
             semantic_hash: a.semantic_hash,
+            execution: a.execution,
             ..Sent::bare(a.code, a.status, a.attempts)
         },
         Reply::Refused(r) => Sent::bare(r.code, r.status, r.attempts),
@@ -231,21 +262,24 @@ pub struct Attempt {
 }
 
 impl World {
-    /// Send one request through a region with the client's timeout, and record it.
-    /// Returns what the client saw and whether the answer was a replay.
-    pub async fn send(&self, a: Attempt) -> (Code, bool) {
+    /// Send one request through a region with the client's timeout, and record it;
+    /// `seen`: the executions its purchase's answers named so far. Returns what the client
+    /// saw and whether the answer was marked a replay.
+    pub async fn send(&self, a: Attempt, seen: &Seen) -> (Code, bool) {
         let req = self.request(&a.plan, a.plan.mandate, a.plan.item, a.quantity);
         let key = history::key(&self.key_prefix, a.plan.id, a.purchase, a.variant);
         let region = &self.regions[usize::from(a.region) % self.regions.len()];
         let sent_at = Instant::now();
         let invoke_ms = self.metrics.ms_at(sent_at);
         let in_flight = self.metrics.enter(usize::from(a.region));
-        let reply = match tokio::time::timeout(
-            Duration::from_millis(self.retry.timeout_ms),
-            region.commit(&req, &key),
-        )
-        .await
-        {
+        let timeout = Duration::from_millis(self.retry.timeout_ms);
+        let sent = async {
+            match a.op {
+                Op::FinalRead => region.final_read(&req, &key).await,
+                Op::Commit | Op::Resolve => region.commit(&req, &key).await,
+            }
+        };
+        let reply = match tokio::time::timeout(timeout, sent).await {
             Ok(r) => r,
             Err(_) => Reply::Transport(Code::Timeout),
         };
@@ -263,8 +297,13 @@ impl World {
             self.metrics.ms_at(done),
             req.amount_minor,
         );
-        self.metrics
-            .record_request(a.plan.id, &r, (done - sent_at).as_micros() as u64);
+        let new_execution = seen.first_sight(sent.execution);
+        self.metrics.record_request(
+            a.plan.id,
+            &r,
+            (done - sent_at).as_micros() as u64,
+            new_execution,
+        );
         // What the service did (a request the client abandoned itself says nothing of it).
         self.metrics.outages.observe(&r);
         (sent.code, sent.replayed)
@@ -275,7 +314,7 @@ impl World {
         let sent = Sent::bare(Code::Reset, 0, 0);
         let amount_minor = a.quantity * self.price_minor;
         let r = self.record_of(a, &sent, invoke_ms, self.metrics.now_ms(), amount_minor);
-        self.metrics.record_request(a.plan.id, &r, raw_us);
+        self.metrics.record_request(a.plan.id, &r, raw_us, true);
     }
 
     fn record_of(
@@ -307,6 +346,7 @@ impl World {
             code: sent.code,
             replayed: sent.replayed,
             seq: a.seq,
+            execution: sent.execution,
         }
     }
 }
@@ -348,6 +388,8 @@ impl KeyStates {
             history::Kind::Info => self.info |= bit,
             history::Kind::Ok => self.definite |= bit,
             history::Kind::Fail if code == Code::KeyReused => self.definite |= bit,
+            // Another request of this key is executing it: its outcome is still open.
+            history::Kind::Fail if code == Code::InFlight => self.info |= bit,
             history::Kind::Fail => {}
         }
     }
@@ -364,6 +406,7 @@ async fn run_purchase(world: &World, plan: AgentPlan, purchase: u16, rng: &mut S
         seq: 0,
     };
     let mut keys = KeyStates::default();
+    let seen = Seen::default();
     let max = world.retry.max_attempts;
     for attempt in 1..=max {
         a.seq = attempt.min(254) as u8 - 1;
@@ -372,7 +415,8 @@ async fn run_purchase(world: &World, plan: AgentPlan, purchase: u16, rng: &mut S
             // its largest branch, and every agent's future is copied when it is spawned.
             (Persona::DoubleSubmit, 1) => {
                 let ((x, _), (y, _)) =
-                    Box::pin(async { tokio::join!(world.send(a), world.send(a)) }).await;
+                    Box::pin(async { tokio::join!(world.send(a, &seen), world.send(a, &seen)) })
+                        .await;
                 keys.note(a.variant, x);
                 // The better of the two answers decides what the agent does next.
                 if x.kind() == history::Kind::Ok || !x.is_transient() {
@@ -385,7 +429,7 @@ async fn run_purchase(world: &World, plan: AgentPlan, purchase: u16, rng: &mut S
                 let invoke_ms = world.metrics.now_ms();
                 let sent_at = Instant::now();
                 let crash_after = Duration::from_micros(rng.random_range(0..=2000));
-                let send = Box::pin(world.send(a));
+                let send = Box::pin(world.send(a, &seen));
                 tokio::select! {
                     (code, _) = send => code,
                     () = tokio::time::sleep(crash_after) => {
@@ -395,13 +439,13 @@ async fn run_purchase(world: &World, plan: AgentPlan, purchase: u16, rng: &mut S
                     }
                 }
             }
-            _ => world.send(a).await.0,
+            _ => world.send(a, &seen).await.0,
         };
         keys.note(a.variant, code);
         if !code.is_transient() {
             if plan.persona == Persona::PayloadMutator && code.kind() == history::Kind::Ok {
                 a.seq = a.seq.saturating_add(1);
-                Box::pin(mutate_payload(world, a, rng)).await;
+                Box::pin(mutate_payload(world, a, rng, &seen)).await;
             }
             break;
         }
@@ -432,10 +476,10 @@ async fn run_purchase(world: &World, plan: AgentPlan, purchase: u16, rng: &mut S
 }
 
 /// Reuse the key with a changed (still valid) payload: the kernel must answer 409.
-async fn mutate_payload(world: &World, mut a: Attempt, rng: &mut SmallRng) {
+async fn mutate_payload(world: &World, mut a: Attempt, rng: &mut SmallRng, seen: &Seen) {
     a.quantity += 1;
     for attempt in 1..=world.retry.max_attempts {
-        let (code, _) = world.send(a).await;
+        let (code, _) = world.send(a, seen).await;
         a.seq = a.seq.saturating_add(1);
         if !code.is_transient() {
             return;

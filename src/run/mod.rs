@@ -219,6 +219,11 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
     let region_names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
     // The history streams to disk from the first request: a killed run keeps it.
     let key_prefix = key_prefix(&opts.run_id, s.seed);
+    // An in-process kernel speaks ZeroRace's contract whatever the scenario describes.
+    let (contract_profile, replay_marker) = match s.target.kind {
+        TargetKind::Http => s.contract.note(),
+        TargetKind::Direct => crate::scenario::Contract::default().note(),
+    };
     let header = history::Header {
         version: history::HISTORY_VERSION,
         scenario: s.name.clone(),
@@ -236,6 +241,8 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         shard: opts.shard,
         run_id: opts.run_id.to_string(),
         contract_examples: Vec::new(),
+        contract_profile,
+        replay_marker,
     };
     let history_path = opts.dir.join("history.bin");
     let sink = history::Sink::create(&history_path, &header)?;

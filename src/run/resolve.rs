@@ -89,11 +89,12 @@ pub async fn resolve(world: &Arc<World>, concurrency: usize, budget: Duration) -
                 seq: u8::MAX,
                 ..first
             };
+            let seen = super::agent::Seen::default();
             for attempt in 1..=MAX_REPLAYS {
                 if give_up.load(Ordering::Relaxed) || Instant::now() >= deadline {
                     return None;
                 }
-                let (code, replayed) = w.send(a).await;
+                let (code, replayed) = w.send(a, &seen).await;
                 let n = tried.fetch_add(1, Ordering::Relaxed) + 1;
                 if !code.is_transient() && code != Code::Violation {
                     usable.fetch_add(1, Ordering::Relaxed);

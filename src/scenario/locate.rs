@@ -154,6 +154,7 @@ fn word_at(line: &str, col: usize) -> String {
 pub fn find(text: &str, locator: super::validate::Locator) -> usize {
     use super::validate::Locator;
     match locator {
+        Locator::At(offset) => offset.min(text.len()),
         Locator::Top(key) => find_line(text, 0, text.len(), |l| {
             key_of(l) == Some(key)
                 || header_name(l).as_deref() == Some(key)

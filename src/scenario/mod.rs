@@ -4,6 +4,7 @@
 //! field; a scenario that loads has passed every check `validate` knows, so the layers
 //! below may trust it (weights sum to 1, faults name known regions, counts are bounded).
 
+mod contract;
 mod fault;
 mod locate;
 mod model;
@@ -15,6 +16,10 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+pub use contract::{
+    AnswerMap, Contract, ContractError, ContractSpec, Existing, KeyPlace, Method, Piece, Pointer,
+    Profile, ReplayMarker, RequestShape, Route, Slot, StatusRule, Template,
+};
 pub use fault::{
     Delay, Fault, FaultAction, FaultAt, FaultKind, FaultMode, FaultSpec, MAX_DELAY_MS, RegionState,
 };

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::contract::{Contract, ContractSpec};
 use super::fault::{Fault, FaultSpec};
 use super::parsed;
 use super::threshold::{Metric, Threshold};
@@ -36,6 +37,9 @@ pub struct Scenario {
     pub mix: Mix,
     #[serde(default)]
     pub retry: RetrySpec,
+    /// What the audit does beyond reading the files (final reads).
+    #[serde(default)]
+    pub audit: AuditSpec,
     /// Gates on the run's figures (`p99_ms = "< 250"`).
     #[serde(default)]
     pub thresholds: BTreeMap<Metric, Threshold>,
@@ -54,6 +58,9 @@ pub struct Scenario {
     /// `target.ids`, checked and typed.
     #[serde(skip)]
     pub live_catalog: Option<LiveCatalog>,
+    /// `[target.contract]`, resolved against its profile and checked.
+    #[serde(skip)]
+    pub contract: Contract,
     /// What the file says that does not apply and is ignored (printed before the run).
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -96,9 +103,13 @@ pub struct TargetSpec {
     /// For live endpoints: the environment variable holding the Bearer API key.
     #[serde(default)]
     pub api_key_env: Option<String>,
-    /// The HTTP API's shape.
+    /// The idempotency contract of the API under test (`[target.contract]`), as written;
+    /// `validate` resolves it into `Scenario::contract`.
     #[serde(default)]
-    pub protocol: Protocol,
+    pub contract: ContractSpec,
+    /// Replaced by `[target.contract] profile`; kept only to say so.
+    #[serde(default)]
+    pub protocol: Option<toml::Spanned<String>>,
     /// For live endpoints: the merchant, mandates and items to buy with (instead of the
     /// ids `swarm db seed` derives from the scenario's seed).
     #[serde(default)]
@@ -199,18 +210,6 @@ pub struct LiveCatalog {
 pub enum Discover {
     /// `GET /v1/sandbox` on the first region's endpoint.
     Sandbox,
-}
-
-/// Which API shape an HTTP target speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Protocol {
-    /// `POST /v1/purchases/commit`, Idempotency-Key header, replays with `replayed: true`.
-    #[default]
-    Zerorace,
-    /// `POST /orders`, `idempotency_key` in the body, `409 already_exists` on a reused key
-    /// (a retry looks the order up by its id).
-    Zinc,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -346,6 +345,34 @@ impl Default for RetrySpec {
             max_attempts: 8,
             backoff_ms: [10, 1000],
             resolve_budget_ms: 60_000,
+        }
+    }
+}
+
+/// `[audit]`: what the end of a run asks the target again.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSpec {
+    #[serde(default)]
+    pub final_reads: FinalReadSpec,
+}
+
+/// `audit.final_reads`: after the end-of-run resolution, re-read keys whose last answer
+/// was a decline, a refusal, an in-flight answer or nothing, and a sample of commits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FinalReadSpec {
+    /// Most keys re-read (`0` turns final reads off).
+    pub max_keys: u64,
+    /// Wall time they may take.
+    pub budget_ms: u64,
+}
+
+impl Default for FinalReadSpec {
+    fn default() -> Self {
+        FinalReadSpec {
+            max_keys: 100_000,
+            budget_ms: 60_000,
         }
     }
 }

@@ -24,6 +24,8 @@ const MAX_FAULTS: usize = 1000;
 /// Longest command a fault runs, and longest variable name.
 const MAX_COMMAND_BYTES: usize = 4096;
 const MAX_ENV_NAME: usize = 128;
+/// Most keys the end of a run re-reads.
+const MAX_FINAL_READS: u64 = 10_000_000;
 
 impl Scenario {
     /// Checks serde cannot express. Spans are found again in the text by `locate`.
@@ -179,6 +181,36 @@ impl Scenario {
                 "api_key_env",
                 format!("a variable name of 1 to {MAX_ENV_NAME} characters"),
             );
+        }
+        if let Some(p) = &self.target.protocol {
+            return Err((
+                Locator::At(p.span().start),
+                "target.protocol".into(),
+                format!(
+                    "replaced by the contract's profile: write `[target.contract]` with `profile = \"{}\"`",
+                    bounded(p.get_ref())
+                ),
+            ));
+        }
+        self.contract = self
+            .target
+            .contract
+            .resolve()
+            .map_err(|e| (Locator::At(e.span.start), e.field, e.message))?;
+        let fr = &self.audit.final_reads;
+        if fr.max_keys > MAX_FINAL_READS {
+            return Err((
+                Locator::Key("audit", "final_reads"),
+                "audit.final_reads.max_keys".into(),
+                format!("must be between 0 (off) and {MAX_FINAL_READS}"),
+            ));
+        }
+        if fr.budget_ms == 0 || fr.budget_ms > MAX_WAIT_MS {
+            return Err((
+                Locator::Key("audit", "final_reads"),
+                "audit.final_reads.budget_ms".into(),
+                format!("must be between 1 and {MAX_WAIT_MS}"),
+            ));
         }
         if self.regions.len() > MAX_REGIONS {
             return top("regions", format!("at most {MAX_REGIONS} regions"));
@@ -548,6 +580,8 @@ impl Scenario {
 /// Where in the text a semantic error points.
 #[derive(Debug, Clone, Copy)]
 pub enum Locator {
+    /// A byte offset the parser gave (a value's span).
+    At(usize),
     /// A top-level key or `[table]`.
     Top(&'static str),
     /// `key` inside `[table]` or `table = { … }`.
