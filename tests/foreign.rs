@@ -299,13 +299,23 @@ fn replays_in_another_layout_are_a_warning_not_a_violation() {
 }
 
 /// Each bug switch and the check family that must catch it.
+///
+/// `fresh-replay-ids` answers a replay with new ids: from the history alone that is two
+/// executions under one key (with the database, one intent: a replay mismatch, see
+/// `replayed_ids_that_lie_are_a_mismatch_when_the_database_holds_one_intent`).
+/// `commit-declined` is seen only by the final reads; `header-marked-replay` breaks
+/// ZeroRace's marker (a body field) and no other promise.
 const BUGS: &[(&str, &str)] = &[
     ("oversell", "oversell."),
     ("no-key-lookup", "duplicate_settlement."),
-    ("fresh-replay-ids", "history.replay_mismatch"),
+    ("fresh-replay-ids", "duplicate_settlement."),
     ("false-503", "history.false_failure"),
+    ("top-level-503", "history.false_failure"),
     ("replay-drops-field", "contract.missing_field"),
     ("created-for-decline", "contract.status_mismatch"),
+    ("commit-declined", "history.false_decline"),
+    ("fresh-marked-replayed", "contract.fresh_marked_replayed"),
+    ("header-marked-replay", "contract.replay_not_marked"),
 ];
 
 fn assert_caught(server: &str, bug: &str, want: &str, out: &Output, s: &serde_json::Value) {
@@ -358,6 +368,150 @@ fn every_node_bug_is_caught_by_its_check_alone() {
 }
 
 #[test]
+fn a_replay_marked_by_a_header_is_valid_under_a_contract_that_says_so() {
+    // The same server that ZeroRace's contract (a body field) judges `replay_not_marked`
+    // is a correct one under a contract whose replays carry `Idempotent-Replayed`: the
+    // body's `replayed: false` is then only data, and the evidence (one intent id per key)
+    // says every key executed once.
+    for (server, name) in [
+        (Foreign::node("header-marked-replay"), "node"),
+        (
+            Foreign::node_with("header-marked-replay", &["--stock", "60"]),
+            "node-again",
+        ),
+    ] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let file = scenario(
+            tmp.path(),
+            name,
+            &[server.url()],
+            ", discover = \"sandbox\", contract = { replay_marker = \"header:Idempotent-Replayed\" }",
+            "",
+        );
+        let (out, s) = run(&file, &tmp.path().join("r"), &[]);
+        assert_valid(&out, &s);
+        assert!(
+            s["counters"]["replays"].as_u64().unwrap_or(0) > 0,
+            "{name}: marked by the header"
+        );
+        assert_eq!(check(&s, "contract.replay_not_marked")["count"], 0);
+    }
+}
+
+#[test]
+fn replayed_ids_that_lie_are_a_mismatch_when_the_database_holds_one_intent() {
+    // From the history alone a replay with new ids is a second execution; the database
+    // holds one intent per key, so with it the finding is a replay that did not repeat
+    // its original, and no duplicate settlement.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let probe = scenario(tmp.path(), "ids", &["http://127.0.0.1:1".into()], "", "");
+    let (db, url) = seeded(tmp.path(), &probe);
+    let server = Foreign::python(&db, "fresh-replay-ids", &[]);
+    let file = scenario(tmp.path(), "ids", &[server.url()], "", "");
+    let (out, s) = run(&file, &tmp.path().join("r"), &["--db", &url]);
+    let bad = invalid(&s);
+    assert!(
+        bad.contains(&"history.replay_mismatch".to_string()),
+        "{bad:?}"
+    );
+    assert!(
+        !bad.iter().any(|c| c.starts_with("duplicate_settlement.")),
+        "{bad:?}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// A scenario for the Node server's other shape (`--shape orders`): `POST /orders`, the
+/// key in `Cko-Idempotency-Key`, other field names, the outcome nested under `order`,
+/// replays marked by a header, a reused key refused with 422.
+fn orders_scenario(dir: &Path, url: &str) -> PathBuf {
+    let text = format!(
+        r#"name = "orders"
+seed = 11
+agents = {{ count = 600, in_flight = 24 }}
+mix = {{ well_behaved = 0.7, double_submit = 0.2, payload_mutator = 0.1 }}
+retry = {{ timeout_ms = 5000, max_attempts = 6, backoff_ms = [5, 50] }}
+
+[target]
+kind = "http"
+discover = "sandbox"
+
+[target.contract]
+key_header = "Cko-Idempotency-Key"
+replay_marker = "header:Idempotent-Replayed"
+key_reused_status = [422]
+key_reused_code = ["idempotency_key_reused"]
+error_code = ["/error/code"]
+
+[target.contract.request]
+path = "/orders"
+body = '{{"shop":"{{merchant}}","budget":"{{mandate}}","sku":"{{item}}","buyer":"{{agent}}","qty":{{quantity}},"total":{{amount_minor}},"ccy":"{{currency}}"}}'
+lookup = ""
+
+[target.contract.answer]
+outcome = "/order/state"
+committed = ["paid"]
+declined = ["rejected"]
+reason = "/order/reason"
+out_of_stock = ["sold_out"]
+mandate_rejected = ["over_budget"]
+execution_id = "/order/id"
+amount_minor = "/order/total"
+currency = "/order/ccy"
+attempts = ""
+committed_fields = ["/order/bucket"]
+
+[[regions]]
+name = "r0"
+endpoint = "{url}"
+"#
+    );
+    let path = dir.join("orders.toml");
+    std::fs::write(&path, text).expect("write scenario");
+    path
+}
+
+#[test]
+fn an_api_of_another_shape_is_judged_by_the_contract_it_describes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let server = Foreign::node_with("", &["--shape", "orders"]);
+    let file = orders_scenario(tmp.path(), &server.url());
+    let (out, s) = run(&file, &tmp.path().join("clean"), &[]);
+    assert_valid(&out, &s);
+    assert!(
+        s["counters"]["committed"].as_u64().unwrap_or(0) >= 60,
+        "{}",
+        s["counters"]
+    );
+    assert!(
+        s["counters"]["replays"].as_u64().unwrap_or(0) > 0,
+        "header-marked replays"
+    );
+    assert!(
+        s["counters"]["key_reused"].as_u64().unwrap_or(0) > 0,
+        "422 for another payload"
+    );
+    assert_eq!(s["counters"]["contract_violation"], 0);
+    drop(server);
+    // Its bug switch: a store that forgets every third stored key executes it again,
+    // whatever payload comes with it (so a changed payload is not refused either).
+    let server = Foreign::node_with("orders-forget-key", &["--shape", "orders"]);
+    let file = orders_scenario(tmp.path(), &server.url());
+    let (out, s) = run(&file, &tmp.path().join("bug"), &[]);
+    let bad = invalid(&s);
+    assert_eq!(out.status.code(), Some(1), "{bad:?}");
+    assert!(
+        bad.iter().any(|c| c.starts_with("duplicate_settlement.")),
+        "{bad:?}"
+    );
+    assert!(
+        bad.iter()
+            .all(|c| c.starts_with("duplicate_settlement.") || c == "history.payload_not_refused"),
+        "{bad:?}"
+    );
+}
+
+#[test]
 fn lost_acknowledgements_on_two_regions_resolve_to_valid() {
     let tmp = tempfile::tempdir().expect("tmp");
     let server = Foreign::node("");
@@ -387,7 +541,7 @@ fn zincs_shape_against_the_python_server() {
         tmp.path(),
         "zinc",
         &["http://127.0.0.1:1".into()],
-        ", protocol = \"zinc\"",
+        ", contract = { profile = \"zinc\" }",
         "",
     );
     let (db, url) = seeded(tmp.path(), &probe);
@@ -396,7 +550,7 @@ fn zincs_shape_against_the_python_server() {
         tmp.path(),
         "zinc",
         &[server.url()],
-        ", protocol = \"zinc\"",
+        ", contract = { profile = \"zinc\" }",
         "",
     );
     let (out, s) = run(&file, &tmp.path().join("r"), &["--db", &url]);

@@ -840,7 +840,7 @@ fn the_zinc_shape_runs_the_same_scenario_and_audit() {
     let file = failover_with_target(
         tmp.path(),
         "failover-zinc",
-        "{ kind = \"http\", protocol = \"zinc\" }",
+        "{ kind = \"http\", contract = { profile = \"zinc\" } }",
     );
     let dir = tmp.path().join("r");
     assert_ok(&run_to(&dir, &file, &["--agents", "8000"]));

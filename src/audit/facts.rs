@@ -44,10 +44,11 @@ pub struct KeyFacts {
     pub replay_not_marked: bool,
     /// The key's first request, with no other in flight, answered as a replay.
     pub fresh_marked_replayed: bool,
-    /// A decline that a later answer of the same execution shows committed.
+    /// A decline that a later answer of the same execution (asked for after the decline
+    /// was answered) shows committed.
     pub false_decline: bool,
-    /// An acknowledged commit that a later answer of the same execution shows declined,
-    /// or a lookup shows absent.
+    /// An acknowledged commit that a later answer of the same execution (asked for after
+    /// it) shows declined, or a lookup shows absent.
     pub lost_write: bool,
     pub accepted_other_payload: bool,
     /// Proven by the history alone: a commit every other request said it left nothing of.
@@ -130,8 +131,17 @@ fn judge(rs: &[Record], marked: bool) -> KeyFacts {
     let mut could_commit = false;
     let (mut marked_commit, mut unmarked_commit) = (false, false);
     let mut ids: [u64; 2] = [0; 2];
-    let mut declined_before = false;
-    let mut committed_before = false;
+    // When the first decline and the first commit were answered: an answer is "later"
+    // than another only if it was asked for after that one was answered (two requests in
+    // flight together have no order).
+    let answered = |commit: bool| {
+        rs.iter()
+            .filter(|r| r.kind() == Kind::Ok && (r.code == Code::Committed) == commit)
+            .map(|r| r.complete_ms)
+            .min()
+            .unwrap_or(u32::MAX)
+    };
+    let (first_decline_done, first_commit_done) = (answered(false), answered(true));
     for r in rs {
         let same_payload = i64::from(r.quantity) == f.quantity && r.amount_minor == f.amount_minor;
         match r.kind() {
@@ -155,16 +165,14 @@ fn judge(rs: &[Record], marked: bool) -> KeyFacts {
                 }
                 if r.code == Code::Committed {
                     f.acked_commit = true;
-                    f.false_decline |= declined_before;
-                    committed_before = true;
+                    f.false_decline |= r.invoke_ms > first_decline_done;
                     if r.replayed {
                         marked_commit = true;
                     } else {
                         unmarked_commit = true;
                     }
                 } else {
-                    f.lost_write |= committed_before;
-                    declined_before = true;
+                    f.lost_write |= r.invoke_ms > first_commit_done;
                 }
             }
             Kind::Info => {
@@ -190,7 +198,7 @@ fn judge(rs: &[Record], marked: bool) -> KeyFacts {
                         f.info = true;
                         could_commit = true;
                     }
-                    Code::Absent => f.lost_write |= committed_before,
+                    Code::Absent => f.lost_write |= r.invoke_ms > first_commit_done,
                     Code::Unavailable => could_commit = true,
                     _ => {}
                 }
@@ -396,6 +404,22 @@ mod tests {
             true,
         );
         assert!(f.lost_write);
+        // A decline and a commit of one execution in flight together have no order: one
+        // is false, the history cannot say which (a mismatch), until a later read does.
+        let together = [
+            rec(0, 0, Code::Committed, 7, true),
+            rec(0, 1, Code::OutOfStock, 7, false),
+        ];
+        let f = facts(&together, true);
+        assert!(!f.lost_write && !f.false_decline && f.hash_mismatch);
+        let mut later = together.to_vec();
+        later.push(Record {
+            op: Op::FinalRead,
+            seq: 255,
+            ..rec(0, 90, Code::Committed, 7, true)
+        });
+        let f = facts(&later, true);
+        assert!(f.false_decline && !f.lost_write && !f.hash_mismatch);
         // Two declines under two ids: executed again.
         let f = facts(
             &[

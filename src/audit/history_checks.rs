@@ -236,21 +236,30 @@ impl Tally {
 
     /// One part: its keys' facts and (with a database) its intents, both sorted by key.
     pub fn part(&mut self, h: &Header, facts: &[KeyFacts], intents: Option<&[PartIntent]>) {
-        self.clients(h, facts);
+        self.clients(h, facts, intents.is_none());
         if let Some(intents) = intents {
             self.against_db(h, facts, intents);
         }
     }
 
-    fn clients(&mut self, h: &Header, facts: &[KeyFacts]) {
+    /// A key whose answers named two executions: executed twice (a duplicate), unless
+    /// the database holds at most one intent for it (then the ids lied: a replay that did
+    /// not repeat its original).
+    fn executed_twice(&mut self, f: &KeyFacts, intents_in_db: Option<usize>) {
+        match (intents_in_db, f.persona) {
+            (Some(n), _) if n <= 1 => self.replay_mismatch.add(f.id),
+            (_, Persona::DoubleSubmit) => self.double_submit.add(f.id),
+            _ => self.key_executions.add(f.id),
+        }
+    }
+
+    /// `alone`: no database to hold the answers to (the history's evidence decides).
+    fn clients(&mut self, h: &Header, facts: &[KeyFacts], alone: bool) {
         for f in facts {
             self.keys += 1;
             // Two executions under one key are a duplicate settlement whoever sent it.
-            if f.executions > 1 {
-                match f.persona {
-                    Persona::DoubleSubmit => self.double_submit.add(f.id),
-                    _ => self.key_executions.add(f.id),
-                }
+            if f.executions > 1 && alone {
+                self.executed_twice(f, None);
             }
             // The conformance probe's keys are judged by its own checks (a broken promise
             // there is a warning unless it settled twice, counted above).
@@ -326,6 +335,9 @@ impl Tally {
                         multi.push(f.id);
                     }
                     let rows = &intents[j..j + n];
+                    if f.executions > 1 {
+                        self.executed_twice(f, Some(n));
+                    }
                     let committed = rows.iter().any(|x| x.committed);
                     if f.acked_commit && !committed {
                         self.lost.add(f.id);
@@ -357,6 +369,9 @@ impl Tally {
                 (Some(f), _) => {
                     if f.acked_commit {
                         self.lost.add(f.id);
+                    }
+                    if f.executions > 1 {
+                        self.executed_twice(f, Some(0));
                     }
                     i += 1;
                 }

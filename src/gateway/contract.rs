@@ -111,6 +111,10 @@ pub fn read(c: &Contract, heard: Heard<'_>, asked: Asked<'_>) -> Result<Reading,
     if (200..=299).contains(&status) {
         return read_snapshot(c, Some(status), heard, asked).map(Reading::Answer);
     }
+    if c.replay_status.contains(&status) {
+        // The status marks a replay; the body is the stored answer.
+        return read_stored(c, heard.body, asked).map(Reading::Answer);
+    }
     let error = ErrorBody::of(c, heard.body);
     let code = error.code.as_deref();
     if let Some(existing) = &c.existing
@@ -723,6 +727,12 @@ mod tests {
             fresh.answer_hash, flipped.answer_hash,
             "and it is not masked"
         );
+        // A middleware that answers a repeated key 409 with the original body.
+        let mut django = Contract::profile(Profile::Zerorace);
+        django.key_reused.statuses.clear();
+        django.replay_status = vec![409];
+        let replay = answer_by(&django, heard(409, &committed(false)));
+        assert!(replay.replayed && replay.code == Code::Committed);
         // The IETF draft marks nothing: `replayed` may be absent.
         let bare = committed(false).replace(",\"replayed\":false", "");
         assert!(!answer_by(&ietf, heard(201, &bare)).replayed);

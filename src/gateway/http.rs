@@ -45,6 +45,9 @@ pub struct HttpGateway {
     pub(super) proxy: Option<FaultProxy>,
     /// `Authorization: Bearer …` for a live endpoint.
     authorization: Option<HeaderValue>,
+    /// The contract's lookup by key answered for keys known to be stored (cleared when it
+    /// did not: a server without the route must not look like one that lost the keys).
+    lookup_works: std::sync::atomic::AtomicBool,
 }
 
 impl HttpGateway {
@@ -107,6 +110,7 @@ impl HttpGateway {
             marker_header,
             proxy,
             authorization: None,
+            lookup_works: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -289,6 +293,9 @@ impl HttpGateway {
     /// A final read of `key`: the contract's lookup by key when it has one (`None`: it
     /// has none, replay the purchase instead).
     pub async fn lookup(&self, req: &PurchaseRequest, key: &str) -> Option<Reply> {
+        if !self.lookup_works.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         let route = self.contract.request.lookup.as_ref()?;
         let fill = Fill {
             req: Some(req),
@@ -296,6 +303,18 @@ impl HttpGateway {
             id: "",
         };
         Some(self.stored(route, &fill, req).await)
+    }
+
+    /// Final reads replay instead of looking up from now on.
+    pub fn stop_lookups(&self) {
+        self.lookup_works
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The contract has a lookup by key, not (yet) found wanting.
+    pub fn looks_up(&self) -> bool {
+        self.contract.request.lookup.is_some()
+            && self.lookup_works.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// GET a stored answer: 200 is the answer (a replay), 404 says nothing is stored,

@@ -198,6 +198,7 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
     m.elapsed_ms = 0;
     m.faults = Vec::new();
     m.resolution = Default::default();
+    m.final_reads = Default::default();
     let mut series: Vec<Sample> = Vec::new();
     for s in &shards {
         for (k, v) in &s.summary.counters {
@@ -215,6 +216,16 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
         m.elapsed_ms = m.elapsed_ms.max(s.summary.elapsed_ms);
         m.stopped_early |= s.summary.stopped_early;
         m.faults.extend(s.summary.faults.iter().cloned());
+        let f = &s.summary.final_reads;
+        m.final_reads.offered_open += f.offered_open;
+        m.final_reads.offered_declined += f.offered_declined;
+        m.final_reads.offered_committed += f.offered_committed;
+        m.final_reads.read += f.read;
+        m.final_reads.answered += f.answered;
+        m.final_reads.elapsed_ms = m.final_reads.elapsed_ms.max(f.elapsed_ms);
+        if m.final_reads.stopped.is_none() {
+            m.final_reads.stopped.clone_from(&f.stopped);
+        }
         let r = &s.summary.resolution;
         m.resolution.pending += r.pending;
         m.resolution.recovered += r.recovered;

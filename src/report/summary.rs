@@ -12,6 +12,7 @@ use crate::audit::{Report as Audit, Validity};
 use crate::exit;
 use crate::history::{Code, Indeterminate, STATUS_CLASSES};
 use crate::metrics::{ATTEMPT_BARS, Percentiles};
+use crate::run::FinalReads;
 use crate::run::cluster::ClusterFigures;
 use crate::run::faults::FaultRecord;
 use crate::run::{Resolution, RunResult};
@@ -66,6 +67,9 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterFigures>,
     pub resolution: Resolution,
+    /// The final reads after the resolution: keys offered, read, answered.
+    #[serde(default)]
+    pub final_reads: FinalReads,
     /// Requests without a definite answer during the run, and how their keys settled.
     #[serde(default)]
     pub indeterminate: Indeterminate,
@@ -283,6 +287,7 @@ impl Summary {
             faults: run.faults.clone(),
             cluster: run.cluster.clone(),
             resolution: run.resolution.clone(),
+            final_reads: run.final_reads.clone(),
             indeterminate: run.indeterminate,
             headline: Headline::of(&audit, t.occ_retries, &m.attempts[..ATTEMPT_BARS]),
             validity: audit.validity,
@@ -476,6 +481,8 @@ impl Summary {
                 res.elapsed_ms as f64 / 1000.0
             ));
         }
+        out.push_str(&self.final_reads.line());
+        out.push('\n');
         out.push_str(&self.audit.to_string());
         out.push('\n');
         for t in &self.thresholds {

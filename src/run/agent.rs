@@ -43,6 +43,8 @@ pub struct World {
     pub pending: Pending,
     /// The end-of-run resolution as it goes (for the progress line and the dashboard).
     pub resolving: super::resolving::Progress,
+    /// Keys offered for a final read when their purchase ends.
+    pub final_reads: super::final_reads::Candidates,
 }
 
 /// Who an agent is; derived, never stored.
@@ -120,6 +122,7 @@ impl World {
             region_cdf: cdf(&region_weights),
             pending: Pending::default(),
             resolving: super::resolving::Progress::default(),
+            final_reads: super::final_reads::Candidates::new(&s.audit.final_reads, seed),
         })
     }
 
@@ -408,6 +411,8 @@ async fn run_purchase(world: &World, plan: AgentPlan, purchase: u16, rng: &mut S
     let mut keys = KeyStates::default();
     let seen = Seen::default();
     let max = world.retry.max_attempts;
+    // What the purchase's last request was told (for the final reads' choice).
+    let mut last = Code::Timeout;
     for attempt in 1..=max {
         a.seq = attempt.min(254) as u8 - 1;
         let code = match (plan.persona, attempt) {
@@ -442,6 +447,7 @@ async fn run_purchase(world: &World, plan: AgentPlan, purchase: u16, rng: &mut S
             _ => world.send(a, &seen).await.0,
         };
         keys.note(a.variant, code);
+        last = code;
         if !code.is_transient() {
             if plan.persona == Persona::PayloadMutator && code.kind() == history::Kind::Ok {
                 a.seq = a.seq.saturating_add(1);
@@ -460,6 +466,16 @@ async fn run_purchase(world: &World, plan: AgentPlan, purchase: u16, rng: &mut S
             a.variant = a.variant.wrapping_add(1);
         }
         tokio::time::sleep(world.backoff(attempt, rng)).await;
+    }
+    // Every key of the purchase may be read again at the end: the last one as its answer
+    // says, the ones a key rotator left behind as unanswered.
+    for variant in 0..=a.variant {
+        let told = if variant == a.variant {
+            last
+        } else {
+            Code::Timeout
+        };
+        world.final_reads.offer(&Attempt { variant, ..a }, told);
     }
     // Keys that never got a definite answer wait for the end-of-run resolution.
     let open = keys.info & !keys.definite;

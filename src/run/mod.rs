@@ -11,6 +11,7 @@ pub mod agent;
 mod arrive;
 pub mod cluster;
 pub mod faults;
+pub mod final_reads;
 mod id;
 pub mod leftover;
 pub mod resolve;
@@ -36,6 +37,7 @@ use crate::sut::db::{Database, DbError, SeedPlan};
 use crate::sut::kernel::{KernelError, Sql};
 use agent::World;
 use faults::{FaultRecord, Timeline};
+pub use final_reads::FinalReads;
 pub use id::RunId;
 pub use resolve::Resolution;
 use schedule::Schedule;
@@ -117,6 +119,8 @@ pub struct RunResult {
     /// What the cluster watcher saw (with `[cluster] patroni`).
     pub cluster: Option<cluster::ClusterFigures>,
     pub resolution: Resolution,
+    /// What the final reads re-read after the resolution.
+    pub final_reads: FinalReads,
     /// Requests without a definite answer during the run, and how their keys settled.
     pub indeterminate: history::Indeterminate,
     pub elapsed_ms: u64,
@@ -323,6 +327,7 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         std::time::Duration::from_millis(s.retry.resolve_budget_ms),
     )
     .await;
+    let final_reads = final_reads::read(&world, s.agents.in_flight, &s.audit.final_reads).await;
     sampler_stop.store(true, Ordering::Release);
     sampler_task.abort();
     let _ = sampler_task.await;
@@ -359,6 +364,7 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         faults: timeline.records(&world.metrics),
         cluster: cluster.as_ref().map(|c| c.figures()),
         resolution,
+        final_reads,
         indeterminate,
         elapsed_ms,
         agents_total: total,

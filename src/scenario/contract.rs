@@ -28,7 +28,8 @@ pub enum Profile {
     #[default]
     Zerorace,
     /// Zinc: `POST /orders`, the key in the body, `409 already_exists` naming the order a
-    /// retry looks up instead of a replay.
+    /// retry looks up instead of a replay (the order as ZeroRace's snapshot, as swarm's
+    /// own server and test servers answer it: `replayed` in the body).
     Zinc,
     /// draft-ietf-httpapi-idempotency-key-header-09: replays unmarked, 409 "in progress",
     /// 422 "key reused with another payload", errors as RFC 9457 problems.
@@ -335,7 +336,7 @@ impl Template {
     }
 
     pub fn uses(&self, slot: Slot) -> bool {
-        self.pieces.iter().any(|p| *p == Piece::Slot(slot))
+        self.pieces.contains(&Piece::Slot(slot))
     }
 
     /// The template with every slot filled by `value`.
@@ -464,6 +465,9 @@ pub struct Contract {
     pub key_required: bool,
     pub key_reused: StatusRule,
     pub in_flight: StatusRule,
+    /// Statuses that mark a replay by themselves, the body being the stored answer (a
+    /// middleware that answers a repeated key `409` with the original body).
+    pub replay_status: Vec<u16>,
     /// Pointers tried in order; the first string found is the error's code.
     pub error_code: Vec<Pointer>,
     /// Error codes promising that nothing was executed (retry the same key).
@@ -539,6 +543,7 @@ impl Contract {
                 codes: Vec::new(),
             },
             in_flight: StatusRule::default(),
+            replay_status: Vec::new(),
             error_code: vec![pointer("/error/code"), pointer("/code")],
             nothing_executed: strings(&["RETRY_EXHAUSTED"]),
             request: RequestShape {
@@ -554,7 +559,6 @@ impl Contract {
         match profile {
             Profile::Zerorace => zerorace,
             Profile::Zinc => Contract {
-                replay_marker: ReplayMarker::None,
                 key: KeyPlace::Field(pointer("/idempotency_key")),
                 request: commit(
                     "/orders",
@@ -639,6 +643,7 @@ pub struct ContractSpec {
     pub key_reused_code: Option<Spanned<Vec<String>>>,
     pub in_flight_status: Option<Spanned<Vec<u16>>>,
     pub in_flight_code: Option<Spanned<Vec<String>>>,
+    pub replay_status: Option<Spanned<Vec<u16>>>,
     pub error_code: Option<Spanned<Vec<String>>>,
     pub nothing_executed_code: Option<Spanned<Vec<String>>>,
     pub request: Option<RequestSpec>,
@@ -832,6 +837,9 @@ impl ContractSpec {
         if let Some(s) = with("in_flight_code", &self.in_flight_code, |l| codes(l))? {
             c.in_flight.codes = s;
         }
+        if let Some(s) = with("replay_status", &self.replay_status, |l| statuses(l))? {
+            c.replay_status = s;
+        }
         if let Some(p) = with("error_code", &self.error_code, |l| pointers(l))? {
             c.error_code = p;
         }
@@ -935,6 +943,21 @@ impl ContractSpec {
             );
         }
         let a = &c.answer;
+        let replay_span = self.replay_status.as_ref().map_or(0..0, |v| v.span());
+        if let Some(s) = c.replay_status.iter().find(|s| {
+            a.committed_status.contains(s)
+                || a.declined_status.contains(s)
+                || (c.key_reused.statuses.contains(s) && c.key_reused.codes.is_empty())
+                || (c.in_flight.statuses.contains(s) && c.in_flight.codes.is_empty())
+        }) {
+            return fail(
+                "replay_status",
+                replay_span,
+                format!(
+                    "{s} already means something else here (an outcome, a reused key or a request in flight)"
+                ),
+            );
+        }
         if a.committed.is_empty() || a.declined.is_empty() {
             let span = self
                 .answer

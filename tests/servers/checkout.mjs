@@ -8,15 +8,27 @@
 // `GET /v1/sandbox` for swarm's discovery.
 //
 //   node checkout.mjs --port N [--bug NAME] [--stock 60] [--cap 1000000]
-//                     [--tls-cert FILE --tls-key FILE]
+//                     [--shape zerorace|orders] [--tls-cert FILE --tls-key FILE]
 //
 // With a certificate it serves HTTPS through Node's `http2` module (nghttp2): HTTP/2 when
 // the client's ALPN offers `h2`, HTTP/1.1 otherwise — another TLS and HTTP/2 stack than
 // the one swarm's client and server share.
 //
 // Bugs: oversell, no-key-lookup, fresh-replay-ids, false-503, replay-drops-field,
-// created-for-decline (see checkout.py: the same faults, written again). And one quirk
+// created-for-decline, top-level-503, commit-declined, fresh-marked-replayed,
+// header-marked-replay (see checkout.py: the same faults, written again; here
+// commit-declined strikes commits 1, 5, 9..., fresh-marked-replayed fresh answers 1, 6,
+// 11..., and the replay header is lower-case `idempotent-replayed: true`). And one quirk
 // that is no bug: replay-layout (replays carry the same values, compact instead of pretty).
+//
+// `--shape orders` serves another API instead of POST /v1/purchases/commit (the sandbox
+// stays): POST /orders, key in `Cko-Idempotency-Key`, body {shop, budget, sku, buyer, qty,
+// total, ccy}; 201 {"order": {id: "ord_N", state: "paid", total, ccy, bucket}} or 200
+// {"order": {id, state: "rejected", reason: "sold_out" | "over_budget", total, ccy}}, with
+// no replay flag in the body: a replay is the stored bytes and `idempotent-replayed: true`.
+// A key reused for another body is 422 idempotency_key_reused. Its bug, orders-forget-key:
+// the 1st, 4th, 7th... request whose key is stored is executed again as new (the store
+// forgot the key): a new order, the stock taken again.
 
 import http from "node:http";
 import http2 from "node:http2";
@@ -31,6 +43,7 @@ const args = Object.fromEntries(
 );
 const port = Number(args.port);
 const bug = args.bug || "";
+const shape = args.shape || "zerorace";
 const price = 700;
 const currency = "EUR";
 const merchantId = "6f1c2a9e-0000-4000-8000-00000000c0de";
@@ -44,6 +57,9 @@ const shards = [0, 1].map((i) => ({ id: `shd-${i}`, remaining: cap / 2 }));
 const intents = new Map(); // key -> { fingerprint, snapshot, status, id }
 let seq = 0;
 let answered = 0;
+let commits = 0; // commit-declined
+let freshAnswers = 0; // fresh-marked-replayed
+let storedHits = 0; // orders-forget-key
 
 function pretty(obj) {
   return JSON.stringify(obj, null, 2);
@@ -53,9 +69,9 @@ function refuse(res, status, code, field, message) {
   send(res, status, pretty({ error: { code, field, message } }));
 }
 
-function send(res, status, text) {
+function send(res, status, text, extra = {}) {
   answered += 1;
-  const headers = { "content-type": "application/json" };
+  const headers = { "content-type": "application/json", ...extra };
   // HTTP/2 has no `Connection` header (an HTTP/2 response has `stream`).
   if (answered % 5 === 0 && res.stream === undefined) headers.connection = "close";
   res.writeHead(status, headers);
@@ -88,7 +104,21 @@ function take(rows, field, amount, clamp) {
   return null;
 }
 
+// Stock, then budget: the bucket taken, or the reason there is none (budget refused: the
+// stock goes back).
+function settle(quantity, amount) {
+  const bucket = take(buckets, "available", quantity, bug === "oversell");
+  if (!bucket) return { reason: "OUT_OF_STOCK" };
+  if (!take(shards, "remaining", amount, false)) {
+    bucket.available += quantity;
+    return { reason: "MANDATE_REJECTED" };
+  }
+  return { bucket };
+}
+
 function replayOf(stored) {
+  // header-marked-replay: the stored bytes as they are; only the header tells.
+  if (bug === "header-marked-replay") return stored.snapshot;
   const doc = JSON.parse(stored.snapshot);
   doc.replayed = true;
   if (bug === "fresh-replay-ids") {
@@ -109,31 +139,72 @@ function commit(req, key) {
   const stored = bug === "no-key-lookup" ? undefined : intents.get(key);
   if (stored) {
     if (stored.fingerprint !== fingerprint) return [409, pretty({ error: { code: "KEY_REUSED", field: "Idempotency-Key", message: "used for another payload" } })];
-    return [stored.status, replayOf(stored)];
+    const marked = bug === "header-marked-replay" ? { "idempotent-replayed": "true" } : {};
+    return [stored.status, replayOf(stored), marked];
   }
   if (req.merchantId !== merchantId || req.itemId !== itemId || req.mandateId !== mandateId)
     return [404, pretty({ error: { code: "NOT_FOUND", field: "itemId", message: "unknown" } })];
   if (req.currency !== currency || req.amountMinor !== req.quantity * price)
     return [422, pretty({ error: { code: "INVALID_FIELD", field: "amountMinor", message: "not quantity x unit price" } })];
   const id = `int_${++seq}`;
-  const bucket = take(buckets, "available", req.quantity, bug === "oversell");
-  let doc;
-  if (!bucket) {
-    doc = { replayed: false, outcome: "DECLINED", intentId: id, failureCode: "OUT_OF_STOCK" };
-  } else if (!take(shards, "remaining", req.amountMinor, false)) {
-    bucket.available += req.quantity;
-    doc = { replayed: false, outcome: "DECLINED", intentId: id, failureCode: "MANDATE_REJECTED" };
-  } else {
-    doc = { replayed: false, outcome: "COMMITTED", intentId: id, ledgerTxnId: `txn_${seq}`, chosenBucketId: bucket.id };
-  }
-  Object.assign(doc, { amountMinor: req.amountMinor, currency: req.currency, attempts: 1, region: "eu-1" });
+  const { bucket, reason } = settle(req.quantity, req.amountMinor);
+  const tail = { amountMinor: req.amountMinor, currency: req.currency, attempts: 1, region: "eu-1" };
+  const declinedDoc = (failureCode) => ({ replayed: false, outcome: "DECLINED", intentId: id, failureCode, ...tail });
+  const doc = bucket
+    ? { replayed: false, outcome: "COMMITTED", intentId: id, ledgerTxnId: `txn_${seq}`, chosenBucketId: bucket.id, ...tail }
+    : declinedDoc(reason);
   let status = doc.outcome === "COMMITTED" ? 201 : 200;
   if (bug === "created-for-decline") status = 201;
   const snapshot = pretty(doc);
   intents.set(key, { fingerprint, snapshot, status, id });
   if (bug === "false-503" && doc.outcome === "COMMITTED")
     return [503, pretty({ error: { code: "RETRY_EXHAUSTED", field: null, message: "gave up (but committed)" } })];
+  if (bug === "top-level-503" && doc.outcome === "COMMITTED")
+    return [503, pretty({ code: "RETRY_EXHAUSTED", message: "gave up (but committed)" })];
+  // commit-declined: the commit stands (stored above); this first answer denies it.
+  if (bug === "commit-declined" && doc.outcome === "COMMITTED" && ++commits % 4 === 1)
+    return [200, pretty(declinedDoc("OUT_OF_STOCK"))];
+  if (bug === "fresh-marked-replayed" && ++freshAnswers % 5 === 1) return [status, pretty({ ...doc, replayed: true })];
   return [status, snapshot];
+}
+
+// --shape orders: POST /orders. Returns [status, text, extra headers].
+function order(body, key) {
+  let req;
+  try {
+    req = JSON.parse(body);
+  } catch {
+    req = null;
+  }
+  if (typeof req !== "object" || req === null) return [400, pretty({ error: { code: "invalid_request", param: "body" } })];
+  for (const f of ["shop", "budget", "sku"])
+    if (typeof req[f] !== "string" || !uuidRe.test(req[f])) return [400, pretty({ error: { code: "invalid_request", param: f } })];
+  if (typeof req.buyer !== "string") return [400, pretty({ error: { code: "invalid_request", param: "buyer" } })];
+  for (const f of ["qty", "total"])
+    if (!Number.isInteger(req[f]) || req[f] < 1) return [400, pretty({ error: { code: "invalid_request", param: f } })];
+  if (typeof req.ccy !== "string" || !/^[A-Z]{3}$/.test(req.ccy)) return [400, pretty({ error: { code: "invalid_request", param: "ccy" } })];
+  const fingerprint = crypto
+    .createHash("sha256")
+    .update([req.shop, req.budget, req.sku, req.buyer, req.qty, req.total, req.ccy].join("\n"))
+    .digest("hex");
+  const stored = intents.get(key);
+  // orders-forget-key: every third lookup that finds the key (the 1st, 4th, 7th...) misses.
+  const forgot = stored && bug === "orders-forget-key" && ++storedHits % 3 === 1;
+  if (stored && !forgot) {
+    if (stored.fingerprint !== fingerprint) return [422, pretty({ error: { code: "idempotency_key_reused" } })];
+    return [stored.status, stored.snapshot, { "idempotent-replayed": "true" }];
+  }
+  if (req.shop !== merchantId || req.budget !== mandateId || req.sku !== itemId) return [404, pretty({ error: { code: "not_found" } })];
+  if (req.ccy !== currency || req.total !== req.qty * price) return [422, pretty({ error: { code: "invalid_total" } })];
+  const id = `ord_${++seq}`;
+  const { bucket, reason } = settle(req.qty, req.total);
+  const placed = bucket
+    ? { id, state: "paid", total: req.total, ccy: req.ccy, bucket: bucket.id }
+    : { id, state: "rejected", reason: reason === "OUT_OF_STOCK" ? "sold_out" : "over_budget", total: req.total, ccy: req.ccy };
+  const status = bucket ? 201 : 200;
+  const snapshot = pretty({ order: placed });
+  intents.set(key, { fingerprint, snapshot, status, id });
+  return [status, snapshot, {}];
 }
 
 const uuidRe = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -160,13 +231,20 @@ function handle(req, res) {
     if (req.method === "GET" && req.url === "/v1/sandbox") {
       return send(res, 200, pretty({ merchantId, mandateId, itemId, unitPriceMinor: price, currency, initialStock: stock, capMinor: cap }));
     }
+    if (shape === "orders") {
+      if (req.method !== "POST" || req.url !== "/orders") return send(res, 404, pretty({ error: { code: "not_found" } }));
+      const key = req.headers["cko-idempotency-key"];
+      if (!key) return send(res, 400, pretty({ error: { code: "missing_key" } }));
+      const [status, text, extra] = order(Buffer.concat(chunks).toString(), key);
+      return send(res, status, text, extra);
+    }
     if (req.method !== "POST" || req.url !== "/v1/purchases/commit") return refuse(res, 404, "NOT_FOUND", "path", req.url);
     const key = req.headers["idempotency-key"];
     if (!key) return refuse(res, 400, "MALFORMED_FIELD", "Idempotency-Key", "missing");
     const [purchase, bad] = parse(Buffer.concat(chunks).toString());
     if (!purchase) return refuse(res, 400, "MALFORMED_FIELD", bad, "malformed");
-    const [status, text] = commit(purchase, key);
-    send(res, status, text);
+    const [status, text, extra] = commit(purchase, key);
+    send(res, status, text, extra);
   });
 }
 
@@ -177,4 +255,4 @@ const server = args["tls-cert"]
     )
   : http.createServer(handle);
 server.keepAliveTimeout = 5000;
-server.listen(port, "127.0.0.1", () => console.log(`checkout.mjs on 127.0.0.1:${port} bug=${bug || "none"}`));
+server.listen(port, "127.0.0.1", () => console.log(`checkout.mjs on 127.0.0.1:${port} shape=${shape} bug=${bug || "none"}`));

@@ -16,6 +16,14 @@ Bugs, each a real class of fault:
   false-503             commits, then answers 503 RETRY_EXHAUSTED
   replay-drops-field    a replay leaves out `attempts`
   created-for-decline   a DECLINED answer comes with 201
+  top-level-503         as false-503, but the code at the top of the body, Zinc's layout:
+                        {"code": "RETRY_EXHAUSTED", "message": ...} (no `error` object)
+  commit-declined       the 1st, 5th, 9th... commit is kept (stored, ledger written) but
+                        answered 200 DECLINED OUT_OF_STOCK; a retry replays the COMMITTED one
+  fresh-marked-replayed the 1st, 6th, 11th... fresh answer says "replayed": true (the stored
+                        snapshot does not, so replays are right)
+  header-marked-replay  a replay is the stored bytes unchanged ("replayed": false) with the
+                        header Idempotent-Replayed: true, Stripe's way of marking it
 And one switch that is no bug: rate-limit answers every 7th purchase 429 RATE_LIMITED
 before touching anything (the run must count it and stay valid).
 It also serves Zinc's shape: POST /orders (key in the body), 409 already_exists with the
@@ -98,10 +106,12 @@ def replay(snapshot):
 
 
 POSTS = __import__("itertools").count(1)
+COMMITS = __import__("itertools").count(1)
+FRESH = __import__("itertools").count(1)
 
 
 def commit(req, key):
-    """One purchase. Returns (status, body text)."""
+    """One purchase. Returns (status, body text, extra headers)."""
     conn = db()
     fp = fingerprint(req)
     conn.execute("BEGIN IMMEDIATE")
@@ -114,7 +124,10 @@ def commit(req, key):
                 conn.execute("ROLLBACK")
                 if row[0] != fp:
                     raise Refused(409, "KEY_REUSED", "Idempotency-Key", "used for another payload")
-                return 201 if row[2] == "COMMITTED" else 200, replayed_answer(row[1])
+                headers = {}
+                if ARGS.bug == "header-marked-replay":
+                    headers["Idempotent-Replayed"] = "true"
+                return 201 if row[2] == "COMMITTED" else 200, replayed_answer(row[1]), headers
         item = conn.execute(
             "SELECT merchant_id, unit_price_minor, currency FROM item WHERE item_id = ?",
             (req["itemId"],),
@@ -169,7 +182,12 @@ def commit(req, key):
         conn.execute("COMMIT")
         if ARGS.bug == "false-503":
             raise Refused(503, "RETRY_EXHAUSTED", None, "gave up (but committed)")
-        return 201, snapshot
+        if ARGS.bug == "top-level-503":
+            return 503, dumps({"code": "RETRY_EXHAUSTED", "message": "gave up (but committed)"}), {}
+        if ARGS.bug == "commit-declined" and next(COMMITS) % 4 == 1:
+            # Committed and stored as such; only this first answer says otherwise.
+            return fresh(200, declined_snapshot(req, intent_id, "OUT_OF_STOCK"))
+        return fresh(201, snapshot)
     except Refused:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
@@ -180,7 +198,17 @@ def commit(req, key):
         raise
 
 
+def fresh(status, snapshot):
+    """The answer of the request that executed the purchase (the stored snapshot as is)."""
+    if ARGS.bug == "fresh-marked-replayed" and next(FRESH) % 5 == 1:
+        return status, replay(snapshot), {}
+    return status, snapshot, {}
+
+
 def replayed_answer(snapshot):
+    if ARGS.bug == "header-marked-replay":
+        # The bytes as stored; the header (set by the caller) is the only mark.
+        return snapshot
     text = replay(snapshot)
     if ARGS.bug == "fresh-replay-ids":
         doc = json.loads(text)
@@ -217,8 +245,8 @@ def take(conn, table, id_col, owner_col, amount_col, owner, amount, clamp):
     return None
 
 
-def declined(conn, req, key, fp, intent_id, code):
-    snapshot = dumps({
+def declined_snapshot(req, intent_id, code):
+    return dumps({
         "outcome": "DECLINED",
         "intentId": intent_id,
         "replayed": False,
@@ -228,9 +256,13 @@ def declined(conn, req, key, fp, intent_id, code):
         "attempts": 1,
         "server": "checkout.py",
     })
+
+
+def declined(conn, req, key, fp, intent_id, code):
+    snapshot = declined_snapshot(req, intent_id, code)
     store(conn, req, key, fp, intent_id, "DECLINED", code, None, snapshot)
     conn.execute("COMMIT")
-    return (201 if ARGS.bug == "created-for-decline" else 200), snapshot
+    return fresh(201 if ARGS.bug == "created-for-decline" else 200, snapshot)
 
 
 def store(conn, req, key, fp, intent_id, outcome, code, ledger_id, snapshot):
@@ -251,11 +283,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def answer(self, status, text):
+    def answer(self, status, text, headers=None):
         data = text.encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 
@@ -290,8 +324,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         key = json.loads(raw).get("idempotencyKey")
                     except (ValueError, AttributeError):
                         key = None
-                status, text = commit(parse_purchase(raw, key), key)
-                self.answer(status, text)
+                status, text, headers = commit(parse_purchase(raw, key), key)
+                self.answer(status, text, headers)
             elif self.path == "/orders":
                 raw = self.body()
                 try:
@@ -306,8 +340,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self.answer(409, dumps({"error": {"code": "already_exists",
                                                       "order_id": row[0]}}))
                     return
-                status, text = commit(req, key)
-                self.answer(status, text)
+                status, text, headers = commit(req, key)
+                self.answer(status, text, headers)
             else:
                 self.error(Refused(404, "NOT_FOUND", "path", self.path))
         except Refused as e:
