@@ -24,6 +24,9 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >&2
 fi
 
+# Published idempotency middlewares (npm, PyPI), pinned, into tests/middleware/ only.
+bash tests/middleware/setup.sh >&2
+
 export SWARM_PG_DIR="${SWARM_PG_DIR:-/tmp/swarm-pg-test}"
 SWARM_TEST_PG_URL="$(scripts/pg-up.sh "$SWARM_PG_DIR")"
 export SWARM_TEST_PG_URL

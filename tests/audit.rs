@@ -73,6 +73,7 @@ async fn run_and_audit(scenario: Scenario, url: &DbUrl) -> (History, audit::Repo
         control: Arc::new(Control::default()),
         observer: None,
         kernel_sql: swarm::sut::kernel::Sql::reference(),
+        probe: true,
         run_id: run::RunId::random(),
     })
     .await
@@ -508,7 +509,11 @@ async fn an_audit_past_its_memory_budget_finds_the_same_as_one_in_memory() {
            (SELECT idem_key FROM intent WHERE outcome = 'COMMITTED' ORDER BY idem_key DESC LIMIT 25)",
     )
     .await;
-    // Answers that differ from the stored snapshots, and answers that never came.
+    // Answers that differ from the stored snapshots, and answers that never came (the
+    // final reads, which would answer those keys again, left out).
+    history
+        .records
+        .retain(|r| r.op != swarm::history::Op::FinalRead);
     for (i, r) in history.records.iter_mut().enumerate() {
         if i % 5 == 0 && r.kind() == Kind::Ok {
             r.response_hash ^= 1;

@@ -511,6 +511,75 @@ fn an_api_of_another_shape_is_judged_by_the_contract_it_describes() {
     );
 }
 
+/// `swarm probe --json` against `server` (the catalog discovered), and its exit code.
+fn probe(dir: &Path, server: &Foreign, contract: &str) -> (Option<i32>, serde_json::Value) {
+    let file = scenario(
+        dir,
+        "probe",
+        &[server.url()],
+        &format!(", discover = \"sandbox\"{contract}"),
+        "",
+    );
+    let out = swarm(&["probe", &file.display().to_string(), "--json"]);
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), json)
+}
+
+fn probed<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    json["checks"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no {name} in {json}"))
+}
+
+#[test]
+fn the_probe_names_each_broken_promise_and_fails_only_a_second_execution() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    // A correct server keeps every promise.
+    let (code, json) = probe(tmp.path(), &Foreign::node(""), "");
+    assert_eq!(code, Some(0), "{json}");
+    for c in json["checks"].as_array().expect("checks") {
+        assert_eq!(c["count"], 0, "{c}");
+    }
+    // A server that never looks its keys up executes a replay again: invalid, exit 1.
+    let (code, json) = probe(tmp.path(), &Foreign::node("no-key-lookup"), "");
+    assert_eq!(code, Some(1), "{json}");
+    assert_eq!(probed(&json, "conformance.replay")["validity"], "invalid");
+    assert_eq!(
+        probed(&json, "conformance.concurrent")["validity"],
+        "invalid"
+    );
+    // Replays marked by a header break ZeroRace's marker, a promise but no invariant: a
+    // warning; the contract that says so keeps it.
+    let (code, json) = probe(tmp.path(), &Foreign::node("header-marked-replay"), "");
+    assert_eq!(code, Some(0), "{json}");
+    let replay = probed(&json, "conformance.replay");
+    assert_eq!(
+        (replay["validity"].as_str(), replay["count"].as_u64()),
+        (Some("valid"), Some(1)),
+        "{replay}"
+    );
+    assert!(
+        replay["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("marked wrongly"),
+        "{replay}"
+    );
+    let (_, json) = probe(
+        tmp.path(),
+        &Foreign::node("header-marked-replay"),
+        ", contract = { replay_marker = \"header:Idempotent-Replayed\" }",
+    );
+    assert_eq!(probed(&json, "conformance.replay")["count"], 0, "{json}");
+}
+
 #[test]
 fn lost_acknowledgements_on_two_regions_resolve_to_valid() {
     let tmp = tempfile::tempdir().expect("tmp");

@@ -909,6 +909,29 @@ fn the_end_of_run_replay_stops_at_its_budget() {
          [[faults]]\nat = \"0%\"\nkind = \"region-down\"\nregion = \"a\"\nmode = \"lost-ack\"\nheal_after = \"60s\"\n",
     )
     .expect("write");
+    // The final reads settle what the resolution left: the same run ends valid.
+    let dir = tmp.path().join("read");
+    let out = run_to(&dir, &file.display().to_string(), &[]);
+    let s = summary(&dir);
+    assert!(s["resolution"]["unresolved"].as_u64().unwrap_or(0) > 0);
+    assert!(
+        s["final_reads"]["offered_open"].as_u64().unwrap_or(0) > 0,
+        "{}",
+        s["final_reads"]
+    );
+    assert_eq!(
+        s["validity"],
+        "valid",
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Without them, what the resolution left is unknown.
+    let text = std::fs::read_to_string(&file).expect("read");
+    std::fs::write(
+        &file,
+        format!("{text}[audit]\nfinal_reads = {{ max_keys = 0 }}\n"),
+    )
+    .expect("write");
     let dir = tmp.path().join("r");
     let out = run_to(&dir, &file.display().to_string(), &[]);
     let s = summary(&dir);

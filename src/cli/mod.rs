@@ -43,6 +43,20 @@ pub enum Verb {
     ///
     /// Example: swarm resolve scenarios/smoke.toml --history reports/smoke-X/history.bin
     Resolve(ResolveArgs),
+    /// Test the contract's promises on a live endpoint: a handful of sequential requests
+    /// (no key, empty and 256-character keys, a replay, another payload under a used key,
+    /// concurrent requests of one key), each judged by the scenario's `[target.contract]`.
+    /// Exit 1 when a key executed twice; warnings otherwise exit 0.
+    ///
+    /// Example: swarm probe my-live.toml
+    Probe {
+        /// A scenario whose regions name live endpoints (`swarm run` probes its in-process
+        /// servers itself).
+        scenario: PathBuf,
+        /// Print the checks as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Sabotage the kernel in thirteen ways and prove the auditor catches each with its check; clean runs stay valid.
     #[command(
         after_help = "Examples:\n  swarm selftest                                              # embedded SQLite\n  swarm selftest --db postgres://swarm@127.0.0.1:5432/postgres  # a PostgreSQL server"
@@ -140,6 +154,10 @@ pub struct RunArgs {
     /// to leftover-N/; the database's purchases are cleared, unless its state is invalid).
     #[arg(long)]
     pub audit_leftover: bool,
+    /// Skip the conformance probe: the handful of sequential requests that test the
+    /// contract's promises on an HTTP endpoint before the agents start.
+    #[arg(long)]
+    pub no_probe: bool,
 }
 
 #[derive(clap::Args)]
@@ -355,6 +373,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Exit> {
         Verb::Run(args) => run::run(args).await,
         Verb::Audit(args) => inspect::audit(args).await,
         Verb::Resolve(args) => inspect::resolve(args).await,
+        Verb::Probe { scenario, json } => run::probe(scenario, json).await,
         Verb::Db(verb) => db::db(verb).await,
         Verb::Serve(args) => serve::serve(args).await,
         Verb::Report { dir } => inspect::report(dir).await,

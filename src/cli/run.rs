@@ -131,6 +131,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
         control,
         observer: tui.then_some(observer),
         kernel_sql: Sql::reference(),
+        probe: !args.no_probe,
         run_id,
     })
     .await;
@@ -309,4 +310,46 @@ fn stop_on_ctrl_c(control: Arc<Control>) {
             }
         }
     });
+}
+
+/// `swarm probe SCENARIO`: the conformance probe alone, printed; 1 when a key executed
+/// twice.
+pub async fn probe(path: std::path::PathBuf, json: bool) -> Result<i32, Exit> {
+    let scenario = Scenario::load(&path).map_err(usage)?;
+    if let Some(var) = &scenario.target.api_key_env
+        && std::env::var_os(var).is_none()
+    {
+        return Err(usage(anyhow::anyhow!(
+            "{}: target.api_key_env: the variable `{var}` is not set",
+            path.display()
+        )));
+    }
+    let conformance = swarm::run::probe_only(&scenario)
+        .await
+        .map_err(|e| match e {
+            swarm::run::RunError::Unsupported(_)
+            | swarm::run::RunError::Preflight(
+                swarm::gateway::preflight::PreflightError::Refused { .. },
+            ) => usage(e),
+            e => internal(e),
+        })?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&conformance).map_err(internal)?
+        );
+    } else {
+        println!(
+            "conformance of {} to the contract {}",
+            scenario.name,
+            swarm::report::target_of(&scenario)
+        );
+        for line in conformance.lines() {
+            println!("{line}");
+        }
+        for c in &conformance.checks {
+            println!("  {}: {}", c.check.name, c.rule);
+        }
+    }
+    Ok(swarm::exit::code(conformance.validity(), true))
 }

@@ -253,6 +253,29 @@ pub fn render(s: &Summary, series: &[Sample]) -> String {
         }
         page.push_str("</ul>");
     }
+    page.push_str("<h2 id=\"conformance\">Conformance probe</h2>");
+    match &s.conformance.skipped {
+        Some(why) => page.push_str(&format!("<p>Not run: {}.</p>", esc(why))),
+        None => {
+            page.push_str(
+                "<table><tr><th>promise</th><th>result</th><th>evidence</th><th>rule</th></tr>",
+            );
+            for c in &s.conformance.checks {
+                let (class, word) = match (c.check.validity, c.check.count) {
+                    (crate::audit::Validity::Invalid, _) => ("invalid", "invalid"),
+                    (_, 0) => ("valid", "kept"),
+                    _ => ("unknown", "warning"),
+                };
+                page.push_str(&format!(
+                    "<tr><td>{}</td><td class=\"{class}\">{word}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&c.check.name),
+                    esc(&c.check.detail),
+                    esc(&c.rule)
+                ));
+            }
+            page.push_str("</table>");
+        }
+    }
     page.push_str("<h2 id=\"regions\">Regions</h2><table><tr><th>region</th><th>requests</th><th>commits</th><th>errors</th><th>p50 ms</th><th>p99 ms</th><th>connections</th></tr>");
     for r in &s.regions {
         page.push_str(&format!(
@@ -359,6 +382,10 @@ pub fn render(s: &Summary, series: &[Sample]) -> String {
         res.fresh,
         res.refused,
         res.unresolved
+    ));
+    page.push_str(&format!(
+        "<h2>Final reads</h2><p>{}</p>",
+        esc(&s.final_reads.line())
     ));
     let l = &s.latency_corrected_ms;
     let r = &s.latency_raw_ms;

@@ -34,6 +34,29 @@ pub fn render(s: &Summary) -> std::io::Result<String> {
         invariants.add_test_case(case);
     }
     report.add_test_suite(invariants);
+    let mut conformance = TestSuite::new("conformance");
+    for c in &s.conformance.checks {
+        let c_ = &c.check;
+        let status = match (c_.validity, c_.count) {
+            (Validity::Invalid, _) => {
+                let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                st.set_message(format!("{}: {}", c_.name, c_.detail));
+                st.set_description(c.rule.clone());
+                st
+            }
+            // A broken promise that executed nothing twice: a warning, not a failure.
+            (_, 0) => TestCaseStatus::success(),
+            _ => {
+                let mut st = TestCaseStatus::success();
+                st.set_message(format!("warning: {}", c_.detail));
+                st
+            }
+        };
+        let mut case = TestCase::new(c_.name.clone(), status);
+        case.set_classname("conformance");
+        conformance.add_test_case(case);
+    }
+    report.add_test_suite(conformance);
     let mut thresholds = TestSuite::new("thresholds");
     for t in &s.thresholds {
         let status = if t.passed {

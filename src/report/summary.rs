@@ -15,6 +15,7 @@ use crate::metrics::{ATTEMPT_BARS, Percentiles};
 use crate::run::FinalReads;
 use crate::run::cluster::ClusterFigures;
 use crate::run::faults::FaultRecord;
+use crate::run::probe::Conformance;
 use crate::run::{Resolution, RunResult};
 use crate::scenario::{Metric, Scenario, Threshold};
 
@@ -70,6 +71,10 @@ pub struct Summary {
     /// The final reads after the resolution: keys offered, read, answered.
     #[serde(default)]
     pub final_reads: FinalReads,
+    /// The conformance probe's checks (before the agents): `invalid` only for a second
+    /// execution, otherwise warnings with their evidence.
+    #[serde(default)]
+    pub conformance: Conformance,
     /// Requests without a definite answer during the run, and how their keys settled.
     #[serde(default)]
     pub indeterminate: Indeterminate,
@@ -288,6 +293,7 @@ impl Summary {
             cluster: run.cluster.clone(),
             resolution: run.resolution.clone(),
             final_reads: run.final_reads.clone(),
+            conformance: run.conformance.clone(),
             indeterminate: run.indeterminate,
             headline: Headline::of(&audit, t.occ_retries, &m.attempts[..ATTEMPT_BARS]),
             validity: audit.validity,
@@ -324,7 +330,7 @@ impl Summary {
             ),
         ];
         self.rates = rates.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-        self.validity = self.audit.validity;
+        self.validity = self.audit.validity.max(self.conformance.validity());
         self.thresholds = rules
             .iter()
             .map(|&(metric, rule)| {
@@ -483,6 +489,10 @@ impl Summary {
         }
         out.push_str(&self.final_reads.line());
         out.push('\n');
+        for line in self.conformance.lines() {
+            out.push_str(&line);
+            out.push('\n');
+        }
         out.push_str(&self.audit.to_string());
         out.push('\n');
         for t in &self.thresholds {

@@ -269,6 +269,16 @@ impl World {
     /// `seen`: the executions its purchase's answers named so far. Returns what the client
     /// saw and whether the answer was marked a replay.
     pub async fn send(&self, a: Attempt, seen: &Seen) -> (Code, bool) {
+        let (_, sent) = self.exchange(a, seen).await;
+        (sent.code, sent.replayed)
+    }
+
+    /// `send`, returning the whole reply (the conformance probe reads its ids).
+    pub async fn send_reply(&self, a: Attempt, seen: &Seen) -> Reply {
+        self.exchange(a, seen).await.0
+    }
+
+    async fn exchange(&self, a: Attempt, seen: &Seen) -> (Reply, Sent) {
         let req = self.request(&a.plan, a.plan.mandate, a.plan.item, a.quantity);
         let key = history::key(&self.key_prefix, a.plan.id, a.purchase, a.variant);
         let region = &self.regions[usize::from(a.region) % self.regions.len()];
@@ -309,7 +319,7 @@ impl World {
         );
         // What the service did (a request the client abandoned itself says nothing of it).
         self.metrics.outages.observe(&r);
-        (sent.code, sent.replayed)
+        (reply, sent)
     }
 
     /// Record a request that the agent itself abandoned (a client crash mid-flight).

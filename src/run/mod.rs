@@ -14,6 +14,7 @@ pub mod faults;
 pub mod final_reads;
 mod id;
 pub mod leftover;
+pub mod probe;
 pub mod resolve;
 pub mod resolving;
 pub mod resume;
@@ -88,6 +89,8 @@ pub struct RunOptions {
     pub observer: Option<tokio::sync::oneshot::Sender<Arc<LiveRun>>>,
     /// The SQL the in-process kernels run: `Sql::reference()` except under `swarm selftest`.
     pub kernel_sql: Sql,
+    /// Run the conformance probe before the agents (HTTP targets; shard 0 of several).
+    pub probe: bool,
     /// Part of every key (`RunId::random()` unless a run's keys are repeated on purpose).
     pub run_id: RunId,
 }
@@ -119,6 +122,8 @@ pub struct RunResult {
     /// What the cluster watcher saw (with `[cluster] patroni`).
     pub cluster: Option<cluster::ClusterFigures>,
     pub resolution: Resolution,
+    /// What the conformance probe found before the agents started.
+    pub conformance: probe::Conformance,
     /// What the final reads re-read after the resolution.
     pub final_reads: FinalReads,
     /// Requests without a definite answer during the run, and how their keys settled.
@@ -159,6 +164,70 @@ pub async fn mark_finished(marker: &RunMarker) -> Result<(), RunError> {
 pub struct RunMarker {
     pub db: DbUrl,
     pub run_id: RunId,
+}
+
+/// The history's header for a run of `s` buying from `shop` under keys `key_prefix-…`.
+fn header_of(
+    s: &Scenario,
+    shop: &Shop,
+    key_prefix: String,
+    run_id: &RunId,
+    shard: Option<(u32, u32)>,
+    region_names: &[String],
+) -> history::Header {
+    // An in-process kernel speaks ZeroRace's contract whatever the scenario describes.
+    let (contract_profile, replay_marker) = match s.target.kind {
+        TargetKind::Http => s.contract.note(),
+        TargetKind::Direct => crate::scenario::Contract::default().note(),
+    };
+    history::Header {
+        version: history::HISTORY_VERSION,
+        scenario: s.name.clone(),
+        scenario_sha256: s.text_sha256.clone(),
+        seed: s.seed,
+        key_prefix,
+        merchant_id: shop.merchant_id.to_string(),
+        items: shop.items.iter().map(|u| u.to_string()).collect(),
+        mandates: shop.mandates.iter().map(|u| u.to_string()).collect(),
+        regions: region_names.to_vec(),
+        stock_per_item: shop.stock_per_item,
+        cap_per_mandate_minor: shop.cap_per_mandate_minor,
+        price_minor: shop.price_minor,
+        currency: shop.currency.clone(),
+        shard,
+        run_id: run_id.to_string(),
+        contract_examples: Vec::new(),
+        contract_profile,
+        replay_marker,
+    }
+}
+
+/// `swarm probe`: the conformance probe alone, against a scenario's live endpoints (its
+/// requests recorded in a history that is thrown away).
+pub async fn probe_only(s: &Scenario) -> Result<probe::Conformance, RunError> {
+    if s.regions.iter().any(|r| r.endpoint.is_none()) || s.target.kind != TargetKind::Http {
+        return Err(RunError::Unsupported(
+            "swarm probe tests a live endpoint: give every region an `endpoint` (kind = \"http\"); `swarm run` probes its in-process servers itself".into(),
+        ));
+    }
+    let regions = open::live_regions(s)?;
+    crate::gateway::preflight::check(&regions).await?;
+    let plan = SeedPlan::new(s.seed, &s.catalog, &s.mandates);
+    let shop = Shop::resolve(s, &plan, &regions).await?;
+    let names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
+    let run_id = RunId::random();
+    let key_prefix = key_prefix(&run_id, s.seed);
+    let header = header_of(s, &shop, key_prefix.clone(), &run_id, None, &names);
+    let work = tempfile::tempdir().map_err(|source| RunError::Io {
+        path: "a temporary directory".into(),
+        source,
+    })?;
+    let sink = history::Sink::create(&work.path().join("history.bin"), &header)?;
+    let metrics = Metrics::new(regions.len(), sink);
+    let world = World::new(s, regions, metrics, s.seed, key_prefix, shop)?;
+    let conformance = probe::probe(&world).await;
+    world.metrics.finish_history(Vec::new())?;
+    Ok(conformance)
 }
 
 /// Run a scenario end to end, up to (not including) the audit.
@@ -223,31 +292,14 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
     let region_names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
     // The history streams to disk from the first request: a killed run keeps it.
     let key_prefix = key_prefix(&opts.run_id, s.seed);
-    // An in-process kernel speaks ZeroRace's contract whatever the scenario describes.
-    let (contract_profile, replay_marker) = match s.target.kind {
-        TargetKind::Http => s.contract.note(),
-        TargetKind::Direct => crate::scenario::Contract::default().note(),
-    };
-    let header = history::Header {
-        version: history::HISTORY_VERSION,
-        scenario: s.name.clone(),
-        scenario_sha256: s.text_sha256.clone(),
-        seed: s.seed,
-        key_prefix: key_prefix.clone(),
-        merchant_id: shop.merchant_id.to_string(),
-        items: shop.items.iter().map(|u| u.to_string()).collect(),
-        mandates: shop.mandates.iter().map(|u| u.to_string()).collect(),
-        regions: region_names.clone(),
-        stock_per_item: shop.stock_per_item,
-        cap_per_mandate_minor: shop.cap_per_mandate_minor,
-        price_minor: shop.price_minor,
-        currency: shop.currency.clone(),
-        shard: opts.shard,
-        run_id: opts.run_id.to_string(),
-        contract_examples: Vec::new(),
-        contract_profile,
-        replay_marker,
-    };
+    let header = header_of(
+        s,
+        &shop,
+        key_prefix.clone(),
+        &opts.run_id,
+        opts.shard,
+        &region_names,
+    );
     let history_path = opts.dir.join("history.bin");
     let sink = history::Sink::create(&history_path, &header)?;
     let metrics = Metrics::new(regions.len(), sink);
@@ -292,6 +344,19 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         live.clone(),
         total,
     ));
+
+    // The contract's promises, tested on the endpoint before any agent buys.
+    let conformance = match (s.target.kind, opts.probe, shard_i) {
+        (TargetKind::Direct, _, _) => probe::skipped(
+            "a direct target: the kernel is called in-process, there is no endpoint to probe",
+        ),
+        (_, false, _) => probe::skipped("--no-probe"),
+        (_, true, i) if i > 0 => probe::skipped("shard 0 probes for every shard"),
+        _ => probe::probe(&world).await,
+    };
+    for line in conformance.lines() {
+        tracing::info!("{line}");
+    }
 
     if let Some(observer) = opts.observer {
         let _ = observer.send(Arc::new(LiveRun {
@@ -364,6 +429,7 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         faults: timeline.records(&world.metrics),
         cluster: cluster.as_ref().map(|c| c.figures()),
         resolution,
+        conformance,
         final_reads,
         indeterminate,
         elapsed_ms,

@@ -255,6 +255,7 @@ async fn run_fresh(
         control: Arc::new(Control::default()),
         observer: None,
         kernel_sql: sql,
+        probe: true,
         run_id: run::RunId::random(),
     })
     .await;
