@@ -344,7 +344,7 @@ pub fn render(s: &Summary, series: &[Sample]) -> String {
         })
         .collect();
     page.push_str(&bar_chart(
-        "Attempts per answer (1 + OCC retries)",
+        "Attempts per execution (1 + OCC retries; a replay repeats its original's)",
         &attempts,
     ));
     let outcomes: Vec<(String, u64)> = s

@@ -394,21 +394,20 @@ impl Summary {
             self.rates.get("purchases_per_s").copied().unwrap_or(0.0),
             c("requests")
         ));
+        // Every code the run saw; the rarer ones (in flight, lookups' absent, declines
+        // without a reason) only when they occurred.
+        let answers: Vec<String> = Code::ALL
+            .iter()
+            .filter(|code| {
+                !matches!(code, Code::InFlight | Code::Absent | Code::Declined)
+                    || c(code_key(**code)) > 0
+            })
+            .map(|code| format!("{} {}", code_words(*code), c(code_key(*code))))
+            .chain([format!("replays {}", c("replays"))])
+            .collect();
         out.push_str(&format!(
-            "answers (replays included): committed {} · out of stock {} · mandate rejected {} · key reused {} · retry exhausted {} · unavailable {} · bad request {} · internal {} · contract violations {} · timeouts {} · refused {} · resets {} · replays {}\n",
-            c("committed"),
-            c("out_of_stock"),
-            c("mandate_rejected"),
-            c("key_reused"),
-            c("retry_exhausted"),
-            c("unavailable"),
-            c("bad_request"),
-            c("internal_error"),
-            c("contract_violation"),
-            c("timeout"),
-            c("connection_refused"),
-            c("connection_reset"),
-            c("replays")
+            "answers (replays included): {}\n",
+            answers.join(" · ")
         ));
         out.push_str(&format!("HTTP statuses: {}\n", self.statuses_line()));
         // What each HTTP region's client negotiated (TLS, resumption, HTTP/2).
@@ -514,6 +513,27 @@ impl Summary {
 fn trim_zeros(v: &[u64]) -> Vec<u64> {
     let end = v.iter().rposition(|x| *x != 0).map_or(0, |i| i + 1);
     v[..end].to_vec()
+}
+
+/// A code as the console line says it.
+fn code_words(code: Code) -> &'static str {
+    match code {
+        Code::Committed => "committed",
+        Code::OutOfStock => "out of stock",
+        Code::MandateRejected => "mandate rejected",
+        Code::KeyReused => "key reused",
+        Code::RetryExhausted => "retry exhausted",
+        Code::Unavailable => "unavailable",
+        Code::BadRequest => "bad request",
+        Code::Internal => "internal",
+        Code::Timeout => "timeouts",
+        Code::Refused => "refused",
+        Code::Reset => "resets",
+        Code::Violation => "contract violations",
+        Code::InFlight => "in flight",
+        Code::Absent => "absent (lookups)",
+        Code::Declined => "declined",
+    }
 }
 
 fn code_key(code: Code) -> &'static str {

@@ -223,6 +223,15 @@ fn not_applying(s: &Scenario, written: &toml::Table) -> Vec<String> {
     if live && written.contains_key("kernel") && source.is_none() {
         out.push("[kernel] is ignored: a live endpoint runs its own kernel".into());
     }
+    let contract_written = written
+        .get("target")
+        .and_then(|t| t.as_table())
+        .is_some_and(|t| t.contains_key("contract"));
+    if contract_written && s.target.kind == TargetKind::Direct {
+        out.push(
+            "[target.contract] is ignored: a direct target calls the kernel in-process, which speaks ZeroRace's contract".into(),
+        );
+    }
     out
 }
 
