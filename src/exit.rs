@@ -9,6 +9,9 @@ pub const THRESHOLD_FAILED: i32 = 2;
 /// The verdict is unknown (unresolved requests, a check that could not run) or the run
 /// itself was invalid.
 pub const UNKNOWN: i32 = 3;
+/// The run was stopped early (Ctrl-C, the dashboard's `q`): the verdict covers only what
+/// ran, and nothing invalid was found in it.
+pub const STOPPED: i32 = 4;
 /// Bad command line or scenario.
 pub const USAGE: i32 = 64;
 /// swarm itself failed (database unreachable, I/O error, bug).
@@ -26,6 +29,17 @@ pub fn code(validity: crate::audit::Validity, thresholds_passed: bool) -> i32 {
     }
 }
 
+/// The exit code of a run: an invariant violated (1) is said even of a run stopped early;
+/// otherwise a stopped run is `STOPPED` (4), whatever else held, so it never looks like a
+/// finished one.
+pub fn of_run(validity: crate::audit::Validity, thresholds_passed: bool, stopped: bool) -> i32 {
+    match code(validity, thresholds_passed) {
+        INVARIANT_VIOLATED => INVARIANT_VIOLATED,
+        _ if stopped => STOPPED,
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,5 +52,13 @@ mod tests {
         assert_eq!(code(Validity::Unknown, false), 2);
         assert_eq!(code(Validity::Unknown, true), 3);
         assert_eq!(code(Validity::Valid, true), 0);
+    }
+
+    #[test]
+    fn a_stopped_run_never_exits_as_a_finished_one() {
+        assert_eq!(of_run(Validity::Valid, true, true), STOPPED);
+        assert_eq!(of_run(Validity::Unknown, false, true), STOPPED);
+        assert_eq!(of_run(Validity::Invalid, true, true), INVARIANT_VIOLATED);
+        assert_eq!(of_run(Validity::Valid, true, false), VALID);
     }
 }

@@ -13,6 +13,9 @@ use swarm::exit;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The log filter without `SWARM_LOG`: swarm's own warnings, nothing from libraries.
+const DEFAULT_LOG: &str = "off,swarm=warn";
+
 /// `mi_option_purge_delay` in mimalloc v2's option enum (the version the crate builds).
 pub(crate) const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
@@ -33,11 +36,16 @@ fn main() -> ExitCode {
             return ExitCode::from(code as u8);
         }
     };
+    // swarm's own warnings by default; libraries (h2's resets, rustls' alerts, hyper) only
+    // when SWARM_LOG asks for them: a reset stream is a fact the history records, not
+    // noise for the operator. Colour only on a terminal.
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SWARM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -5,6 +5,8 @@ use std::process::Command;
 const VERBS: &[&[&str]] = &[
     &["run"],
     &["audit"],
+    &["resolve"],
+    &["probe"],
     &["selftest"],
     &["serve"],
     &["report"],
@@ -65,6 +67,27 @@ fn every_argument_has_a_description_and_every_verb_an_example() {
             "{verb:?}: no description for {missing:?}\n{help}"
         );
     }
+}
+
+#[test]
+fn run_help_has_the_exit_codes_and_the_short_help_its_example() {
+    let help = |flag: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
+            .args(["run", flag])
+            .output()
+            .expect("swarm");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let long = help("--help");
+    for code in ["0 ", "1 ", "2 ", "3 ", "4 ", "64 ", "70 "] {
+        assert!(
+            long.lines().any(|l| l.trim_start().starts_with(code)),
+            "exit code {code}missing:\n{long}"
+        );
+    }
+    assert!(long.contains("stopped early"), "{long}");
+    let short = help("-h");
+    assert!(short.contains("swarm run scenarios/smoke.toml"), "{short}");
 }
 
 #[test]

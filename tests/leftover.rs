@@ -53,13 +53,20 @@ fn a_report_directory_holding_a_run_is_refused_then_moved_aside() {
     let again = swarm_run(&scenario, &dir, &[]);
     assert_eq!(again.status.code(), Some(64), "{}", text(&again));
     let said = text(&again);
-    for way in [
-        "fresh report directory",
-        "--db on a fresh database",
-        "--audit-leftover",
-    ] {
+    for way in ["fresh report directory", "--audit-leftover"] {
         assert!(said.contains(way), "{said}");
     }
+    // A fresh database would not help a directory: it is not offered.
+    assert!(!said.contains("fresh database"), "{said}");
+    // The first way works: without --report-dir a fresh directory is made.
+    let fresh = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["run", &scenario.display().to_string(), "--no-tui"])
+        .current_dir(tmp.path())
+        .env("CI", "true")
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("swarm run");
+    assert_eq!(fresh.status.code(), Some(0), "{}", text(&fresh));
     // Refused before anything changed.
     assert_eq!(
         std::fs::read(dir.join("summary.json")).expect("summary"),
@@ -93,8 +100,16 @@ async fn a_database_holding_a_run_is_refused_then_cleared(url: DbUrl) {
 
     let again = swarm_run(&scenario, &tmp.path().join("r2"), &["--db", &db]);
     assert_eq!(again.status.code(), Some(64), "{}", text(&again));
-    assert!(text(&again).contains("which finished"), "{}", text(&again));
+    let said = text(&again);
+    assert!(said.contains("which finished"), "{said}");
     assert!(!tmp.path().join("r2").exists(), "nothing created");
+    // Offered: a fresh database (which works) and --audit-leftover; not a fresh
+    // directory, which would meet the same database.
+    assert!(said.contains("--db on a fresh database"), "{said}");
+    assert!(!said.contains("fresh report directory"), "{said}");
+    let elsewhere = format!("sqlite://{}", tmp.path().join("fresh.db").display());
+    let fresh = swarm_run(&scenario, &tmp.path().join("r2"), &["--db", &elsewhere]);
+    assert_eq!(fresh.status.code(), Some(0), "{}", text(&fresh));
 
     let on = swarm_run(
         &scenario,

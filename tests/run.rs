@@ -644,7 +644,7 @@ fn a_live_endpoint_is_driven_over_http_with_an_api_key() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.contains(&format!("target: live endpoints a http://127.0.0.1:{port}"))
-            && said.contains("database: not readable (history-only audit)"),
+            && said.contains("database: none given (history-only audit)"),
         "{said}"
     );
     assert_eq!(

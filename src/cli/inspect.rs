@@ -85,7 +85,53 @@ pub async fn resolve(args: ResolveArgs) -> Result<i32, Exit> {
     {
         mark_resolved(db, &resumed.run_id).await.map_err(internal)?;
     }
+    // The run's report directory (the history's): its summary, report and junit now say
+    // what the resolved history says.
+    let dir = args
+        .history
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    if dir.join("summary.json").is_file() {
+        let scenario = swarm::scenario::Scenario::load(&args.scenario).map_err(usage)?;
+        finish_report(&dir, &scenario, &report, &resumed.resolution).map_err(internal)?;
+        eprintln!(
+            "swarm: resolve: updated {} (summary.json, report.html, junit.xml)",
+            dir.display()
+        );
+    }
     print_verdict(&report, args.json)
+}
+
+/// A stopped or killed run's report directory, after `swarm resolve`: the new audit and
+/// resolution in its summary, the verdict and exit code concluded again, the report and
+/// junit rendered again.
+fn finish_report(
+    dir: &std::path::Path,
+    scenario: &swarm::scenario::Scenario,
+    audit: &swarm::audit::Report,
+    resolution: &swarm::run::Resolution,
+) -> anyhow::Result<()> {
+    let path = dir.join("summary.json");
+    let mut summary: swarm::report::Summary =
+        serde_json::from_str(&std::fs::read_to_string(&path)?)
+            .with_context(|| format!("{}: not a swarm summary", path.display()))?;
+    let h = &summary.headline;
+    summary.headline = swarm::report::Headline::of(audit, h.occ_retries, &h.attempts).stopped_at(
+        summary.agents_done,
+        summary.agents_total,
+        summary.stopped_early,
+        false,
+    );
+    summary.audit = audit.clone();
+    summary.aborted = false;
+    summary.resolution = resolution.clone();
+    let rules: Vec<_> = scenario.thresholds.iter().map(|(m, t)| (*m, *t)).collect();
+    summary.conclude(&rules);
+    summary.write(dir)?;
+    let (series, _) = swarm::report::read_series(&dir.join("timeseries.csv"))?;
+    swarm::report::render(dir, &summary, &series)?;
+    Ok(())
 }
 
 pub async fn report(dir: PathBuf) -> Result<i32, Exit> {

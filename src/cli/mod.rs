@@ -33,6 +33,19 @@ pub enum Verb {
     /// Run a scenario: seed, release the agents, fail regions, resolve, audit, report.
     ///
     /// Example: swarm run scenarios/smoke.toml --no-tui
+    #[command(
+        after_help = "Example:\n  swarm run scenarios/smoke.toml --no-tui\n(--help adds the exit codes)",
+        after_long_help = "Example:\n  swarm run scenarios/smoke.toml --no-tui\n\n\
+Exit codes:\n  \
+0   valid: every invariant held and every threshold passed\n  \
+1   an invariant was violated (said even of a run stopped early)\n  \
+2   a threshold failed (the invariants held)\n  \
+3   unknown: something could not be decided (unresolved requests, a check that could not run)\n  \
+4   stopped early (Ctrl-C, the dashboard's q): the verdict covers only what ran;\n      \
+a second Ctrl-C aborts and still writes the report (then `swarm resolve` finishes it)\n  \
+64  a bad command line or scenario (the error names the file, line and field)\n  \
+70  swarm itself failed (a database it cannot reach, I/O, a bug)"
+    )]
     Run(RunArgs),
     /// Audit a database and/or a client history after the fact.
     ///

@@ -114,7 +114,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
                 match &db {
                     Some(u) => u.to_string(),
                     None if scenario.regions.iter().any(|r| r.endpoint.is_some()) => {
-                        "not readable (history-only audit)".into()
+                        "none given (history-only audit)".into()
                     }
                     None => "embedded SQLite".into(),
                 }
@@ -185,6 +185,18 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
         .map_err(internal)?;
     println!("{}", summary.render());
     println!("report: {}", dir.display());
+    if summary
+        .audit
+        .checks
+        .iter()
+        .any(|c| c.name == "history.complete" && c.validity == swarm::audit::Validity::Unknown)
+    {
+        println!(
+            "the history was cut short: replay its open keys and finish it with\n  swarm resolve {} --history {}",
+            args.scenario.display(),
+            dir.join("history.bin").display()
+        );
+    }
     Ok(summary.exit_code)
 }
 
@@ -228,11 +240,16 @@ async fn leftover(
             ),
             (None, None) => unreachable!("something was found"),
         };
+        // Only the ways on that work for what was found: a fresh directory does not help
+        // a database that holds a run, nor a fresh database a directory that does.
+        let fresh = match &earlier {
+            Some(_) => "--db on a fresh database (e.g. --db sqlite://fresh.db)",
+            None => "a fresh report directory (leave out --report-dir and one is made)",
+        };
         return Err(usage(anyhow::anyhow!(
             "{place}; nothing was run (its rows and files would be audited as this run's).\n\
              To go on, pick one:\n  \
-             - a fresh report directory (leave out --report-dir and one is made)\n  \
-             - --db on a fresh database\n  \
+             - {fresh}\n  \
              - --audit-leftover: audit the state it left, keep that audit, then start this run clean"
         )));
     }
@@ -297,17 +314,28 @@ async fn audit_leftover(url: &DbUrl) -> Result<(swarm::audit::Validity, String),
 }
 
 /// First Ctrl-C: stop arrivals, drain, heal, audit. Second: abort at once.
+/// Ctrl-C stops arrivals and lets the run drain, resolve, audit and report (exit 4); a
+/// second aborts: requests in flight are dropped, the history is left cut and the report
+/// written with what is known; a third ends the process at once.
 fn stop_on_ctrl_c(control: Arc<Control>) {
     tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        eprintln!(
+            "swarm: stopping arrivals, draining, healing, auditing (Ctrl-C again aborts: the report is still written)"
+        );
+        control.stop.store(true, Ordering::Release);
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        eprintln!(
+            "swarm: aborting: dropping the requests in flight, writing what is known (Ctrl-C again exits at once)"
+        );
+        control.abort.store(true, Ordering::Release);
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "swarm: stopping arrivals, draining, healing, auditing (Ctrl-C again aborts)"
-            );
-            control.stop.store(true, Ordering::Release);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("swarm: aborted");
-                std::process::exit(130);
-            }
+            eprintln!("swarm: exited without a report");
+            std::process::exit(130);
         }
     });
 }

@@ -135,6 +135,8 @@ enum Msg {
     Records(Vec<Record>),
     Flush,
     Finish(Notes),
+    /// Sync and stop without the end frame (an aborted run).
+    Abandon,
 }
 
 /// The history of a running run, appended by a writer thread.
@@ -218,6 +220,17 @@ impl Sink {
             contract_examples,
             resumed_after: self.resumed_after.clone(),
         }));
+        self.join()
+    }
+
+    /// Write what is queued and sync, but no end frame: the file reads as cut where it
+    /// stops (an aborted run), and `swarm resolve` can finish it.
+    pub fn abandon(&self) -> Result<u64, HistoryError> {
+        let _ = self.tx.send(Msg::Abandon);
+        self.join()
+    }
+
+    fn join(&self) -> Result<u64, HistoryError> {
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         match thread.map(JoinHandle::join) {
             Some(Ok(result)) => result,
@@ -269,6 +282,12 @@ fn write_loop(
                 write_frame(&mut w, RECORDS, &payload)
             }
             Some(Msg::Flush) | None => sync(&mut w),
+            Some(Msg::Abandon) => {
+                return match first_error.or(sync(&mut w).err()) {
+                    Some(e) => Err(io_err(e)),
+                    None => Ok(written),
+                };
+            }
             Some(Msg::Finish(notes)) => {
                 let notes = serde_json::to_vec(&notes).unwrap_or_default();
                 let end = write_frame(&mut w, NOTES, &notes)

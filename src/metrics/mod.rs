@@ -368,6 +368,13 @@ impl Metrics {
         self.sink.finish(contract_examples)
     }
 
+    /// An aborted run: write what is pending and sync, but leave the file without its
+    /// end (what a reader takes for a run cut short). The records written.
+    pub fn abandon_history(&self) -> Result<u64, HistoryError> {
+        self.hand_over_batches();
+        self.sink.abandon()
+    }
+
     /// One finished logical purchase, latency from its intended start.
     pub fn record_purchase(&self, agent: u32, corrected_us: u64) {
         let mut s = lock(&self.shards[agent as usize % SHARDS]);

@@ -155,6 +155,15 @@ fn verdict(s: &Summary) -> (&'static str, String) {
             "#9a6b00",
             format!("Verdict: {name}: something could not be decided (exit 3)"),
         ),
+        4 => (
+            "#9a6b00",
+            format!(
+                "Verdict: STOPPED EARLY after {} of {} agents{}: {name} for what ran (exit 4)",
+                s.agents_done,
+                s.agents_total,
+                if s.aborted { " (aborted)" } else { "" }
+            ),
+        ),
         code => ("#9a6b00", format!("Verdict: {name} (exit {code})")),
     }
 }
@@ -227,18 +236,19 @@ pub fn render(s: &Summary, series: &[Sample]) -> String {
         }
         page.push_str("</table>");
     }
-    page.push_str("<h2 id=\"invariants\">Invariants</h2><table><tr><th>check</th><th>invariant</th><th>verdict</th><th>count</th><th>examples</th></tr>");
+    page.push_str("<h2 id=\"invariants\">Invariants</h2><table><tr><th>check</th><th>invariant</th><th>verdict</th><th>count</th><th>what it looks for</th><th>examples</th></tr>");
     // Findings first, then what held.
     let mut checks: Vec<_> = s.audit.checks.iter().collect();
     checks.sort_by_key(|c| std::cmp::Reverse(c.validity));
     for c in checks {
         page.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
             esc(&c.name),
             c.invariant.name(),
             c.validity.name(),
             c.validity.name(),
             c.count,
+            esc(&c.detail),
             esc(&c.examples.join(", "))
         ));
     }
@@ -301,14 +311,37 @@ pub fn render(s: &Summary, series: &[Sample]) -> String {
         }
         page.push_str("</table>");
     }
+    page.push_str("<h2>Faults</h2><table><tr><th>region</th><th>mode</th><th>trigger</th><th>started</th><th>healed</th><th>leader (Patroni)</th><th>what the clients saw</th></tr>");
+    for f in &s.faults {
+        let impact: Vec<String> = f.impact.iter().map(|i| esc(&i.words())).collect();
+        page.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&f.region),
+            esc(f.command.as_deref().map_or(f.mode.as_str(), |c| c)),
+            esc(&f.trigger),
+            f.started_ms.map_or("never".into(), |v| format!("{v} ms")),
+            f.healed_ms.map_or("never".into(), |v| format!("{v} ms")),
+            esc(&f.leader_words().unwrap_or_default()),
+            impact.join("<br>")
+        ));
+    }
+    page.push_str("</table>");
     page.push_str("<h2>Charts</h2>");
     let n = series.len();
+    // Commits have their own axis: a hundred commits beside ninety thousand declines a
+    // second would be a flat line at zero.
     page.push_str(&line_chart(
-        "Throughput per second (fault windows shaded)",
+        "Commits per second (fault windows shaded)",
+        "/s",
+        n,
+        &[("commits/s", "#1e7b34", col(|s| s.commits as f64))],
+        &shades,
+    ));
+    page.push_str(&line_chart(
+        "Declines and errors per second (fault windows shaded)",
         "/s",
         n,
         &[
-            ("commits/s", "#1e7b34", col(|s| s.commits as f64)),
             ("declines/s", "#4a7bd0", col(|s| s.declines as f64)),
             ("errors/s", "#b0182a", col(|s| s.errors as f64)),
         ],
@@ -395,21 +428,6 @@ pub fn render(s: &Summary, series: &[Sample]) -> String {
          <tr><td>per request (ms)</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr></table>",
         l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, r.p50_ms, r.p90_ms, r.p99_ms, r.p999_ms, r.max_ms
     ));
-    page.push_str("<h2>Faults</h2><table><tr><th>region</th><th>mode</th><th>trigger</th><th>started</th><th>healed</th><th>leader (Patroni)</th><th>what the clients saw</th></tr>");
-    for f in &s.faults {
-        let impact: Vec<String> = f.impact.iter().map(|i| esc(&i.words())).collect();
-        page.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&f.region),
-            esc(f.command.as_deref().map_or(f.mode.as_str(), |c| c)),
-            esc(&f.trigger),
-            f.started_ms.map_or("never".into(), |v| format!("{v} ms")),
-            f.healed_ms.map_or("never".into(), |v| format!("{v} ms")),
-            esc(&f.leader_words().unwrap_or_default()),
-            impact.join("<br>")
-        ));
-    }
-    page.push_str("</table>");
     if let Some(c) = &s.cluster {
         page.push_str(&format!(
             "<h2>Cluster</h2><p>{} via {} · {} polls, {} unanswered</p><table><tr><th>at</th><th>leader</th><th>timeline</th></tr>",

@@ -53,6 +53,10 @@ pub struct Summary {
     pub agents_total: u64,
     pub agents_done: u64,
     pub stopped_early: bool,
+    /// Aborted by a second Ctrl-C: no resolution, no final reads, the history left cut
+    /// (`swarm resolve` finishes it).
+    #[serde(default)]
+    pub aborted: bool,
     pub counters: BTreeMap<String, u64>,
     /// Requests by HTTP status class (`network`: no answer), the non-zero ones.
     #[serde(default)]
@@ -102,8 +106,18 @@ pub struct Headline {
     pub ledger_drift: u64,
     pub mandate_breaches: u64,
     pub occ_retries: u64,
-    /// `attempts[i]`: answers that took `i + 1` runs.
+    /// `attempts[i]`: executions that took `i + 1` runs.
     pub attempts: Vec<u64>,
+    /// Invariants whose count is 0 only because a check of theirs could not decide:
+    /// the line says `unknown`, never 0.
+    #[serde(default)]
+    pub undecided: Vec<String>,
+    /// The invalid checks, worst first (`name (count)`): what decided an invalid verdict.
+    #[serde(default)]
+    pub findings: Vec<String>,
+    /// `stopped early: 187171 of 200000 agents ran` (a second Ctrl-C: aborted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 impl Headline {
@@ -124,7 +138,45 @@ impl Headline {
             mandate_breaches: audit.count_of(Invariant::MandateBreach),
             occ_retries,
             attempts: trim_zeros(attempts),
+            undecided: [
+                Invariant::Oversell,
+                Invariant::DuplicateSettlement,
+                Invariant::LedgerDrift,
+                Invariant::MandateBreach,
+            ]
+            .into_iter()
+            .filter(|i| {
+                audit.count_of(*i) == 0
+                    && audit
+                        .checks
+                        .iter()
+                        .any(|c| c.invariant == *i && c.validity == Validity::Unknown)
+            })
+            .map(|i| i.name().to_string())
+            .collect(),
+            findings: audit
+                .checks
+                .iter()
+                .filter(|c| c.validity == Validity::Invalid)
+                .map(|c| format!("{} ({})", c.name, c.count))
+                .collect(),
+            stopped: None,
         }
+    }
+
+    /// Say that the run was stopped early, and how far it got.
+    pub fn stopped_at(mut self, done: u64, total: u64, stopped: bool, aborted: bool) -> Headline {
+        if stopped || aborted {
+            self.stopped = Some(format!(
+                "{}: {done} of {total} agents ran",
+                if aborted {
+                    "ABORTED (a second Ctrl-C)"
+                } else {
+                    "STOPPED EARLY"
+                }
+            ));
+        }
+        self
     }
 
     /// `sold 100 of 100 units (100 settled purchases, database) · oversells 0 · …`
@@ -144,19 +196,37 @@ impl Headline {
             .filter(|(_, n)| **n > 0)
             .map(|(i, n)| format!("{}×{n}", i + 1))
             .collect();
-        format!(
+        // A zero is said only when its checks decided it.
+        let figure = |invariant: &str, n: u64| match self.undecided.iter().any(|u| u == invariant) {
+            true => "unknown".to_string(),
+            false => n.to_string(),
+        };
+        let mut line = format!(
             "{sold} · oversells {} · duplicate settlements {} · ledger drift {} · mandate breaches {} · OCC retries {} (attempts {})",
-            self.oversells,
-            self.duplicate_settlements,
-            self.ledger_drift,
-            self.mandate_breaches,
+            figure("oversell", self.oversells),
+            figure("duplicate_settlement", self.duplicate_settlements),
+            figure("ledger_drift", self.ledger_drift),
+            figure("mandate_breach", self.mandate_breaches),
             self.occ_retries,
             if attempts.is_empty() {
                 "none".into()
             } else {
                 attempts.join(" ")
             }
-        )
+        );
+        if let Some(first) = self.findings.first() {
+            line.push_str(&format!(
+                " · INVALID: {first}{}",
+                match self.findings.len() {
+                    1 => String::new(),
+                    n => format!(" and {} more", n - 1),
+                }
+            ));
+        }
+        match &self.stopped {
+            Some(stopped) => format!("{stopped} · {line}"),
+            None => line,
+        }
     }
 }
 
@@ -295,7 +365,13 @@ impl Summary {
             final_reads: run.final_reads.clone(),
             conformance: run.conformance.clone(),
             indeterminate: run.indeterminate,
-            headline: Headline::of(&audit, t.occ_retries, &m.attempts[..ATTEMPT_BARS]),
+            headline: Headline::of(&audit, t.occ_retries, &m.attempts[..ATTEMPT_BARS]).stopped_at(
+                run.agents_done,
+                run.agents_total,
+                run.stopped_early,
+                run.aborted,
+            ),
+            aborted: run.aborted,
             validity: audit.validity,
             audit,
             thresholds: Vec::new(),
@@ -343,7 +419,11 @@ impl Summary {
                 }
             })
             .collect();
-        self.exit_code = exit::code(self.validity, self.thresholds.iter().all(|t| t.passed));
+        self.exit_code = exit::of_run(
+            self.validity,
+            self.thresholds.iter().all(|t| t.passed),
+            self.stopped_early || self.aborted,
+        );
     }
 
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
@@ -355,7 +435,7 @@ impl Summary {
     /// `SQLite 3.50.2 (sqlite://…)`, or that it could not be read.
     pub fn database_words(&self) -> String {
         if self.database.starts_with("none") {
-            "not readable (history-only audit)".into()
+            "none given (history-only audit)".into()
         } else {
             format!("{} ({})", self.database_engine, self.database)
         }
@@ -501,6 +581,20 @@ impl Summary {
                 t.rule,
                 t.observed,
                 if t.passed { "pass" } else { "FAIL" }
+            ));
+        }
+        if self.stopped_early || self.aborted {
+            out.push_str(&format!(
+                "{}: {} of {} agents ran; the verdict covers only what ran{} (exit code {} unless something invalid was found)\n",
+                if self.aborted { "ABORTED by a second Ctrl-C" } else { "STOPPED EARLY" },
+                self.agents_done,
+                self.agents_total,
+                if self.aborted {
+                    "; requests in flight were dropped and the history left cut"
+                } else {
+                    ""
+                },
+                exit::STOPPED
             ));
         }
         // The run in one line, last, where the eye lands.

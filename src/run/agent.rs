@@ -310,7 +310,9 @@ impl World {
             self.metrics.ms_at(done),
             req.amount_minor,
         );
-        let new_execution = seen.first_sight(sent.execution);
+        // A final read re-reads an execution its client has (nearly always) seen: its
+        // attempts are not counted again.
+        let new_execution = a.op != Op::FinalRead && seen.first_sight(sent.execution);
         self.metrics.record_request(
             a.plan.id,
             &r,

@@ -83,7 +83,25 @@ async fn arrive(
             }
         });
     }
-    while workers.join_next().await.is_some() {}
+    // The workers end by themselves; an abort (a second Ctrl-C) cancels them, requests in
+    // flight included, checked by this one task rather than on every agent's path.
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            joined = workers.join_next() => {
+                if joined.is_none() {
+                    break;
+                }
+            }
+            _ = tick.tick() => {
+                if control.abort.load(Ordering::Acquire) {
+                    workers.abort_all();
+                    while workers.join_next().await.is_some() {}
+                    return true;
+                }
+            }
+        }
+    }
     stopped.load(Ordering::Acquire)
 }
 

@@ -123,6 +123,12 @@ impl RegionImpact {
             secs(o.last_error_ms.unwrap_or(first))
         );
         let mut out = match (o.recovered_ms, o.unavailable_ms) {
+            // Failures among answers: the region was never out (a request failed while
+            // the next one was served), so no window is claimed.
+            (Some(_), Some(0)) => format!(
+                "{}: served throughout ({failed}, each while other requests were served)",
+                self.region
+            ),
             (Some(back), Some(down)) => format!(
                 "{}: nothing served from {} to {} ({} unavailable; {failed})",
                 self.region,

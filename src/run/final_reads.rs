@@ -245,7 +245,12 @@ async fn choose_method(world: &World, keys: &[(Offered, Class)]) -> String {
 }
 
 /// Re-read the sampled keys, `concurrency` at a time, within the spec's budget.
-pub async fn read(world: &Arc<World>, concurrency: usize, spec: &FinalReadSpec) -> FinalReads {
+pub async fn read(
+    world: &Arc<World>,
+    concurrency: usize,
+    spec: &FinalReadSpec,
+    abort: &std::sync::atomic::AtomicBool,
+) -> FinalReads {
     let started = Instant::now();
     let (keys, offered) = world.final_reads.take();
     let mut out = FinalReads {
@@ -266,7 +271,12 @@ pub async fn read(world: &Arc<World>, concurrency: usize, spec: &FinalReadSpec) 
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     let mut budget_hit = false;
+    let mut aborted = false;
     for ((agent, purchase, variant), _class) in &keys {
+        if abort.load(Ordering::Acquire) {
+            aborted = true;
+            break;
+        }
         if Instant::now() >= deadline {
             budget_hit = true;
             break;
@@ -308,7 +318,9 @@ pub async fn read(world: &Arc<World>, concurrency: usize, spec: &FinalReadSpec) 
     out.answered = answered.load(Ordering::Relaxed);
     out.elapsed_ms = started.elapsed().as_millis() as u64;
     let unread = out.read < keys.len() as u64;
-    out.stopped = if budget_hit || (unread && Instant::now() >= deadline) {
+    out.stopped = if aborted {
+        Some("stopped: the run was aborted (a second Ctrl-C)".into())
+    } else if budget_hit || (unread && Instant::now() >= deadline) {
         Some(format!(
             "stopped at its budget (audit.final_reads.budget_ms = {})",
             spec.budget_ms

@@ -71,6 +71,10 @@ pub enum RunError {
 pub struct Control {
     pub stop: AtomicBool,
     pub paused: AtomicBool,
+    /// A second Ctrl-C: drop the requests in flight, skip the resolution and final reads,
+    /// leave the history without its end (as a killed run's: `swarm resolve` finishes it)
+    /// and report what is known.
+    pub abort: AtomicBool,
 }
 
 /// What to run and where.
@@ -132,6 +136,8 @@ pub struct RunResult {
     pub agents_total: u64,
     pub agents_done: u64,
     pub stopped_early: bool,
+    /// Aborted by a second Ctrl-C: no resolution, no final reads, the history left cut.
+    pub aborted: bool,
     pub region_names: Vec<String>,
     /// Per region reached over HTTP: the connections its client opened.
     pub region_connections: Vec<Option<crate::gateway::pool::ConnectionFigures>>,
@@ -275,7 +281,7 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
             }
             database.engine_version().await?
         }
-        None => "live endpoint (database not readable)".to_string(),
+        None => "none given: a live endpoint's own database (history-only audit)".to_string(),
     };
 
     let (regions, servers) = match (&url, live_regions) {
@@ -386,13 +392,36 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
     let _ = faults_task.await;
     timeline.heal_all(&world.regions, &world.metrics);
     timeline.finish(&world.metrics);
-    let resolution = resolve::resolve(
-        &world,
-        s.agents.in_flight,
-        std::time::Duration::from_millis(s.retry.resolve_budget_ms),
-    )
-    .await;
-    let final_reads = final_reads::read(&world, s.agents.in_flight, &s.audit.final_reads).await;
+    let aborted = opts.control.abort.load(Ordering::Acquire);
+    let (resolution, final_reads) = if aborted {
+        // Aborted: what the history holds is what is known; `swarm resolve` can replay
+        // the open keys later.
+        let skipped = "not run: the run was aborted (a second Ctrl-C)".to_string();
+        (
+            Resolution {
+                stopped: Some(skipped.clone()),
+                ..Resolution::default()
+            },
+            FinalReads {
+                stopped: Some(skipped),
+                ..FinalReads::default()
+            },
+        )
+    } else {
+        let abort = &opts.control.abort;
+        let resolution = resolve::resolve(
+            &world,
+            s.agents.in_flight,
+            std::time::Duration::from_millis(s.retry.resolve_budget_ms),
+            abort,
+        )
+        .await;
+        let reads =
+            final_reads::read(&world, s.agents.in_flight, &s.audit.final_reads, abort).await;
+        (resolution, reads)
+    };
+    // An abort during the resolution or the final reads leaves the history cut too.
+    let aborted = opts.control.abort.load(Ordering::Acquire);
     sampler_stop.store(true, Ordering::Release);
     sampler_task.abort();
     let _ = sampler_task.await;
@@ -411,9 +440,14 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
     world.metrics.sample(sampler::region_states(&world));
 
     let elapsed_ms = world.metrics.start.elapsed().as_millis() as u64;
-    let written = world
-        .metrics
-        .finish_history(world.metrics.violation_examples())?;
+    let written = match aborted {
+        // Left without its end, as a killed run's: the audit says it was cut short and
+        // `swarm resolve` can finish it.
+        true => world.metrics.abandon_history()?,
+        false => world
+            .metrics
+            .finish_history(world.metrics.violation_examples())?,
+    };
     tracing::info!(records = written, memory_kib = ?crate::metrics::memory_kib(), "history written");
     let indeterminate = history::Indeterminate::read(&history_path)?;
     let db_url = url;
@@ -436,6 +470,7 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         agents_total: total,
         agents_done: world.metrics.agents_done.load(Ordering::Relaxed),
         stopped_early: stopped_early || opts.control.stop.load(Ordering::Acquire),
+        aborted,
         region_names,
         region_connections: world
             .regions

@@ -50,7 +50,12 @@ pub struct Resolution {
 
 /// Replay every indeterminate key through a healthy region until it gets a definite
 /// answer, a bounded number of times, within `budget`.
-pub async fn resolve(world: &Arc<World>, concurrency: usize, budget: Duration) -> Resolution {
+pub async fn resolve(
+    world: &Arc<World>,
+    concurrency: usize,
+    budget: Duration,
+    abort: &AtomicBool,
+) -> Resolution {
     let pending = world.pending.take();
     let started = Instant::now();
     let deadline = started + budget;
@@ -72,6 +77,10 @@ pub async fn resolve(world: &Arc<World>, concurrency: usize, budget: Duration) -
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for first in pending {
+        if abort.load(Ordering::Acquire) {
+            give_up.store(true, Ordering::Relaxed);
+            break;
+        }
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };

@@ -129,6 +129,7 @@ pub async fn resume(opts: ResumeOptions) -> Result<Resumed, RunError> {
         &world,
         s.agents.in_flight,
         Duration::from_millis(s.retry.resolve_budget_ms),
+        &std::sync::atomic::AtomicBool::new(false),
     )
     .await;
     for server in servers {

@@ -426,7 +426,7 @@ mod tests {
     #[test]
     fn at_80_by_24_nothing_is_cut() {
         let mut d = figures();
-        d.target = "live endpoints a http://127.0.0.1:8080, b http://127.0.0.1:8081 · ZeroRace API · HTTP/1.1 without TLS · database: not readable (history-only audit)".into();
+        d.target = "live endpoints a http://127.0.0.1:8080, b http://127.0.0.1:8081 · ZeroRace API · HTTP/1.1 without TLS · database: none given (history-only audit)".into();
         d.done = 1_000_000;
         d.total = 1_000_000;
         d.outcomes = vec![
