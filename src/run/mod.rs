@@ -14,6 +14,7 @@ pub mod faults;
 pub mod final_reads;
 mod id;
 pub mod leftover;
+pub mod live;
 pub mod probe;
 pub mod resolve;
 pub mod resolving;
