@@ -3,7 +3,8 @@
 # default, next to the bare one-transaction-per-purchase rusqlite loop (same stock, same
 # buckets, same mandates, mostly declined), measured in the same script. Prints wall time,
 # agents/s, purchases/s, peak RSS, the ratio to the bare loop, and the price of the live
-# audit poller and of the dashboard (million and smoke, with and without the TUI). Not a test.
+# audit poller, of the dashboard (million and smoke, with and without the TUI), of the
+# Prometheus exporter and of Mission Control. Not a test.
 #
 # The run and the bare loop take turns RUNS times (default 3) and the ratio is that of
 # their medians: on a shared machine one pair can be 10 % off either way.
@@ -46,8 +47,25 @@ SWARM_LIVE_AUDIT=off target/release/swarm run "$SCENARIO" --no-tui --report-dir 
 # And with the dashboard, in a pseudo-terminal (script(1)), to price that.
 env -u CI TERM=xterm-256color script -qec \
     "target/release/swarm run $SCENARIO --report-dir $WORK/tui --exit-on-finish" /dev/null <&3 >/dev/null 2>&1
+# With the Prometheus exporter, scraped every second, and with Mission Control watched by
+# one browser-like viewer (an event stream read to the end), to price each.
+port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+MPORT="$(port)"; WPORT="$(port)"
+target/release/swarm run "$SCENARIO" --no-tui --report-dir "$WORK/prom" --metrics-listen "127.0.0.1:$MPORT" \
+    >/dev/null 2>&1 &
+RUN=$!
+while kill -0 "$RUN" 2>/dev/null; do curl -s -o /dev/null "http://127.0.0.1:$MPORT/metrics"; sleep 1; done
+wait "$RUN"
+target/release/swarm run "$SCENARIO" --no-tui --report-dir "$WORK/web" --web "127.0.0.1:$WPORT" \
+    >/dev/null 2>&1 &
+RUN=$!
+for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$WPORT/" && break; sleep 0.1; done
+curl -sN "http://127.0.0.1:$WPORT/events" >/dev/null 2>&1 &
+VIEWER=$!
+wait "$RUN"
+kill "$VIEWER" 2>/dev/null
 set -e
-python3 - "$WORK/run/summary.json" "$bare" "$rss_kib" "$code" "$WORK/quiet/summary.json" "$WORK/tui/summary.json" "${runs[*]}" <<'PY'
+python3 - "$WORK/run/summary.json" "$bare" "$rss_kib" "$code" "$WORK/quiet/summary.json" "$WORK/tui/summary.json" "${runs[*]}" "$WORK/prom/summary.json" "$WORK/web/summary.json" <<'PY'
 import json, statistics, sys
 s = json.load(open(sys.argv[1]))
 quiet = json.load(open(sys.argv[5]))
@@ -68,6 +86,10 @@ q = quiet["rates"]["purchases_per_s"]
 print(f"live audit cost     {100 * (q - rate) / q:+.1f}% purchases/s ({q:.0f}/s without the poller)")
 t = tui["rates"]["purchases_per_s"]
 print(f"dashboard cost      {100 * (rate - t) / rate:+.1f}% purchases/s ({t:.0f}/s with the TUI, {rate:.0f}/s without)")
+prom = json.load(open(sys.argv[8]))["rates"]["purchases_per_s"]
+print(f"exporter cost       {100 * (rate - prom) / rate:+.1f}% purchases/s ({prom:.0f}/s with --metrics-listen scraped every second)")
+web = json.load(open(sys.argv[9]))["rates"]["purchases_per_s"]
+print(f"Mission Control     {100 * (rate - web) / rate:+.1f}% purchases/s ({web:.0f}/s with --web and one viewer)")
 inv = {c['name']: c['count'] for c in s['audit']['checks'] if c['validity'] == 'invalid'}
 print(f"invariants          {'all 0' if not inv else inv}")
 print(f"verdict             {s['validity']} (exit {code})")

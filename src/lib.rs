@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod history;
 pub mod lane;
 pub mod metrics;
+pub mod observe;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -171,6 +171,34 @@ pub struct RunArgs {
     /// contract's promises on an HTTP endpoint before the agents start.
     #[arg(long)]
     pub no_probe: bool,
+    /// Serve the generator's live state in the Prometheus exposition format at
+    /// http://ADDR/metrics while the run lasts (and a few seconds after the verdict), e.g.
+    /// 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Send the same metrics by Prometheus remote write to URL every
+    /// --metrics-push-interval and once at the end (http://host:port/api/v1/write).
+    #[arg(long, value_name = "URL", value_parser = parse_push)]
+    pub metrics_push: Option<swarm::observe::PushTarget>,
+    /// How often --metrics-push sends (e.g. 5s, 1s).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_interval)]
+    pub metrics_push_interval: std::time::Duration,
+    /// Serve Mission Control, the live run in a browser, at http://ADDR/ (read-only; any
+    /// number of viewers), e.g. 127.0.0.1:8088.
+    #[arg(long, value_name = "ADDR")]
+    pub web: Option<std::net::SocketAddr>,
+}
+
+fn parse_push(s: &str) -> Result<swarm::observe::PushTarget, String> {
+    swarm::observe::PushTarget::parse(s)
+}
+
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = swarm::scenario::parse_duration(s)?;
+    if d < std::time::Duration::from_millis(100) || d > std::time::Duration::from_secs(3600) {
+        return Err(format!("`{s}`: between 100ms and 1h"));
+    }
+    Ok(d)
 }
 
 #[derive(clap::Args)]

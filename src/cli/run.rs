@@ -102,25 +102,68 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
         scenario.seed,
         dir.display()
     );
-    let (observer, watching) = tokio::sync::oneshot::channel();
+    let (observer, watching) = tokio::sync::oneshot::channel::<Arc<swarm::run::LiveRun>>();
     let (phase, phases) = tokio::sync::watch::channel(Phase::Running);
+    // What is driven, in words; a password in a URL never reaches a page or a label.
+    let target_words = swarm::run::live::redact(&format!(
+        "{} · database: {}",
+        swarm::report::target_of(&scenario),
+        match &db {
+            Some(u) => u.to_string(),
+            None if scenario.regions.iter().any(|r| r.endpoint.is_some()) => {
+                "none given (history-only audit)".into()
+            }
+            None => "embedded SQLite".into(),
+        }
+    ));
+    let observe = swarm::observe::Options {
+        metrics_listen: args.metrics_listen,
+        metrics_push: args.metrics_push.clone(),
+        push_interval: args.metrics_push_interval,
+        web: args.web,
+    };
+    let observers = match observe.any() {
+        true => {
+            let meta = swarm::run::live::Meta {
+                scenario: scenario.name.clone(),
+                seed: scenario.seed,
+                run_id: run_id.to_string(),
+                target: target_words.clone(),
+            };
+            let o = swarm::observe::Observers::start(&observe, meta)
+                .await
+                .map_err(usage)?;
+            if let Some(addr) = args.web {
+                eprintln!("swarm: Mission Control at http://{addr}/");
+            }
+            if let Some(addr) = args.metrics_listen {
+                eprintln!("swarm: Prometheus metrics at http://{addr}/metrics");
+            }
+            Some(Arc::new(o))
+        }
+        false => None,
+    };
+    // The running swarm goes to the dashboard and to the observers alike.
+    let (to_tui, for_tui) = tokio::sync::oneshot::channel();
+    let wants_live = tui || observers.is_some();
+    {
+        let observers = observers.clone();
+        tokio::spawn(async move {
+            if let Ok(run) = watching.await {
+                if let Some(o) = &observers {
+                    o.attach(run.clone());
+                }
+                let _ = to_tui.send(run);
+            }
+        });
+    }
     let dashboard = tui.then(|| {
         let meta = tui::Meta {
             scenario: scenario.name.clone(),
             seed: scenario.seed,
-            target: format!(
-                "{} · database: {}",
-                swarm::report::target_of(&scenario),
-                match &db {
-                    Some(u) => u.to_string(),
-                    None if scenario.regions.iter().any(|r| r.endpoint.is_some()) => {
-                        "none given (history-only audit)".into()
-                    }
-                    None => "embedded SQLite".into(),
-                }
-            ),
+            target: target_words.clone(),
         };
-        tokio::spawn(tui::run(watching, phases, meta, args.exit_on_finish))
+        tokio::spawn(tui::run(for_tui, phases, meta, args.exit_on_finish))
     });
     let result = swarm::run::execute(RunOptions {
         scenario: scenario.clone(),
@@ -129,7 +172,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
         shard: args.shard,
         progress: !tui,
         control,
-        observer: tui.then_some(observer),
+        observer: wants_live.then_some(observer),
         kernel_sql: Sql::reference(),
         probe: !args.no_probe,
         run_id,
@@ -159,8 +202,23 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
         }
     };
     let _ = phase.send(Phase::Auditing);
+    if let Some(o) = &observers {
+        o.phase("auditing");
+    }
     let marker = result.marker.clone();
     let (summary, written) = swarm::report::conclude(&scenario, result).await;
+    if let Some(o) = &observers {
+        o.finish(
+            swarm::run::live::Verdict {
+                validity: summary.validity,
+                exit_code: summary.exit_code,
+                headline: summary.headline.line(),
+                note: format!("report: {}", dir.display()),
+            },
+            dir.clone(),
+        )
+        .await;
+    }
     if let Some(marker) = marker {
         swarm::run::mark_finished(&marker)
             .await
@@ -179,6 +237,17 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
             Err(e) if e.is_panic() => eprintln!("swarm: dashboard failed"),
             _ => {}
         }
+    }
+    if let Some(o) = observers {
+        // The last scrape and every viewer see the verdict before the listeners close.
+        tokio::time::sleep(OBSERVE_LINGER).await;
+        if o.dropped_frames() > 0 {
+            eprintln!(
+                "swarm: Mission Control: {} frames dropped for viewers that fell behind",
+                o.dropped_frames()
+            );
+        }
+        o.stop().await;
     }
     written
         .with_context(|| format!("writing the report in {}", dir.display()))
@@ -314,6 +383,9 @@ async fn audit_leftover(url: &DbUrl) -> Result<(swarm::audit::Validity, String),
 }
 
 /// First Ctrl-C: stop arrivals, drain, heal, audit. Second: abort at once.
+/// How long the observers stay up after the verdict (a scrape interval or two).
+const OBSERVE_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Ctrl-C stops arrivals and lets the run drain, resolve, audit and report (exit 4); a
 /// second aborts: requests in flight are dropped, the history is left cut and the report
 /// written with what is known; a third ends the process at once.

@@ -200,6 +200,21 @@ pub struct Snapshot {
     pub agents_done: u64,
 }
 
+impl Snapshot {
+    /// Nothing yet: zero counters, empty histograms, no regions.
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            totals: Counters::default(),
+            attempts: [0; ATTEMPT_BARS],
+            raw_us: histogram(),
+            corrected_us: histogram(),
+            regions: Vec::new(),
+            in_flight: Vec::new(),
+            agents_done: 0,
+        }
+    }
+}
+
 /// Requests in flight per region, striped by generator lane (each stripe on its own cache
 /// line): two lanes never bounce one counter between their cores on every request.
 struct InFlight {

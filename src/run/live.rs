@@ -77,6 +77,8 @@ pub struct View {
     /// A watched cluster's leader: `n2 (was n3, elected at 14.1 s)`.
     pub leader: Option<String>,
     pub verdict: Option<Verdict>,
+    /// Frames a browser viewer missed because it fell behind (Mission Control).
+    pub dropped_frames: u64,
 }
 
 /// What the caller knows that the run does not: its name for the target.
@@ -171,6 +173,7 @@ impl LiveRun {
             live: *self.live.lock().unwrap_or_else(|p| p.into_inner()),
             leader,
             verdict: None,
+            dropped_frames: 0,
         }
     }
 }
