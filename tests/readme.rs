@@ -194,7 +194,7 @@ fn the_readme_examples_run_in_order_verbatim() {
                 .env("SWARM_PG_DIR", tmp.path().join("pg"))
                 .env_remove("DATABASE_URL")
                 .output()
-                .expect(shell.program());
+                .unwrap_or_else(|e| panic!("{}: {e}", shell.program()));
             stdout.push_str(&String::from_utf8_lossy(&out.stdout));
             stderr.push_str(&String::from_utf8_lossy(&out.stderr));
             if !out.status.success() {
