@@ -13,9 +13,9 @@ command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 # Independent implementations of the contract the tests judge (tests/servers/).
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
-# The README's examples (tests/readme.rs) use curl.
+# The documentation's examples (README.md and docs/*.md, run by tests/readme.rs) use curl.
 command -v curl >/dev/null 2>&1 || missing+=(curl)
-# …and openssl (the CLI) makes the certificate of the README's HTTPS example.
+# …and openssl (the CLI) makes the certificate of the HTTPS example in docs/endpoints.md.
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [[ ${#missing[@]} -gt 0 ]]; then
     echo "test.sh: installing ${missing[*]}" >&2

@@ -706,14 +706,38 @@ async fn twenty_seeds_of_every_scenario_are_valid_on_postgres() {
     .await;
 }
 
-/// README's "What the audit checks" names every check the auditor runs (full and
-/// history-only audits, the run and database checks included).
+/// The checks page the README links to, `docs/checks.md` ("What the audit checks"), names
+/// every check the auditor runs (full and history-only audits, the run and database checks
+/// included) and every conformance check `docs/contracts.md` describes. (The name is from
+/// when the list was a section of the README.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_lists_every_check() {
-    let readme = std::fs::read_to_string(common::repo().join("README.md")).expect("README");
-    let start = readme.find("## What the audit checks").expect("section");
-    let section = &readme[start..];
-    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let read = |page: &str| std::fs::read_to_string(common::repo().join(page)).expect(page);
+    let section = read("docs/checks.md");
+    assert!(
+        read("README.md").contains("(docs/checks.md)"),
+        "the README links docs/checks.md"
+    );
+    // The probe's checks are described in contracts.md; the checks page names each.
+    let contracts = read("docs/contracts.md");
+    let mut conformance: Vec<&str> = contracts
+        .match_indices("`conformance.")
+        .filter_map(|(i, _)| {
+            let name = &contracts[i + 1..];
+            name.find('`').map(|end| &name[..end])
+        })
+        .collect();
+    conformance.sort();
+    conformance.dedup();
+    assert!(conformance.len() >= 6, "{conformance:?}");
+    let unlisted: Vec<&&str> = conformance
+        .iter()
+        .filter(|n| !section.contains(&format!("`{n}`")))
+        .collect();
+    assert!(
+        unlisted.is_empty(),
+        "docs/checks.md does not name {unlisted:?}"
+    );
     let (_g, url) = common::fresh_sqlite();
     let history = clean_run(&url).await;
     let mut names: Vec<String> = Vec::new();
@@ -735,5 +759,8 @@ async fn the_readme_lists_every_check() {
         .iter()
         .filter(|n| !section.contains(&format!("`{n}`")))
         .collect();
-    assert!(missing.is_empty(), "README does not list {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "docs/checks.md does not list {missing:?}"
+    );
 }
