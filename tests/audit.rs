@@ -538,6 +538,45 @@ async fn an_audit_past_its_memory_budget_finds_the_same_as_one_in_memory() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_that_is_not_a_number_is_a_finding_not_a_zero() {
+    // SQLite keeps what it is given: a text where a count belongs, as a database swarm did
+    // not write may hold, is named, not summed as 0.
+    let (_g, url) = common::fresh_sqlite();
+    let _history = clean_run(&url).await;
+    common::execute(
+        &url,
+        "UPDATE bucket SET available = 'lots' WHERE rowid = (SELECT min(rowid) FROM bucket)",
+    )
+    .await;
+    // And an intent's amount, read by the one pass over every intent.
+    common::execute(
+        &url,
+        "UPDATE intent SET amount_minor = 'much' WHERE rowid = (SELECT min(rowid) FROM intent)",
+    )
+    .await;
+    let report = audit::audit(audit::Input {
+        db: Some(&url),
+        history: None,
+        state_only: true,
+    })
+    .await;
+    let c = report.check("torn_commit.unreadable_value").expect("check");
+    assert_eq!((c.validity, c.count), (Validity::Invalid, 2), "{c:?}");
+    assert!(
+        c.examples
+            .iter()
+            .any(|e| e.starts_with("bucket.available:")),
+        "{c:?}"
+    );
+    assert!(
+        c.examples
+            .iter()
+            .any(|e| e.starts_with("intent.amount_minor:")),
+        "{c:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_only_audit_says_what_it_could_not_check() {
     let (_g, url) = common::fresh_sqlite();
     let history = clean_run(&url).await;

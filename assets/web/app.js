@@ -131,11 +131,15 @@
     es.addEventListener('error', () => {
       // EventSource reconnects by itself; the first event after it is whole again.
       state.expectWhole = true;
+      const ended = state.view && state.view.phase === 'done';
       if (es.readyState === 2) {
         // CLOSED: the browser gave up (bad status or type); try again ourselves.
         setConn('closed', 'disconnected, retrying');
         es.close();
         setTimeout(connect, 3000);
+      } else if (ended) {
+        // The run is over; the server may stop serving. What is shown is the final view.
+        setConn('ended', 'run ended · stream closed');
       } else {
         setConn('reconnecting', 'reconnecting');
       }
@@ -168,6 +172,7 @@
     if (!el) return;
     const n = num(value);
     if (n === null) {
+      delete el.dataset.value;
       if (el.textContent !== '—') el.textContent = '—';
       return;
     }
@@ -198,10 +203,15 @@
     if (n === null) return '—';
     const a = Math.abs(n);
     const trim = (x, d) => x.toFixed(d).replace(/\.0+$/, '').replace(/(\.\d*?)0+$/, '$1');
-    if (a >= 1e9) return trim(n / 1e9, a >= 1e10 ? 0 : 1) + 'G';
-    if (a >= 1e6) return trim(n / 1e6, a >= 1e7 ? 0 : 1) + 'M';
-    if (a >= 1e3) return trim(n / 1e3, a >= 1e4 ? 0 : 1) + 'k';
-    if (a >= 1 || a === 0) return trim(n, a >= 10 ? 0 : 1);
+    // Pick the unit after rounding, so 999,661 reads 1M, not 1000k.
+    const units = [[1e9, 'G'], [1e6, 'M'], [1e3, 'k']];
+    for (const [u, suffix] of units) {
+      if (a >= u * 0.9995) {
+        const x = n / u;
+        return trim(x, Math.abs(x) >= 9.95 ? 0 : 1) + suffix;
+      }
+    }
+    if (a >= 1 || a === 0) return trim(n, a >= 9.95 ? 0 : 1);
     return trim(n, 2);
   }
 
@@ -286,9 +296,10 @@
   }
 
   // Linear scale 0..max with about `n` ticks.
-  function linearTicks(max, n) {
+  function linearTicks(max, n, integer) {
     const top = max > 0 ? max : 1;
-    const step = niceStep(top / n);
+    let step = niceStep(top / n);
+    if (integer) step = Math.max(1, Math.floor(step)); // counts: 0, 1, 2, never 0.25 or 2.5
     const end = Math.ceil(top / step - 1e-9) * step;
     const ticks = [];
     for (let v = 0; v <= end + step / 2; v += step) ticks.push(v);
@@ -510,7 +521,7 @@
           }
         }
         const nt = ph > fs * 6 ? 4 : ph > fs * 3 ? 2 : 1;
-        const lt = linearTicks(mx, nt);
+        const lt = linearTicks(mx, nt, pane.integer !== false);
         yOf = (v) => y0 - (Math.max(0, v) / lt.max) * ph;
         ticks = lt.ticks;
       }
@@ -535,6 +546,12 @@
           S('path', { class: 'area', d: areaOf(pts, y0), fill: ln.color, 'fill-opacity': 0.18 }, gData);
         }
         S('path', { class: 'line', d: pathOf(pts), stroke: ln.color, 'stroke-width': ln.width || Math.max(1.5, fs * 0.13) }, gData);
+        // A sample with no neighbour (the first second, or after a gap) is a dot.
+        pts.forEach((p, k) => {
+          if (p !== null && !pts[k - 1] && !pts[k + 1]) {
+            S('circle', { cx: r1(p[0]), cy: r1(p[1]), r: r1(Math.max(2.5, fs * 0.22)), fill: ln.color }, gData);
+          }
+        });
       }
       top = y0 + gap;
     }
@@ -559,7 +576,10 @@
     for (let s = 0; s <= xMax + 1e-9; s += step) {
       const x = xOf(s);
       S('line', { class: 'gridline', x1: r1(x), x2: r1(x), y1: r1(plotTop), y2: r1(plotBottom), 'stroke-opacity': 0.5 }, gGrid);
-      T(gGrid, x, xAxisY + fs * 1.1, fmtAxisSeconds(s, xMax), { 'text-anchor': s === 0 ? 'start' : 'middle', class: 'tick-label' });
+      const label = fmtAxisSeconds(s, xMax);
+      const half = textWidth(label, fs) / 2;
+      const anchor = s === 0 ? 'start' : x + half > W - 2 ? 'end' : 'middle';
+      T(gGrid, anchor === 'end' ? W - 2 : x, xAxisY + fs * 1.1, label, { 'text-anchor': anchor, class: 'tick-label' });
     }
 
     // Fault windows: a shaded band each, over all panes and lanes.
@@ -793,7 +813,7 @@
 
     const paused = v.paused === true;
     $('paused').hidden = !paused;
-    document.body.classList.toggle('paused', paused);
+    document.body.classList.toggle('is-paused', paused);
     setText($('elapsed'), fmtElapsed(v.elapsed_s));
 
     const dropped = num(v.dropped_frames) || 0;

@@ -632,8 +632,19 @@ impl Tally {
 
     /// Without a database: what clients were told against what the scenario declared.
     pub fn declared(&self, h: &Header) -> Vec<Check> {
-        let name_item = |i: &u16| h.items.get(usize::from(*i)).cloned().unwrap_or_default();
-        let name_mandate = |m: &u32| h.mandates.get(*m as usize).cloned().unwrap_or_default();
+        // An index the header does not name is said as one, never an empty name.
+        let name_item = |i: &u16| {
+            h.items
+                .get(usize::from(*i))
+                .cloned()
+                .unwrap_or_else(|| format!("item #{i} (not in the history's header)"))
+        };
+        let name_mandate = |m: &u32| {
+            h.mandates
+                .get(*m as usize)
+                .cloned()
+                .unwrap_or_else(|| format!("mandate #{m} (not in the history's header)"))
+        };
         let mut over_stock: Vec<(String, i64)> = self
             .acked_units
             .iter()
@@ -701,7 +712,12 @@ impl Tally {
         let mut acked: HashMap<String, i64> = HashMap::new();
         let mut open: HashMap<String, i64> = HashMap::new();
         let mut claimed: HashMap<String, i64> = HashMap::new();
-        let header_item = |i: &u16| h.items.get(usize::from(*i)).cloned().unwrap_or_default();
+        let header_item = |i: &u16| {
+            h.items
+                .get(usize::from(*i))
+                .cloned()
+                .unwrap_or_else(|| format!("item #{i} (not in the history's header)"))
+        };
         for (i, u) in &self.interval_acked {
             *acked.entry(header_item(i)).or_default() += u;
         }
@@ -717,7 +733,10 @@ impl Tally {
             .iter()
             .chain(phantoms.into_iter().flatten())
         {
-            let name = items.get(*i as usize).cloned().unwrap_or_default();
+            let name = items
+                .get(*i as usize)
+                .cloned()
+                .unwrap_or_else(|| format!("item #{i} (not in the catalog)"));
             *claimed.entry(name).or_default() += u;
         }
         let mut names: Vec<&String> = acked

@@ -58,6 +58,8 @@ pub struct Scan {
     /// Intents whose merchant, mandate or item is missing, another merchant's, or in
     /// another currency.
     pub broken_reference: Found,
+    /// Intents whose quantity or amount is NULL or not an integer.
+    pub unreadable: Found,
     /// Items whose committed units (the intents' quantities) exceed the initial stock.
     pub committed_over_stock: Found,
     /// Committed units and intents per (non-sandbox) item, against its initial stock.
@@ -265,7 +267,15 @@ pub async fn scan(src: &Source, mut history: Option<(&str, &mut Parts)>) -> Resu
             scan.intents_read += 1;
             let (outcome, snapshot, intent_id, currency) =
                 (text(r, 1)?, text(r, 4)?, text(r, 6)?, text(r, 9)?);
-            let (quantity, amount_minor) = (r.int(2)?.unwrap_or(0), r.int(3)?.unwrap_or(0));
+            // NULL or not an integer: a finding (`torn_commit.unreadable_value`), then 0.
+            let mut number = |i: usize, column: &str| match r.int(i) {
+                Ok(Some(n)) => n,
+                _ => {
+                    scan.unreadable.add(|| format!("intent.{column}:{intent_id}"));
+                    0
+                }
+            };
+            let (quantity, amount_minor) = (number(2, "quantity"), number(3, "amount_minor"));
             let committed = outcome == "COMMITTED";
             if let Some(why) =
                 snapshot_disagrees(snapshot, intent_id, outcome, amount_minor, currency, r.text(10)?)

@@ -68,6 +68,7 @@ const STATE_CHECKS: &[&str] = &[
     "torn_commit.orphan_rows",
     "torn_commit.snapshot_mismatch",
     "torn_commit.broken_reference",
+    "torn_commit.unreadable_value",
 ];
 
 const DB_HISTORY_CHECKS: &[&str] = &[

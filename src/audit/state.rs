@@ -451,7 +451,66 @@ pub async fn run(src: &Source, scan: &Result<Scan, String>) -> (Vec<Check>, Vec<
         "rows naming an id that does not exist, and intents whose mandate or item is another merchant's or in another currency",
     ));
     lap!();
+    checks.push(unreadable_values(src, scan).await);
+    lap!();
     (checks, timings)
+}
+
+/// The integer columns the audit's figures are sums of, with each table's id.
+const NUMBERS: &[(&str, &str, &[&str])] = &[
+    ("item", "item_id", &["initial_stock", "unit_price_minor"]),
+    ("bucket", "bucket_id", &["initial_available", "available"]),
+    ("mandate", "mandate_id", &["cap_minor"]),
+    (
+        "mandate_shard",
+        "shard_id",
+        &["initial_remaining_minor", "remaining"],
+    ),
+    ("stock_claim", "intent_id", &["quantity"]),
+    ("mandate_debit", "intent_id", &["amount_minor"]),
+    ("ledger_txn", "ledger_txn_id", &["amount_minor"]),
+    ("ledger_leg", "leg_id", &["signed_amount_minor"]),
+];
+
+/// Values the other checks would read as 0: NULL, or (SQLite keeps what it is given) not
+/// an integer. A database swarm did not write can hold them; they are findings, never
+/// silent zeros in a sum.
+async fn unreadable_values(src: &Source, scan: &Result<Scan, String>) -> Check {
+    let not_integer = match src {
+        Source::Sqlite(_) => |c: &str| format!("({c} IS NULL OR typeof({c}) <> 'integer')"),
+        Source::Postgres(_) => |c: &str| format!("{c} IS NULL"),
+    };
+    let sql = NUMBERS
+        .iter()
+        .flat_map(|(table, id, columns)| columns.iter().map(move |c| (table, id, c)))
+        .map(|(table, id, c)| {
+            format!(
+                "SELECT '{table}.{c}:' || CAST({id} AS TEXT) FROM {table} WHERE {}",
+                not_integer(c)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    // The intent table's own columns are read by the one pass over it (`intents::scan`).
+    let rows = src
+        .rows(&sql)
+        .await
+        .map(|rows| {
+            let mut found = Found::default();
+            for r in rows {
+                found.add(|| r[0].text());
+            }
+            found
+        })
+        .map_err(|e| e.to_string());
+    merged(
+        "torn_commit.unreadable_value",
+        Invariant::TornCommit,
+        scan,
+        |s| &s.unreadable,
+        rows,
+        "amounts, quantities and counters that are NULL or not integers (table.column:row): the other checks cannot count them",
+    )
 }
 
 /// The cheap subset polled during a run.
