@@ -976,3 +976,53 @@ fn occ_retries_are_non_zero_and_do_not_grow_with_the_agents() {
         "retries grew with the agents: {retries:?}"
     );
 }
+
+/// Every agent a double submitter: each execution's answer arrives twice (the twin's is a
+/// replay repeating its original's `attempts`). The headline's OCC retries and the
+/// attempts bars count each execution once: the sum over the distinct executions the
+/// history names, not over the answers.
+#[test]
+fn occ_retries_are_counted_once_per_execution_with_only_double_submits() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("twins.toml");
+    let text = std::fs::read_to_string(scenario("contention.toml"))
+        .expect("read")
+        .replace("name = \"contention\"", "name = \"twins\"")
+        .replace("count = 20000", "count = 3000")
+        .replace(
+            "mix = { well_behaved = 1.0 }",
+            "mix = { well_behaved = 0.0, double_submit = 1.0 }",
+        );
+    std::fs::write(&file, text).expect("write");
+    let dir = tmp.path().join("r");
+    assert_ok(&run_to(&dir, &file.display().to_string(), &[]));
+    let s = summary(&dir);
+    let history = swarm::history::History::read(&dir.join("history.bin")).expect("history");
+    // Each execution's attempts, once (by the execution id its answers named).
+    let mut executions = std::collections::BTreeMap::new();
+    for r in &history.records {
+        if r.execution != 0 && r.op != swarm::history::Op::FinalRead {
+            executions.insert(r.execution, u64::from(r.attempts));
+        }
+    }
+    let once: u64 = executions.values().map(|a| a.saturating_sub(1)).sum();
+    let per_answer: u64 = history
+        .records
+        .iter()
+        .filter(|r| r.execution != 0 && r.op != swarm::history::Op::FinalRead)
+        .map(|r| u64::from(r.attempts.saturating_sub(1)))
+        .sum();
+    assert!(once > 0, "the optimistic kernel retried nothing: no test");
+    assert!(
+        per_answer > once,
+        "the twins repeat their originals' attempts"
+    );
+    assert_eq!(s["headline"]["occ_retries"].as_u64(), Some(once));
+    let bars: u64 = s["attempts"]
+        .as_array()
+        .expect("bars")
+        .iter()
+        .map(|v| v.as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(bars, executions.len() as u64, "one bar entry per execution");
+}

@@ -970,7 +970,18 @@
       li.appendChild(cnt);
       frag.appendChild(li);
     }
-    $('outcomes').replaceChildren(frag);
+    const ul = $('outcomes');
+    ul.replaceChildren(frag);
+    fitOutcomes();
+  }
+
+  // Many outcomes on a small screen: tighter rows, then two columns, rather than cut ones.
+  function fitOutcomes() {
+    const ul = $('outcomes');
+    for (const cls of ['', 'dense', 'dense two-col']) {
+      ul.className = 'outcomes ' + cls;
+      if (ul.scrollHeight <= ul.clientHeight + 1) return;
+    }
   }
 
   // ---------------------------------------------------------------- verdict
@@ -1104,7 +1115,10 @@
         fitHeadline();
       }
       const hosts = CHART_HOSTS.map($);
-      if (hosts.some((h) => drawnSize.get(h) !== sizeKey(h))) renderCharts(state.view);
+      if (hosts.some((h) => drawnSize.get(h) !== sizeKey(h))) {
+        renderCharts(state.view);
+        fitOutcomes();
+      }
     });
     ro.observe(document.documentElement);
     for (const id of CHART_HOSTS) ro.observe($(id));
