@@ -60,6 +60,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, &'static str, Option<usize>)> {
         ("patroni_unknown.toml", b"name = \"p\"\ncluster = { etcd = [\"http://x\"] }\n".to_vec(), "cluster.etcd", Some(2)),
         ("bad_db.toml", b"name = \"d\"\ntarget = { database = \"mysql://x\" }\n".to_vec(), "target.database", Some(2)),
         ("timeout.toml", b"name = \"t\"\nretry = { timeout_ms = 0 }\n".to_vec(), "retry.timeout_ms", Some(2)),
+        ("attempts.toml", b"name = \"t\"\nretry = { max_attempts = 65 }\n".to_vec(), "retry.max_attempts", Some(2)),
         ("backoff.toml", b"name = \"t\"\nretry = { backoff_ms = [100, 10] }\n".to_vec(), "retry.backoff_ms", Some(2)),
         ("rate.toml", b"name = \"r\"\nagents = { arrival = \"rate\", rate_per_s = 0.0 }\n".to_vec(), "agents.rate_per_s", Some(2)),
         ("ramp.toml", b"name = \"r\"\nagents = { arrival = \"ramp\" }\n".to_vec(), "agents.stages", Some(2)),

@@ -436,8 +436,9 @@
     const laneGap = Math.max(2, laneH * 0.25);
     const lanesBlock = lanes.length ? fs * 0.35 + lanes.length * (laneH + laneGap) : 0;
 
+    // Charts given the same names share a left margin, so their time axes line up.
     let ml = fs * 3.4;
-    for (const ln of lanes) ml = Math.max(ml, textWidth(ln.name, fs * 0.85) + fs * 0.6);
+    for (const name of cfg.marginNames || []) ml = Math.max(ml, textWidth(name, fs * 0.85) + fs * 0.6);
     ml = Math.min(ml, W * 0.22);
     const mr = fs * 0.8;
     const mb = fs * 1.45 + lanesBlock;
@@ -686,13 +687,16 @@
       occ: cssVar('--occ'),
     };
 
+    const lanes = regionLanes(v, series);
+    const marginNames = lanes.map((l) => l.name);
     const tp = $('throughput');
     tp.setAttribute('data-series-len', String(series.length));
     drawTimeChart(tp, series, {
       xMax,
       bands,
       bandMarks: true,
-      lanes: regionLanes(v, series),
+      lanes,
+      marginNames,
       panes: [
         { weight: 2, label: 'declines/s', lines: [{ get: getN('declines'), color: C.declines, area: true }] },
         { weight: 1.25, label: 'commits/s', lines: [{ get: getN('commits'), color: C.commits, area: true }] },
@@ -709,6 +713,7 @@
       xMax,
       bands,
       bandMarks: false,
+      marginNames,
       panes: [
         {
           weight: 1,
@@ -775,7 +780,7 @@
       }
       const labelEvery = slot < fs * 1.1 ? (slot < fs * 0.6 ? 4 : 2) : 1;
       if (i % labelEvery === 0 || i === n - 1) {
-        T(svg, x + bw / 2, H - fs * 0.3, String(i + 1) + (i === n - 1 && attempts.length >= n ? '' : ''), { 'text-anchor': 'middle', class: 'tick-label', 'font-size': r1(Math.min(fs * 0.85, slot * 0.9)) });
+        T(svg, x + bw / 2, H - fs * 0.3, String(i + 1), { 'text-anchor': 'middle', class: 'tick-label', 'font-size': r1(Math.min(fs * 0.85, slot * 0.9)) });
       }
     });
     host.replaceChildren(svg);
@@ -1021,22 +1026,24 @@
     ex.textContent = exit === '' ? '' : ' exit ' + exit;
     verdict.appendChild(ex);
 
-    // The headline's text is exactly the headline; its " · " parts are kept whole on a
-    // line where they fit.
+    // The headline's text is exactly the headline. Each " · " part is kept whole on a
+    // line where it fits, its separator's dot staying with it, so lines break only at
+    // the space after a dot.
     const hl = $('headline');
     hl.replaceChildren();
     const parts = headline.split(' · ');
     parts.forEach((p, i) => {
-      if (i > 0) {
-        const dot = document.createElement('span');
-        dot.className = 'dot';
-        dot.textContent = ' · ';
-        hl.appendChild(dot);
-      }
       const seg = document.createElement('span');
       seg.className = 'seg';
-      seg.textContent = p;
+      seg.appendChild(document.createTextNode(p));
+      if (i < parts.length - 1) {
+        const dot = document.createElement('span');
+        dot.className = 'dot';
+        dot.textContent = ' ·';
+        seg.appendChild(dot);
+      }
       hl.appendChild(seg);
+      if (i < parts.length - 1) hl.appendChild(document.createTextNode(' '));
     });
     setText($('verdict-note'), note);
     $('verdict-note').hidden = note === '';

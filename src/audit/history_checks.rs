@@ -48,6 +48,10 @@ impl<K: Ord> Firsts<K> {
         }
         let at = self.first.partition_point(|x| *x < k);
         self.first.insert(at, k);
+        // The smallest, in order, never more than a check shows: what makes the examples
+        // the same whatever the number of parts.
+        debug_assert!(self.first.len() <= MAX_EXAMPLES);
+        debug_assert!(self.first.windows(2).all(|w| w[0] <= w[1]));
     }
 
     /// Add `count` findings of which `examples` are the smallest (another tally's).

@@ -80,6 +80,17 @@ fn checksum(kind: u8, payload: &[u8]) -> u32 {
 }
 
 fn write_frame(w: &mut impl Write, kind: u8, payload: &[u8]) -> io::Result<()> {
+    // The reader refuses a records frame of a partial record: never write one.
+    assert!(
+        kind != RECORDS || payload.len().is_multiple_of(RECORD_BYTES),
+        "a records frame of {} bytes",
+        payload.len()
+    );
+    assert!(
+        payload.len() <= MAX_FRAME_BYTES as usize,
+        "a frame of {} bytes: past what a reader takes",
+        payload.len()
+    );
     let mut head = [0u8; FRAME_HEAD];
     head[0] = kind;
     head[1..5].copy_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -544,6 +555,12 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    #[should_panic(expected = "a records frame of")]
+    fn a_partial_record_is_never_written() {
+        let _ = write_frame(&mut Vec::new(), RECORDS, &[0u8; RECORD_BYTES + 1]);
+    }
+
     use super::*;
     use crate::history::{Code, Op, Persona};
 

@@ -398,7 +398,14 @@ struct KeyStates {
 
 impl KeyStates {
     fn note(&mut self, variant: u8, code: Code) {
-        let bit = 1u64 << u32::from(variant).min(63);
+        // A scenario loads only with at most MAX_CLIENT_ATTEMPTS requests per purchase:
+        // one key (variant) per request at most, one bit each.
+        assert!(
+            u32::from(variant) < crate::scenario::MAX_CLIENT_ATTEMPTS,
+            "key variant {variant} past the {} a purchase may have",
+            crate::scenario::MAX_CLIENT_ATTEMPTS
+        );
+        let bit = 1u64 << variant;
         match code.kind() {
             history::Kind::Info => self.info |= bit,
             history::Kind::Ok => self.definite |= bit,
@@ -491,7 +498,9 @@ async fn run_purchase(world: &World, plan: AgentPlan, purchase: u16, rng: &mut S
     }
     // Keys that never got a definite answer wait for the end-of-run resolution.
     let open = keys.info & !keys.definite;
-    for variant in (0..64u8).filter(|v| open & (1u64 << v) != 0) {
+    for variant in
+        (0..crate::scenario::MAX_CLIENT_ATTEMPTS as u8).filter(|v| open & (1u64 << v) != 0)
+    {
         world.pending.push(
             plan.id,
             Attempt {

@@ -412,6 +412,11 @@ fn one() -> f64 {
     1.0
 }
 
+/// Most requests one logical purchase may send (`retry.max_attempts`): an agent keeps its
+/// keys' states in a 64-bit map, one bit per key, and a key rotator names a key per
+/// request with an 8-bit variant, so past 64 a key could not be told from another.
+pub const MAX_CLIENT_ATTEMPTS: u32 = 64;
+
 /// Upper bound on agents in one process: keeps memory planning honest.
 pub const MAX_AGENTS: u64 = 10_000_000;
 

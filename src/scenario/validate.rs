@@ -4,8 +4,8 @@
 
 use super::fault::{Delay, Fault, FaultAction, FaultKind, FaultMode, MAX_DELAY_MS};
 use super::model::{
-    Arrival, HttpVersion, LiveCatalog, MAX_AGENTS, MAX_DB_HOSTS, MAX_PATRONI, Scenario, TargetKind,
-    is_currency,
+    Arrival, HttpVersion, LiveCatalog, MAX_AGENTS, MAX_CLIENT_ATTEMPTS, MAX_DB_HOSTS, MAX_PATRONI,
+    Scenario, TargetKind, is_currency,
 };
 use super::{MAX_NAME_CHARS, bounded, is_name_char};
 
@@ -150,8 +150,14 @@ impl Scenario {
                 format!("must be between 1 and {MAX_WAIT_MS}"),
             );
         }
-        if r.max_attempts == 0 || r.max_attempts > 1000 {
-            return within("retry", "max_attempts", "must be between 1 and 1000".into());
+        if r.max_attempts == 0 || r.max_attempts > MAX_CLIENT_ATTEMPTS {
+            return within(
+                "retry",
+                "max_attempts",
+                format!(
+                    "must be between 1 and {MAX_CLIENT_ATTEMPTS} (requests per purchase, each key of it tracked by one bit)"
+                ),
+            );
         }
         if r.resolve_budget_ms == 0 || r.resolve_budget_ms > MAX_WAIT_MS {
             return within(

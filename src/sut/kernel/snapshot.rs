@@ -84,6 +84,16 @@ impl Snapshot {
         currency: &str,
         attempts: u32,
     ) -> Snapshot {
+        // What every snapshot promises its readers (and the auditor checks of stored ones):
+        // a commit names its ledger transaction and bucket, a decline its reason; money
+        // is positive; one run at least.
+        assert_eq!(
+            outcome == Outcome::Committed,
+            ledger_txn_id.is_some() && chosen_bucket_id.is_some() && failure_code.is_none(),
+            "a {outcome:?} snapshot with ledger {ledger_txn_id:?}, bucket {chosen_bucket_id:?}, failure {failure_code:?}"
+        );
+        assert!(amount_minor > 0, "a snapshot of {amount_minor} minor units");
+        assert!(attempts >= 1, "a snapshot of {attempts} attempts");
         let mut s = Snapshot {
             outcome,
             intent_id,
@@ -98,7 +108,8 @@ impl Snapshot {
         };
         // Serialising a struct of plain fields cannot fail.
         s.json = serde_json::to_string(&s).unwrap_or_default();
-        debug_assert!(s.json.ends_with(FRESH_SUFFIX));
+        // A replay swaps this suffix (`replay_of`): it must stand last.
+        assert!(s.json.ends_with(FRESH_SUFFIX), "{}", s.json);
         s
     }
 
@@ -245,6 +256,36 @@ mod tests {
             "USD",
             3,
         )
+    }
+
+    #[test]
+    #[should_panic(expected = "a Committed snapshot")]
+    fn a_commit_without_its_ledger_id_is_never_written() {
+        Snapshot::fresh(
+            Outcome::Committed,
+            Uuid::from_u128(1),
+            None,
+            Some(Uuid::from_u128(3)),
+            None,
+            2500,
+            "USD",
+            1,
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "minor units")]
+    fn a_snapshot_of_no_money_is_never_written() {
+        Snapshot::fresh(
+            Outcome::Declined,
+            Uuid::from_u128(1),
+            None,
+            None,
+            Some(FailureCode::OutOfStock),
+            0,
+            "USD",
+            1,
+        );
     }
 
     #[test]

@@ -219,6 +219,8 @@ pub(super) fn write_rows(
         currency,
         attempts,
     );
+    // The answer names what was charged: the request's own amount, nothing else.
+    assert_eq!(snapshot.amount_minor, req.amount_minor, "{intent}");
     insert_intent(conn, job, &snapshot, Some(&ledger), sql)?;
     Ok(snapshot)
 }
