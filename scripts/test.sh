@@ -13,6 +13,11 @@ command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 # Independent implementations of the contract the tests judge (tests/servers/).
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+# Live observability (tests/observe.rs): a real Prometheus, OCR of Mission Control's
+# screenshot, and npm for the pinned browser driver.
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 # The documentation's examples (README.md and docs/*.md, run by tests/readme.rs) use curl.
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 # …and openssl (the CLI) makes the certificate of the HTTPS example in docs/endpoints.md.
@@ -24,8 +29,10 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >&2
 fi
 
-# Published idempotency middlewares (npm, PyPI), pinned, into tests/middleware/ only.
+# Published idempotency middlewares (npm, PyPI), pinned, into tests/middleware/ only; and
+# the pinned browser driver of Mission Control's test (the browser is Debian's Chromium).
 bash tests/middleware/setup.sh >&2
+(cd tests/web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
 
 export SWARM_PG_DIR="${SWARM_PG_DIR:-/tmp/swarm-pg-test}"
 SWARM_TEST_PG_URL="$(scripts/pg-up.sh "$SWARM_PG_DIR")"

@@ -342,3 +342,170 @@ fn a_password_in_the_database_url_never_reaches_a_page_an_event_or_a_label() {
     );
     runtime.block_on(common::drop_pg(&fresh.parse().expect("url")));
 }
+
+/// Install the page test's pinned browser driver once (npm; the browser is the system's).
+fn web_setup() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let dir = common::repo().join("tests/web");
+        if dir
+            .join("node_modules/playwright-core/package.json")
+            .exists()
+        {
+            return;
+        }
+        let out = Command::new("npm")
+            .args([
+                "ci",
+                "--ignore-scripts",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+            ])
+            .current_dir(&dir)
+            .output()
+            .expect("npm (apt-get install nodejs npm)");
+        assert!(
+            out.status.success(),
+            "npm ci in tests/web: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+#[test]
+fn mission_control_in_chromium_shows_what_summary_json_says() {
+    web_setup();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let port = common::free_port();
+    let dir = tmp.path().join("r");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args([
+            "run",
+            &scenario(tmp.path()).display().to_string(),
+            "--no-tui",
+        ])
+        .arg("--report-dir")
+        .arg(&dir)
+        .args(["--web", &format!("127.0.0.1:{port}")])
+        .env("CI", "true")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("swarm");
+    let browser = Command::new("node")
+        .arg(common::repo().join("tests/web/mission_control.mjs"))
+        .args(["--url", &format!("http://127.0.0.1:{port}/")])
+        .arg("--out")
+        .arg(tmp.path())
+        .output()
+        .expect("node");
+    let status = run.wait().expect("swarm");
+    assert_eq!(status.code(), Some(0));
+    let seen: serde_json::Value = serde_json::from_slice(&browser.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&browser.stdout),
+            String::from_utf8_lossy(&browser.stderr)
+        )
+    });
+    assert!(seen["error"].is_null(), "{seen}");
+    let s = summary(&dir);
+    // During the run: a series, and not yet a verdict.
+    assert_ne!(seen["during"]["phase"], "done", "{seen}");
+    // After the verdict: what each viewer shows is what summary.json says.
+    let figure = |v: &serde_json::Value, name: &str| -> u64 {
+        v["figures"][name]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(u64::MAX)
+    };
+    let viewers = seen["viewers"].as_array().expect("viewers");
+    for v in viewers.iter().chain([&seen["late"]]) {
+        assert_eq!(
+            figure(v, "requests"),
+            s["counters"]["requests"].as_u64().unwrap_or(0),
+            "{v}"
+        );
+        assert_eq!(
+            figure(v, "committed"),
+            s["counters"]["committed"].as_u64().unwrap_or(0),
+            "{v}"
+        );
+        assert_eq!(
+            figure(v, "occ_retries"),
+            s["counters"]["occ_retries"].as_u64().unwrap_or(0),
+            "{v}"
+        );
+        assert_eq!(
+            figure(v, "done"),
+            s["agents_done"].as_u64().unwrap_or(0),
+            "{v}"
+        );
+        assert_eq!(figure(v, "oversells"), 0, "{v}");
+        let occ = format!("OCC retries {}", s["headline"]["occ_retries"]);
+        assert!(v["headline"].as_str().unwrap_or("").contains(&occ), "{v}");
+        assert!(v["verdict"].as_str().unwrap_or("").contains("VALID"), "{v}");
+        // The fault window is drawn where it was.
+        let faults = v["faults"].as_array().expect("faults");
+        assert_eq!(faults.len(), 1, "{v}");
+        assert_eq!(
+            (faults[0]["region"].as_str(), faults[0]["mode"].as_str()),
+            (Some("a"), Some("outage"))
+        );
+        let started = s["faults"][0]["started_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+        assert!(
+            (faults[0]["from_s"].as_f64().unwrap_or(-9.0) - started).abs() < 0.01,
+            "{v}"
+        );
+    }
+    // Two viewers see the same state.
+    assert_eq!(viewers[0]["figures"], viewers[1]["figures"]);
+    assert_eq!(viewers[0]["headline"], viewers[1]["headline"]);
+    // The headline is summary.json's, large, and on a 1920x1080 screen.
+    let line = viewers[0]["headline"].as_str().unwrap_or("");
+    assert!(
+        line.starts_with(&format!("sold {} of", s["headline"]["units_sold"])),
+        "{line}"
+    );
+    assert!(
+        viewers[0]["headline_in_view"].as_bool().unwrap_or(false),
+        "{}",
+        viewers[0]
+    );
+    assert!(
+        viewers[0]["headline_px"].as_f64().unwrap_or(0.0) >= 28.0,
+        "{}",
+        viewers[0]
+    );
+    // And a screenshot at 1920x1080 says the verdict, read back by OCR.
+    let shot = tmp.path().join("mission-control-1920.png");
+    let ocr = Command::new("tesseract")
+        .arg(&shot)
+        .arg("stdout")
+        .output()
+        .expect("tesseract (apt-get install tesseract-ocr; scripts/test.sh does)");
+    let text = String::from_utf8_lossy(&ocr.stdout);
+    let sold = format!(
+        "sold {} of {} units",
+        s["headline"]["units_sold"], s["headline"]["initial_stock"]
+    );
+    assert!(
+        text.contains(&sold),
+        "{sold} not in the screenshot's text: {text}"
+    );
+    assert!(
+        text.contains("oversells 0"),
+        "the screenshot's text: {text}"
+    );
+    // The verdict word, from the same screen (its element cropped: type this large is
+    // read more surely alone).
+    let verdict = Command::new("tesseract")
+        .arg(tmp.path().join("verdict.png"))
+        .args(["stdout", "--psm", "6"])
+        .output()
+        .expect("tesseract");
+    let word = String::from_utf8_lossy(&verdict.stdout);
+    assert!(word.contains("VALID"), "the verdict as read: {word}");
+}
