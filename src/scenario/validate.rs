@@ -4,8 +4,8 @@
 
 use super::fault::{Delay, Fault, FaultAction, FaultKind, FaultMode, MAX_DELAY_MS};
 use super::model::{
-    Arrival, HttpVersion, LiveCatalog, MAX_AGENTS, MAX_CLIENT_ATTEMPTS, MAX_DB_HOSTS, MAX_PATRONI,
-    Scenario, TargetKind, is_currency,
+    Arrival, HttpVersion, LiveCatalog, LiveIds, MAX_AGENTS, MAX_CLIENT_ATTEMPTS, MAX_DB_HOSTS,
+    MAX_PATRONI, Scenario, TargetKind, is_currency,
 };
 use super::{MAX_NAME_CHARS, bounded, is_name_char};
 
@@ -25,169 +25,230 @@ const MAX_FAULTS: usize = 1000;
 const MAX_COMMAND_BYTES: usize = 4096;
 const MAX_ENV_NAME: usize = 128;
 /// Most keys the end of a run re-reads.
-const MAX_FINAL_READS: u64 = 10_000_000;
+const MAX_FINAL_READS: u64 = 1_000_000;
+
+/// A semantic error: where it points, the field it names, what is wrong.
+pub(super) type Problem = (Locator, String, String);
+
+/// One range rule of the table: the key it reads, whether the value is in range, and what
+/// the range is.
+struct Rule {
+    at: Locator,
+    field: String,
+    ok: bool,
+    message: String,
+}
+
+fn key(table: &'static str, key: &'static str, ok: bool, message: impl Into<String>) -> Rule {
+    Rule {
+        at: Locator::Key(table, key),
+        field: format!("{table}.{key}"),
+        ok,
+        message: message.into(),
+    }
+}
+
+fn top(name: &'static str, ok: bool, message: impl Into<String>) -> Rule {
+    Rule {
+        at: Locator::Top(name),
+        field: name.to_string(),
+        ok,
+        message: message.into(),
+    }
+}
+
+fn between<T: PartialOrd + std::fmt::Display>(v: T, lo: T, hi: T) -> (bool, String) {
+    let ok = lo <= v && v <= hi;
+    (ok, format!("must be between {lo} and {hi}"))
+}
 
 impl Scenario {
-    /// Checks serde cannot express. Spans are found again in the text by `locate`.
-    pub(super) fn validate(&mut self) -> Result<(), (Locator, String, String)> {
-        let top = |key: &'static str, msg: String| Err((Locator::Top(key), key.to_string(), msg));
-        let within = |table: &'static str, key: &'static str, msg: String| {
-            Err((Locator::Key(table, key), format!("{table}.{key}"), msg))
-        };
+    /// Checks serde cannot express, in order: the name, the table of ranges, the mix, the
+    /// target (contract, ids, TLS), the regions, the cluster, the faults. Spans are found
+    /// again in the text by `locate`.
+    pub(super) fn validate(&mut self) -> Result<(), Problem> {
+        self.check_name()?;
+        for rule in self.ranges() {
+            if !rule.ok {
+                return Err((rule.at, rule.field, rule.message));
+            }
+        }
+        self.check_mix()?;
+        self.check_target()?;
+        self.check_regions()?;
+        self.check_cluster()?;
+        self.faults = self.typed_faults()?;
+        Ok(())
+    }
+
+    fn check_name(&self) -> Result<(), Problem> {
         let name_ok = self.name.chars().count() <= MAX_NAME_CHARS
             && self.name.chars().all(is_name_char)
             && !self.name.trim_matches('.').is_empty();
-        if !name_ok {
-            return top(
-                "name",
-                format!(
-                    "`{}` is not a safe name: letters, digits, `-`, `_` and `.`, at most {MAX_NAME_CHARS} (it names the report directory)",
-                    bounded(&self.name)
-                ),
-            );
+        if name_ok {
+            return Ok(());
         }
-        let c = &self.catalog;
-        if c.items == 0 || c.items > 10_000 {
-            return within("catalog", "items", "must be between 1 and 10000".into());
-        }
-        if !(0..=MAX_UNITS).contains(&c.stock) {
-            return within(
-                "catalog",
-                "stock",
-                format!("must be between 0 and {MAX_UNITS}"),
-            );
-        }
-        if c.buckets == 0 || c.buckets > 1024 {
-            return within("catalog", "buckets", "must be between 1 and 1024".into());
-        }
-        if !(1..=MAX_MINOR).contains(&c.price_minor) {
-            return within(
+        Err((
+            Locator::Top("name"),
+            "name".into(),
+            format!(
+                "`{}` is not a safe name: letters, digits, `-`, `_` and `.`, at most {MAX_NAME_CHARS} (it names the report directory)",
+                bounded(&self.name)
+            ),
+        ))
+    }
+
+    /// Every number's range, at a glance.
+    fn ranges(&self) -> Vec<Rule> {
+        let (c, m, a, r, k) = (
+            &self.catalog,
+            &self.mandates,
+            &self.agents,
+            &self.retry,
+            &self.kernel,
+        );
+        let fr = &self.audit.final_reads;
+        let in_range = |table, name, (ok, msg): (bool, String)| key(table, name, ok, msg);
+        let rules = vec![
+            in_range("catalog", "items", between(c.items, 1, 10_000)),
+            in_range("catalog", "stock", between(c.stock, 0, MAX_UNITS)),
+            in_range("catalog", "buckets", between(c.buckets, 1, 1024)),
+            key(
                 "catalog",
                 "price_minor",
+                (1..=MAX_MINOR).contains(&c.price_minor),
                 format!("must be between 1 and {MAX_MINOR} (minor units)"),
-            );
-        }
-        if !is_currency(&c.currency) {
-            return within(
+            ),
+            key(
                 "catalog",
                 "currency",
+                is_currency(&c.currency),
                 format!("`{}` is not a 3-letter ISO-4217 code", c.currency),
-            );
-        }
-        let m = &self.mandates;
-        if m.count == 0 || m.count > 2_000_000 {
-            return within("mandates", "count", "must be between 1 and 2000000".into());
-        }
-        if !(0..=MAX_MINOR).contains(&m.cap_minor) {
-            return within(
-                "mandates",
-                "cap_minor",
-                format!("must be between 0 and {MAX_MINOR}"),
-            );
-        }
-        if m.shards == 0 || m.shards > 256 {
-            return within("mandates", "shards", "must be between 1 and 256".into());
-        }
-        let a = &self.agents;
-        if a.count == 0 || a.count > MAX_AGENTS {
-            return within(
+            ),
+            in_range("mandates", "count", between(m.count, 1, 2_000_000)),
+            in_range("mandates", "cap_minor", between(m.cap_minor, 0, MAX_MINOR)),
+            in_range("mandates", "shards", between(m.shards, 1, 256)),
+            in_range("agents", "count", between(a.count, 1, MAX_AGENTS)),
+            in_range("agents", "in_flight", between(a.in_flight, 1, 100_000)),
+            in_range("agents", "purchases", between(a.purchases, 1, 1000)),
+            in_range("agents", "quantity", between(a.quantity, 1, MAX_QUANTITY)),
+            key(
                 "agents",
-                "count",
-                format!("must be between 1 and {MAX_AGENTS}"),
-            );
-        }
-        if a.in_flight == 0 || a.in_flight > 100_000 {
-            return within("agents", "in_flight", "must be between 1 and 100000".into());
-        }
-        if a.purchases == 0 || a.purchases > 1000 {
-            return within("agents", "purchases", "must be between 1 and 1000".into());
-        }
-        if !(1..=MAX_QUANTITY).contains(&a.quantity) {
-            return within(
+                "rate_per_s",
+                a.arrival != Arrival::Rate
+                    || (a.rate_per_s > 0.0 && a.rate_per_s <= MAX_RATE_PER_S),
+                format!("must be > 0 and at most {MAX_RATE_PER_S}"),
+            ),
+            key(
                 "agents",
-                "quantity",
-                format!("must be between 1 and {MAX_QUANTITY}"),
-            );
-        }
-        match a.arrival {
-            Arrival::Rate if !(a.rate_per_s > 0.0 && a.rate_per_s <= MAX_RATE_PER_S) => {
-                return within(
-                    "agents",
-                    "rate_per_s",
-                    format!("must be > 0 and at most {MAX_RATE_PER_S}"),
-                );
-            }
-            Arrival::Ramp if a.stages.is_empty() => {
-                return within("agents", "stages", "ramp arrival needs stages".into());
-            }
-            _ => {}
-        }
-        for stage in &a.stages {
-            if !(stage.rate_per_s >= 0.0 && stage.rate_per_s <= MAX_RATE_PER_S) {
-                return within(
-                    "agents",
-                    "stages",
-                    format!("rate_per_s must be between 0 and {MAX_RATE_PER_S}"),
-                );
-            }
-        }
-        let w = self.mix.weights();
-        if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
-            return top("mix", "weights must be finite and >= 0".into());
-        }
-        let sum: f64 = w.iter().sum();
-        if (sum - 1.0).abs() > 1e-6 {
-            return top(
-                "mix",
-                format!("persona weights must sum to 1, they sum to {sum}"),
-            );
-        }
-        let r = &self.retry;
-        if r.timeout_ms == 0 || r.timeout_ms > MAX_WAIT_MS {
-            return within(
-                "retry",
-                "timeout_ms",
-                format!("must be between 1 and {MAX_WAIT_MS}"),
-            );
-        }
-        if r.max_attempts == 0 || r.max_attempts > MAX_CLIENT_ATTEMPTS {
-            return within(
+                "stages",
+                a.arrival != Arrival::Ramp || !a.stages.is_empty(),
+                "ramp arrival needs stages",
+            ),
+            key(
+                "agents",
+                "stages",
+                a.stages
+                    .iter()
+                    .all(|s| s.rate_per_s >= 0.0 && s.rate_per_s <= MAX_RATE_PER_S),
+                format!("rate_per_s must be between 0 and {MAX_RATE_PER_S}"),
+            ),
+            in_range("retry", "timeout_ms", between(r.timeout_ms, 1, MAX_WAIT_MS)),
+            key(
                 "retry",
                 "max_attempts",
+                (1..=MAX_CLIENT_ATTEMPTS).contains(&r.max_attempts),
                 format!(
                     "must be between 1 and {MAX_CLIENT_ATTEMPTS} (requests per purchase, each key of it tracked by one bit)"
                 ),
-            );
-        }
-        if r.resolve_budget_ms == 0 || r.resolve_budget_ms > MAX_WAIT_MS {
-            return within(
+            ),
+            in_range(
                 "retry",
                 "resolve_budget_ms",
-                format!("must be between 1 and {MAX_WAIT_MS}"),
-            );
-        }
-        if r.backoff_ms[0] > r.backoff_ms[1] {
-            return within("retry", "backoff_ms", "base must be <= cap".into());
-        }
-        if r.backoff_ms[1] > MAX_WAIT_MS {
-            return within(
+                between(r.resolve_budget_ms, 1, MAX_WAIT_MS),
+            ),
+            key(
                 "retry",
                 "backoff_ms",
+                r.backoff_ms[0] <= r.backoff_ms[1],
+                "base must be <= cap",
+            ),
+            key(
+                "retry",
+                "backoff_ms",
+                r.backoff_ms[1] <= MAX_WAIT_MS,
                 format!("the cap must be at most {MAX_WAIT_MS}"),
-            );
-        }
-        if self
-            .target
-            .api_key_env
-            .as_ref()
-            .is_some_and(|v| v.is_empty() || v.len() > MAX_ENV_NAME)
-        {
-            return within(
+            ),
+            key(
                 "target",
                 "api_key_env",
+                self.target
+                    .api_key_env
+                    .as_ref()
+                    .is_none_or(|v| !v.is_empty() && v.len() <= MAX_ENV_NAME),
                 format!("a variable name of 1 to {MAX_ENV_NAME} characters"),
-            );
+            ),
+            Rule {
+                at: Locator::Key("audit", "final_reads"),
+                field: "audit.final_reads.max_keys".into(),
+                ok: fr.max_keys <= MAX_FINAL_READS,
+                message: format!("must be between 0 (off) and {MAX_FINAL_READS}"),
+            },
+            Rule {
+                at: Locator::Key("audit", "final_reads"),
+                field: "audit.final_reads.budget_ms".into(),
+                ok: (1..=MAX_WAIT_MS).contains(&fr.budget_ms),
+                message: format!("must be between 1 and {MAX_WAIT_MS}"),
+            },
+            top(
+                "regions",
+                self.regions.len() <= MAX_REGIONS,
+                format!("at most {MAX_REGIONS} regions"),
+            ),
+            top(
+                "faults",
+                self.fault_specs.len() <= MAX_FAULTS,
+                format!("at most {MAX_FAULTS} faults"),
+            ),
+            in_range("kernel", "max_attempts", between(k.max_attempts, 1, 1000)),
+            in_range("kernel", "pool_size", between(k.pool_size, 1, 1024)),
+            top(
+                "regions",
+                !self.regions.is_empty(),
+                "at least one region is needed",
+            ),
+            in_range(
+                "cluster",
+                "patroni",
+                (
+                    self.cluster.patroni.len() <= MAX_PATRONI,
+                    format!("at most {MAX_PATRONI} Patroni REST endpoints"),
+                ),
+            ),
+        ];
+        rules
+    }
+
+    /// Persona weights: finite, non-negative, summing to 1.
+    fn check_mix(&self) -> Result<(), Problem> {
+        let w = self.mix.weights();
+        let problem = |msg: String| Err((Locator::Top("mix"), "mix".to_string(), msg));
+        if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+            return problem("weights must be finite and >= 0".into());
         }
+        let sum: f64 = w.iter().sum();
+        if (sum - 1.0).abs() > 1e-6 {
+            return problem(format!("persona weights must sum to 1, they sum to {sum}"));
+        }
+        Ok(())
+    }
+
+    /// The target: the contract resolved, the ids given or discovered, HTTP and TLS
+    /// settings that apply.
+    fn check_target(&mut self) -> Result<(), Problem> {
+        let within = |table: &'static str, key: &'static str, msg: String| {
+            Err((Locator::Key(table, key), format!("{table}.{key}"), msg))
+        };
         if let Some(p) = &self.target.protocol {
             return Err((
                 Locator::At(p.span().start),
@@ -203,123 +264,9 @@ impl Scenario {
             .contract
             .resolve()
             .map_err(|e| (Locator::At(e.span.start), e.field, e.message))?;
-        let fr = &self.audit.final_reads;
-        if fr.max_keys > MAX_FINAL_READS {
-            return Err((
-                Locator::Key("audit", "final_reads"),
-                "audit.final_reads.max_keys".into(),
-                format!("must be between 0 (off) and {MAX_FINAL_READS}"),
-            ));
-        }
-        if fr.budget_ms == 0 || fr.budget_ms > MAX_WAIT_MS {
-            return Err((
-                Locator::Key("audit", "final_reads"),
-                "audit.final_reads.budget_ms".into(),
-                format!("must be between 1 and {MAX_WAIT_MS}"),
-            ));
-        }
-        if self.regions.len() > MAX_REGIONS {
-            return top("regions", format!("at most {MAX_REGIONS} regions"));
-        }
-        if self.fault_specs.len() > MAX_FAULTS {
-            return top("faults", format!("at most {MAX_FAULTS} faults"));
-        }
-        if self.kernel.max_attempts == 0 || self.kernel.max_attempts > 1000 {
-            return within(
-                "kernel",
-                "max_attempts",
-                "must be between 1 and 1000".into(),
-            );
-        }
-        if self.kernel.pool_size == 0 || self.kernel.pool_size > 1024 {
-            return within("kernel", "pool_size", "must be between 1 and 1024".into());
-        }
-        if self.regions.is_empty() {
-            return top("regions", "at least one region is needed".into());
-        }
         let live = self.regions.iter().all(|r| r.endpoint.is_some());
         if let Some(ids) = &self.target.ids {
-            if !live {
-                return within(
-                    "target",
-                    "ids",
-                    "ids are for live endpoints: give every region an `endpoint`".into(),
-                );
-            }
-            if self.target.discover.is_some() {
-                return within(
-                    "target",
-                    "ids",
-                    "give ids or discover them, not both".into(),
-                );
-            }
-            if ids.mandates.is_empty() || ids.items.is_empty() {
-                return within(
-                    "target",
-                    "ids",
-                    "ids needs at least one mandate and one item".into(),
-                );
-            }
-            if ids.items.len() > usize::from(u16::MAX) {
-                return within("target", "ids", "at most 65535 items".into());
-            }
-            let named = std::iter::once(("merchant".to_string(), &ids.merchant))
-                .chain(
-                    ids.mandates
-                        .iter()
-                        .enumerate()
-                        .map(|(i, m)| (format!("mandates[{i}]"), m)),
-                )
-                .chain(
-                    ids.items
-                        .iter()
-                        .enumerate()
-                        .map(|(i, m)| (format!("items[{i}]"), m)),
-                );
-            let mut parsed = Vec::with_capacity(1 + ids.mandates.len() + ids.items.len());
-            for (name, id) in named {
-                match uuid::Uuid::parse_str(id) {
-                    Ok(u) => parsed.push(u),
-                    Err(_) => {
-                        return Err((
-                            Locator::Key("target", "ids"),
-                            format!("target.ids.{name}"),
-                            format!("`{}` is not a UUID", super::bounded(id)),
-                        ));
-                    }
-                }
-            }
-            let in_ids = |key: &str, msg: &str| {
-                Err((
-                    Locator::Key("target", "ids"),
-                    format!("target.ids.{key}"),
-                    msg.to_string(),
-                ))
-            };
-            if ids.price_minor <= 0 {
-                return in_ids("price_minor", "must be > 0 (minor units)");
-            }
-            if !is_currency(&ids.currency) {
-                return in_ids("currency", "must be a 3-letter ISO-4217 code");
-            }
-            if ids.stock_per_item < 0 {
-                return in_ids("stock_per_item", "must be >= 0");
-            }
-            if ids.cap_per_mandate_minor < 0 {
-                return in_ids("cap_per_mandate_minor", "must be >= 0");
-            }
-            let merchant = parsed[0];
-            let mandates = parsed[1..1 + ids.mandates.len()].to_vec();
-            let items = parsed[1 + ids.mandates.len()..].to_vec();
-            self.live_catalog = Some(LiveCatalog {
-                merchant,
-                mandates,
-                items,
-                price_minor: ids.price_minor,
-                currency: ids.currency.clone(),
-                stock_per_item: ids.stock_per_item,
-                cap_per_mandate_minor: ids.cap_per_mandate_minor,
-            });
+            self.live_catalog = Some(check_ids(ids, live, self.target.discover.is_some())?);
         }
         if self.target.discover.is_some() && !live {
             return within(
@@ -336,6 +283,15 @@ impl Scenario {
                 "the HTTP version is for `kind = \"http\"` targets".into(),
             );
         }
+        self.check_tls(live, https)?;
+        Ok(())
+    }
+
+    /// `target.tls`: settings that apply to this target, and agree with each other.
+    fn check_tls(&self, live: bool, https: bool) -> Result<(), Problem> {
+        let within = |table: &'static str, key: &'static str, msg: String| {
+            Err((Locator::Key(table, key), format!("{table}.{key}"), msg))
+        };
         if let Some(tls) = &self.target.tls {
             let in_tls = |key: &str, msg: &str| {
                 Err((
@@ -393,6 +349,11 @@ impl Scenario {
                 return in_tls("server_name", "must be a DNS name or an IP address");
             }
         }
+        Ok(())
+    }
+
+    /// Each region: a safe unique name, a weight, a host order that applies.
+    fn check_regions(&self) -> Result<(), Problem> {
         for (i, region) in self.regions.iter().enumerate() {
             let here = |key: &'static str, msg: String| {
                 Err((
@@ -452,13 +413,15 @@ impl Scenario {
                 }
             }
         }
-        if self.cluster.patroni.len() > MAX_PATRONI {
-            return within(
-                "cluster",
-                "patroni",
-                format!("at most {MAX_PATRONI} Patroni REST endpoints"),
-            );
-        }
+        Ok(())
+    }
+
+    /// The watched cluster: plain-HTTP Patroni endpoints, at least one region weighted.
+    fn check_cluster(&self) -> Result<(), Problem> {
+        let top = |key: &'static str, msg: String| Err((Locator::Top(key), key.to_string(), msg));
+        let within = |table: &'static str, key: &'static str, msg: String| {
+            Err((Locator::Key(table, key), format!("{table}.{key}"), msg))
+        };
         if let Some(https) = self.cluster.patroni.iter().find(|e| e.tls) {
             return within(
                 "cluster",
@@ -472,6 +435,11 @@ impl Scenario {
         if self.regions.iter().all(|r| r.weight == 0.0) {
             return top("regions", "at least one region needs a weight > 0".into());
         }
+        Ok(())
+    }
+
+    /// The `[[faults]]` tables as typed `Fault`s, regions resolved to indices.
+    fn typed_faults(&self) -> Result<Vec<Fault>, Problem> {
         let mut faults = Vec::with_capacity(self.fault_specs.len());
         for (i, fault) in self.fault_specs.iter().enumerate() {
             let here = |key: &'static str, msg: String| {
@@ -578,9 +546,96 @@ impl Scenario {
                 heal_after: fault.heal_after,
             });
         }
-        self.faults = faults;
-        Ok(())
+        Ok(faults)
     }
+}
+
+/// `target.ids`, checked and typed.
+fn check_ids(ids: &LiveIds, live: bool, discover: bool) -> Result<LiveCatalog, Problem> {
+    let within = |table: &'static str, key: &'static str, msg: String| {
+        Err((Locator::Key(table, key), format!("{table}.{key}"), msg))
+    };
+    if !live {
+        return within(
+            "target",
+            "ids",
+            "ids are for live endpoints: give every region an `endpoint`".into(),
+        );
+    }
+    if discover {
+        return within(
+            "target",
+            "ids",
+            "give ids or discover them, not both".into(),
+        );
+    }
+    if ids.mandates.is_empty() || ids.items.is_empty() {
+        return within(
+            "target",
+            "ids",
+            "ids needs at least one mandate and one item".into(),
+        );
+    }
+    if ids.items.len() > usize::from(u16::MAX) {
+        return within("target", "ids", "at most 65535 items".into());
+    }
+    let named = std::iter::once(("merchant".to_string(), &ids.merchant))
+        .chain(
+            ids.mandates
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (format!("mandates[{i}]"), m)),
+        )
+        .chain(
+            ids.items
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (format!("items[{i}]"), m)),
+        );
+    let mut parsed = Vec::with_capacity(1 + ids.mandates.len() + ids.items.len());
+    for (name, id) in named {
+        match uuid::Uuid::parse_str(id) {
+            Ok(u) => parsed.push(u),
+            Err(_) => {
+                return Err((
+                    Locator::Key("target", "ids"),
+                    format!("target.ids.{name}"),
+                    format!("`{}` is not a UUID", super::bounded(id)),
+                ));
+            }
+        }
+    }
+    let in_ids = |key: &str, msg: &str| {
+        Err((
+            Locator::Key("target", "ids"),
+            format!("target.ids.{key}"),
+            msg.to_string(),
+        ))
+    };
+    if ids.price_minor <= 0 {
+        return in_ids("price_minor", "must be > 0 (minor units)");
+    }
+    if !is_currency(&ids.currency) {
+        return in_ids("currency", "must be a 3-letter ISO-4217 code");
+    }
+    if ids.stock_per_item < 0 {
+        return in_ids("stock_per_item", "must be >= 0");
+    }
+    if ids.cap_per_mandate_minor < 0 {
+        return in_ids("cap_per_mandate_minor", "must be >= 0");
+    }
+    let merchant = parsed[0];
+    let mandates = parsed[1..1 + ids.mandates.len()].to_vec();
+    let items = parsed[1 + ids.mandates.len()..].to_vec();
+    Ok(LiveCatalog {
+        merchant,
+        mandates,
+        items,
+        price_minor: ids.price_minor,
+        currency: ids.currency.clone(),
+        stock_per_item: ids.stock_per_item,
+        cap_per_mandate_minor: ids.cap_per_mandate_minor,
+    })
 }
 
 /// Where in the text a semantic error points.
