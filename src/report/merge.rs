@@ -196,6 +196,7 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
     m.agents_total = 0;
     m.agents_done = 0;
     m.elapsed_ms = 0;
+    m.agents_elapsed_ms = 0;
     m.faults = Vec::new();
     m.resolution = Default::default();
     m.final_reads = Default::default();
@@ -214,6 +215,7 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
         m.agents_total += s.summary.agents_total;
         m.agents_done += s.summary.agents_done;
         m.elapsed_ms = m.elapsed_ms.max(s.summary.elapsed_ms);
+        m.agents_elapsed_ms = m.agents_elapsed_ms.max(s.summary.agents_elapsed_ms);
         m.stopped_early |= s.summary.stopped_early;
         m.faults.extend(s.summary.faults.iter().cloned());
         let f = &s.summary.final_reads;

@@ -50,6 +50,10 @@ pub struct Summary {
     pub settings: Vec<(String, String)>,
     pub embedded: bool,
     pub elapsed_ms: u64,
+    /// From the start to the last agent done: what the rates divide by (the end-of-run
+    /// resolution and final reads are in `elapsed_ms`, not in the generator's rate).
+    #[serde(default)]
+    pub agents_elapsed_ms: u64,
     pub agents_total: u64,
     pub agents_done: u64,
     pub stopped_early: bool,
@@ -344,6 +348,7 @@ impl Summary {
             settings: settings_of(scenario),
             embedded: run.embedded,
             elapsed_ms: run.elapsed_ms,
+            agents_elapsed_ms: run.agents_elapsed_ms,
             agents_total: run.agents_total,
             agents_done: run.agents_done,
             stopped_early: run.stopped_early,
@@ -387,7 +392,11 @@ impl Summary {
     /// rates from the counters and the elapsed time, the verdict from `audit`, each
     /// threshold against what was observed, and the exit code.
     pub fn conclude(&mut self, rules: &[(Metric, Threshold)]) {
-        let secs = (self.elapsed_ms as f64 / 1000.0).max(1e-3);
+        let phase_ms = match self.agents_elapsed_ms {
+            0 => self.elapsed_ms,
+            ms => ms,
+        };
+        let secs = (phase_ms as f64 / 1000.0).max(1e-3);
         let c = |k: &str| self.counters.get(k).copied().unwrap_or(0);
         let requests = c("requests");
         let answered = c("committed") + c("out_of_stock") + c("mandate_rejected");

@@ -36,7 +36,12 @@ pub struct SqliteKernel {
     path: PathBuf,
     lanes: Vec<mpsc::Sender<Job>>,
     next: AtomicUsize,
+    /// Reader connections kept between lookups (opening one costs more than the lookup).
+    readers: std::sync::Arc<std::sync::Mutex<Vec<Connection>>>,
 }
+
+/// Reader connections kept idle (one per concurrent lookup beyond is opened and closed).
+const MAX_IDLE_READERS: usize = 32;
 
 /// BUSY (another writer) and BUSY_SNAPSHOT (our snapshot is stale) are SQLite's
 /// serialization conflicts.
@@ -87,6 +92,7 @@ impl SqliteKernel {
             path: path.to_path_buf(),
             lanes,
             next: AtomicUsize::new(0),
+            readers: Default::default(),
         })
     }
 
@@ -118,10 +124,21 @@ impl SqliteKernel {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, KernelError> {
-        let path = self.path.clone();
+        let (path, readers) = (self.path.clone(), self.readers.clone());
         tokio::task::spawn_blocking(move || {
-            let conn = open_sqlite(&path).map_err(db_error)?;
-            f(&conn).map_err(db_error)
+            let idle = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match idle {
+                Some(conn) => conn,
+                None => open_sqlite(&path).map_err(db_error)?,
+            };
+            // A statement outside a transaction holds no snapshot once it is done: an idle
+            // reader never keeps the WAL from being checkpointed.
+            let result = f(&conn).map_err(db_error);
+            let mut idle = readers.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+            result
         })
         .await
         .map_err(db_error)?
@@ -212,10 +229,10 @@ impl SqliteKernel {
     ) -> Result<Option<StoredIntent>, KernelError> {
         let row = self
             .read(move |conn| {
-                conn.query_row(
-                    &format!(
-                        "SELECT idem_key, fingerprint, snapshot FROM intent WHERE {column} = ?1"
-                    ),
+                conn.prepare_cached(&format!(
+                    "SELECT idem_key, fingerprint, snapshot FROM intent WHERE {column} = ?1"
+                ))?
+                .query_row(
                     [&value],
                     |r| {
                         Ok((
