@@ -108,6 +108,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
         let meta = tui::Meta {
             scenario: scenario.name.clone(),
             seed: scenario.seed,
+            run_id: run_id.to_string(),
             target: format!(
                 "{} · database: {}",
                 swarm::report::target_of(&scenario),

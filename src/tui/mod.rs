@@ -16,10 +16,12 @@ use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers
 use tokio::sync::{oneshot, watch};
 
 use crate::audit::Validity;
-use crate::history::Code;
-use crate::metrics::{self, Percentiles};
+use crate::metrics;
 use crate::run::LiveRun;
-pub use panels::{Dashboard, Health, RegionRow};
+/// What the header names (scenario, seed, run id, target): the shared view's.
+pub use crate::run::live::Meta;
+pub use crate::run::live::{RegionRow, Verdict, View};
+pub use panels::{Dashboard, Health};
 
 /// Where the run is, as the dashboard shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,14 +35,6 @@ pub enum Phase {
         /// The run in one line (`Headline::line`), shown under the verdict.
         headline: String,
     },
-}
-
-/// What the header names.
-#[derive(Debug, Clone)]
-pub struct Meta {
-    pub scenario: String,
-    pub seed: u64,
-    pub target: String,
 }
 
 /// On by default on a terminal; off with `--no-tui`, without a TTY, or with `CI=true`.
@@ -91,87 +85,6 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// Build one frame's figures from the running swarm.
-pub fn dashboard(
-    meta: &Meta,
-    run: &LiveRun,
-    snap: &metrics::Snapshot,
-    health: Health,
-) -> Dashboard {
-    let w = &run.world;
-    let t = &snap.totals;
-    let outcomes = Code::ALL
-        .iter()
-        .map(|c| (c.name().to_string(), t.code(*c)))
-        .chain([("REPLAYS".to_string(), t.replays)])
-        // What the wire said, by status class (the non-zero ones).
-        .chain(
-            crate::history::STATUS_CLASSES
-                .iter()
-                .zip(t.by_status.iter())
-                .filter(|(_, n)| **n > 0)
-                .map(|(class, n)| (format!("HTTP {class}"), *n)),
-        )
-        .collect();
-    let faults = run.timeline.records(&w.metrics);
-    let latest = faults
-        .iter()
-        .filter(|f| f.started_ms.is_some())
-        .max_by_key(|f| f.started_ms);
-    let now_ms = u64::from(w.metrics.now_ms());
-    let regions = w
-        .regions
-        .iter()
-        .enumerate()
-        .zip(snap.regions.iter())
-        .zip(snap.in_flight.iter())
-        .map(|(((i, r), fig), inf)| RegionRow {
-            name: r.name.clone(),
-            state: r.state(),
-            requests: fig.counters.requests,
-            errors: fig.counters.errors(),
-            in_flight: *inf,
-            last_fault: latest
-                .and_then(|f| f.impact.get(i))
-                .and_then(|impact| impact.status(now_ms)),
-        })
-        .collect();
-    let leader = run.timeline.cluster().map(|c| {
-        let now = c.leader().unwrap_or_else(|| "none".into());
-        match latest.and_then(|f| f.leader_before.as_ref().zip(f.leader_elected_ms)) {
-            Some((before, at)) => format!(
-                "{now} (was {before}, elected at {:.1} s)",
-                at as f64 / 1000.0
-            ),
-            None => now,
-        }
-    });
-    Dashboard {
-        scenario: meta.scenario.clone(),
-        seed: meta.seed,
-        target: meta.target.clone(),
-        elapsed_s: w.metrics.start.elapsed().as_secs_f64(),
-        done: w.metrics.agents_done.load(Ordering::Relaxed),
-        total: run.total,
-        paused: run.control.paused.load(Ordering::Acquire),
-        series: w.metrics.series(),
-        faults,
-        latency_corrected: Percentiles::of(&snap.corrected_us),
-        latency_raw: Percentiles::of(&snap.raw_us),
-        attempts: snap.attempts.to_vec(),
-        retry_exhausted: t.code(Code::RetryExhausted),
-        outcomes,
-        regions,
-        live: *run.live.lock().unwrap_or_else(|p| p.into_inner()),
-        health,
-        verdict: None,
-        status: String::new(),
-        help: false,
-        headline: String::new(),
-        leader,
-    }
-}
-
 /// Run the dashboard until the run is audited and a key is pressed (or at once with
 /// `exit_on_finish`).
 pub async fn run(
@@ -198,7 +111,10 @@ pub async fn run(
     let mut frame = tokio::time::interval(Duration::from_millis(100));
     frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut snap = run.world.metrics.snapshot();
-    let mut board = dashboard(&meta, &run, &snap, Health::default());
+    let mut board = Dashboard {
+        view: run.view(&meta, &snap),
+        ..Dashboard::default()
+    };
     let (mut last_refresh, mut last_cpu) = (Instant::now(), cpu_seconds());
     let mut lag_ms = 0.0f64;
     let mut last_tick = Instant::now();
@@ -268,12 +184,10 @@ pub async fn run(
                 live_tasks: started.saturating_sub(finished),
                 rss_mib: rss_kib as f64 / 1024.0,
             };
-            let (status, help) = (board.status.clone(), board.help);
-            let headline = std::mem::take(&mut board.headline);
-            board = dashboard(&meta, &run, &snap, health);
-            board.status = status;
-            board.help = help;
-            board.headline = headline;
+            let verdict = board.view.verdict.take();
+            board.view = run.view(&meta, &snap);
+            board.view.verdict = verdict;
+            board.health = health;
             last_refresh = Instant::now();
             last_cpu = cpu;
         }
@@ -292,17 +206,21 @@ pub async fn run(
                 note,
                 headline,
             } => {
-                board.verdict = Some((*validity, *exit_code, note.clone()));
-                board.headline = headline.clone();
+                board.view.verdict = Some(Verdict {
+                    validity: *validity,
+                    exit_code: *exit_code,
+                    headline: headline.clone(),
+                    note: note.clone(),
+                });
                 board.status.clear();
             }
         }
-        board.elapsed_s = if done {
-            board.elapsed_s
+        board.view.elapsed_s = if done {
+            board.view.elapsed_s
         } else {
             run.world.metrics.start.elapsed().as_secs_f64()
         };
-        board.done = run.world.metrics.agents_done.load(Ordering::Relaxed);
+        board.view.done = run.world.metrics.agents_done.load(Ordering::Relaxed);
         terminal.draw(|f| panels::draw(f, &board))?;
         if done && exit_on_finish {
             return Ok(());
@@ -323,6 +241,13 @@ mod tests {
 
     fn figures() -> Dashboard {
         Dashboard {
+            view: figures_view(),
+            ..Dashboard::default()
+        }
+    }
+
+    fn figures_view() -> View {
+        View {
             scenario: "smoke".into(),
             seed: 42,
             target: "direct · SQLite".into(),
@@ -392,7 +317,7 @@ mod tests {
                 polls: 7,
             },
             leader: Some("n2 (was n1, elected at 6.0 s)".into()),
-            ..Dashboard::default()
+            ..View::default()
         }
     }
 
@@ -426,10 +351,10 @@ mod tests {
     #[test]
     fn at_80_by_24_nothing_is_cut() {
         let mut d = figures();
-        d.target = "live endpoints a http://127.0.0.1:8080, b http://127.0.0.1:8081 · ZeroRace API · HTTP/1.1 without TLS · database: none given (history-only audit)".into();
-        d.done = 1_000_000;
-        d.total = 1_000_000;
-        d.outcomes = vec![
+        d.view.target = "live endpoints a http://127.0.0.1:8080, b http://127.0.0.1:8081 · ZeroRace API · HTTP/1.1 without TLS · database: none given (history-only audit)".into();
+        d.view.done = 1_000_000;
+        d.view.total = 1_000_000;
+        d.view.outcomes = vec![
             ("COMMITTED".into(), 100),
             ("OUT_OF_STOCK".into(), 996_345),
             ("MANDATE_REJECTED".into(), 0),
@@ -437,13 +362,14 @@ mod tests {
             ("REPLAYS".into(), 4_012),
             ("HTTP 201".into(), 100),
         ];
-        d.regions[0].requests = 1_234_567;
-        d.regions[0].errors = 12_345;
-        d.verdict = Some((
-            Validity::Valid,
-            0,
-            "report: reports/million-20261202T041500Z · press any key".into(),
-        ));
+        d.view.regions[0].requests = 1_234_567;
+        d.view.regions[0].errors = 12_345;
+        d.view.verdict = Some(Verdict {
+            validity: Validity::Valid,
+            exit_code: 0,
+            headline: String::new(),
+            note: "report: reports/million-20261202T041500Z · press any key".into(),
+        });
         let b = render(&d, 80, 24);
         let all = text(&b);
         for whole in [
@@ -465,10 +391,13 @@ mod tests {
         // Outcomes that never happened take no row.
         assert!(!all.contains("MANDATE_REJECTED"), "{all}");
         // At the verdict the headline takes the target's place, whole.
-        d.headline = "sold 100 of 100 units (100 settled purchases, from the database) · oversells 0 · duplicate settlements 0 · ledger drift 0 · mandate breaches 0 · OCC retries 585 (attempts 1×9431 2×412)".into();
+        let headline = "sold 100 of 100 units (100 settled purchases, from the database) · oversells 0 · duplicate settlements 0 · ledger drift 0 · mandate breaches 0 · OCC retries 585 (attempts 1×9431 2×412)";
+        if let Some(v) = d.view.verdict.as_mut() {
+            v.headline = headline.into();
+        }
         let all = text(&render(&d, 80, 24));
         let flat: String = all.split_whitespace().collect::<Vec<_>>().join(" ");
-        assert!(flat.contains(&d.headline), "{all}");
+        assert!(flat.contains(headline), "{all}");
     }
 
     #[test]
@@ -512,7 +441,7 @@ mod tests {
         );
         assert!(all.contains("back after 4.1 s (reconnect +0.2 s)"), "{all}");
         let mut d = figures();
-        d.regions[1].last_fault = Some("down 2.3 s".into());
+        d.view.regions[1].last_fault = Some("down 2.3 s".into());
         let b = render(&d, 200, 50);
         let (x, y) = find(&b, "down 2.3 s").unwrap_or_else(|| panic!("{}", text(&b)));
         assert_eq!(b[(x, y)].style().fg, Some(Color::Red));
@@ -521,7 +450,12 @@ mod tests {
     #[test]
     fn the_verdict_and_help_show() {
         let mut d = figures();
-        d.verdict = Some((Validity::Invalid, 1, "report: reports/x".into()));
+        d.view.verdict = Some(Verdict {
+            validity: Validity::Invalid,
+            exit_code: 1,
+            headline: String::new(),
+            note: "report: reports/x".into(),
+        });
         d.help = true;
         let all = text(&render(&d, 200, 50));
         assert!(all.contains("VERDICT INVALID (exit 1)"));

@@ -11,22 +11,9 @@ use ratatui::widgets::{
     Paragraph, Row, Sparkline, Table, Wrap,
 };
 
-use crate::audit::LiveCounts;
 use crate::audit::Validity;
 use crate::metrics::{Percentiles, Sample};
-use crate::run::faults::FaultRecord;
-use crate::scenario::RegionState;
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RegionRow {
-    pub name: String,
-    pub state: RegionState,
-    pub requests: u64,
-    pub errors: u64,
-    pub in_flight: i64,
-    /// What the last fault did to it: `down 2.3 s`, `back after 4.1 s (reconnect +0.2 s)`.
-    pub last_fault: Option<String>,
-}
+use crate::run::live::View;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Health {
@@ -36,34 +23,16 @@ pub struct Health {
     pub rss_mib: f64,
 }
 
-/// Everything one frame shows.
+/// Everything one frame shows: the run's `View` (what every presenter draws) and what
+/// only a terminal has.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Dashboard {
-    pub scenario: String,
-    pub seed: u64,
-    pub target: String,
-    pub elapsed_s: f64,
-    pub done: u64,
-    pub total: u64,
-    pub paused: bool,
-    pub series: Vec<Sample>,
-    pub faults: Vec<FaultRecord>,
-    pub latency_corrected: Percentiles,
-    pub latency_raw: Percentiles,
-    pub attempts: Vec<u64>,
-    pub retry_exhausted: u64,
-    pub outcomes: Vec<(String, u64)>,
-    pub regions: Vec<RegionRow>,
-    pub live: LiveCounts,
+    pub view: View,
+    /// The generator's own load (this process).
     pub health: Health,
-    /// `Some((validity, exit code, note))` once the run is audited.
-    pub verdict: Option<(Validity, i32, String)>,
+    /// What the last key did: `fired crash us-west-2`.
     pub status: String,
     pub help: bool,
-    /// The run in one line, once the verdict is in (it takes the target's place).
-    pub headline: String,
-    /// A watched cluster's leader: `n2 (was n3, elected at 14.1 s)`.
-    pub leader: Option<String>,
 }
 
 fn block(title: &str) -> Block<'_> {
@@ -127,10 +96,9 @@ pub fn draw(f: &mut Frame, d: &Dashboard) {
 /// What the header says under its first line: the target while running, the headline
 /// at the verdict.
 fn second_line(d: &Dashboard) -> String {
-    if d.verdict.is_some() && !d.headline.is_empty() {
-        d.headline.clone()
-    } else {
-        format!("target: {}", d.target)
+    match &d.view.verdict {
+        Some(v) if !v.headline.is_empty() => v.headline.clone(),
+        _ => format!("target: {}", d.view.target),
     }
 }
 
@@ -153,30 +121,34 @@ fn target_lines(d: &Dashboard, width: u16) -> u16 {
 }
 
 pub fn header(f: &mut Frame, area: Rect, d: &Dashboard) {
-    let ratio = if d.total == 0 {
+    let ratio = if d.view.total == 0 {
         0.0
     } else {
-        (d.done as f64 / d.total as f64).clamp(0.0, 1.0)
+        (d.view.done as f64 / d.view.total as f64).clamp(0.0, 1.0)
     };
-    let eta = if d.done > 0 && d.done < d.total {
-        let rate = d.done as f64 / d.elapsed_s.max(1e-3);
-        format!("ETA {:.0}s", (d.total - d.done) as f64 / rate)
+    let eta = if d.view.done > 0 && d.view.done < d.view.total {
+        let rate = d.view.done as f64 / d.view.elapsed_s.max(1e-3);
+        format!("ETA {:.0}s", (d.view.total - d.view.done) as f64 / rate)
     } else {
         String::new()
     };
-    let state = match &d.verdict {
-        Some((v, code, _)) => Span::styled(
-            format!(" VERDICT {} (exit {code}) ", v.name().to_uppercase()),
+    let state = match &d.view.verdict {
+        Some(v) => Span::styled(
+            format!(
+                " VERDICT {} (exit {}) ",
+                v.validity.name().to_uppercase(),
+                v.exit_code
+            ),
             Style::default()
                 .fg(Color::Black)
-                .bg(match v {
+                .bg(match v.validity {
                     Validity::Valid => Color::Green,
                     Validity::Invalid => Color::Red,
                     Validity::Unknown => Color::Yellow,
                 })
                 .add_modifier(Modifier::BOLD),
         ),
-        None if d.paused => Span::styled(
+        None if d.view.paused => Span::styled(
             " PAUSED ",
             Style::default().fg(Color::Black).bg(Color::Yellow),
         ),
@@ -184,7 +156,10 @@ pub fn header(f: &mut Frame, area: Rect, d: &Dashboard) {
     };
     // The line that must stay whole comes first; the target, which can be long, gets
     // its own line(s) below and wraps rather than pushing the verdict off the screen.
-    let lead = format!("{} · seed {} · {:.1}s ", d.scenario, d.seed, d.elapsed_s);
+    let lead = format!(
+        "{} · seed {} · {:.1}s ",
+        d.view.scenario, d.view.seed, d.view.elapsed_s
+    );
     let keys = "  q quit · f fault · h heal · space pause · ? help";
     let used = "swarm ".len() + lead.chars().count() + state.width();
     let keys = if used + keys.chars().count() <= usize::from(area.width) {
@@ -218,7 +193,7 @@ pub fn header(f: &mut Frame, area: Rect, d: &Dashboard) {
             .block(Block::default().borders(Borders::ALL).title("agents"))
             .gauge_style(Style::default().fg(Color::Cyan))
             .ratio(ratio)
-            .label(format!("{}/{} agents {eta}", d.done, d.total)),
+            .label(format!("{}/{} agents {eta}", d.view.done, d.view.total)),
         parts[1],
     );
 }
@@ -228,10 +203,15 @@ fn points(series: &[Sample], f: impl Fn(&Sample) -> f64) -> Vec<(f64, f64)> {
 }
 
 pub fn throughput(f: &mut Frame, area: Rect, d: &Dashboard) {
-    let commits = points(&d.series, |s| s.commits as f64);
-    let declines = points(&d.series, |s| s.declines as f64);
-    let errors = points(&d.series, |s| s.errors as f64);
-    let x_max = d.series.last().map_or(1.0, |s| s.second as f64).max(1.0);
+    let commits = points(&d.view.series, |s| s.commits as f64);
+    let declines = points(&d.view.series, |s| s.declines as f64);
+    let errors = points(&d.view.series, |s| s.errors as f64);
+    let x_max = d
+        .view
+        .series
+        .last()
+        .map_or(1.0, |s| s.second as f64)
+        .max(1.0);
     let y_max = commits
         .iter()
         .chain(declines.iter())
@@ -241,7 +221,7 @@ pub fn throughput(f: &mut Frame, area: Rect, d: &Dashboard) {
         * 1.1;
     // Fault start and heal, drawn as vertical marks.
     let mut marks: Vec<(f64, f64)> = Vec::new();
-    for fault in &d.faults {
+    for fault in &d.view.faults {
         for t in [fault.started_ms, fault.healed_ms].into_iter().flatten() {
             let x = t as f64 / 1000.0;
             for k in 0..=8 {
@@ -276,6 +256,7 @@ pub fn throughput(f: &mut Frame, area: Rect, d: &Dashboard) {
             .data(&marks),
     ];
     let active = d
+        .view
         .faults
         .iter()
         .filter(|f| f.started_ms.is_some() && f.healed_ms.is_none())
@@ -346,8 +327,8 @@ pub fn latency(f: &mut Frame, area: Rect, d: &Dashboard) {
     f.render_widget(
         Table::new(
             vec![
-                row(names[0], &d.latency_corrected),
-                row(names[1], &d.latency_raw),
+                row(names[0], &d.view.latency_corrected),
+                row(names[1], &d.view.latency_raw),
             ],
             widths,
         )
@@ -358,10 +339,10 @@ pub fn latency(f: &mut Frame, area: Rect, d: &Dashboard) {
 }
 
 pub fn retries(f: &mut Frame, area: Rect, d: &Dashboard) {
-    let total: u64 = d.series.iter().map(|s| s.occ_retries).sum();
+    let total: u64 = d.view.series.iter().map(|s| s.occ_retries).sum();
     // The longest title that fits whole; what it leaves out goes to the bars' title.
     let room = usize::from(area.width.saturating_sub(2));
-    let exhausted = format!("exhausted {}", d.retry_exhausted);
+    let exhausted = format!("exhausted {}", d.view.retry_exhausted);
     let (title, bars_title) = [
         format!("OCC retries {total} · {exhausted}"),
         format!("OCC {total} · {exhausted}"),
@@ -379,7 +360,7 @@ pub fn retries(f: &mut Frame, area: Rect, d: &Dashboard) {
         .direction(Direction::Vertical)
         .constraints([Constraint::Length(2), Constraint::Min(3)])
         .split(inner);
-    let per_second: Vec<u64> = d.series.iter().map(|s| s.occ_retries).collect();
+    let per_second: Vec<u64> = d.view.series.iter().map(|s| s.occ_retries).collect();
     let shown = &per_second[per_second.len().saturating_sub(usize::from(parts[0].width))..];
     f.render_widget(
         Sparkline::default()
@@ -388,12 +369,13 @@ pub fn retries(f: &mut Frame, area: Rect, d: &Dashboard) {
         parts[0],
     );
     let last = d
+        .view
         .attempts
         .iter()
         .rposition(|v| *v > 0)
         .map_or(1, |i| i + 1)
         .max(3);
-    let bars: Vec<Bar> = d.attempts[..last.min(d.attempts.len())]
+    let bars: Vec<Bar> = d.view.attempts[..last.min(d.view.attempts.len())]
         .iter()
         .enumerate()
         .map(|(i, v)| {
@@ -416,7 +398,7 @@ pub fn retries(f: &mut Frame, area: Rect, d: &Dashboard) {
 pub fn outcomes(f: &mut Frame, area: Rect, d: &Dashboard) {
     // Only what happened, most frequent first; columns as wide as their longest entry, so
     // neither a name nor a count is ever cut.
-    let mut shown: Vec<&(String, u64)> = d.outcomes.iter().filter(|(_, v)| *v > 0).collect();
+    let mut shown: Vec<&(String, u64)> = d.view.outcomes.iter().filter(|(_, v)| *v > 0).collect();
     shown.sort_by_key(|o| std::cmp::Reverse(o.1));
     let name_w = shown
         .iter()
@@ -443,7 +425,7 @@ pub fn outcomes(f: &mut Frame, area: Rect, d: &Dashboard) {
 }
 
 pub fn invariants(f: &mut Frame, area: Rect, d: &Dashboard) {
-    let l = &d.live;
+    let l = &d.view.live;
     let row = |name: &str, n: u64| {
         let style = if n == 0 {
             Style::default().fg(Color::Green)
@@ -487,6 +469,7 @@ pub fn regions(f: &mut Frame, area: Rect, d: &Dashboard) {
     // What the last fault did gets a column when there is room for it.
     let wide = area.width >= 72;
     let rows: Vec<Row> = d
+        .view
         .regions
         .iter()
         .map(|r| {
@@ -514,7 +497,7 @@ pub fn regions(f: &mut Frame, area: Rect, d: &Dashboard) {
             Row::new(cells)
         })
         .collect();
-    let title = match &d.leader {
+    let title = match &d.view.leader {
         Some(leader) => format!("regions · leader {leader}"),
         None => "regions".to_string(),
     };
@@ -560,9 +543,9 @@ pub fn health(f: &mut Frame, area: Rect, d: &Dashboard) {
         Line::from(format!("RSS        {:5.0} MiB", h.rss_mib)),
     ];
     let mut text = lines;
-    if let Some((_, _, note)) = &d.verdict {
+    if let Some(v) = &d.view.verdict {
         text.push(Line::from(Span::styled(
-            note.clone(),
+            v.note.clone(),
             Style::default().add_modifier(Modifier::BOLD),
         )));
     }
