@@ -172,7 +172,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
         let _ = phase.send(Phase::Done {
             validity: summary.validity,
             exit_code: summary.exit_code,
-            note: format!("report: {} · press any key", dir.display()),
+            note: format!("report: {}", dir.display()),
             headline: summary.headline.line(),
         });
         match d.await {

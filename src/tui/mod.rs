@@ -1,9 +1,15 @@
 //! Mission Control: the live terminal dashboard.
 //!
-//! Invariants: the dashboard only reads aggregates (merged metrics once a second, the
-//! 1 Hz series, the live audit counters), never the history; it draws at a fixed 10
-//! frames a second; the terminal is restored however the run ends (a guard's `Drop`, and
-//! ratatui's panic hook); it switches itself off without a TTY or with `CI=true`.
+//! It draws `run::live::View`, the model every presenter shares (built by
+//! `LiveRun::view`), plus what only a terminal has: the generator's health, what the last
+//! key did, the help.
+//!
+//! Invariants: the dashboard only reads aggregates (merged metrics once a second and once
+//! more when the run ends, the 1 Hz series, the live audit counters), never the history;
+//! the last frame is drawn from the run's final totals, however short the run; it draws
+//! at a fixed 10 frames a second; the terminal is restored however the run ends (a guard's
+//! `Drop`, and ratatui's panic hook); it switches itself off without a TTY or with
+//! `CI=true`.
 
 pub mod panels;
 
@@ -110,15 +116,15 @@ pub async fn run(
     };
     let mut frame = tokio::time::interval(Duration::from_millis(100));
     frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut snap = run.world.metrics.snapshot();
-    let mut board = Dashboard {
-        view: run.view(&meta, &snap),
-        ..Dashboard::default()
-    };
+    let mut board = Dashboard::default();
+    refresh(&mut board, &run, &meta);
     let (mut last_refresh, mut last_cpu) = (Instant::now(), cpu_seconds());
     let mut lag_ms = 0.0f64;
     let mut last_tick = Instant::now();
     let mut interrupts = 0;
+    let mut seen = Phase::Running;
+    // How long the run took: frozen once its agents are done and drained.
+    let mut ended_s: Option<f64> = None;
     loop {
         frame.tick().await;
         let since = last_tick.elapsed().as_secs_f64() * 1000.0;
@@ -154,14 +160,14 @@ pub async fn run(
                         .timeline
                         .fire_next(&run.world.regions, &run.world.metrics)
                     {
-                        Some(f) => format!("fired {} {} ", f.mode, f.region),
-                        None => "no fault left to fire ".into(),
+                        Some(f) => format!("fired {} {}", f.mode, f.region),
+                        None => "no fault left to fire".into(),
                     };
                 }
                 KeyCode::Char('h') => {
                     run.timeline
                         .heal_all(&run.world.regions, &run.world.metrics);
-                    board.status = "healed every region ".into();
+                    board.status = "healed every region".into();
                 }
                 KeyCode::Char(' ') => {
                     let p = !run.control.paused.load(Ordering::Acquire);
@@ -171,59 +177,90 @@ pub async fn run(
                 _ => {}
             }
         }
-        if last_refresh.elapsed() >= Duration::from_secs(1) && !done {
+        let running = matches!(current, Phase::Running);
+        if !running && std::mem::discriminant(&current) != std::mem::discriminant(&seen) {
+            // The run is over (auditing, or already audited): its final totals, whatever
+            // second it ended in. A run shorter than a second has no sample at all.
+            let at =
+                *ended_s.get_or_insert_with(|| run.world.metrics.start.elapsed().as_secs_f64());
+            refresh(&mut board, &run, &meta);
+            board.view.elapsed_s = at;
+        } else if running && last_refresh.elapsed() >= Duration::from_secs(1) {
             let cpu = cpu_seconds();
             let secs = last_refresh.elapsed().as_secs_f64();
-            snap = run.world.metrics.snapshot();
             let (rss_kib, _) = metrics::memory_kib();
             let started = run.world.metrics.agents_started.load(Ordering::Relaxed);
             let finished = run.world.metrics.agents_done.load(Ordering::Relaxed);
-            let health = Health {
+            board.health = Health {
                 cpu_pct: 100.0 * (cpu - last_cpu) / secs,
                 lag_ms,
                 live_tasks: started.saturating_sub(finished),
                 rss_mib: rss_kib as f64 / 1024.0,
             };
-            let verdict = board.view.verdict.take();
-            board.view = run.view(&meta, &snap);
-            board.view.verdict = verdict;
-            board.health = health;
+            refresh(&mut board, &run, &meta);
             last_refresh = Instant::now();
             last_cpu = cpu;
         }
-        match &current {
-            Phase::Running => {
-                // Once every agent is done: the end-of-run replay, with its budget.
-                let now_ms = u64::from(run.world.metrics.now_ms());
-                if let Some(line) = run.world.resolving.line(now_ms) {
-                    board.status = format!("{line} ");
-                }
-            }
-            Phase::Auditing => board.status = "draining, healing, resolving, auditing… ".into(),
-            Phase::Done {
-                validity,
-                exit_code,
-                note,
-                headline,
-            } => {
-                board.view.verdict = Some(Verdict {
-                    validity: *validity,
-                    exit_code: *exit_code,
-                    headline: headline.clone(),
-                    note: note.clone(),
-                });
-                board.status.clear();
-            }
+        seen = current.clone();
+        if running {
+            // Between refreshes: the clock, the agents done and the end-of-run replay.
+            let m = &run.world.metrics;
+            board.view.elapsed_s = m.start.elapsed().as_secs_f64();
+            board.view.done = m.agents_done.load(Ordering::Relaxed);
+            board.view.status = run
+                .world
+                .resolving
+                .line(u64::from(m.now_ms()))
+                .unwrap_or_default();
         }
-        board.view.elapsed_s = if done {
-            board.view.elapsed_s
-        } else {
-            run.world.metrics.start.elapsed().as_secs_f64()
-        };
-        board.view.done = run.world.metrics.agents_done.load(Ordering::Relaxed);
+        show_phase(&mut board, &current);
         terminal.draw(|f| panels::draw(f, &board))?;
         if done && exit_on_finish {
             return Ok(());
+        }
+    }
+}
+
+/// The view now, from a merged snapshot of the metrics (the verdict, which the run does
+/// not know, is kept).
+fn refresh(board: &mut Dashboard, run: &LiveRun, meta: &Meta) {
+    let snap = run.world.metrics.snapshot();
+    let verdict = board.view.verdict.take();
+    board.view = run.view(meta, &snap);
+    board.view.verdict = verdict;
+}
+
+/// Where the run is, on the board: the phase's name, and the verdict once it is in.
+fn show_phase(board: &mut Dashboard, phase: &Phase) {
+    let v = &mut board.view;
+    match phase {
+        Phase::Running => {
+            v.phase = if v.status.is_empty() {
+                "running"
+            } else {
+                "resolving"
+            }
+            .into();
+        }
+        Phase::Auditing => {
+            v.phase = "auditing".into();
+            v.status.clear();
+        }
+        Phase::Done {
+            validity,
+            exit_code,
+            note,
+            headline,
+        } => {
+            v.phase = "done".into();
+            v.status.clear();
+            v.verdict = Some(Verdict {
+                validity: *validity,
+                exit_code: *exit_code,
+                headline: headline.clone(),
+                note: note.clone(),
+            });
+            board.status.clear();
         }
     }
 }
@@ -232,7 +269,7 @@ pub async fn run(
 mod tests {
     use super::*;
     use crate::audit::LiveCounts;
-    use crate::metrics::Sample;
+    use crate::metrics::{Percentiles, Sample};
     use crate::run::faults::FaultRecord;
     use crate::scenario::{FaultMode, RegionState};
     use ratatui::Terminal;
@@ -262,8 +299,8 @@ mod tests {
                     errors: 5,
                     occ_retries: s * 3,
                     requests: 1000,
-                    p50_us: 2000,
-                    p99_us: 9000,
+                    p50_us: 2000 + 100 * (s % 3),
+                    p99_us: 9000 + 700 * s,
                     in_flight: 64,
                     agents_done: s * 700,
                     regions: vec![RegionState::Up, RegionState::Down(FaultMode::Crash)],
@@ -287,6 +324,24 @@ mod tests {
                 leader_elected_ms: Some(6000),
                 impact: Vec::new(),
             }],
+            occ_retries: 84,
+            requests: 7000,
+            latency_corrected: Percentiles {
+                p50_ms: 2.3,
+                p90_ms: 6.1,
+                p99_ms: 14.0,
+                p999_ms: 19.5,
+                max_ms: 31.0,
+                count: 5000,
+            },
+            latency_raw: Percentiles {
+                p50_ms: 2.0,
+                p90_ms: 5.2,
+                p99_ms: 12.5,
+                p999_ms: 18.0,
+                max_ms: 29.0,
+                count: 7000,
+            },
             attempts: vec![900, 70, 25, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             retry_exhausted: 2,
             outcomes: vec![("COMMITTED".into(), 100), ("OUT_OF_STOCK".into(), 9000)],
@@ -368,7 +423,7 @@ mod tests {
             validity: Validity::Valid,
             exit_code: 0,
             headline: String::new(),
-            note: "report: reports/million-20261202T041500Z · press any key".into(),
+            note: "report: reports/million-20261202T041500Z".into(),
         });
         let b = render(&d, 80, 24);
         let all = text(&b);
@@ -385,6 +440,8 @@ mod tests {
             "dup. settlements",
             "mandate breaches",
             "1000000/1000000",
+            "press any key",
+            "report: reports/million-20261202T041500Z",
         ] {
             assert!(all.contains(whole), "{whole} is cut at 80x24:\n{all}");
         }
@@ -460,5 +517,236 @@ mod tests {
         let all = text(&render(&d, 200, 50));
         assert!(all.contains("VERDICT INVALID (exit 1)"));
         assert!(all.contains("fire the next fault now"));
+    }
+
+    /// What the loop does with the phase it is told: auditing says so; the verdict
+    /// arrives with its headline and report, and ends the key's message.
+    #[test]
+    fn the_phase_shows_on_the_board() {
+        let mut d = figures();
+        d.status = "fired crash us-west-2".into();
+        show_phase(&mut d, &Phase::Auditing);
+        assert_eq!(d.view.phase, "auditing");
+        let all = text(&render(
+            &Dashboard {
+                status: String::new(),
+                ..d.clone()
+            },
+            80,
+            24,
+        ));
+        assert!(all.contains("auditing, writing the report"), "{all}");
+        show_phase(
+            &mut d,
+            &Phase::Done {
+                validity: Validity::Invalid,
+                exit_code: 1,
+                note: "report: reports/x".into(),
+                headline: "oversells 3".into(),
+            },
+        );
+        assert_eq!(d.view.phase, "done");
+        assert!(d.status.is_empty());
+        assert_eq!(
+            d.view.verdict,
+            Some(Verdict {
+                validity: Validity::Invalid,
+                exit_code: 1,
+                headline: "oversells 3".into(),
+                note: "report: reports/x".into(),
+            })
+        );
+        let all = text(&render(&d, 80, 24));
+        assert!(
+            all.contains("VERDICT INVALID (exit 1)") && all.contains("oversells 3"),
+            "{all}"
+        );
+    }
+
+    /// The text of the panel whose title starts with `title`: its box, borders included.
+    fn panel(b: &ratatui::buffer::Buffer, title: &str) -> String {
+        let a = b.area;
+        let (x, y) = (0..a.height)
+            .find_map(|y| {
+                let line: String = (0..a.width).map(|x| b[(x, y)].symbol()).collect();
+                let at = line.find(&format!("┌{title}"))?;
+                Some((line[..at].chars().count() as u16, y))
+            })
+            .unwrap_or_else(|| panic!("no panel {title}:\n{}", text(b)));
+        let right = (x + 1..a.width)
+            .find(|&i| b[(i, y)].symbol() == "┐")
+            .unwrap_or(a.width - 1);
+        let bottom = (y + 1..a.height)
+            .find(|&j| b[(x, j)].symbol() == "└")
+            .unwrap_or(a.height - 1);
+        (y..=bottom)
+            .map(|j| (x..=right).map(|i| b[(i, j)].symbol()).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn braille(s: &str) -> usize {
+        s.chars()
+            .filter(|c| ('\u{2801}'..='\u{28FF}').contains(c))
+            .count()
+    }
+
+    /// A run shorter than one 1 s sample (smoke.toml: 0.2 s) ends with an empty series:
+    /// every panel then shows the run's totals, never zeros under a headline that says
+    /// otherwise.
+    fn short_run() -> Dashboard {
+        let mut view = figures_view();
+        view.elapsed_s = 0.2;
+        view.done = 10_000;
+        view.total = 10_000;
+        view.series.clear();
+        view.occ_retries = 372;
+        view.requests = 10_480;
+        view.retry_exhausted = 0;
+        view.latency_corrected = Percentiles {
+            p50_ms: 12.5,
+            p90_ms: 30.1,
+            p99_ms: 48.0,
+            p999_ms: 61.0,
+            max_ms: 75.0,
+            count: 10_000,
+        };
+        view.latency_raw = Percentiles {
+            p50_ms: 3.4,
+            p90_ms: 9.9,
+            p99_ms: 21.0,
+            p999_ms: 33.0,
+            max_ms: 40.0,
+            count: 10_480,
+        };
+        view.outcomes = vec![
+            ("COMMITTED".into(), 100),
+            ("OUT_OF_STOCK".into(), 9_900),
+            ("CONNECTION_RESET".into(), 480),
+        ];
+        view.verdict = Some(Verdict {
+            validity: Validity::Valid,
+            exit_code: 0,
+            headline: "sold 100 of 100 units · oversells 0 · OCC retries 372".into(),
+            note: "report: reports/smoke-20261202T041500Z".into(),
+        });
+        Dashboard {
+            view,
+            ..Dashboard::default()
+        }
+    }
+
+    #[test]
+    fn with_an_empty_series_the_panels_show_the_run_totals() {
+        let d = short_run();
+        for (w, h) in [(80, 24), (160, 48)] {
+            let b = render(&d, w, h);
+            let all = text(&b);
+            let retries = panel(&b, "OCC");
+            assert!(
+                retries.lines().next().is_some_and(|t| t.contains(" 372")),
+                "OCC retries are the run's total at {w}x{h}:\n{all}"
+            );
+            let throughput = panel(&b, "throughput");
+            for total in ["100", "9900", "480"] {
+                assert!(
+                    throughput.contains(total),
+                    "throughput shows the totals ({total}) at {w}x{h}:\n{all}"
+                );
+            }
+            let latency = panel(&b, "latency");
+            for figure in ["12.5", "3.4", "48.0", "21.0"] {
+                assert!(latency.contains(figure), "{figure} at {w}x{h}:\n{all}");
+            }
+            let outcomes = panel(&b, "outcomes");
+            assert!(outcomes.contains("9900"), "{all}");
+        }
+    }
+
+    #[test]
+    fn at_80_by_24_the_verdict_says_press_any_key_and_no_region_state_is_cut() {
+        let states = std::iter::once(RegionState::Up).chain(FaultMode::ALL.map(RegionState::Down));
+        for state in states {
+            let mut d = short_run();
+            d.view.regions[1].state = state;
+            d.view.regions[1].errors = 1_234_567;
+            d.view.regions[1].requests = 12_345_678;
+            let b = render(&d, 80, 24);
+            let all = text(&b);
+            assert!(all.contains(&state.label()), "{state} is cut:\n{all}");
+            assert!(all.contains("12345678"), "{all}");
+            assert!(all.contains("1234567"), "{all}");
+        }
+        let all = text(&render(&short_run(), 80, 24));
+        assert!(all.contains("VERDICT VALID (exit 0)"), "{all}");
+        assert!(all.contains("press any key"), "{all}");
+        // The report's place is said, whole.
+        assert!(all.contains("reports/smoke-20261202T041500Z"), "{all}");
+        // However long the scenario's name: the verdict and the hint win.
+        let mut d = short_run();
+        d.view.scenario = "a-scenario-with-a-name-much-longer-than-any-terminal-is-wide".into();
+        if let Some(v) = d.view.verdict.as_mut() {
+            v.validity = Validity::Unknown;
+        }
+        let all = text(&render(&d, 80, 24));
+        assert!(all.contains("VERDICT UNKNOWN (exit 0)"), "{all}");
+        assert!(all.contains("press any key"), "{all}");
+    }
+
+    /// The frame `swarm run scenarios/smoke.toml` ends on at 80×24: a headline on three
+    /// rows, six kinds of outcome. Both latency rows, the commits and every total stay.
+    #[test]
+    fn at_80_by_24_a_long_headline_leaves_the_figures_whole() {
+        let mut d = short_run();
+        d.view.occ_retries = 487;
+        d.view.outcomes = vec![
+            ("COMMITTED".into(), 100),
+            ("OUT_OF_STOCK".into(), 20_302),
+            ("CONNECTION_RESET".into(), 423),
+            ("REPLAYS".into(), 10_922),
+            ("HTTP 200".into(), 20_302),
+            ("HTTP network".into(), 423),
+            ("HTTP 503".into(), 7),
+        ];
+        if let Some(v) = d.view.verdict.as_mut() {
+            v.headline = "sold 100 of 100 units (100 settled purchases, from the database) · oversells 0 · duplicate settlements 0 · ledger drift 0 · mandate breaches 0 · OCC retries 487 (attempts 1×9799 2×81 3×38 4×15 5×50 6×17)".into();
+        }
+        let b = render(&d, 80, 24);
+        let all = text(&b);
+        let latency = panel(&b, "latency");
+        assert!(
+            latency.contains("start") && latency.contains("req"),
+            "{all}"
+        );
+        let outcomes = panel(&b, "outcomes");
+        for whole in ["COMMITTED", "OUT_OF_STOCK", "CONNECTION_RESET", "REPLAYS"] {
+            assert!(outcomes.contains(whole), "{whole}:\n{all}");
+        }
+        // What does not fit is counted, the wire's statuses first.
+        assert!(outcomes.contains("more"), "{all}");
+        assert!(panel(&b, "OCC").contains("OCC 487"), "{all}");
+        assert!(all.contains("press any key"), "{all}");
+    }
+
+    #[test]
+    fn at_160_by_48_the_charts_say_what_they_draw_and_latency_has_its_history() {
+        let b = render(&figures(), 160, 48);
+        let all = text(&b);
+        let throughput = panel(&b, "throughput");
+        for name in ["commits/s", "declines/s", "errors/s", "┆ fault"] {
+            assert!(throughput.contains(name), "legend {name}:\n{all}");
+        }
+        // The fault's start is drawn as a dotted line of its own mark.
+        assert!(throughput.matches('┆').count() > 5, "{all}");
+        let latency = panel(&b, "latency");
+        assert!(braille(&latency) > 10, "p50 and p99 per second:\n{all}");
+        for name in ["p50", "p99"] {
+            assert!(latency.contains(name), "legend {name}:\n{all}");
+        }
+        // The figures stay, in their rows.
+        assert!(
+            latency.contains("corrected") && latency.contains("raw"),
+            "{all}"
+        );
     }
 }
