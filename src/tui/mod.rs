@@ -23,11 +23,11 @@ use tokio::sync::{oneshot, watch};
 
 use crate::audit::Validity;
 use crate::metrics;
-use crate::run::LiveRun;
 /// What the header names (scenario, seed, run id, target): the shared view's.
 pub use crate::run::live::Meta;
 pub use crate::run::live::{RegionRow, Verdict, View};
-pub use panels::{Dashboard, Health};
+use crate::run::{Control, LiveRun};
+pub use panels::{Dashboard, Health, Interrupt};
 
 /// Where the run is, as the dashboard shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,7 +121,6 @@ pub async fn run(
     let (mut last_refresh, mut last_cpu) = (Instant::now(), cpu_seconds());
     let mut lag_ms = 0.0f64;
     let mut last_tick = Instant::now();
-    let mut interrupts = 0;
     let mut seen = Phase::Running;
     // How long the run took: frozen once its agents are done and drained.
     let mut ended_s: Option<f64> = None;
@@ -144,17 +143,15 @@ pub async fn run(
             let ctrl_c =
                 k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
             match k.code {
-                _ if ctrl_c => {
-                    interrupts += 1;
-                    if interrupts > 1 {
+                _ if ctrl_c || k.code == KeyCode::Char('q') => match interrupt(&run.control) {
+                    Some(said) => board.status = said.into(),
+                    None => {
                         drop(_stop_input);
                         drop(_restore);
-                        eprintln!("swarm: aborted");
+                        eprintln!("swarm: exited without a report");
                         std::process::exit(130);
                     }
-                    run.control.stop.store(true, Ordering::Release);
-                }
-                KeyCode::Char('q') => run.control.stop.store(true, Ordering::Release),
+                },
                 KeyCode::Char('f') => {
                     board.status = match run
                         .timeline
@@ -202,6 +199,7 @@ pub async fn run(
             last_cpu = cpu;
         }
         seen = current.clone();
+        board.interrupt = Interrupt::of(&run.control);
         if running {
             // Between refreshes: the clock, the agents done and the end-of-run replay.
             let m = &run.world.metrics;
@@ -218,6 +216,23 @@ pub async fn run(
         if done && exit_on_finish {
             return Ok(());
         }
+    }
+}
+
+/// Ctrl-C or `q`, as the command line's Ctrl-C: the first stops arrivals, the second
+/// aborts (requests in flight dropped, the report still written); what the header then
+/// says. `None` the third time: leave at once.
+fn interrupt(control: &Control) -> Option<&'static str> {
+    match Interrupt::of(control) {
+        Interrupt::None => {
+            control.stop.store(true, Ordering::Release);
+            Some("draining, then the audit and report (again aborts)")
+        }
+        Interrupt::Stopped => {
+            control.abort.store(true, Ordering::Release);
+            Some("requests in flight dropped; the report is still written (again exits)")
+        }
+        Interrupt::Aborting => None,
     }
 }
 
@@ -517,6 +532,43 @@ mod tests {
         let all = text(&render(&d, 200, 50));
         assert!(all.contains("VERDICT INVALID (exit 1)"));
         assert!(all.contains("fire the next fault now"));
+    }
+
+    /// Ctrl-C or `q`: the first stops arrivals, the second aborts, the third leaves; the
+    /// header says STOPPED, then ABORTING, until the verdict.
+    #[test]
+    fn ctrl_c_stops_then_aborts_then_leaves() {
+        let control = Control::default();
+        assert!(interrupt(&control).is_some());
+        assert!(control.stop.load(Ordering::Acquire) && !control.abort.load(Ordering::Acquire));
+        assert_eq!(Interrupt::of(&control), Interrupt::Stopped);
+        assert!(interrupt(&control).is_some());
+        assert!(control.abort.load(Ordering::Acquire));
+        assert_eq!(Interrupt::of(&control), Interrupt::Aborting);
+        assert_eq!(interrupt(&control), None);
+        for (state, word, colour) in [
+            (Interrupt::Stopped, "STOPPED", Color::Yellow),
+            (Interrupt::Aborting, "ABORTING", Color::Red),
+        ] {
+            for (w, h) in [(80, 24), (160, 48)] {
+                let mut d = figures();
+                d.interrupt = state;
+                d.status = "requests in flight dropped; the report is still written".into();
+                let b = render(&d, w, h);
+                let (x, y) = find(&b, word).unwrap_or_else(|| panic!("{word}:\n{}", text(&b)));
+                assert_eq!((y, b[(x, y)].style().bg), (0, Some(colour)), "{w}x{h}");
+                // A long message gives way; the keys' hint stays whole.
+                let first = text(&b).lines().next().unwrap_or_default().to_string();
+                assert!(first.trim_end().ends_with("? help"), "{first}");
+                // The verdict, once in, takes its place.
+                d.view.verdict = short_run().view.verdict;
+                let all = text(&render(&d, w, h));
+                assert!(
+                    !all.contains(word) && all.contains("VERDICT VALID"),
+                    "{all}"
+                );
+            }
+        }
     }
 
     /// What the loop does with the phase it is told: auditing says so; the verdict

@@ -11,9 +11,12 @@ use ratatui::widgets::{
     Paragraph, Row, Sparkline, Table, Wrap,
 };
 
+use std::sync::atomic::Ordering;
+
 use crate::audit::Validity;
 use crate::history::Code;
 use crate::metrics::{Percentiles, Sample};
+use crate::run::Control;
 use crate::run::live::View;
 use crate::scenario::{FaultMode, RegionState};
 
@@ -35,6 +38,32 @@ pub struct Dashboard {
     /// What the last key did: `fired crash us-west-2`.
     pub status: String,
     pub help: bool,
+    /// How far Ctrl-C or `q` has gone.
+    pub interrupt: Interrupt,
+}
+
+/// Where Ctrl-C (or `q`) has taken the run: the first stops arrivals (the run drains,
+/// resolves, audits and reports: exit 4, stopped early), the second aborts (requests in
+/// flight dropped, the report still written), the third leaves at once (130).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Interrupt {
+    #[default]
+    None,
+    Stopped,
+    Aborting,
+}
+
+impl Interrupt {
+    /// From the run's switches (a Ctrl-C caught outside the dashboard flips them too).
+    pub fn of(control: &Control) -> Interrupt {
+        if control.abort.load(Ordering::Acquire) {
+            Interrupt::Aborting
+        } else if control.stop.load(Ordering::Acquire) {
+            Interrupt::Stopped
+        } else {
+            Interrupt::None
+        }
+    }
 }
 
 fn block(title: &str) -> Block<'_> {
@@ -158,7 +187,8 @@ fn fit_start(s: &str, n: usize) -> String {
     }
 }
 
-/// The header's state: the verdict, else what holds the run (paused), as a badge.
+/// The header's state: the verdict, else what holds the run (aborting, stopped, paused),
+/// as a badge.
 fn badge(d: &Dashboard) -> Option<Span<'static>> {
     let on = |bg: Color| {
         Style::default()
@@ -179,6 +209,12 @@ fn badge(d: &Dashboard) -> Option<Span<'static>> {
                 Validity::Unknown => Color::Yellow,
             }),
         )),
+        None if d.interrupt == Interrupt::Aborting => {
+            Some(Span::styled(" ABORTING ", on(Color::Red)))
+        }
+        None if d.interrupt == Interrupt::Stopped => {
+            Some(Span::styled(" STOPPED ", on(Color::Yellow)))
+        }
         None if d.view.paused => Some(Span::styled(
             " PAUSED ",
             Style::default().fg(Color::Black).bg(Color::Yellow),
@@ -187,18 +223,17 @@ fn badge(d: &Dashboard) -> Option<Span<'static>> {
     }
 }
 
-/// What the header says after the badge: what the last key did, else where the run is.
+/// What the header says after the badge: where the run is once it resolves or audits,
+/// else what the last key did.
 fn message(d: &Dashboard) -> String {
     if d.view.verdict.is_some() {
         String::new()
-    } else if !d.status.is_empty() {
-        d.status.clone()
     } else if !d.view.status.is_empty() {
         d.view.status.clone()
     } else if d.view.phase == "auditing" {
         "auditing, writing the report…".into()
     } else {
-        String::new()
+        d.status.clone()
     }
 }
 
@@ -238,7 +273,8 @@ fn first_line(d: &Dashboard, width: usize) -> Line<'static> {
     } else {
         ""
     };
-    let message = fit(&message, rest - keys.chars().count());
+    // One space before the message.
+    let message = fit(&message, (rest - keys.chars().count()).saturating_sub(1));
     let mut spans = vec![
         Span::styled(swarm, Style::default().add_modifier(Modifier::BOLD)),
         Span::raw(lead),
@@ -940,7 +976,7 @@ pub fn health(f: &mut Frame, area: Rect, d: &Dashboard) {
 }
 
 fn help(f: &mut Frame, area: Rect) {
-    let w = area.width.min(50);
+    let w = area.width.min(54);
     let h = area.height.min(10);
     let r = Rect::new(
         area.x + (area.width - w) / 2,
@@ -951,7 +987,9 @@ fn help(f: &mut Frame, area: Rect) {
     f.render_widget(Clear, r);
     f.render_widget(
         Paragraph::new(vec![
-            Line::from("q      stop arrivals, drain, heal, audit"),
+            Line::from("q ^C   stop arrivals: drain, heal, audit (exit 4)"),
+            Line::from("       again: abort, in flight dropped, report kept"),
+            Line::from("       a third time: leave at once (exit 130)"),
             Line::from("f      fire the next fault now"),
             Line::from("h      heal every fault"),
             Line::from("space  pause / resume arrivals"),
