@@ -261,7 +261,7 @@ fn first_line(d: &Dashboard, width: usize) -> Line<'static> {
     let rest = room - swarm.len() - lead.chars().count();
     let message = message(d);
     let (full, short) = (
-        "  q quit · f fault · h heal · space pause · ? help",
+        "  q stop · f fault · h heal · space pause · ? help",
         "  ? help",
     );
     let keys = if d.view.verdict.is_some() {
