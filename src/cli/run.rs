@@ -122,15 +122,16 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
         push_interval: args.metrics_push_interval,
         web: args.web,
     };
+    // What every presenter names the run by (the dashboard, the page, the metrics).
+    let live_meta = swarm::run::live::Meta {
+        scenario: scenario.name.clone(),
+        seed: scenario.seed,
+        run_id: run_id.to_string(),
+        target: target_words,
+    };
     let observers = match observe.any() {
         true => {
-            let meta = swarm::run::live::Meta {
-                scenario: scenario.name.clone(),
-                seed: scenario.seed,
-                run_id: run_id.to_string(),
-                target: target_words.clone(),
-            };
-            let o = swarm::observe::Observers::start(&observe, meta)
+            let o = swarm::observe::Observers::start(&observe, live_meta.clone())
                 .await
                 .map_err(usage)?;
             if let Some(addr) = args.web {
@@ -157,14 +158,8 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
             }
         });
     }
-    let dashboard = tui.then(|| {
-        let meta = tui::Meta {
-            scenario: scenario.name.clone(),
-            seed: scenario.seed,
-            target: target_words.clone(),
-        };
-        tokio::spawn(tui::run(for_tui, phases, meta, args.exit_on_finish))
-    });
+    let dashboard =
+        tui.then(|| tokio::spawn(tui::run(for_tui, phases, live_meta, args.exit_on_finish)));
     let result = swarm::run::execute(RunOptions {
         scenario: scenario.clone(),
         db,
@@ -229,7 +224,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
         let _ = phase.send(Phase::Done {
             validity: summary.validity,
             exit_code: summary.exit_code,
-            note: format!("report: {} · press any key", dir.display()),
+            note: format!("report: {}", dir.display()),
             headline: summary.headline.line(),
         });
         match d.await {

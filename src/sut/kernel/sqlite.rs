@@ -232,16 +232,13 @@ impl SqliteKernel {
                 conn.prepare_cached(&format!(
                     "SELECT idem_key, fingerprint, snapshot FROM intent WHERE {column} = ?1"
                 ))?
-                .query_row(
-                    [&value],
-                    |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                        ))
-                    },
-                )
+                .query_row([&value], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
                 .optional()
             })
             .await?;
