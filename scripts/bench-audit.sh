@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --bin swarm
+. scripts/bench/machine.sh
+bench_machine swarm sqlite
 DIR="${1:-}"
 ROUNDS="${ROUNDS:-5}"
 if [[ -z "$DIR" ]]; then

@@ -12,6 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 AGENTS="${AGENTS:-10000000}"
 cargo build --release --quiet --bin swarm
+. scripts/bench/machine.sh
+bench_machine swarm sqlite
 WORK="$(mktemp -d)"
 trap 'kill "${PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 trap 'exit 130' INT

@@ -17,6 +17,8 @@ BARE_PURCHASES="${BARE_PURCHASES:-200000}"
 RUNS="${RUNS:-3}"
 
 cargo build --release --quiet --bin swarm --examples
+. scripts/bench/machine.sh
+bench_machine swarm sqlite
 WORK="$(mktemp -d)"
 # stdin for the dashboard runs: a pipe that never speaks, so no stray byte reaches the
 # dashboard as a key press.
@@ -113,5 +115,6 @@ python3 - "${plain[*]}" "${dash[*]}" <<'PY'
 import statistics, sys
 p = statistics.median(map(float, sys.argv[1].split()))
 d = statistics.median(map(float, sys.argv[2].split()))
-print(f"smoke               {p:.0f} purchases/s without the TUI, {d:.0f} with ({100 * (p - d) / p:+.1f}%; runs {sys.argv[1]} / {sys.argv[2]})")
+runs = lambda xs: ", ".join(f"{float(x):.0f}" for x in xs.split())
+print(f"smoke               {p:.0f} purchases/s without the TUI, {d:.0f} with ({100 * (p - d) / p:+.1f}%; runs {runs(sys.argv[1])} / {runs(sys.argv[2])})")
 PY

@@ -14,6 +14,8 @@ cd "$(dirname "$0")/.."
 MINUTES="${MINUTES:-10}"
 RATE="${RATE:-1000}"
 cargo build --release --quiet --bin swarm
+. scripts/bench/machine.sh
+bench_machine swarm sqlite
 WORK="$(mktemp -d)"
 trap 'kill "${PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 trap 'exit 130' INT
