@@ -18,7 +18,7 @@ use super::history_checks::Firsts;
 use super::parts::{PartIntent, Parts};
 use super::source::{Row, Source};
 use super::verdict::MAX_EXAMPLES;
-use crate::history::{answer_hash, key};
+use crate::history::answer_hash;
 use crate::sut::db::DbError;
 
 /// The intents a history cannot explain by key: none of its clients would send them.
@@ -65,6 +65,8 @@ pub struct Scan {
     /// Committed units and intents per (non-sandbox) item, against its initial stock.
     pub sold: Vec<super::verdict::ItemSold>,
     pub intents_read: u64,
+    /// Intents whose outcome is `COMMITTED`.
+    pub committed: u64,
 }
 
 /// The fields of a stored snapshot the auditor compares (the contract's names).
@@ -240,14 +242,19 @@ fn reference_broken(
 fn parse_key(prefix: &str, k: &str) -> Option<KeyId> {
     let rest = k.strip_prefix(prefix)?.strip_prefix('-')?;
     let mut parts = rest.split('-');
-    let agent = parts.next()?.parse().ok()?;
-    let purchase = parts.next()?.parse().ok()?;
-    let variant = parts.next()?.parse().ok()?;
-    if parts.next().is_some() {
-        return None;
+    // Only as a client writes it (`history::key`): digits, no sign, no leading zero.
+    fn number<T: std::str::FromStr>(part: Option<&str>) -> Option<T> {
+        let part = part?;
+        let canonical =
+            part.bytes().all(|b| b.is_ascii_digit()) && (part.len() == 1 || !part.starts_with('0'));
+        canonical.then(|| part.parse().ok()).flatten()
     }
-    let id = (agent, purchase, variant);
-    (key(prefix, agent, purchase, variant) == k).then_some(id)
+    let id = (
+        number(parts.next())?,
+        number(parts.next())?,
+        number(parts.next())?,
+    );
+    parts.next().is_none().then_some(id)
 }
 
 /// Read every intent once. `history`: the audited history's key prefix and the parts its
@@ -277,6 +284,7 @@ pub async fn scan(src: &Source, mut history: Option<(&str, &mut Parts)>) -> Resu
             };
             let (quantity, amount_minor) = (number(2, "quantity"), number(3, "amount_minor"));
             let committed = outcome == "COMMITTED";
+            scan.committed += u64::from(committed);
             if let Some(why) =
                 snapshot_disagrees(snapshot, intent_id, outcome, amount_minor, currency, r.text(10)?)
             {
@@ -401,5 +409,12 @@ mod tests {
             "not how a client writes it"
         );
         assert_eq!(parse_key("s42", "phantom"), None);
+        assert_eq!(parse_key("s42", "s42-+7-0-1"), None, "no sign");
+        assert_eq!(parse_key("s42", "s42-7--1"), None);
+        assert_eq!(parse_key("s42", "s42-7-0-256"), None, "a variant is a u8");
+        for (agent, purchase, variant) in [(0, 0, 0), (10, 65535, 255), (u32::MAX, 1, 9)] {
+            let k = crate::history::key("s42", agent, purchase, variant);
+            assert_eq!(parse_key("s42", &k), Some((agent, purchase, variant)));
+        }
     }
 }

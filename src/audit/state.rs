@@ -6,6 +6,7 @@
 
 use super::intents::{self, Found, Scan};
 use super::source::{Source, Val};
+use crate::sut::db::DbError;
 use std::time::Instant;
 
 use super::verdict::{Check, Invariant, Timing};
@@ -161,16 +162,7 @@ pub async fn run(src: &Source, scan: &Result<Scan, String>) -> (Vec<Check>, Vec<
     lap!();
 
     // Duplicate settlement.
-    checks.push(
-        check_rows(
-            src,
-            "duplicate_settlement.key",
-            Invariant::DuplicateSettlement,
-            "SELECT idem_key FROM intent GROUP BY idem_key HAVING count(*) > 1",
-            "keys settled by more than one intent",
-        )
-        .await,
-    );
+    checks.push(duplicate_keys(src).await);
     lap!();
     checks.push(
         check_rows(
@@ -343,19 +335,7 @@ pub async fn run(src: &Source, scan: &Result<Scan, String>) -> (Vec<Check>, Vec<
     lap!();
 
     // Torn commits.
-    checks.push(
-        check_rows(
-            src,
-            "torn_commit.missing_rows",
-            Invariant::TornCommit,
-            "SELECT CAST(n.intent_id AS TEXT) FROM intent n WHERE n.outcome = 'COMMITTED' AND ( \
-               NOT EXISTS (SELECT 1 FROM stock_claim c WHERE c.intent_id = n.intent_id) \
-               OR NOT EXISTS (SELECT 1 FROM mandate_debit d WHERE d.intent_id = n.intent_id) \
-               OR NOT EXISTS (SELECT 1 FROM ledger_txn t WHERE t.intent_id = n.intent_id))",
-            "committed intents missing their claim, debit or ledger rows",
-        )
-        .await,
-    );
+    checks.push(missing_rows(src, scan).await);
     lap!();
     checks.push(
         check_rows(
@@ -454,6 +434,98 @@ pub async fn run(src: &Source, scan: &Result<Scan, String>) -> (Vec<Check>, Vec<
     checks.push(unreadable_values(src, scan).await);
     lap!();
     (checks, timings)
+}
+
+/// `duplicate_settlement.key`. A unique index on `intent (idem_key)` (whole-table, not
+/// partial) is the database refusing a second intent per key: the check reads it from the
+/// catalog instead of grouping every key. Without one the keys are grouped.
+async fn duplicate_keys(src: &Source) -> Check {
+    const NAME: &str = "duplicate_settlement.key";
+    const DETAIL: &str = "keys settled by more than one intent";
+    match unique_key_index(src).await {
+        Ok(Some(index)) => {
+            return Check::violations(
+                NAME,
+                Invariant::DuplicateSettlement,
+                0,
+                vec![],
+                format!("{DETAIL}: none can exist, the unique index {index} refuses them"),
+            );
+        }
+        Ok(None) => {}
+        Err(e) => tracing::debug!("could not read intent's indexes, grouping keys: {e}"),
+    }
+    check_rows(
+        src,
+        NAME,
+        Invariant::DuplicateSettlement,
+        "SELECT idem_key FROM intent GROUP BY idem_key HAVING count(*) > 1",
+        DETAIL,
+    )
+    .await
+}
+
+/// The name of a valid, whole-table unique index on `intent (idem_key)` alone, if any.
+async fn unique_key_index(src: &Source) -> Result<Option<String>, DbError> {
+    let sql = match src {
+        // A unique index's columns are in pragma_index_info; `partial` marks a WHERE clause.
+        Source::Sqlite(_) => {
+            "SELECT l.name FROM pragma_index_list('intent') l \
+             WHERE l.\"unique\" = 1 AND l.partial = 0 \
+               AND (SELECT count(*) FROM pragma_index_info(l.name)) = 1 \
+               AND (SELECT i.name FROM pragma_index_info(l.name) i) = 'idem_key'"
+        }
+        Source::Postgres(_) => {
+            "SELECT CAST(c.relname AS TEXT) FROM pg_index x \
+               JOIN pg_class c ON c.oid = x.indexrelid \
+               JOIN pg_class t ON t.oid = x.indrelid \
+               JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = x.indkey[0] \
+             WHERE t.relname = 'intent' AND t.relnamespace = to_regnamespace(current_schema())::oid \
+               AND x.indisunique AND x.indisvalid AND x.indpred IS NULL AND x.indexprs IS NULL \
+               AND x.indnkeyatts = 1 AND a.attname = 'idem_key'"
+        }
+    };
+    let rows = src.rows(sql).await?;
+    Ok(rows.first().map(|r| r[0].text()))
+}
+
+/// `torn_commit.missing_rows`: committed intents without their claim, debit or ledger
+/// transaction. When the pass over every intent counted the committed ones, three
+/// commit-sized counts settle it (a subset as large as its set is the set); only when
+/// they differ, or without the count, is every committed intent looked up.
+async fn missing_rows(src: &Source, scan: &Result<Scan, String>) -> Check {
+    const NAME: &str = "torn_commit.missing_rows";
+    const DETAIL: &str = "committed intents missing their claim, debit or ledger rows";
+    if let Ok(scan) = scan {
+        let counts = src
+            .rows(
+                "SELECT \
+                   CAST((SELECT count(*) FROM stock_claim c JOIN intent n ON n.intent_id = c.intent_id \
+                         WHERE n.outcome = 'COMMITTED') AS BIGINT), \
+                   CAST((SELECT count(*) FROM mandate_debit d JOIN intent n ON n.intent_id = d.intent_id \
+                         WHERE n.outcome = 'COMMITTED') AS BIGINT), \
+                   CAST((SELECT count(DISTINCT t.intent_id) FROM ledger_txn t JOIN intent n \
+                         ON n.intent_id = t.intent_id WHERE n.outcome = 'COMMITTED') AS BIGINT)",
+            )
+            .await;
+        if let Ok(rows) = counts {
+            let all = |r: &Vec<Val>| (0..3).all(|i| r[i].int() == scan.committed as i64);
+            if rows.first().is_some_and(all) {
+                return Check::violations(NAME, Invariant::TornCommit, 0, vec![], DETAIL);
+            }
+        }
+    }
+    check_rows(
+        src,
+        NAME,
+        Invariant::TornCommit,
+        "SELECT CAST(n.intent_id AS TEXT) FROM intent n WHERE n.outcome = 'COMMITTED' AND ( \
+           NOT EXISTS (SELECT 1 FROM stock_claim c WHERE c.intent_id = n.intent_id) \
+           OR NOT EXISTS (SELECT 1 FROM mandate_debit d WHERE d.intent_id = n.intent_id) \
+           OR NOT EXISTS (SELECT 1 FROM ledger_txn t WHERE t.intent_id = n.intent_id))",
+        DETAIL,
+    )
+    .await
 }
 
 /// The integer columns the audit's figures are sums of, with each table's id.
