@@ -323,7 +323,19 @@ impl Metrics {
     /// answer is the first this client saw of its execution, so its `attempts` are counted
     /// (a replay repeats its original's; counting them again would count one execution's
     /// retries twice).
+    /// Also what the request says of its region's service (`outages`).
     pub fn record_request(&self, agent: u32, r: &Record, raw_us: u64, new_execution: bool) {
+        self.count_request(agent, r, raw_us, new_execution);
+        self.outages.observe(r);
+    }
+
+    /// A request the agent abandoned itself (a client crash mid-flight): counted, but it
+    /// says nothing of the service.
+    pub fn record_abandoned(&self, agent: u32, r: &Record, raw_us: u64) {
+        self.count_request(agent, r, raw_us, true);
+    }
+
+    fn count_request(&self, agent: u32, r: &Record, raw_us: u64, new_execution: bool) {
         let mut guard = lock(&self.shards[agent as usize % SHARDS]);
         let s = &mut *guard;
         let attempts = if new_execution { r.attempts } else { 0 };

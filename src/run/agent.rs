@@ -319,8 +319,6 @@ impl World {
             (done - sent_at).as_micros() as u64,
             new_execution,
         );
-        // What the service did (a request the client abandoned itself says nothing of it).
-        self.metrics.outages.observe(&r);
         (reply, sent)
     }
 
@@ -329,7 +327,7 @@ impl World {
         let sent = Sent::bare(Code::Reset, 0, 0);
         let amount_minor = a.quantity * self.price_minor;
         let r = self.record_of(a, &sent, invoke_ms, self.metrics.now_ms(), amount_minor);
-        self.metrics.record_request(a.plan.id, &r, raw_us, true);
+        self.metrics.record_abandoned(a.plan.id, &r, raw_us);
     }
 
     fn record_of(
