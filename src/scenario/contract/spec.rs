@@ -433,22 +433,20 @@ fn answer_overrides(a: &AnswerSpec, m: &mut AnswerMap) -> Result<(), ContractErr
     if let Some(l) = list("answer.declined", &a.declined)? {
         m.declined = l;
     }
-    if let Some(l) = with("answer.out_of_stock", &a.out_of_stock, |l| {
-        if l.len() > MAX_LIST {
-            Err(format!("at most {MAX_LIST} values"))
-        } else {
-            Ok(l.clone())
-        }
-    })? {
+    // A decline's reasons: any values, at most `MAX_LIST` of them.
+    let reasons = |field: &str, v: &Option<Spanned<Vec<String>>>| {
+        with(field, v, |l| {
+            if l.len() > MAX_LIST {
+                Err(format!("at most {MAX_LIST} values"))
+            } else {
+                Ok(l.clone())
+            }
+        })
+    };
+    if let Some(l) = reasons("answer.out_of_stock", &a.out_of_stock)? {
         m.out_of_stock = l;
     }
-    if let Some(l) = with("answer.mandate_rejected", &a.mandate_rejected, |l| {
-        if l.len() > MAX_LIST {
-            Err(format!("at most {MAX_LIST} values"))
-        } else {
-            Ok(l.clone())
-        }
-    })? {
+    if let Some(l) = reasons("answer.mandate_rejected", &a.mandate_rejected)? {
         m.mandate_rejected = l;
     }
     if let Some(s) = with("answer.committed_status", &a.committed_status, |l| {
