@@ -344,6 +344,37 @@ impl Record {
 }
 
 #[cfg(test)]
+impl Record {
+    /// For unit tests: a committed request of agent 0 as an agent first sends it, with no
+    /// answer hashes; a test sets the fields it is about (`Record { …, ..for_tests() }`).
+    pub(crate) fn for_tests() -> Record {
+        Record {
+            agent: 0,
+            mandate: 0,
+            invoke_ms: 0,
+            complete_ms: 1,
+            amount_minor: 2500,
+            response_hash: 0,
+            semantic_hash: 0,
+            purchase: 0,
+            status: 201,
+            attempts: 1,
+            quantity: 1,
+            item: 0,
+            variant: 0,
+            persona: Persona::WellBehaved,
+            region: 0,
+            op: Op::Commit,
+            code: Code::Committed,
+            replayed: false,
+            seq: 0,
+            detail: 0,
+            execution: 0,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

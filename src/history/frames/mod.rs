@@ -81,7 +81,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::history::{Code, Header, History, Op, Persona, RECORD_BYTES, Record};
+    use crate::history::{Header, History, RECORD_BYTES, Record};
 
     fn header() -> Header {
         Header::for_tests()
@@ -90,26 +90,12 @@ mod tests {
     fn record(i: u32) -> Record {
         Record {
             agent: i,
-            mandate: 0,
             invoke_ms: i,
             complete_ms: i + 1,
             amount_minor: 25,
             response_hash: u64::from(i),
             semantic_hash: 7,
-            purchase: 0,
-            status: 201,
-            attempts: 1,
-            quantity: 1,
-            item: 0,
-            variant: 0,
-            persona: Persona::WellBehaved,
-            region: 0,
-            op: Op::Commit,
-            code: Code::Committed,
-            replayed: false,
-            seq: 0,
-            detail: 0,
-            execution: 0,
+            ..Record::for_tests()
         }
     }
 
