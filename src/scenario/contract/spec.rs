@@ -324,17 +324,15 @@ impl ContractSpec {
                 && c.key_reused.codes.is_empty()
                 && c.in_flight.codes.is_empty()
         }) {
-            let span = self.in_flight_status.as_ref().map_or(0..0, |v| v.span());
             return fail(
                 "in_flight_status",
-                span,
+                written_span(&self.in_flight_status),
                 format!(
                     "{s} cannot mean both a reused key and a request in flight (tell them apart with key_reused_code or in_flight_code)"
                 ),
             );
         }
         let a = &c.answer;
-        let replay_span = self.replay_status.as_ref().map_or(0..0, |v| v.span());
         if let Some(s) = c.replay_status.iter().find(|s| {
             a.committed_status.contains(s)
                 || a.declined_status.contains(s)
@@ -343,45 +341,30 @@ impl ContractSpec {
         }) {
             return fail(
                 "replay_status",
-                replay_span,
+                written_span(&self.replay_status),
                 format!(
                     "{s} already means something else here (an outcome, a reused key or a request in flight)"
                 ),
             );
         }
         if a.committed.is_empty() || a.declined.is_empty() {
-            let span = self
-                .answer
-                .as_ref()
-                .and_then(|x| x.committed.as_ref())
-                .map_or(0..0, |v| v.span());
             return fail(
                 "answer.committed",
-                span,
+                self.answer_span(|x| &x.committed),
                 "name at least one committed and one declined value",
             );
         }
         if let Some(v) = a.committed.iter().find(|v| a.declined.contains(v)) {
-            let span = self
-                .answer
-                .as_ref()
-                .and_then(|x| x.declined.as_ref())
-                .map_or(0..0, |v| v.span());
             return fail(
                 "answer.declined",
-                span,
+                self.answer_span(|x| &x.declined),
                 format!("`{v}` is both committed and declined"),
             );
         }
         if a.committed_status.is_empty() || a.declined_status.is_empty() {
-            let span = self
-                .answer
-                .as_ref()
-                .and_then(|x| x.committed_status.as_ref())
-                .map_or(0..0, |v| v.span());
             return fail(
                 "answer.committed_status",
-                span,
+                self.answer_span(|x| &x.committed_status),
                 "name at least one status for each outcome",
             );
         }
@@ -391,19 +374,24 @@ impl ContractSpec {
             .chain(&a.declined_status)
             .find(|s| !(200..=299).contains(*s))
         {
-            let span = self
-                .answer
-                .as_ref()
-                .and_then(|x| x.committed_status.as_ref())
-                .map_or(0..0, |v| v.span());
             return fail(
                 "answer.committed_status",
-                span,
+                self.answer_span(|x| &x.committed_status),
                 format!("{s}: a business answer is a 2xx"),
             );
         }
         Ok(())
     }
+
+    /// Where a key of `[target.contract.answer]` stands in the file (`0..0`: not written).
+    fn answer_span<T>(&self, key: impl Fn(&AnswerSpec) -> &Option<Spanned<T>>) -> Range<usize> {
+        self.answer.as_ref().map_or(0..0, |a| written_span(key(a)))
+    }
+}
+
+/// Where a written value stands in the file (`0..0`: the key is not written).
+fn written_span<T>(value: &Option<Spanned<T>>) -> Range<usize> {
+    value.as_ref().map_or(0..0, Spanned::span)
 }
 
 fn answer_overrides(a: &AnswerSpec, m: &mut AnswerMap) -> Result<(), ContractError> {
