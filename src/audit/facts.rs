@@ -272,40 +272,23 @@ mod tests {
     }
 
     fn rec(seq: u8, invoke_ms: u32, code: Code, execution: u64, replayed: bool) -> Record {
+        let answered = code.kind() == Kind::Ok;
+        let hash = if answered {
+            execution * 10 + u64::from(code as u8)
+        } else {
+            0
+        };
         Record {
             agent: 1,
-            mandate: 0,
             invoke_ms,
             complete_ms: invoke_ms + 5,
-            amount_minor: 2500,
-            response_hash: if code.kind() == Kind::Ok {
-                execution * 10 + u64::from(code as u8)
-            } else {
-                0
-            },
-            semantic_hash: if code.kind() == Kind::Ok {
-                execution * 10 + u64::from(code as u8)
-            } else {
-                0
-            },
-            purchase: 0,
-            status: 201,
-            attempts: 1,
-            quantity: 1,
-            item: 0,
-            variant: 0,
-            persona: Persona::WellBehaved,
-            region: 0,
-            op: Op::Commit,
+            response_hash: hash,
+            semantic_hash: hash,
             code,
             replayed,
             seq,
-            detail: 0,
-            execution: if code.kind() == Kind::Ok {
-                execution
-            } else {
-                0
-            },
+            execution: if answered { execution } else { 0 },
+            ..Record::for_tests()
         }
     }
 

@@ -9,83 +9,11 @@
 use std::collections::HashMap;
 
 use super::facts::{KeyFacts, KeyId};
+use super::firsts::Firsts;
+use super::open_keys::{OpenKey, OpenKeys, SentPayload};
 use super::parts::PartIntent;
 use super::verdict::{Check, Invariant, ItemSold, MAX_EXAMPLES, Validity};
 use crate::history::{Cut, Ending, Header, Persona, Violation, key};
-
-/// A count and the `MAX_EXAMPLES` smallest of what was counted: the examples an in-order
-/// pass over every key would have kept first.
-#[derive(Debug, Clone)]
-pub struct Firsts<K> {
-    count: u64,
-    first: Vec<K>,
-}
-
-impl<K> Default for Firsts<K> {
-    fn default() -> Self {
-        Firsts {
-            count: 0,
-            first: Vec::new(),
-        }
-    }
-}
-
-impl<K: Ord> Firsts<K> {
-    pub fn add(&mut self, k: K) {
-        self.count += 1;
-        self.keep(k);
-    }
-
-    /// Keep `k` as an example if it is among the smallest, without counting it.
-    fn keep(&mut self, k: K) {
-        if self.first.len() == MAX_EXAMPLES {
-            match self.first.last() {
-                Some(last) if k < *last => {
-                    self.first.pop();
-                }
-                _ => return,
-            }
-        }
-        let at = self.first.partition_point(|x| *x < k);
-        self.first.insert(at, k);
-        // The smallest, in order, never more than a check shows: what makes the examples
-        // the same whatever the number of parts.
-        debug_assert!(self.first.len() <= MAX_EXAMPLES);
-        debug_assert!(self.first.windows(2).all(|w| w[0] <= w[1]));
-    }
-
-    /// Add `count` findings of which `examples` are the smallest (another tally's).
-    pub fn absorb(&mut self, count: u64, examples: impl IntoIterator<Item = K>) {
-        self.count += count;
-        for k in examples {
-            self.keep(k);
-        }
-    }
-
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-
-    pub fn examples(&self) -> impl Iterator<Item = &K> {
-        self.first.iter()
-    }
-
-    fn check(
-        &self,
-        name: &'static str,
-        invariant: Invariant,
-        when_found: Validity,
-        show: impl Fn(&K) -> String,
-        detail: impl Into<String>,
-    ) -> Check {
-        let examples = self.first.iter().map(show).collect();
-        match when_found {
-            Validity::Invalid => Check::violations(name, invariant, self.count, examples, detail),
-            Validity::Unknown => Check::undecided(name, invariant, self.count, examples, detail),
-            Validity::Valid => Check::figure(name, invariant, self.count, examples, detail),
-        }
-    }
-}
 
 /// An intent with no request in the history: one of the run's keys, or a key none of its
 /// clients would send (reported by name, after the run's own).
@@ -141,45 +69,6 @@ impl PerPurchase {
                 "purchases a key_rotator paid for twice: the anti-pattern's cost, not a kernel fault",
             ),
         ]
-    }
-}
-
-/// A key a killed run left open: its requests got no definite answer, or it has an intent
-/// and no request in the history (in flight at the kill, or answered after the last whole
-/// frame).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OpenKey {
-    pub id: KeyId,
-    /// What its first request asked, when the history holds one.
-    pub sent: Option<SentPayload>,
-}
-
-/// The payload of a key's first request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SentPayload {
-    pub persona: Persona,
-    pub item: u16,
-    pub mandate: u32,
-    pub quantity: i64,
-}
-
-/// Most open keys kept for `swarm resolve` (the rest are counted).
-pub const MAX_OPEN_KEYS: usize = 1 << 20;
-
-/// The open keys, when asked for: at most `MAX_OPEN_KEYS`, and how many more.
-#[derive(Debug, Default)]
-pub struct OpenKeys {
-    pub keys: Vec<OpenKey>,
-    pub left_out: u64,
-}
-
-impl OpenKeys {
-    fn push(&mut self, k: OpenKey) {
-        if self.keys.len() < MAX_OPEN_KEYS {
-            self.keys.push(k);
-        } else {
-            self.left_out += 1;
-        }
     }
 }
 
@@ -850,30 +739,6 @@ pub const CONTRACT_CHECKS: [&str; 5] = [
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn firsts_keep_the_smallest_whatever_the_order() {
-        let mut a = Firsts::default();
-        let mut b = Firsts::default();
-        for i in 0..100u32 {
-            a.add(i);
-            b.add(99 - i);
-        }
-        assert_eq!(a.count(), 100);
-        assert_eq!(
-            a.examples().copied().collect::<Vec<_>>(),
-            (0..MAX_EXAMPLES as u32).collect::<Vec<_>>()
-        );
-        assert_eq!(
-            a.examples().collect::<Vec<_>>(),
-            b.examples().collect::<Vec<_>>()
-        );
-        let mut c = Firsts::default();
-        c.add(500u32);
-        c.absorb(7, [3, 900]);
-        assert_eq!(c.count(), 8);
-        assert_eq!(c.examples().copied().collect::<Vec<_>>(), vec![3, 500, 900]);
-    }
 
     #[test]
     fn our_phantoms_come_before_foreign_ones() {

@@ -14,7 +14,7 @@ use foldhash::HashMap;
 use serde::Deserialize;
 
 use super::facts::KeyId;
-use super::history_checks::Firsts;
+use super::firsts::Firsts;
 use super::parts::{PartIntent, Parts};
 use super::source::{Row, Source};
 use super::verdict::MAX_EXAMPLES;

@@ -6,8 +6,10 @@
 //! `unknown`, never `valid`; the report's validity is the worst of its checks.
 
 mod facts;
+mod firsts;
 mod history_checks;
 mod intents;
+mod open_keys;
 mod parts;
 mod source;
 mod state;
@@ -21,7 +23,7 @@ use crate::addr::DbUrl;
 use crate::history::{Ending, Header, History, HistoryError, RECORD_BYTES, Reader};
 use parts::Parts;
 
-pub use history_checks::{MAX_OPEN_KEYS, OpenKey, OpenKeys, SentPayload};
+pub use open_keys::{MAX_OPEN_KEYS, OpenKey, OpenKeys, SentPayload};
 pub use parts::DEFAULT_BUDGET_BYTES;
 pub use source::Source;
 pub use state::LiveCounts;

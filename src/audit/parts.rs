@@ -228,7 +228,6 @@ fn read_back(dir: &tempfile::TempDir, name: &str) -> io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{Code, Op, Persona};
 
     fn record(agent: u32) -> Record {
         Record {
@@ -236,23 +235,11 @@ mod tests {
             mandate: 1,
             invoke_ms: agent,
             complete_ms: agent + 1,
-            amount_minor: 2500,
             response_hash: 9,
             semantic_hash: 8,
             purchase: 3,
-            status: 201,
-            attempts: 1,
-            quantity: 1,
-            item: 0,
             variant: 1,
-            persona: Persona::WellBehaved,
-            region: 0,
-            op: Op::Commit,
-            code: Code::Committed,
-            replayed: false,
-            seq: 0,
-            detail: 0,
-            execution: 0,
+            ..Record::for_tests()
         }
     }
 

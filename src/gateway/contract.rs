@@ -15,9 +15,13 @@
 //! the value of the body's replay marker masked: a replay must match its original
 //! exactly), `semantic_hash` (the JSON values with keys sorted and the marker left out: a
 //! layout-only difference is told apart from a different answer) and `execution` (the
-//! execution id: the same id twice is one execution, whatever a flag says). Refusals are
-//! read from the status and the error code the contract points at, never from a
-//! substring of the text.
+//! execution id: the same id twice is one execution, whatever a flag says), the last two
+//! computed in `value_hash`. Refusals are read from the status and the error code the
+//! contract points at, never from a substring of the text.
+//!
+//! The reading stays whole in this file: a business answer (`judge`) and an error body
+//! (`ErrorBody`) are the two halves of one `read`, by one contract, and the tests below
+//! hold them to it together.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -25,7 +29,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::history::{Code, StreamHash, Violation, answer_hash};
+use super::value_hash::{id_hash, semantic_hash};
+use crate::history::{Code, Violation, answer_hash};
 use crate::scenario::{Contract, Pointer, ReplayMarker};
 
 /// A business answer: committed, or declined with its reason.
@@ -424,13 +429,6 @@ fn judge(
     })
 }
 
-/// The hash of an execution id's text (never 0).
-pub fn id_hash(id: &str) -> u64 {
-    let mut h = StreamHash::default();
-    h.write(id.as_bytes());
-    h.finish()
-}
-
 /// A raw JSON value as a string, unescaped only when it has to be.
 fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
     let t = raw.get();
@@ -440,67 +438,6 @@ fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
     match serde_json::from_str::<&str>(t) {
         Ok(s) => Some(Cow::Borrowed(s)),
         Err(_) => serde_json::from_str::<String>(t).ok().map(Cow::Owned),
-    }
-}
-
-/// A hash of the answer's values: fields in name order (the map keeps them sorted), each
-/// value in one canonical form (scalars as the server wrote them unless a string needs
-/// unescaping; objects and arrays re-written with sorted keys), the body's replay marker
-/// left out. No layout survives, so two answers hash alike exactly when their values are.
-fn semantic_hash(fields: &Fields<'_>, marker: Option<&str>) -> u64 {
-    let mut h = StreamHash::default();
-    for (name, raw) in fields.iter().filter(|(name, _)| Some(**name) != marker) {
-        h.write(name.as_bytes());
-        h.write(b"\0");
-        let t = raw.get();
-        match t.as_bytes().first() {
-            Some(b'{' | b'[') => match serde_json::from_str::<Value>(t) {
-                Ok(v) => {
-                    let mut out = String::new();
-                    write_canonical(&v, &mut out);
-                    h.write(out.as_bytes());
-                }
-                Err(_) => h.write(t.as_bytes()),
-            },
-            Some(b'"') if t.contains('\\') => match serde_json::from_str::<String>(t) {
-                Ok(s) => h.write(Value::String(s).to_string().as_bytes()),
-                Err(_) => h.write(t.as_bytes()),
-            },
-            _ => h.write(t.as_bytes()),
-        }
-        h.write(b"\0");
-    }
-    h.finish()
-}
-
-/// `value` as compact JSON with object keys in sorted order (whatever order the map keeps).
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[k], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(v, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
     }
 }
 

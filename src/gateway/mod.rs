@@ -1,11 +1,12 @@
 //! The gateway: how agents reach a system under test, one `Region` per gateway.
 //!
-//! `region` (a gateway whose state faults flip), `http` (the contract's requests over
-//! `pool`, swarm's own keep-alive HTTP/1 client), `proxy` (a TCP fault proxy in front of an
-//! in-process region server), `preflight` (a harmless request to every HTTP region before
-//! any agent starts) and `open` (builds the regions of a scenario: in-process
-//! kernels, in-process servers behind proxies, or live endpoints). Invariant: a region
-//! changes what the client learns, never what the database decides.
+//! `contract` (an answer read by the scenario's contract; `value_hash` its semantic and
+//! execution-id hashes), `region` (a gateway whose state faults flip), `http` (the
+//! contract's requests over `pool`, swarm's own keep-alive HTTP/1 client), `proxy` (a TCP
+//! fault proxy in front of an in-process region server), `preflight` (a harmless request
+//! to every HTTP region before any agent starts) and `open` (builds the regions of a
+//! scenario: in-process kernels, in-process servers behind proxies, or live endpoints).
+//! Invariant: a region changes what the client learns, never what the database decides.
 
 pub mod contract;
 pub mod http;
@@ -15,6 +16,7 @@ pub mod preflight;
 pub mod proxy;
 pub mod region;
 pub mod tls;
+pub mod value_hash;
 
 pub use contract::Reply;
 pub use http::HttpGateway;

@@ -16,9 +16,10 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 
-use super::contract::{Answer, Refusal, Reply, id_hash};
+use super::contract::{Answer, Refusal, Reply};
 use super::http::HttpGateway;
 use super::proxy::FaultProxy;
+use super::value_hash::id_hash;
 use crate::history::{Code, answer_hash};
 use crate::scenario::{Delay, FaultMode, RegionState};
 use crate::sut::kernel::{

@@ -529,31 +529,14 @@ impl Percentiles {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{Op, Persona};
 
     pub(super) fn rec(code: Code, attempts: u16, region: u8) -> Record {
         Record {
-            agent: 0,
-            mandate: 0,
-            invoke_ms: 0,
-            complete_ms: 1,
             amount_minor: 1,
-            response_hash: 0,
-            purchase: 0,
-            status: 201,
             attempts,
-            quantity: 1,
-            item: 0,
-            variant: 0,
-            persona: Persona::WellBehaved,
             region,
-            op: Op::Commit,
             code,
-            replayed: false,
-            seq: 0,
-            semantic_hash: 0,
-            detail: 0,
-            execution: 0,
+            ..Record::for_tests()
         }
     }
 

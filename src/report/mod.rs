@@ -8,17 +8,21 @@
 //! docs/design.md (invariants 1 beat thresholds 2 beat unknown 3).
 
 mod files;
+mod headline;
 mod hgrm;
 mod html;
 mod junit;
 pub mod merge;
 mod summary;
+mod words;
 
 pub use files::{
     fresh_report_path, new_report_dir, read_histogram, read_series, render, write_all,
     write_histograms, write_series,
 };
+pub use headline::Headline;
 pub use summary::*;
+pub use words::{settings_of, target_of};
 
 use crate::run::RunResult;
 use crate::scenario::Scenario;
