@@ -361,11 +361,17 @@ fn ctrl_c_stops_arrivals_then_heals_audits_and_reports() {
         .expect("kill");
     assert!(killed.success());
     let out = child.wait_with_output().expect("wait");
+    // A stopped run is its own outcome (exit 4), never a finished one's 0.
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(4),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("STOPPED EARLY"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
     let s = summary(&dir);
     assert_eq!(s["stopped_early"], true);
