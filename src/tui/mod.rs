@@ -23,9 +23,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::audit::Validity;
 use crate::metrics;
-/// What the header names (scenario, seed, run id, target): the shared view's.
-pub use crate::run::live::Meta;
-pub use crate::run::live::{RegionRow, Verdict, View};
+use crate::run::live::{Meta, Verdict};
 use crate::run::{Control, LiveRun};
 pub use panels::{Dashboard, Health, Interrupt};
 
@@ -286,6 +284,7 @@ mod tests {
     use crate::audit::LiveCounts;
     use crate::metrics::{Percentiles, Sample};
     use crate::run::faults::FaultRecord;
+    use crate::run::live::{RegionRow, View};
     use crate::scenario::{FaultMode, RegionState};
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
