@@ -10,12 +10,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::{self, HeaderName, HeaderValue};
-use hyper::{Method, Request};
+use hyper::Method;
+use hyper::header::HeaderName;
 
 use super::contract::{self, Asked, Broken, Heard, Reading, Refusal, Reply};
-use super::pool::{self, ConnectionFigures, ConnectionPool, Failure, Response};
+use super::pool::{self, ConnectionFigures, ConnectionPool, Failure, Preset, Request, Response};
 use super::proxy::FaultProxy;
 use super::tls::ClientTls;
 use crate::addr::Endpoint;
@@ -34,17 +33,13 @@ pub struct HttpGateway {
     pub url: String,
     server_name: String,
     pool: ConnectionPool,
-    host: HeaderValue,
     prefix: String,
     contract: Arc<Contract>,
     method: Method,
     /// The purchase's URI when its path has no placeholders (the common case).
     commit_uri: Option<hyper::Uri>,
     key_header: Option<HeaderName>,
-    marker_header: Option<HeaderName>,
     pub(super) proxy: Option<FaultProxy>,
-    /// `Authorization: Bearer …` for a live endpoint.
-    authorization: Option<HeaderValue>,
     /// The contract's lookup by key answered for keys known to be stored (cleared when it
     /// did not: a server without the route must not look like one that lost the keys).
     lookup_works: std::sync::atomic::AtomicBool,
@@ -97,26 +92,28 @@ impl HttpGateway {
             ReplayMarker::Header(h) => Some(header_name(h)?),
             _ => None,
         };
+        let preset = Preset {
+            host,
+            authorization: None,
+            marker: marker_header,
+        };
         Ok(HttpGateway {
             url: endpoint.url(),
             server_name: tls_name,
-            pool: ConnectionPool::with(endpoint.address, tls, http, MAX_IDLE),
-            host,
+            pool: ConnectionPool::with(endpoint.address, tls, http, MAX_IDLE, preset),
             prefix: endpoint.prefix,
             method: method_of(contract.request.method),
             contract,
             commit_uri,
             key_header,
-            marker_header,
             proxy,
-            authorization: None,
             lookup_works: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
     /// Send `Authorization: Bearer KEY` with every request.
     pub fn with_api_key(mut self, key: Option<String>) -> Result<HttpGateway, String> {
-        self.authorization = match key {
+        let authorization = match key {
             Some(k) => {
                 let mut v = pool::header(&format!("Bearer {k}"))
                     .ok_or("the API key is not a valid header value")?;
@@ -125,6 +122,7 @@ impl HttpGateway {
             }
             None => None,
         };
+        self.pool.authorize(authorization);
         Ok(self)
     }
 
@@ -133,20 +131,14 @@ impl HttpGateway {
         &self.contract
     }
 
-    fn request(&self, method: Method, uri: hyper::Uri, body: Bytes) -> Request<Full<Bytes>> {
-        let mut r = Request::new(Full::new(body));
-        *r.method_mut() = method;
-        *r.uri_mut() = uri;
-        let h = r.headers_mut();
-        h.insert(header::HOST, self.host.clone());
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if let Some(auth) = &self.authorization {
-            h.insert(header::AUTHORIZATION, auth.clone());
+    /// A request without the contract's key (the pool adds the endpoint's headers).
+    fn request<'a>(method: Method, uri: &'a hyper::Uri, body: Bytes) -> Request<'a> {
+        Request {
+            method,
+            uri,
+            key: None,
+            body,
         }
-        r
     }
 
     /// `GET {prefix}{path}`.
@@ -155,7 +147,7 @@ impl HttpGateway {
             .parse()
             .map_err(|_| Code::BadRequest)?;
         self.pool
-            .send(self.request(Method::GET, uri, Bytes::new()))
+            .send(Self::request(Method::GET, &uri, Bytes::new()))
             .await
     }
 
@@ -172,7 +164,7 @@ impl HttpGateway {
             cause: e.into(),
         })?;
         self.pool
-            .exchange(self.request(Method::GET, uri, Bytes::new()))
+            .exchange(Self::request(Method::GET, &uri, Bytes::new()))
             .await
     }
 
@@ -206,24 +198,28 @@ impl HttpGateway {
             key: key.unwrap_or(""),
             id: "",
         };
+        let filled;
         let uri = match &self.commit_uri {
-            Some(uri) => uri.clone(),
+            Some(uri) => uri,
             None => match self.uri(&self.contract.request.path, &fill) {
-                Ok(uri) => uri,
+                Ok(uri) => {
+                    filled = uri;
+                    &filled
+                }
                 Err(_) => return bad_request(),
             },
         };
-        let mut r = self.request(
+        let mut r = Self::request(
             self.method.clone(),
             uri,
             body(&self.contract.request.body, &fill),
         );
         if let (Some(name), Some(key)) = (&self.key_header, key) {
-            let Some(value) = pool::header(key) else {
+            if !pool::header_value(key) {
                 // Keys are swarm's own and valid header values; refuse rather than send.
                 return bad_request();
-            };
-            r.headers_mut().insert(name.clone(), value);
+            }
+            r.key = Some((name, key));
         }
         match self.pool.send(r).await {
             Ok(a) => self.reply(a, req, key.unwrap_or("")).await,
@@ -260,19 +256,18 @@ impl HttpGateway {
         }
         let heard = Heard {
             status: a.status,
-            header_marked: self.marked(a),
+            header_marked: Self::marked(a),
             body: &a.body,
         };
         contract::read(&self.contract, heard, asked)
     }
 
-    /// The contract's replay header is present, with any value but `false` or `0`.
-    fn marked(&self, a: &Response) -> bool {
-        self.marker_header.as_ref().is_some_and(|name| {
-            a.headers.get(name).is_some_and(|v| {
-                let v = v.as_bytes();
-                !(v.eq_ignore_ascii_case(b"false") || v == b"0")
-            })
+    /// The contract's replay header is present, with any value but `false` or `0` (the
+    /// pool keeps that header's value, and no other, in every answer).
+    fn marked(a: &Response) -> bool {
+        a.marker.as_ref().is_some_and(|v| {
+            let v = v.trim_ascii();
+            !(v.eq_ignore_ascii_case(b"false") || v == b"0")
         })
     }
 
@@ -329,7 +324,7 @@ impl HttpGateway {
         };
         let a = match self
             .pool
-            .send(self.request(method_of(route.method), uri, body))
+            .send(Self::request(method_of(route.method), &uri, body))
             .await
         {
             Ok(a) => a,
