@@ -90,7 +90,28 @@ pub struct Request<'a> {
     pub uri: &'a hyper::Uri,
     /// The contract's key header and its value (a valid header value: see `header_value`).
     pub key: Option<(&'a HeaderName, &'a str)>,
-    pub body: Bytes,
+    pub body: Body<'a>,
+}
+
+/// A request's body: bytes already made, or written when the request is (straight into an
+/// HTTP/1.1 connection's buffer, after its head: no buffer of its own).
+pub enum Body<'a> {
+    Bytes(Bytes),
+    Write(&'a (dyn Fn(&mut Vec<u8>) + Sync)),
+}
+
+impl Body<'_> {
+    /// The body in a buffer of its own (HTTP/2).
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            Body::Bytes(b) => b,
+            Body::Write(write) => {
+                let mut out = Vec::with_capacity(512);
+                write(&mut out);
+                Bytes::from(out)
+            }
+        }
+    }
 }
 
 /// True when `value` may stand as a header value as written (what `HeaderValue` accepts:
@@ -121,13 +142,38 @@ pub fn encode(out: &mut Vec<u8>, fixed: &[u8], req: &Request<'_>) {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if !req.body.is_empty() || req.method != Method::GET {
-        out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(itoa::Buffer::new().format(req.body.len()).as_bytes());
-        out.extend_from_slice(b"\r\n");
+    let length = |len: usize| {
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(len).as_bytes();
+        let mut line = [0u8; 40];
+        let parts: [&[u8]; 3] = [b"content-length: ", digits, b"\r\n\r\n"];
+        let mut n = 0;
+        for part in parts {
+            line[n..n + part.len()].copy_from_slice(part);
+            n += part.len();
+        }
+        (line, n)
+    };
+    match &req.body {
+        Body::Bytes(body) if body.is_empty() && req.method == Method::GET => {
+            out.extend_from_slice(b"\r\n");
+        }
+        Body::Bytes(body) => {
+            let (line, n) = length(body.len());
+            out.extend_from_slice(&line[..n]);
+            out.extend_from_slice(body);
+        }
+        Body::Write(write) => {
+            // The body is written where it ends up, then its length line goes before it.
+            let at = out.len();
+            write(out);
+            let len = out.len() - at;
+            let (line, n) = length(len);
+            out.extend_from_slice(&line[..n]);
+            out.copy_within(at..at + len, at + n);
+            out[at..at + n].copy_from_slice(&line[..n]);
+        }
     }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&req.body);
 }
 
 /// An answer read whole (or cut at the limit).
@@ -786,27 +832,43 @@ mod tests {
     fn the_request_is_one_buffer_with_the_fixed_head() {
         let uri: hyper::Uri = "/v1/purchases/commit".parse().unwrap();
         let key = HeaderName::from_static("idempotency-key");
-        let req = Request {
+        let fixed = b"host: a:1\r\ncontent-type: application/json\r\n";
+        let want = "POST /v1/purchases/commit HTTP/1.1\r\nhost: a:1\r\ncontent-type: application/json\r\nidempotency-key: k-1\r\ncontent-length: 2\r\n\r\n{}";
+        let mut req = Request {
             method: Method::POST,
             uri: &uri,
             key: Some((&key, "k-1")),
-            body: Bytes::from_static(b"{}"),
+            body: Body::Bytes(Bytes::from_static(b"{}")),
         };
         let mut out = Vec::new();
-        encode(
-            &mut out,
-            b"host: a:1\r\ncontent-type: application/json\r\n",
-            &req,
-        );
-        assert_eq!(
-            String::from_utf8(out.clone()).unwrap(),
-            "POST /v1/purchases/commit HTTP/1.1\r\nhost: a:1\r\ncontent-type: application/json\r\nidempotency-key: k-1\r\ncontent-length: 2\r\n\r\n{}"
-        );
+        encode(&mut out, fixed, &req);
+        assert_eq!(String::from_utf8(out.clone()).unwrap(), want);
+        // Written in place: the same bytes, whatever the body's length.
+        let write = |out: &mut Vec<u8>| out.extend_from_slice(b"{}");
+        req.body = Body::Write(&write);
+        encode(&mut out, fixed, &req);
+        assert_eq!(String::from_utf8(out.clone()).unwrap(), want);
+        let long = |out: &mut Vec<u8>| out.extend(std::iter::repeat_n(b'x', 12345));
+        req.body = Body::Write(&long);
+        encode(&mut out, fixed, &req);
+        let text = String::from_utf8(out.clone()).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.ends_with("\r\ncontent-length: 12345"), "{head}");
+        assert_eq!(body, "x".repeat(12345));
+        assert_eq!(req.body.into_bytes().len(), 12345);
+        let empty = Request {
+            method: Method::POST,
+            uri: &uri,
+            key: None,
+            body: Body::Bytes(Bytes::new()),
+        };
+        encode(&mut out, b"", &empty);
+        assert!(out.ends_with(b"\r\ncontent-length: 0\r\n\r\n"));
         let get = Request {
             method: Method::GET,
             uri: &"/a?b=c".parse().unwrap(),
             key: None,
-            body: Bytes::new(),
+            body: Body::Bytes(Bytes::new()),
         };
         encode(&mut out, b"host: a:1\r\n", &get);
         assert_eq!(out, b"GET /a?b=c HTTP/1.1\r\nhost: a:1\r\n\r\n");

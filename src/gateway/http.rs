@@ -14,7 +14,9 @@ use hyper::Method;
 use hyper::header::HeaderName;
 
 use super::contract::{self, Asked, Broken, Heard, Reading, Refusal, Reply};
-use super::pool::{self, ConnectionFigures, ConnectionPool, Failure, Preset, Request, Response};
+use super::pool::{
+    self, Body, ConnectionFigures, ConnectionPool, Failure, Preset, Request, Response,
+};
 use super::proxy::FaultProxy;
 use super::tls::ClientTls;
 use crate::addr::Endpoint;
@@ -132,7 +134,7 @@ impl HttpGateway {
     }
 
     /// A request without the contract's key (the pool adds the endpoint's headers).
-    fn request<'a>(method: Method, uri: &'a hyper::Uri, body: Bytes) -> Request<'a> {
+    fn request<'a>(method: Method, uri: &'a hyper::Uri, body: Body<'a>) -> Request<'a> {
         Request {
             method,
             uri,
@@ -147,7 +149,7 @@ impl HttpGateway {
             .parse()
             .map_err(|_| Code::BadRequest)?;
         self.pool
-            .send(Self::request(Method::GET, &uri, Bytes::new()))
+            .send(Self::request(Method::GET, &uri, Body::Bytes(Bytes::new())))
             .await
     }
 
@@ -164,7 +166,7 @@ impl HttpGateway {
             cause: e.into(),
         })?;
         self.pool
-            .exchange(Self::request(Method::GET, &uri, Bytes::new()))
+            .exchange(Self::request(Method::GET, &uri, Body::Bytes(Bytes::new())))
             .await
     }
 
@@ -209,11 +211,10 @@ impl HttpGateway {
                 Err(_) => return bad_request(),
             },
         };
-        let mut r = Self::request(
-            self.method.clone(),
-            uri,
-            body(&self.contract.request.body, &fill),
-        );
+        // The body is written straight into the connection's buffer (HTTP/1.1).
+        let write =
+            |out: &mut Vec<u8>| render(&self.contract.request.body, &fill, out, Escape::Json);
+        let mut r = Self::request(self.method.clone(), uri, Body::Write(&write));
         if let (Some(name), Some(key)) = (&self.key_header, key) {
             if !pool::header_value(key) {
                 // Keys are swarm's own and valid header values; refuse rather than send.
@@ -318,9 +319,11 @@ impl HttpGateway {
         let Ok(uri) = self.uri(&route.path, fill) else {
             return bad_request();
         };
+        let write =
+            |out: &mut Vec<u8>| render(&self.contract.request.body, fill, out, Escape::Json);
         let body = match route.method {
-            crate::scenario::Method::Get => Bytes::new(),
-            _ => body(&self.contract.request.body, fill),
+            crate::scenario::Method::Get => Body::Bytes(Bytes::new()),
+            _ => Body::Write(&write),
         };
         let a = match self
             .pool
@@ -408,14 +411,6 @@ enum Escape {
     Path,
 }
 
-/// The body of a request, written in one pass.
-fn body(t: &Template, fill: &Fill<'_>) -> Bytes {
-    let extra = fill.req.map_or(0, |r| r.agent_id.len());
-    let mut b = Vec::with_capacity(256 + extra);
-    render(t, fill, &mut b, Escape::Json);
-    Bytes::from(b)
-}
-
 fn render(t: &Template, fill: &Fill<'_>, out: &mut Vec<u8>, escape: Escape) {
     let mut digits = itoa::Buffer::new();
     let mut uuid = uuid::Uuid::encode_buffer();
@@ -443,9 +438,19 @@ fn render(t: &Template, fill: &Fill<'_>, out: &mut Vec<u8>, escape: Escape) {
 }
 
 fn write_escaped(value: &str, out: &mut Vec<u8>, escape: Escape) {
+    // Most values (ids, numbers, keys) need no escaping: copied whole, up to the first byte
+    // that does.
+    let plain = |b: u8| match escape {
+        Escape::Json => b >= 0x20 && b != b'"' && b != b'\\',
+        Escape::Path => b.is_ascii_alphanumeric() || b"-._~".contains(&b),
+    };
+    let bytes = value.as_bytes();
+    let clean = bytes.iter().position(|&b| !plain(b)).unwrap_or(bytes.len());
+    out.extend_from_slice(&bytes[..clean]);
+    let value = &bytes[clean..];
     match escape {
         Escape::Json => {
-            for &b in value.as_bytes() {
+            for &b in value {
                 match b {
                     b'"' => out.extend_from_slice(b"\\\""),
                     b'\\' => out.extend_from_slice(b"\\\\"),
@@ -460,7 +465,7 @@ fn write_escaped(value: &str, out: &mut Vec<u8>, escape: Escape) {
             }
         }
         Escape::Path => {
-            for &b in value.as_bytes() {
+            for &b in value {
                 if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
                     out.push(b);
                 } else {
@@ -498,6 +503,13 @@ mod tests {
             amount_minor: 5000,
             currency: Currency::parse("USD").unwrap(),
         }
+    }
+
+    /// The body of a request, in a buffer of its own.
+    fn body(t: &Template, fill: &Fill<'_>) -> Vec<u8> {
+        let mut b = Vec::new();
+        render(t, fill, &mut b, Escape::Json);
+        b
     }
 
     fn filled(profile: Profile, key: &str) -> serde_json::Value {

@@ -28,7 +28,7 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::h1;
-pub use super::h1::{Request, header_value};
+pub use super::h1::{Body, Request, header_value};
 use super::tls::ClientTls;
 use crate::history::Code;
 use crate::lane::{MAX_LANES, lane};
@@ -420,7 +420,7 @@ impl ConnectionPool {
         parts.scheme = Some(self.scheme.clone());
         parts.authority = self.authority.clone();
         let uri = hyper::Uri::from_parts(parts).map_err(|e| bad(e.to_string()))?;
-        let mut r = hyper::Request::new(Full::new(request.body));
+        let mut r = hyper::Request::new(Full::new(request.body.into_bytes()));
         *r.method_mut() = request.method;
         *r.uri_mut() = uri;
         let h = r.headers_mut();
@@ -580,7 +580,7 @@ mod tests {
             method: hyper::Method::GET,
             uri: &ROOT,
             key: None,
-            body: Bytes::new(),
+            body: Body::Bytes(Bytes::new()),
         }
     }
 
@@ -690,7 +690,7 @@ mod tests {
             method: hyper::Method::POST,
             uri: &PATH,
             key: None,
-            body: Bytes::from_static(body),
+            body: Body::Bytes(Bytes::from_static(body)),
         }
     }
 
