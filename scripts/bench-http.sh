@@ -7,7 +7,12 @@
 # The two generators take turns (ROUNDS rounds, swarm then oha, about SECONDS each) and
 # the medians are compared, so a noisy neighbour hurts both alike.
 #
+# swarm's runs measure the generator alone, as oha is: no conformance probe before the
+# agents (`--no-probe`) and no final reads after them (`audit.final_reads.max_keys = 0`),
+# so its requests/s and CPU per request are the agents' requests and nothing else.
+#
 #   scripts/bench-http.sh        # CONCURRENCY=64 AGENTS=200000 ROUNDS=3 MODES="http1 https1 https2"
+#   SWARM_BIN=/path/to/swarm scripts/bench-http.sh   # another build of swarm (before/after)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C="${CONCURRENCY:-64}"
@@ -16,8 +21,12 @@ ROUNDS="${ROUNDS:-3}"
 
 command -v oha >/dev/null 2>&1 || cargo install oha --locked
 command -v openssl >/dev/null 2>&1 || { echo "bench-http.sh: openssl (the CLI) makes the test certificate: apt-get install openssl" >&2; exit 69; }
-cargo build --release --quiet --bin swarm
-BIN=target/release/swarm
+if [[ -n "${SWARM_BIN:-}" ]]; then
+    BIN="$SWARM_BIN"
+else
+    cargo build --release --quiet --bin swarm
+    BIN=target/release/swarm
+fi
 WORK="$(mktemp -d)"
 cleanup() { [[ -n "${SERVER:-}" ]] && kill "$SERVER" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -44,6 +53,7 @@ target = $target
 catalog = { items = 1, stock = 0, buckets = 16, price_minor = 2500, currency = "USD" }
 mandates = { count = 1000, cap_minor = 100000, shards = 4 }
 agents = { count = $AGENTS, in_flight = $C }
+audit = { final_reads = { max_keys = 0 } }
 [[regions]]
 name = "local"
 endpoint = "$scheme://127.0.0.1:$port"
@@ -73,7 +83,7 @@ for mode in $MODES; do
     # all, the same server path oha's fixed key takes (swarm's keys are all different,
     # oha's one key is always in cache: the server CPU per request of each is printed).
     # One run id for every pass, so the measured passes replay the first pass's keys.
-    CI=true $BIN run "$WORK/$mode.toml" --no-tui --run-id bench --report-dir "$WORK/$mode.warm" >/dev/null 2>&1 || true
+    CI=true $BIN run "$WORK/$mode.toml" --no-tui --no-probe --run-id bench --report-dir "$WORK/$mode.warm" >/dev/null 2>&1 || true
     BODY="$(python3 - "$WORK/server.db" <<'PY'
 import json, sqlite3, sys
 r = sqlite3.connect(sys.argv[1]).execute(
@@ -84,7 +94,7 @@ PY
     for round in $(seq "$ROUNDS"); do
         server_ticks >"$WORK/server.$mode.$round.swarm.0"
         CI=true /usr/bin/time -f "%U %S" -o "$WORK/swarm.$mode.$round.cpu" \
-            $BIN run "$WORK/$mode.toml" --no-tui --run-id bench --report-dir "$WORK/swarm.$mode.$round" >/dev/null 2>&1 || true
+            $BIN run "$WORK/$mode.toml" --no-tui --no-probe --run-id bench --report-dir "$WORK/swarm.$mode.$round" >/dev/null 2>&1 || true
         server_ticks >"$WORK/server.$mode.$round.swarm.1"
         # oha runs as long as swarm just did.
         SECS="$(python3 -c "import json,sys; print(max(1, round(json.load(open(sys.argv[1]))['elapsed_ms'] / 1000)))" "$WORK/swarm.$mode.$round/summary.json")"

@@ -10,12 +10,13 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::{self, HeaderName, HeaderValue};
-use hyper::{Method, Request};
+use hyper::Method;
+use hyper::header::HeaderName;
 
 use super::contract::{self, Asked, Broken, Heard, Reading, Refusal, Reply};
-use super::pool::{self, ConnectionFigures, ConnectionPool, Failure, Response};
+use super::pool::{
+    self, Body, ConnectionFigures, ConnectionPool, Failure, Preset, Request, Response,
+};
 use super::proxy::FaultProxy;
 use super::tls::ClientTls;
 use crate::addr::Endpoint;
@@ -34,17 +35,13 @@ pub struct HttpGateway {
     pub url: String,
     server_name: String,
     pool: ConnectionPool,
-    host: HeaderValue,
     prefix: String,
     contract: Arc<Contract>,
     method: Method,
     /// The purchase's URI when its path has no placeholders (the common case).
     commit_uri: Option<hyper::Uri>,
     key_header: Option<HeaderName>,
-    marker_header: Option<HeaderName>,
     pub(super) proxy: Option<FaultProxy>,
-    /// `Authorization: Bearer …` for a live endpoint.
-    authorization: Option<HeaderValue>,
     /// The contract's lookup by key answered for keys known to be stored (cleared when it
     /// did not: a server without the route must not look like one that lost the keys).
     lookup_works: std::sync::atomic::AtomicBool,
@@ -97,26 +94,28 @@ impl HttpGateway {
             ReplayMarker::Header(h) => Some(header_name(h)?),
             _ => None,
         };
+        let preset = Preset {
+            host,
+            authorization: None,
+            marker: marker_header,
+        };
         Ok(HttpGateway {
             url: endpoint.url(),
             server_name: tls_name,
-            pool: ConnectionPool::with(endpoint.address, tls, http, MAX_IDLE),
-            host,
+            pool: ConnectionPool::with(endpoint.address, tls, http, MAX_IDLE, preset),
             prefix: endpoint.prefix,
             method: method_of(contract.request.method),
             contract,
             commit_uri,
             key_header,
-            marker_header,
             proxy,
-            authorization: None,
             lookup_works: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
     /// Send `Authorization: Bearer KEY` with every request.
     pub fn with_api_key(mut self, key: Option<String>) -> Result<HttpGateway, String> {
-        self.authorization = match key {
+        let authorization = match key {
             Some(k) => {
                 let mut v = pool::header(&format!("Bearer {k}"))
                     .ok_or("the API key is not a valid header value")?;
@@ -125,6 +124,7 @@ impl HttpGateway {
             }
             None => None,
         };
+        self.pool.authorize(authorization);
         Ok(self)
     }
 
@@ -133,20 +133,14 @@ impl HttpGateway {
         &self.contract
     }
 
-    fn request(&self, method: Method, uri: hyper::Uri, body: Bytes) -> Request<Full<Bytes>> {
-        let mut r = Request::new(Full::new(body));
-        *r.method_mut() = method;
-        *r.uri_mut() = uri;
-        let h = r.headers_mut();
-        h.insert(header::HOST, self.host.clone());
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if let Some(auth) = &self.authorization {
-            h.insert(header::AUTHORIZATION, auth.clone());
+    /// A request without the contract's key (the pool adds the endpoint's headers).
+    fn request<'a>(method: Method, uri: &'a hyper::Uri, body: Body<'a>) -> Request<'a> {
+        Request {
+            method,
+            uri,
+            key: None,
+            body,
         }
-        r
     }
 
     /// `GET {prefix}{path}`.
@@ -155,7 +149,7 @@ impl HttpGateway {
             .parse()
             .map_err(|_| Code::BadRequest)?;
         self.pool
-            .send(self.request(Method::GET, uri, Bytes::new()))
+            .send(Self::request(Method::GET, &uri, Body::Bytes(Bytes::new())))
             .await
     }
 
@@ -172,7 +166,7 @@ impl HttpGateway {
             cause: e.into(),
         })?;
         self.pool
-            .exchange(self.request(Method::GET, uri, Bytes::new()))
+            .exchange(Self::request(Method::GET, &uri, Body::Bytes(Bytes::new())))
             .await
     }
 
@@ -206,24 +200,27 @@ impl HttpGateway {
             key: key.unwrap_or(""),
             id: "",
         };
+        let filled;
         let uri = match &self.commit_uri {
-            Some(uri) => uri.clone(),
+            Some(uri) => uri,
             None => match self.uri(&self.contract.request.path, &fill) {
-                Ok(uri) => uri,
+                Ok(uri) => {
+                    filled = uri;
+                    &filled
+                }
                 Err(_) => return bad_request(),
             },
         };
-        let mut r = self.request(
-            self.method.clone(),
-            uri,
-            body(&self.contract.request.body, &fill),
-        );
+        // The body is written straight into the connection's buffer (HTTP/1.1).
+        let write =
+            |out: &mut Vec<u8>| render(&self.contract.request.body, &fill, out, Escape::Json);
+        let mut r = Self::request(self.method.clone(), uri, Body::Write(&write));
         if let (Some(name), Some(key)) = (&self.key_header, key) {
-            let Some(value) = pool::header(key) else {
+            if !pool::header_value(key) {
                 // Keys are swarm's own and valid header values; refuse rather than send.
                 return bad_request();
-            };
-            r.headers_mut().insert(name.clone(), value);
+            }
+            r.key = Some((name, key));
         }
         match self.pool.send(r).await {
             Ok(a) => self.reply(a, req, key.unwrap_or("")).await,
@@ -260,19 +257,18 @@ impl HttpGateway {
         }
         let heard = Heard {
             status: a.status,
-            header_marked: self.marked(a),
+            header_marked: Self::marked(a),
             body: &a.body,
         };
         contract::read(&self.contract, heard, asked)
     }
 
-    /// The contract's replay header is present, with any value but `false` or `0`.
-    fn marked(&self, a: &Response) -> bool {
-        self.marker_header.as_ref().is_some_and(|name| {
-            a.headers.get(name).is_some_and(|v| {
-                let v = v.as_bytes();
-                !(v.eq_ignore_ascii_case(b"false") || v == b"0")
-            })
+    /// The contract's replay header is present, with any value but `false` or `0` (the
+    /// pool keeps that header's value, and no other, in every answer).
+    fn marked(a: &Response) -> bool {
+        a.marker.as_ref().is_some_and(|v| {
+            let v = v.trim_ascii();
+            !(v.eq_ignore_ascii_case(b"false") || v == b"0")
         })
     }
 
@@ -323,13 +319,15 @@ impl HttpGateway {
         let Ok(uri) = self.uri(&route.path, fill) else {
             return bad_request();
         };
+        let write =
+            |out: &mut Vec<u8>| render(&self.contract.request.body, fill, out, Escape::Json);
         let body = match route.method {
-            crate::scenario::Method::Get => Bytes::new(),
-            _ => body(&self.contract.request.body, fill),
+            crate::scenario::Method::Get => Body::Bytes(Bytes::new()),
+            _ => Body::Write(&write),
         };
         let a = match self
             .pool
-            .send(self.request(method_of(route.method), uri, body))
+            .send(Self::request(method_of(route.method), &uri, body))
             .await
         {
             Ok(a) => a,
@@ -413,14 +411,6 @@ enum Escape {
     Path,
 }
 
-/// The body of a request, written in one pass.
-fn body(t: &Template, fill: &Fill<'_>) -> Bytes {
-    let extra = fill.req.map_or(0, |r| r.agent_id.len());
-    let mut b = Vec::with_capacity(256 + extra);
-    render(t, fill, &mut b, Escape::Json);
-    Bytes::from(b)
-}
-
 fn render(t: &Template, fill: &Fill<'_>, out: &mut Vec<u8>, escape: Escape) {
     let mut digits = itoa::Buffer::new();
     let mut uuid = uuid::Uuid::encode_buffer();
@@ -448,9 +438,19 @@ fn render(t: &Template, fill: &Fill<'_>, out: &mut Vec<u8>, escape: Escape) {
 }
 
 fn write_escaped(value: &str, out: &mut Vec<u8>, escape: Escape) {
+    // Most values (ids, numbers, keys) need no escaping: copied whole, up to the first byte
+    // that does.
+    let plain = |b: u8| match escape {
+        Escape::Json => b >= 0x20 && b != b'"' && b != b'\\',
+        Escape::Path => b.is_ascii_alphanumeric() || b"-._~".contains(&b),
+    };
+    let bytes = value.as_bytes();
+    let clean = bytes.iter().position(|&b| !plain(b)).unwrap_or(bytes.len());
+    out.extend_from_slice(&bytes[..clean]);
+    let value = &bytes[clean..];
     match escape {
         Escape::Json => {
-            for &b in value.as_bytes() {
+            for &b in value {
                 match b {
                     b'"' => out.extend_from_slice(b"\\\""),
                     b'\\' => out.extend_from_slice(b"\\\\"),
@@ -465,7 +465,7 @@ fn write_escaped(value: &str, out: &mut Vec<u8>, escape: Escape) {
             }
         }
         Escape::Path => {
-            for &b in value.as_bytes() {
+            for &b in value {
                 if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
                     out.push(b);
                 } else {
@@ -503,6 +503,13 @@ mod tests {
             amount_minor: 5000,
             currency: Currency::parse("USD").unwrap(),
         }
+    }
+
+    /// The body of a request, in a buffer of its own.
+    fn body(t: &Template, fill: &Fill<'_>) -> Vec<u8> {
+        let mut b = Vec::new();
+        render(t, fill, &mut b, Escape::Json);
+        b
     }
 
     fn filled(profile: Profile, key: &str) -> serde_json::Value {

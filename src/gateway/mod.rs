@@ -2,13 +2,15 @@
 //!
 //! `contract` (an answer read by the scenario's contract; `value_hash` its semantic and
 //! execution-id hashes), `region` (a gateway whose state faults flip), `http` (the
-//! contract's requests over `pool`, swarm's own keep-alive HTTP/1 client), `proxy` (a TCP
-//! fault proxy in front of an in-process region server), `preflight` (a harmless request
-//! to every HTTP region before any agent starts) and `open` (builds the regions of a
-//! scenario: in-process kernels, in-process servers behind proxies, or live endpoints).
+//! contract's requests over `pool`: keep-alive HTTP/1.1 on swarm's own `h1` connection
+//! loop, HTTP/2 on hyper's), `proxy` (a TCP fault proxy in front of an in-process region
+//! server), `preflight` (a harmless request to every HTTP region before any agent starts)
+//! and `open` (builds the regions of a scenario: in-process kernels, in-process servers
+//! behind proxies, or live endpoints).
 //! Invariant: a region changes what the client learns, never what the database decides.
 
 pub mod contract;
+pub mod h1;
 pub mod http;
 pub mod open;
 pub mod pool;

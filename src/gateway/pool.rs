@@ -1,11 +1,15 @@
 //! One endpoint's connections: keep-alive HTTP/1.1, or multiplexed HTTP/2, over TCP or TLS.
 //!
-//! HTTP/1.1: a request checks a connection out, sends, reads the whole answer and checks it
-//! back in; a request that is abandoned (timeout, crash) drops its connection with it, since
-//! HTTP/1 cannot reuse a connection that still owes an answer. HTTP/2 (ALPN `h2` over TLS, or
-//! prior knowledge on plain TCP): a request takes a stream on a lane's connection with room
-//! (at most `MAX_STREAMS` each), opening another when every one is full; an abandoned request
-//! resets only its stream; a cut connection fails every stream on it, and leaves the pool.
+//! HTTP/1.1 is swarm's own (`h1`): a request checks a connection out of its lane's idle
+//! list (one that still looks open and has sent nothing since its last answer), writes
+//! itself in one buffer, reads the whole answer on its own task (no connection task, no
+//! channel) and checks the connection back in when the answer says it may carry another; a
+//! request that is abandoned (timeout, crash) drops its connection with it, since HTTP/1
+//! cannot reuse a connection that still owes an answer. HTTP/2 is hyper's (ALPN `h2` over
+//! TLS, or prior knowledge on plain TCP): a request takes a stream on a lane's connection
+//! with room (at most `MAX_STREAMS` each), opening another when every one is full; an
+//! abandoned request resets only its stream; a cut connection fails every stream on it, and
+//! leaves the pool.
 //!
 //! Invariants: a connection is in the HTTP/1 idle list only when it owes nothing; a lock is
 //! held for a push, a pop or a scan, never across an await; at most `max_idle` HTTP/1
@@ -19,10 +23,12 @@ use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::{http1, http2};
-use hyper::header::HeaderValue;
+use hyper::client::conn::http2;
+use hyper::header::{self, HeaderName, HeaderValue};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use super::h1;
+pub use super::h1::{Body, Request, header_value};
 use super::tls::ClientTls;
 use crate::history::Code;
 use crate::lane::{MAX_LANES, lane};
@@ -33,10 +39,12 @@ pub const MAX_STREAMS: usize = 100;
 /// HTTP/2 connections kept per lane (beyond, the least busy one takes more streams).
 const MAX_H2_CONNECTIONS: usize = 64;
 
-/// An HTTP response: status and the whole body (not yet read by the contract).
+/// An HTTP response: status, the one header the contract reads, and the whole body (not
+/// yet read by the contract).
 pub struct Response {
     pub status: u16,
-    pub headers: hyper::HeaderMap,
+    /// The value of the endpoint's `Preset::marker` header, when the answer has one.
+    pub marker: Option<Bytes>,
     /// At most `MAX_ANSWER_BYTES`; `oversized` says the answer was longer (and cut).
     pub body: Bytes,
     pub oversized: bool,
@@ -95,8 +103,37 @@ impl Drop for Stream {
 }
 
 enum Connection {
-    One(http1::SendRequest<Full<Bytes>>),
+    One(h1::Connection),
     Two(http2::SendRequest<Full<Bytes>>),
+}
+
+/// What every request to an endpoint carries, and the one answer header read: fixed when
+/// its gateway is built.
+pub struct Preset {
+    pub host: HeaderValue,
+    /// `Authorization: Bearer …` for a live endpoint.
+    pub authorization: Option<HeaderValue>,
+    /// The contract's replay-marker header, kept in `Response::marker`.
+    pub marker: Option<HeaderName>,
+}
+
+impl Preset {
+    /// The HTTP/1.1 header lines every request repeats, written once.
+    fn h1_lines(&self) -> Vec<u8> {
+        let mut lines = Vec::with_capacity(128);
+        let mut line = |name: &str, value: &[u8]| {
+            lines.extend_from_slice(name.as_bytes());
+            lines.extend_from_slice(b": ");
+            lines.extend_from_slice(value);
+            lines.extend_from_slice(b"\r\n");
+        };
+        line("host", self.host.as_bytes());
+        line("content-type", b"application/json");
+        if let Some(auth) = &self.authorization {
+            line("authorization", auth.as_bytes());
+        }
+        lines
+    }
 }
 
 /// Connections to one endpoint, kept per lane.
@@ -107,7 +144,10 @@ pub struct ConnectionPool {
     /// `http` or `https` and the authority: HTTP/2 requests carry an absolute URI.
     scheme: hyper::http::uri::Scheme,
     authority: Option<hyper::http::uri::Authority>,
-    idle: Vec<Mutex<Vec<http1::SendRequest<Full<Bytes>>>>>,
+    preset: Preset,
+    /// `preset` as HTTP/1.1 header lines.
+    h1_lines: Vec<u8>,
+    idle: Vec<Mutex<Vec<h1::Connection>>>,
     shared: Vec<Mutex<Vec<Multiplexed>>>,
     /// One HTTP/2 (or not yet known) connect at a time per lane, so a burst of requests
     /// shares the connection the first one opens instead of opening one each.
@@ -120,9 +160,14 @@ pub struct ConnectionPool {
 }
 
 impl ConnectionPool {
-    /// Plain HTTP/1.1 to `address` (`host:port`).
+    /// Plain HTTP/1.1 to `address` (`host:port`), its own name as the Host.
     pub fn new(address: String, max_idle: usize) -> ConnectionPool {
-        ConnectionPool::with(address, None, HttpVersion::Http1, max_idle)
+        let preset = Preset {
+            host: header(&address).unwrap_or(HeaderValue::from_static("localhost")),
+            authorization: None,
+            marker: None,
+        };
+        ConnectionPool::with(address, None, HttpVersion::Http1, max_idle, preset)
     }
 
     /// `tls` when the endpoint is https; `version` as the scenario's `target.http` says.
@@ -131,6 +176,7 @@ impl ConnectionPool {
         tls: Option<ClientTls>,
         version: HttpVersion,
         max_idle: usize,
+        preset: Preset,
     ) -> ConnectionPool {
         let scheme = if tls.is_some() {
             hyper::http::uri::Scheme::HTTPS
@@ -145,6 +191,8 @@ impl ConnectionPool {
             version,
             scheme,
             authority,
+            h1_lines: preset.h1_lines(),
+            preset,
             idle: (0..MAX_LANES).map(|_| Mutex::new(Vec::new())).collect(),
             shared: (0..MAX_LANES).map(|_| Mutex::new(Vec::new())).collect(),
             connecting: (0..MAX_LANES)
@@ -162,12 +210,24 @@ impl ConnectionPool {
         }
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<http1::SendRequest<Full<Bytes>>>> {
+    /// Send `Authorization: value` with every request from now on.
+    pub fn authorize(&mut self, value: Option<HeaderValue>) {
+        self.preset.authorization = value;
+        self.h1_lines = self.preset.h1_lines();
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<h1::Connection>> {
         self.idle[lane()].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn pop_idle(&self) -> Option<http1::SendRequest<Full<Bytes>>> {
-        self.idle().pop()
+    /// An idle connection of this lane that still looks open and owes nothing.
+    fn pop_idle(&self) -> Option<h1::Connection> {
+        loop {
+            let mut connection = self.idle().pop()?;
+            if connection.quiet() {
+                return Some(connection);
+            }
+        }
     }
 
     fn shared(&self) -> std::sync::MutexGuard<'_, Vec<Multiplexed>> {
@@ -184,8 +244,10 @@ impl ConnectionPool {
             .map_err(|e| Failure::new(Code::Refused, e))?;
         let _ = tcp.set_nodelay(true);
         let Some(tls) = &self.tls else {
-            let h2 = self.version == HttpVersion::Http2;
-            return self.handshake(TokioIo::new(tcp), h2).await;
+            if self.version == HttpVersion::Http2 {
+                return self.handshake(TokioIo::new(tcp)).await;
+            }
+            return Ok(self.opened_h1(h1::Io::Tcp(tcp)));
         };
         // Nothing of a request is written before the handshake ends: its failure is Refused.
         let stream = tls
@@ -197,50 +259,41 @@ impl ConnectionPool {
         if session.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
             self.resumed.fetch_add(1, Ordering::Relaxed);
         }
-        let h2 = session.alpn_protocol() == Some(crate::sut::server::tls::ALPN_H2);
-        self.handshake(TokioIo::new(stream), h2).await
+        if session.alpn_protocol() == Some(crate::sut::server::tls::ALPN_H2) {
+            return self.handshake(TokioIo::new(stream)).await;
+        }
+        Ok(self.opened_h1(h1::Io::Tls(Box::new(stream))))
     }
 
-    async fn handshake<T>(&self, io: TokioIo<T>, h2: bool) -> Result<Connection, Failure>
+    /// An HTTP/1.1 connection: nothing to agree beyond TCP (and TLS).
+    fn opened_h1(&self, io: h1::Io) -> Connection {
+        self.speaks.store(SPEAKS_HTTP1, Ordering::Relaxed);
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        Connection::One(h1::Connection::new(io))
+    }
+
+    /// An HTTP/2 connection (hyper's), its task spawned on this lane.
+    async fn handshake<T>(&self, io: TokioIo<T>) -> Result<Connection, Failure>
     where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        self.speaks.store(
-            if h2 { SPEAKS_HTTP2 } else { SPEAKS_HTTP1 },
-            Ordering::Relaxed,
-        );
+        self.speaks.store(SPEAKS_HTTP2, Ordering::Relaxed);
         self.opened.fetch_add(1, Ordering::Relaxed);
-        if h2 {
-            self.http2.fetch_add(1, Ordering::Relaxed);
-            let (sender, connection) = http2::Builder::new(TokioExecutor::new())
-                .handshake(io)
-                .await
-                .map_err(|e| Failure::new(Code::Refused, e))?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            Ok(Connection::Two(sender))
-        } else {
-            // One buffer per request (head and body together): over TLS, one record.
-            let (sender, connection) = http1::Builder::new()
-                .writev(false)
-                .handshake(io)
-                .await
-                .map_err(|e| Failure::new(Code::Refused, e))?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            Ok(Connection::One(sender))
-        }
+        self.http2.fetch_add(1, Ordering::Relaxed);
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .handshake(io)
+            .await
+            .map_err(|e| Failure::new(Code::Refused, e))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Connection::Two(sender))
     }
 
-    fn checkin(&self, sender: http1::SendRequest<Full<Bytes>>) {
-        if sender.is_closed() {
-            return;
-        }
+    fn checkin(&self, connection: h1::Connection) {
         let mut idle = self.idle();
         if idle.len() < self.max_idle {
-            idle.push(sender);
+            idle.push(connection);
         }
     }
 
@@ -274,15 +327,12 @@ impl ConnectionPool {
 
     /// Send one request and read its whole answer. A refused connection (or TLS
     /// handshake) is `Refused`; anything that breaks after it is open is `Reset`.
-    pub async fn send(&self, request: hyper::Request<Full<Bytes>>) -> Result<Response, Code> {
+    pub async fn send(&self, request: Request<'_>) -> Result<Response, Code> {
         self.exchange(request).await.map_err(|f| f.code)
     }
 
     /// `send`, keeping the cause of a failure (for messages: preflight).
-    pub async fn exchange(
-        &self,
-        request: hyper::Request<Full<Bytes>>,
-    ) -> Result<Response, Failure> {
+    pub async fn exchange(&self, request: Request<'_>) -> Result<Response, Failure> {
         if self.speaks.load(Ordering::Relaxed) != SPEAKS_HTTP1 {
             if let Some((sender, stream)) = self.take_stream() {
                 return self.over_http2(sender, stream, request).await;
@@ -300,27 +350,23 @@ impl ConnectionPool {
                 return self.over(connection, request).await;
             }
         }
-        let mut connection = None;
-        while let Some(mut sender) = self.pop_idle() {
-            if sender.ready().await.is_ok() {
-                connection = Some(Connection::One(sender));
-                break;
-            }
-        }
-        let connection = match connection {
+        let connection = match self.pop_idle() {
             Some(c) => c,
-            None => self.connect().await?,
+            None => match self.connect().await? {
+                Connection::One(c) => c,
+                two => return self.over(two, request).await,
+            },
         };
-        self.over(connection, request).await
+        self.over_http1(connection, request).await
     }
 
     async fn over(
         &self,
         connection: Connection,
-        request: hyper::Request<Full<Bytes>>,
+        request: Request<'_>,
     ) -> Result<Response, Failure> {
         match connection {
-            Connection::One(sender) => self.over_http1(sender, request).await,
+            Connection::One(c) => self.over_http1(c, request).await,
             Connection::Two(sender) => {
                 let (sender, stream) = self.share(sender);
                 self.over_http2(sender, stream, request).await
@@ -328,31 +374,70 @@ impl ConnectionPool {
         }
     }
 
+    /// The request on this task, over a connection it owns until the answer is whole; the
+    /// connection goes back to the lane's idle list only when it may carry another.
     async fn over_http1(
         &self,
-        mut sender: http1::SendRequest<Full<Bytes>>,
-        request: hyper::Request<Full<Bytes>>,
+        mut connection: h1::Connection,
+        request: Request<'_>,
     ) -> Result<Response, Failure> {
-        let response = read(sender.send_request(request).await).await?;
-        self.checkin(sender);
-        Ok(response)
+        let answer = connection
+            .exchange(&self.h1_lines, &request, self.preset.marker.as_ref())
+            .await
+            .map_err(|e| Failure::new(Code::Reset, e))?;
+        if answer.reusable {
+            self.checkin(connection);
+        }
+        Ok(Response {
+            status: answer.status,
+            marker: answer.marker,
+            body: answer.body,
+            oversized: answer.oversized,
+        })
     }
 
     async fn over_http2(
         &self,
         mut sender: http2::SendRequest<Full<Bytes>>,
         stream: Stream,
-        mut request: hyper::Request<Full<Bytes>>,
+        request: Request<'_>,
     ) -> Result<Response, Failure> {
-        // HTTP/2 names scheme and authority in every request (`:scheme`, `:authority`).
-        let mut parts = std::mem::take(request.uri_mut()).into_parts();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = self.authority.clone();
-        *request.uri_mut() =
-            hyper::Uri::from_parts(parts).map_err(|e| Failure::new(Code::BadRequest, e))?;
-        let response = read(sender.send_request(request).await).await;
+        let request = self.http2_request(request)?;
+        let response = read(
+            sender.send_request(request).await,
+            self.preset.marker.as_ref(),
+        )
+        .await;
         drop(stream);
         response
+    }
+
+    /// hyper's request for `request`, with the endpoint's headers. HTTP/2 names scheme
+    /// and authority in every request (`:scheme`, `:authority`).
+    fn http2_request(&self, request: Request<'_>) -> Result<hyper::Request<Full<Bytes>>, Failure> {
+        let bad = |e: String| Failure::new(Code::BadRequest, e);
+        let mut parts = request.uri.clone().into_parts();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = self.authority.clone();
+        let uri = hyper::Uri::from_parts(parts).map_err(|e| bad(e.to_string()))?;
+        let mut r = hyper::Request::new(Full::new(request.body.into_bytes()));
+        *r.method_mut() = request.method;
+        *r.uri_mut() = uri;
+        let h = r.headers_mut();
+        h.insert(header::HOST, self.preset.host.clone());
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(auth) = &self.preset.authorization {
+            h.insert(header::AUTHORIZATION, auth.clone());
+        }
+        if let Some((name, value)) = request.key {
+            let value =
+                header(value).ok_or_else(|| bad(format!("`{value}` is not a header value")))?;
+            h.insert(name.clone(), value);
+        }
+        Ok(r)
     }
 
     /// Why TLS to this endpoint fails, when a request failed without saying: open one
@@ -396,9 +481,11 @@ impl ConnectionPool {
     }
 }
 
-/// The whole answer to a request that was sent: anything that breaks now is `Reset`.
+/// The whole answer to an HTTP/2 request that was sent: anything that breaks now is
+/// `Reset`.
 async fn read(
     sent: Result<hyper::Response<hyper::body::Incoming>, hyper::Error>,
+    marker: Option<&HeaderName>,
 ) -> Result<Response, Failure> {
     let response = sent.map_err(|e| Failure::new(Code::Reset, e))?;
     let status = response.status().as_u16();
@@ -433,7 +520,9 @@ async fn read(
     }
     Ok(Response {
         status,
-        headers: parts.headers,
+        marker: marker
+            .and_then(|name| parts.headers.get(name))
+            .map(|v| Bytes::copy_from_slice(v.as_bytes())),
         body: first.unwrap_or_else(|| more.freeze()),
         oversized,
     })
@@ -484,12 +573,15 @@ mod tests {
         (address, accepted)
     }
 
-    fn get(address: &str) -> hyper::Request<Full<Bytes>> {
-        hyper::Request::builder()
-            .uri("/")
-            .header("host", address)
-            .body(Full::new(Bytes::new()))
-            .unwrap()
+    fn get(_address: &str) -> Request<'static> {
+        static ROOT: std::sync::LazyLock<hyper::Uri> =
+            std::sync::LazyLock::new(|| hyper::Uri::from_static("/"));
+        Request {
+            method: hyper::Method::GET,
+            uri: &ROOT,
+            key: None,
+            body: Body::Bytes(Bytes::new()),
+        }
     }
 
     #[tokio::test]
@@ -532,5 +624,133 @@ mod tests {
         let address = format!("127.0.0.1:{port}");
         let pool = ConnectionPool::new(address.clone(), 8);
         assert_eq!(pool.send(get(&address)).await.err(), Some(Code::Refused));
+    }
+
+    /// A loopback server that reads each request whole (head and `content-length` body),
+    /// writes `answer` in `pieces` writes a millisecond apart, and closes the connection
+    /// after it when `close`. Counts the connections it accepts.
+    async fn scripted(
+        answer: &'static [u8],
+        pieces: usize,
+        close: bool,
+    ) -> (String, std::sync::Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            match socket.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+                        assert!(head.contains("\r\nhost: "), "{head}");
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .map_or(0, |n| n.trim().parse().unwrap());
+                        while seen.len() < end + 4 + length {
+                            match socket.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        seen.drain(..end + 4 + length);
+                        let step = answer.len().div_ceil(pieces.max(1));
+                        for piece in answer.chunks(step.max(1)) {
+                            if socket.write_all(piece).await.is_err() {
+                                return;
+                            }
+                            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                        }
+                        if close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (address, accepted)
+    }
+
+    fn post(body: &'static [u8]) -> Request<'static> {
+        static PATH: std::sync::LazyLock<hyper::Uri> =
+            std::sync::LazyLock::new(|| hyper::Uri::from_static("/v1/purchases/commit"));
+        Request {
+            method: hyper::Method::POST,
+            uri: &PATH,
+            key: None,
+            body: Body::Bytes(Bytes::from_static(body)),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_chunked_answer_in_pieces_is_read_whole_and_keeps_its_connection() {
+        let answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3;x=y\r\n{\"a\r\n4\r\n\":1}\r\n0\r\nx-t: 1\r\n\r\n";
+        let (address, accepted) = scripted(answer, 7, false).await;
+        let pool = ConnectionPool::new(address, 8);
+        for _ in 0..3 {
+            let a = pool.send(post(b"{}")).await.expect("answer");
+            assert_eq!((a.status, &a.body[..]), (200, &b"{\"a\":1}"[..]));
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(pool.idle_len(), 1);
+    }
+
+    #[tokio::test]
+    async fn connections_that_end_with_their_answer_are_not_kept() {
+        let answers: [&'static [u8]; 3] = [
+            b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
+            b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok",
+            b"HTTP/1.0 200 OK\r\n\r\nok",
+        ];
+        for answer in answers {
+            let (address, accepted) = scripted(answer, 1, true).await;
+            let pool = ConnectionPool::new(address, 8);
+            for _ in 0..2 {
+                let a = pool.send(post(b"{}")).await.expect("answer");
+                assert_eq!((a.status, &a.body[..]), (200, &b"ok"[..]));
+                assert_eq!(pool.idle_len(), 0);
+            }
+            assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_while_idle_costs_no_request() {
+        // Keep-alive by the headers, then closed (a server's idle timeout).
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        let (address, accepted) = scripted(answer, 1, true).await;
+        let pool = ConnectionPool::new(address, 8);
+        for _ in 0..3 {
+            assert_eq!(pool.send(post(b"{}")).await.expect("answer").status, 200);
+            // The close arrives while the connection is idle.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn an_answer_cut_mid_body_is_reset_and_its_connection_dropped() {
+        let cut = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n01234";
+        let (address, _) = scripted(cut, 2, true).await;
+        let pool = ConnectionPool::new(address, 8);
+        assert_eq!(pool.send(post(b"{}")).await.err(), Some(Code::Reset));
+        assert_eq!(pool.idle_len(), 0);
+        let garbage = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nnot hex\r\n";
+        let (address, _) = scripted(garbage, 1, false).await;
+        let pool = ConnectionPool::new(address, 8);
+        assert_eq!(pool.send(post(b"{}")).await.err(), Some(Code::Reset));
+        assert_eq!(pool.idle_len(), 0);
     }
 }
