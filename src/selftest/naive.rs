@@ -37,16 +37,19 @@ impl Naive {
         match self {
             Naive::StockReadThenWrite => {
                 rewrite(
-                    &mut pg.probe,
+                    &mut pg.purchase,
                     "), claim AS (
     UPDATE bucket SET available = available - $3
     WHERE bucket_id = (SELECT bucket_id FROM bucket
-                       WHERE item_id = $2 AND available >= $3 ORDER BY random() LIMIT 1)
+                       WHERE item_id = $2 AND available >= $3
+                         AND (SELECT fresh AND stock AND funds FROM plan)
+                       ORDER BY random() LIMIT 1 FOR UPDATE)
       AND available >= $3
 ",
                     "), picked AS (
     SELECT bucket_id, available FROM bucket
-    WHERE item_id = $2 AND available >= $3 ORDER BY random() LIMIT 1
+    WHERE item_id = $2 AND available >= $3 AND (SELECT fresh AND stock AND funds FROM plan)
+    ORDER BY random() LIMIT 1
 ), claim AS (
     UPDATE bucket SET available = (SELECT available FROM picked) - $3
     WHERE bucket_id = (SELECT bucket_id FROM picked)
@@ -55,32 +58,26 @@ impl Naive {
             }
             Naive::CapFromShardSum => {
                 rewrite(
-                    &mut pg.probe,
-                    "), funds AS (
-    SELECT count(*) AS n FROM mandate_shard WHERE mandate_id = $4 AND remaining >= $5
-",
-                    "), funds AS (
-    SELECT CASE WHEN sum(remaining)::BIGINT >= $5 THEN count(*) ELSE 0 END AS n
-    FROM mandate_shard WHERE mandate_id = $4
-), shard AS (
-    SELECT shard_id, remaining FROM mandate_shard
-    WHERE mandate_id = $4 AND remaining >= $5 ORDER BY random() LIMIT 1
-",
+                    &mut pg.purchase,
+                    "EXISTS (SELECT 1 FROM mandate_shard WHERE mandate_id = $4 AND remaining >= $5) AS funds",
+                    "(SELECT sum(remaining)::BIGINT FROM mandate_shard WHERE mandate_id = $4) >= $5 AS funds",
                 );
                 rewrite(
-                    &mut pg.probe,
-                    "      AND EXISTS (SELECT 1 FROM mandate_shard WHERE mandate_id = $4 AND remaining >= $5)\n",
-                    "      AND (SELECT sum(remaining)::BIGINT FROM mandate_shard WHERE mandate_id = $4) >= $5\n      AND EXISTS (SELECT 1 FROM shard)\n",
-                );
-                rewrite(
-                    &mut pg.probe,
-                    "    UPDATE mandate_shard SET remaining = remaining - $5
+                    &mut pg.purchase,
+                    "), debit AS (
+    UPDATE mandate_shard SET remaining = remaining - $5
     WHERE shard_id = (SELECT shard_id FROM mandate_shard
-                      WHERE mandate_id = $4 AND remaining >= $5 ORDER BY random() LIMIT 1)
+                      WHERE mandate_id = $4 AND remaining >= $5
+                        AND EXISTS (SELECT 1 FROM claim)
+                      ORDER BY random() LIMIT 1 FOR UPDATE)
       AND remaining >= $5
 ",
-                    "    UPDATE mandate_shard SET remaining = (SELECT remaining FROM shard) - $5
-    WHERE shard_id = (SELECT shard_id FROM shard)
+                    "), shard AS (
+    SELECT shard_id, remaining FROM mandate_shard
+    WHERE mandate_id = $4 AND remaining >= $5 ORDER BY random() LIMIT 1
+), debit AS (
+    UPDATE mandate_shard SET remaining = (SELECT remaining FROM shard) - $5
+    WHERE shard_id = (SELECT shard_id FROM shard) AND EXISTS (SELECT 1 FROM claim)
 ",
                 );
             }
@@ -98,14 +95,14 @@ mod tests {
         for naive in Naive::ALL {
             let sql = naive.sql();
             assert_ne!(
-                sql.postgres.probe,
-                Sql::reference().postgres.probe,
+                sql.postgres.purchase,
+                Sql::reference().postgres.purchase,
                 "{naive:?}"
             );
             // The write no longer carries its condition.
-            let probe = &sql.postgres.probe;
+            let purchase = &sql.postgres.purchase;
             assert!(
-                probe.contains("FROM picked) - $3") || probe.contains("FROM shard) - $5"),
+                purchase.contains("FROM picked) - $3") || purchase.contains("FROM shard) - $5"),
                 "{naive:?}"
             );
         }

@@ -94,7 +94,7 @@ impl Sabotage {
                     "WHERE idem_key = ?1 AND 0 = 1",
                 );
                 rewrite(
-                    &mut pg.probe,
+                    &mut pg.purchase,
                     "WHERE idem_key = $1",
                     "WHERE idem_key = $1 AND 1 = 0",
                 );
@@ -103,52 +103,31 @@ impl Sabotage {
             // trips) while the sale goes through anyway: the bug a CHECK does not stop.
             Sabotage::SkipStockCondition => {
                 clamp(&mut lite.stock, "available", "bucket_id");
+                // Every bucket of the item is a candidate, and the claim is a clamp.
+                rewrite(&mut pg.purchase, " AND available >= $3", "");
                 rewrite(
-                    &mut pg.probe,
+                    &mut pg.purchase,
                     "UPDATE bucket SET available = available - $3",
                     "UPDATE bucket SET available = CASE WHEN available >= $3 THEN available - $3 ELSE 0 END",
-                );
-                rewrite(
-                    &mut pg.probe,
-                    "WHERE item_id = $2 AND available >= $3 ORDER BY",
-                    "WHERE item_id = $2 ORDER BY",
-                );
-                rewrite(
-                    &mut pg.probe,
-                    "      AND available >= $3\n      AND NOT EXISTS",
-                    "      AND NOT EXISTS",
                 );
             }
             Sabotage::SkipCapCondition => {
                 clamp(&mut lite.funds, "remaining", "shard_id");
+                // Every shard of the mandate can pay, and the debit is a clamp.
+                rewrite(&mut pg.purchase, " AND remaining >= $5", "");
                 rewrite(
-                    &mut pg.probe,
-                    "      AND EXISTS (SELECT 1 FROM mandate_shard WHERE mandate_id = $4 AND remaining >= $5)\n",
-                    "",
-                );
-                rewrite(
-                    &mut pg.probe,
+                    &mut pg.purchase,
                     "UPDATE mandate_shard SET remaining = remaining - $5",
                     "UPDATE mandate_shard SET remaining = CASE WHEN remaining >= $5 THEN remaining - $5 ELSE 0 END",
-                );
-                rewrite(
-                    &mut pg.probe,
-                    "WHERE mandate_id = $4 AND remaining >= $5 ORDER BY",
-                    "WHERE mandate_id = $4 ORDER BY",
-                );
-                rewrite(
-                    &mut pg.probe,
-                    "      AND remaining >= $5\n      AND EXISTS (SELECT 1 FROM claim)",
-                    "      AND EXISTS (SELECT 1 FROM claim)",
                 );
             }
             // The credit leg is gone; its parameters stay bound so the statement prepares.
             Sabotage::OneLedgerLeg => {
                 insert_nothing(&mut lite.credit_leg);
                 rewrite(
-                    &mut pg.settle,
-                    ", ($20, $13, $22, $9, $10)\n)",
-                    "\n), unused AS (SELECT $20::uuid, $22::text)",
+                    &mut pg.purchase,
+                    "\n    UNION ALL\n    SELECT $15::UUID, $11, $17, $5, $10 FROM verdict WHERE shard_id IS NOT NULL\n), stored AS (",
+                    "\n), unused AS (SELECT $15::UUID, $17::TEXT\n), stored AS (",
                 );
             }
             Sabotage::NoLedgerRows => {
@@ -160,9 +139,18 @@ impl Sabotage {
                     insert_nothing(insert);
                 }
                 rewrite(
-                    &mut pg.settle,
-                    "), txn AS (\n    INSERT INTO ledger_txn (ledger_txn_id, intent_id, amount_minor, currency) VALUES ($13, $1, $9, $10)\n), legs AS (\n    INSERT INTO ledger_leg (leg_id, ledger_txn_id, account, signed_amount_minor, currency)\n    VALUES ($19, $13, $21, -$9::BIGINT, $10), ($20, $13, $22, $9, $10)\n)",
-                    "), unused AS (SELECT $19::uuid, $20::uuid, $21::text, $22::text)",
+                    &mut pg.purchase,
+                    "), txn AS (
+    INSERT INTO ledger_txn (ledger_txn_id, intent_id, amount_minor, currency)
+    SELECT $11, $6, $5, $10 FROM verdict WHERE shard_id IS NOT NULL
+), legs AS (
+    INSERT INTO ledger_leg (leg_id, ledger_txn_id, account, signed_amount_minor, currency)
+    SELECT $14::UUID, $11, $16, -$5, $10 FROM verdict WHERE shard_id IS NOT NULL
+    UNION ALL
+    SELECT $15::UUID, $11, $17, $5, $10 FROM verdict WHERE shard_id IS NOT NULL
+), stored AS (",
+                    "), unused AS (SELECT $14::UUID, $15::UUID, $16::TEXT, $17::TEXT
+), stored AS (",
                 );
             }
             Sabotage::WrongBucketCounter => {
@@ -174,11 +162,11 @@ impl Sabotage {
                     "available",
                 );
                 rewrite(
-                    &mut pg.probe,
-                    "    RETURNING bucket_id\n), debit",
+                    &mut pg.purchase,
+                    "    RETURNING bucket_id\n",
                     "    RETURNING COALESCE((SELECT o.bucket_id FROM bucket o WHERE o.item_id = $2 \
                      AND o.bucket_id <> bucket.bucket_id ORDER BY o.bucket_id LIMIT 1), bucket.bucket_id) \
-                     AS bucket_id\n), debit",
+                     AS bucket_id\n",
                 );
             }
             Sabotage::WrongShardCounter => {
@@ -190,11 +178,11 @@ impl Sabotage {
                     "remaining",
                 );
                 rewrite(
-                    &mut pg.probe,
-                    "    RETURNING shard_id\n)",
+                    &mut pg.purchase,
+                    "    RETURNING shard_id\n",
                     "    RETURNING COALESCE((SELECT o.shard_id FROM mandate_shard o WHERE o.mandate_id = $4 \
                      AND o.shard_id <> mandate_shard.shard_id ORDER BY o.shard_id LIMIT 1), mandate_shard.shard_id) \
-                     AS shard_id\n)",
+                     AS shard_id\n",
                 );
             }
             // Condition, decrement and row all use the inflated figure, so every counter
@@ -212,19 +200,19 @@ impl Sabotage {
                 );
                 rewrite(&mut lite.claim, "?3, ?4)", "?3, ?4 + 1)");
                 rewrite(
-                    &mut pg.probe,
+                    &mut pg.purchase,
                     "available >= $3",
                     "available >= $3::BIGINT + 1",
                 );
                 rewrite(
-                    &mut pg.probe,
+                    &mut pg.purchase,
                     "SET available = available - $3",
                     "SET available = available - ($3::BIGINT + 1)",
                 );
                 rewrite(
-                    &mut pg.settle,
-                    "($1, $17, $6, $8)",
-                    "($1, $17, $6, $8::BIGINT + 1)",
+                    &mut pg.purchase,
+                    "SELECT $6, bucket_id, $2, $3 FROM verdict",
+                    "SELECT $6, bucket_id, $2, $3::BIGINT + 1 FROM verdict",
                 );
             }
             Sabotage::DebitTwice => {
@@ -240,19 +228,19 @@ impl Sabotage {
                 );
                 rewrite(&mut lite.debit, "?3, ?4)", "?3, 2 * ?4)");
                 rewrite(
-                    &mut pg.probe,
+                    &mut pg.purchase,
                     "remaining >= $5",
                     "remaining >= 2 * $5::BIGINT",
                 );
                 rewrite(
-                    &mut pg.probe,
+                    &mut pg.purchase,
                     "SET remaining = remaining - $5",
                     "SET remaining = remaining - 2 * $5::BIGINT",
                 );
                 rewrite(
-                    &mut pg.settle,
-                    "($1, $18, $5, $9)",
-                    "($1, $18, $5, 2 * $9::BIGINT)",
+                    &mut pg.purchase,
+                    "SELECT $6, shard_id, $4, $5 FROM verdict",
+                    "SELECT $6, shard_id, $4, 2 * $5::BIGINT FROM verdict",
                 );
             }
             // The mandate's leg gets the credit and the merchant's the debit.
@@ -260,9 +248,13 @@ impl Sabotage {
                 rewrite(&mut lite.debit_leg, "?3, ?4, ?5)", "?3, -?4, ?5)");
                 rewrite(&mut lite.credit_leg, "?3, ?4, ?5)", "?3, -?4, ?5)");
                 rewrite(
-                    &mut pg.settle,
-                    "($19, $13, $21, -$9::BIGINT, $10), ($20, $13, $22, $9, $10)",
-                    "($19, $13, $21, $9, $10), ($20, $13, $22, -$9::BIGINT, $10)",
+                    &mut pg.purchase,
+                    "$11, $16, -$5, $10 FROM verdict WHERE shard_id IS NOT NULL
+    UNION ALL
+    SELECT $15::UUID, $11, $17, $5, $10",
+                    "$11, $16, $5, $10 FROM verdict WHERE shard_id IS NOT NULL
+    UNION ALL
+    SELECT $15::UUID, $11, $17, -$5, $10",
                 );
             }
             // The intent's id stands where its ledger transaction's should.
@@ -272,7 +264,11 @@ impl Sabotage {
                     "?12, ?13, ?14",
                     "?12, CASE WHEN ?13 IS NULL THEN NULL ELSE ?1 END, ?14",
                 );
-                rewrite(&mut pg.settle, "$12, $13, $14", "$12, $1, $14");
+                rewrite(
+                    &mut pg.purchase,
+                    "ELSE $11::UUID END, $12",
+                    "ELSE $6 END, $12",
+                );
             }
             // The first mandate of another merchant pays; the debit row, the mandate's
             // leg and the intent all name it, so every counter and row agrees.
@@ -299,32 +295,44 @@ impl Sabotage {
                     "?4, COALESCE((SELECT d.mandate_id FROM mandate_debit d WHERE d.intent_id = ?1), ?5), ?6",
                 );
                 rewrite(
-                    &mut pg.probe,
-                    "mandate_id = $4",
-                    &format!("mandate_id = {}", foreign_mandate("$4")),
+                    &mut pg.purchase,
+                    "mandate_id = $4 AND",
+                    &format!("mandate_id = {} AND", foreign_mandate("$4")),
                 );
-                let paid = "(SELECT s.mandate_id FROM mandate_shard s WHERE s.shard_id = $18)";
+                let paid = "(SELECT s.mandate_id FROM mandate_shard s WHERE s.shard_id = verdict.shard_id)";
                 rewrite(
-                    &mut pg.settle,
-                    "($1, $18, $5, $9)",
-                    &format!("($1, $18, {paid}, $9)"),
-                );
-                rewrite(
-                    &mut pg.settle,
-                    "($19, $13, $21, -$9::BIGINT, $10)",
-                    &format!("($19, $13, 'mandate:' || CAST({paid} AS TEXT), -$9::BIGINT, $10)"),
+                    &mut pg.purchase,
+                    "SELECT $6, shard_id, $4, $5 FROM verdict",
+                    &format!("SELECT $6, shard_id, {paid}, $5 FROM verdict"),
                 );
                 rewrite(
-                    &mut pg.settle,
-                    "\n)\nINSERT INTO intent",
-                    "\n), unused AS (SELECT $5::uuid, $21::text)\nINSERT INTO intent",
+                    &mut pg.purchase,
+                    "$11, $16, -$5, $10",
+                    &format!("$11, 'mandate:' || CAST({paid} AS TEXT), -$5, $10"),
                 );
-                rewrite(&mut pg.settle, "$4, $5, $6", &format!("$4, {paid}, $6"));
+                rewrite(
+                    &mut pg.purchase,
+                    "\n), stored AS (",
+                    "\n), unused AS (SELECT $16::TEXT\n), stored AS (",
+                );
+                // A declined intent names its own mandate: nothing paid.
+                rewrite(
+                    &mut pg.purchase,
+                    "$7, $8, $4, $2",
+                    &format!("$7, $8, COALESCE({paid}, $4), $2"),
+                );
             }
             Sabotage::AckThenRollback => {
                 lite.keep_committed =
                     vec!["ROLLBACK TO purchase".into(), "RELEASE purchase".into()];
-                rewrite(&mut pg.finish, "COMMIT", "ROLLBACK");
+                // The same statement inside a transaction that ends in ROLLBACK, in the
+                // same write: the kernel answers from the statement's row.
+                assert!(
+                    pg.begin.is_none() && pg.finish.is_none(),
+                    "sabotage pattern missing: a statement that commits itself"
+                );
+                pg.begin = Some("BEGIN".into());
+                pg.finish = Some("ROLLBACK".into());
             }
         }
         sql

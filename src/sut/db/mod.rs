@@ -10,7 +10,7 @@ mod sqlite;
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod};
 use thiserror::Error;
 use tokio_postgres::NoTls;
 
@@ -82,6 +82,13 @@ async fn ddl_tolerating_a_twin(
 
 /// A PostgreSQL connection pool of `size` connections for `url`.
 pub fn pg_pool(url: &str, size: usize) -> Result<Pool, DbError> {
+    pg_pool_with(url, size, None)
+}
+
+/// `pg_pool`, each new connection first running `session` (e.g. its default isolation
+/// level: the session lasts as long as the connection, and connections are recycled as
+/// they are, never reset).
+pub fn pg_pool_with(url: &str, size: usize, session: Option<String>) -> Result<Pool, DbError> {
     let config: tokio_postgres::Config = url.parse().map_err(|e| DbError::BadUrl {
         url: redact(url),
         reason: format!("{e}"),
@@ -100,7 +107,15 @@ pub fn pg_pool(url: &str, size: usize) -> Result<Pool, DbError> {
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    Pool::builder(manager)
+    let mut builder = Pool::builder(manager);
+    if let Some(sql) = session {
+        let sql: std::sync::Arc<str> = sql.into();
+        builder = builder.post_create(Hook::async_fn(move |client, _| {
+            let sql = sql.clone();
+            Box::pin(async move { client.batch_execute(&sql).await.map_err(HookError::Backend) })
+        }));
+    }
+    builder
         .max_size(size.max(1))
         .wait_timeout(Some(Duration::from_secs(30)))
         .create_timeout(Some(Duration::from_secs(10)))

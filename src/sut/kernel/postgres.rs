@@ -1,44 +1,39 @@
 //! The kernel on PostgreSQL and wire-compatible engines.
 //!
-//! Round trips are the lever (docs/design.md, "Measured"): a purchase is two of them. The first pipelines
-//! `BEGIN` with one statement that looks the key up, counts buckets and shards that could
-//! serve, and claims and debits by conditional updates in data-modifying CTEs; the second
-//! pipelines one statement writing claim, debit, ledger and intent rows with `COMMIT`.
-//! No stored procedures: everything is plain SQL that DSQL and CockroachDB accept.
+//! Round trips are the lever (docs/design.md, "Measured"): a purchase is one. One statement
+//! with data-modifying CTEs (`sql::PURCHASE_SQL`) looks the key up, claims a bucket and
+//! debits a shard by conditional updates, and writes claim, debit, ledger transaction, legs
+//! and intent; the snapshot bytes of each outcome are made here and the statement stores
+//! the one it reaches. The statement is its own transaction, at the isolation level each
+//! pooled connection sets as its session default when it opens. No stored procedures:
+//! everything is plain SQL that DSQL and CockroachDB accept.
 
 use deadpool_postgres::{Object, Pool};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::catalog::{Catalog, ItemInfo, MandateInfo};
+use super::sql::UNDONE;
 use super::{
-    Currency, FailureCode, KernelConfig, KernelError, Link, Outcome, PurchaseRequest, Snapshot,
-    StoredIntent, backoff, credit_account, cut_error, debit_account, new_id, now_ms,
+    Currency, FailureCode, KernelConfig, KernelError, Link, Outcome, PgSql, PurchaseRequest,
+    Snapshot, StoredIntent, backoff, credit_account, cut_error, debit_account, new_id, now_ms,
 };
-use crate::sut::db::pg_pool;
-
-const DECLINE_SQL: &str = "\
-INSERT INTO intent (intent_id, idem_key, fingerprint, merchant_id, mandate_id, item_id, agent_id,
-    quantity, amount_minor, currency, outcome, failure_code, ledger_txn_id, attempts, snapshot,
-    created_at_ms)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+use crate::sut::db::pg_pool_with;
 
 pub struct PgKernel {
     pool: Pool,
     config: KernelConfig,
-    begin_sql: String,
-    probe_sql: String,
-    settle_sql: String,
-    /// How a settled purchase ends (`COMMIT` in the reference statements).
-    finish_sql: String,
+    /// The statement and what surrounds it (`config.sql.postgres`).
+    sql: PgSql,
 }
 
 /// Why one run of the transaction stopped.
 enum Attempt {
     Done(Result<Snapshot, KernelError>),
-    /// A serialization conflict or a lost race: roll back and rerun.
+    /// A serialization conflict or a lost race: rerun.
     Conflict,
     /// A concurrent twin inserted the key first: serve its snapshot.
     TwinWon,
@@ -58,6 +53,14 @@ fn is_conflict(e: &tokio_postgres::Error) -> bool {
     })
 }
 
+/// The purchase statement undid its own claim: no shard could pay by the time it looked
+/// (READ COMMITTED), so it failed on purpose (`sql::UNDONE`) and changed nothing.
+fn is_undone(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|d| {
+        *d.code() == SqlState::INVALID_TEXT_REPRESENTATION && d.message().contains(UNDONE)
+    })
+}
+
 fn is_key_violation(e: &tokio_postgres::Error) -> bool {
     e.as_db_error().is_some_and(|d| {
         *d.code() == SqlState::UNIQUE_VIOLATION && d.constraint() == Some("intent_idem_key")
@@ -66,23 +69,55 @@ fn is_key_violation(e: &tokio_postgres::Error) -> bool {
 
 fn pool_error(e: deadpool_postgres::PoolError) -> KernelError {
     match e {
-        deadpool_postgres::PoolError::Backend(e) => db_error(e),
+        deadpool_postgres::PoolError::Backend(e)
+        | deadpool_postgres::PoolError::PostCreateHook(deadpool_postgres::HookError::Backend(e)) => {
+            db_error(e)
+        }
         other => KernelError::Unavailable(format!("postgres pool: {other}")),
     }
 }
 
+/// `sql` as a simple query, or nothing.
+async fn run_optional(client: &Object, sql: Option<&str>) -> Result<(), tokio_postgres::Error> {
+    match sql {
+        Some(sql) => client.batch_execute(sql).await,
+        None => Ok(()),
+    }
+}
+
+/// What the purchase statement answers: the key's stored fingerprint and snapshot, the
+/// bucket claimed, the shard debited, the failure code of a decline.
+type Answer = (
+    Option<String>,
+    Option<String>,
+    Option<Uuid>,
+    Option<Uuid>,
+    Option<String>,
+);
+
+fn answer(row: &tokio_postgres::Row) -> Result<Answer, tokio_postgres::Error> {
+    Ok((
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+    ))
+}
+
 impl PgKernel {
     pub async fn open(url: &str, config: &KernelConfig) -> Result<PgKernel, KernelError> {
-        let pool = pg_pool(url, config.pool_size).map_err(db_error)?;
+        // The statement is its own transaction: its isolation level is the session's.
+        let session = format!(
+            "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {}",
+            config.isolation.sql()
+        );
+        let pool = pg_pool_with(url, config.pool_size, Some(session)).map_err(db_error)?;
         // Fail now, with the server's words, rather than on the first purchase.
         drop(pool.get().await.map_err(pool_error)?);
-        let sql = &config.sql.postgres;
         Ok(PgKernel {
             pool,
-            begin_sql: format!("BEGIN ISOLATION LEVEL {}", config.isolation.sql()),
-            probe_sql: sql.probe.clone(),
-            settle_sql: sql.settle.clone(),
-            finish_sql: sql.finish.clone(),
+            sql: config.sql.postgres.clone(),
             config: config.clone(),
         })
     }
@@ -139,6 +174,7 @@ impl PgKernel {
         })
     }
 
+    /// One run of the purchase: one statement, one round trip.
     #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
@@ -150,61 +186,90 @@ impl PgKernel {
         link: &Link,
         rng: &mut SmallRng,
     ) -> Attempt {
-        let probe = match client.prepare_cached(&self.probe_sql).await {
+        let statement = match client.prepare_cached(&self.sql.purchase).await {
             Ok(s) => s,
             Err(e) => return Attempt::Done(Err(db_error(e))),
         };
-        // Round trip 1: BEGIN and the probe, pipelined.
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+        let intent_id = new_id(rng);
+        let ledger_txn_id = new_id(rng);
+        let (leg_debit, leg_credit) = (new_id(rng), new_id(rng));
+        let currency = req.currency.as_str();
+        let amount = req.amount_minor;
+        // The snapshot of every outcome: the statement stores the one it reaches (a
+        // commit's with the bucket it claimed between the two halves).
+        let (committed_before, committed_after) =
+            Snapshot::committed_around_bucket(intent_id, ledger_txn_id, amount, currency, attempts);
+        let declined = |code| {
+            Snapshot::fresh(
+                Outcome::Declined,
+                intent_id,
+                None,
+                None,
+                Some(code),
+                amount,
+                currency,
+                attempts,
+            )
+        };
+        let out_of_stock = declined(FailureCode::OutOfStock);
+        let rejected = declined(FailureCode::MandateRejected);
+        let debit = debit_account(&req.mandate_id);
+        let credit = credit_account(&req.merchant_id);
+        let attempts_i64 = i64::from(attempts);
+        let created = now_ms();
+        let params: [&(dyn ToSql + Sync); 21] = [
             &key,
             &req.item_id,
             &req.quantity,
             &req.mandate_id,
-            &req.amount_minor,
+            &amount,
+            &intent_id,
+            &fingerprint,
+            &req.merchant_id,
+            &req.agent_id,
+            &currency,
+            &ledger_txn_id,
+            &attempts_i64,
+            &created,
+            &leg_debit,
+            &leg_credit,
+            &debit,
+            &credit,
+            &committed_before,
+            &committed_after,
+            &out_of_stock.json,
+            &rejected.json,
         ];
-        let (begun, row) = tokio::join!(
-            client.batch_execute(&self.begin_sql),
-            client.query_one(&probe, &params)
+        if link.is_cut() {
+            // The client left before the commit point: nothing was sent.
+            return Attempt::Done(Err(cut_error()));
+        }
+        // The round trip: the statement (and whatever surrounds it) in one write.
+        let (begun, row, finished) = tokio::join!(
+            run_optional(client, self.sql.begin.as_deref()),
+            client.query_one(&statement, &params),
+            run_optional(client, self.sql.finish.as_deref()),
         );
-        let row = match (begun, row) {
-            (Ok(()), Ok(row)) => row,
-            (Err(e), _) | (_, Err(e)) => {
-                rollback(client).await;
-                return if is_conflict(&e) {
+        let read = match (begun, row, finished) {
+            (Ok(()), Ok(row), Ok(())) => answer(&row),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
+        };
+        let (existing_fp, existing_snapshot, bucket, shard, failure) = match read {
+            Ok(answer) => answer,
+            Err(e) => {
+                if self.sql.begin.is_some() {
+                    rollback(client).await;
+                }
+                return if is_key_violation(&e) {
+                    Attempt::TwinWon
+                } else if is_conflict(&e) || is_undone(&e) {
                     Attempt::Conflict
                 } else {
                     Attempt::Done(Err(db_error(e)))
                 };
             }
         };
-        type Probe = (
-            Option<String>,
-            Option<String>,
-            i64,
-            i64,
-            Option<Uuid>,
-            Option<Uuid>,
-        );
-        let read = || -> Result<Probe, tokio_postgres::Error> {
-            Ok((
-                row.try_get(0)?,
-                row.try_get(1)?,
-                row.try_get(2)?,
-                row.try_get(3)?,
-                row.try_get(4)?,
-                row.try_get(5)?,
-            ))
-        };
-        let (existing_fp, existing_snapshot, stock_n, funds_n, bucket, shard) = match read() {
-            Ok(probe) => probe,
-            Err(e) => {
-                rollback(client).await;
-                return Attempt::Done(Err(db_error(e)));
-            }
-        };
-
         if let (Some(fp), Some(snap)) = (existing_fp, existing_snapshot) {
-            rollback(client).await;
             return Attempt::Done(if fp == fingerprint {
                 Snapshot::replay_of(&snap).map_err(db_error)
             } else {
@@ -213,154 +278,35 @@ impl PgKernel {
                 })
             });
         }
-        let intent_id = new_id(rng);
-        let currency = req.currency.as_str();
-        let (snapshot, sql, extra): (Snapshot, &str, Option<(Uuid, Uuid)>) = match (bucket, shard) {
-            (Some(b), Some(s)) => {
-                let ledger = new_id(rng);
-                (
-                    Snapshot::fresh(
-                        Outcome::Committed,
-                        intent_id,
-                        Some(ledger),
-                        Some(b),
-                        None,
-                        req.amount_minor,
-                        currency,
-                        attempts,
-                    ),
-                    self.settle_sql.as_str(),
-                    Some((b, s)),
-                )
-            }
-            (None, _) if stock_n == 0 || funds_n == 0 => {
-                let code = if stock_n == 0 {
-                    FailureCode::OutOfStock
-                } else {
-                    FailureCode::MandateRejected
-                };
-                (
-                    Snapshot::fresh(
-                        Outcome::Declined,
-                        intent_id,
-                        None,
-                        None,
-                        Some(code),
-                        req.amount_minor,
-                        currency,
-                        attempts,
-                    ),
-                    DECLINE_SQL,
+        Attempt::Done(Ok(match (bucket, shard, failure.as_deref()) {
+            (Some(bucket), Some(_), None) => {
+                let s = Snapshot::fresh(
+                    Outcome::Committed,
+                    intent_id,
+                    Some(ledger_txn_id),
+                    Some(bucket),
                     None,
-                )
+                    amount,
+                    currency,
+                    attempts,
+                );
+                debug_assert_eq!(
+                    s.json,
+                    format!("{committed_before}{bucket}{committed_after}")
+                );
+                s
             }
-            // A bucket or shard that looked available was taken by a concurrent commit
-            // (READ COMMITTED re-checks the condition and updates nothing): rerun.
-            _ => {
-                rollback(client).await;
-                return Attempt::Conflict;
+            (None, None, Some(code)) if code == FailureCode::OutOfStock.as_str() => out_of_stock,
+            (None, None, Some(code)) if code == FailureCode::MandateRejected.as_str() => rejected,
+            // Every candidate bucket went while the statement waited for it (READ
+            // COMMITTED re-checks the condition on the newest row): nothing was written.
+            (None, None, None) => return Attempt::Conflict,
+            other => {
+                return Attempt::Done(Err(db_error(format!(
+                    "the purchase statement answered {other:?}"
+                ))));
             }
-        };
-        if link.is_cut() {
-            // The client left before the commit point: the server rolls back.
-            rollback(client).await;
-            return Attempt::Done(Err(cut_error()));
-        }
-        let statement = match client.prepare_cached(sql).await {
-            Ok(s) => s,
-            Err(e) => {
-                rollback(client).await;
-                return Attempt::Done(Err(db_error(e)));
-            }
-        };
-        let attempts_i64 = i64::from(attempts);
-        let failure = snapshot.failure_code.map(|c| c.as_str());
-        let created = now_ms();
-        let outcome = snapshot.outcome.as_str();
-        // Round trip 2: the rows and COMMIT, pipelined. If the insert fails, the
-        // transaction is aborted and COMMIT rolls it back.
-        let insert = async {
-            match extra {
-                Some((bucket_id, shard_id)) => {
-                    let leg_debit = new_id(&mut rand::rng());
-                    let leg_credit = new_id(&mut rand::rng());
-                    let debit = debit_account(&req.mandate_id);
-                    let credit = credit_account(&req.merchant_id);
-                    client
-                        .execute(
-                            &statement,
-                            &[
-                                &intent_id,
-                                &key,
-                                &fingerprint,
-                                &req.merchant_id,
-                                &req.mandate_id,
-                                &req.item_id,
-                                &req.agent_id,
-                                &req.quantity,
-                                &req.amount_minor,
-                                &currency,
-                                &outcome,
-                                &failure,
-                                &snapshot.ledger_txn_id,
-                                &attempts_i64,
-                                &snapshot.json,
-                                &created,
-                                &bucket_id,
-                                &shard_id,
-                                &leg_debit,
-                                &leg_credit,
-                                &debit,
-                                &credit,
-                            ],
-                        )
-                        .await
-                }
-                None => {
-                    client
-                        .execute(
-                            &statement,
-                            &[
-                                &intent_id,
-                                &key,
-                                &fingerprint,
-                                &req.merchant_id,
-                                &req.mandate_id,
-                                &req.item_id,
-                                &req.agent_id,
-                                &req.quantity,
-                                &req.amount_minor,
-                                &currency,
-                                &outcome,
-                                &failure,
-                                &snapshot.ledger_txn_id,
-                                &attempts_i64,
-                                &snapshot.json,
-                                &created,
-                            ],
-                        )
-                        .await
-                }
-            }
-        };
-        let finish = if extra.is_some() {
-            self.finish_sql.as_str()
-        } else {
-            "COMMIT"
-        };
-        let (inserted, committed) = tokio::join!(insert, client.batch_execute(finish));
-        match (inserted, committed) {
-            (Ok(_), Ok(())) => Attempt::Done(Ok(snapshot)),
-            (Err(e), _) if is_key_violation(&e) => Attempt::TwinWon,
-            (Err(e), _) | (_, Err(e)) => {
-                rollback(client).await;
-                if is_conflict(&e) {
-                    Attempt::Conflict
-                } else {
-                    Attempt::Done(Err(db_error(e)))
-                }
-            }
-        }
+        }))
     }
 
     async fn stored_by_key(
@@ -502,8 +448,8 @@ fn stored_from_row(row: Option<tokio_postgres::Row>) -> Result<Option<StoredInte
     .transpose()
 }
 
-/// Best effort: an aborted or finished transaction is closed before the connection goes
-/// back to the pool.
+/// Best effort: an explicit transaction (`PgSql::begin`) that failed is closed before the
+/// connection goes back to the pool.
 async fn rollback(client: &Object) {
     if let Err(e) = client.batch_execute("ROLLBACK").await {
         tracing::debug!("rollback failed: {e}");

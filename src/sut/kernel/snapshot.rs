@@ -113,6 +113,37 @@ impl Snapshot {
         s
     }
 
+    /// The bytes of a fresh COMMITTED snapshot before and after the value of its
+    /// `chosenBucketId`, for a statement that picks the bucket and stores the snapshot
+    /// at once: `before + bucket + after` is `fresh(Committed, …, Some(bucket), …).json`
+    /// for every bucket, written as a hyphenated lower-case UUID (PostgreSQL's
+    /// `uuid::text`, and `Uuid`'s `Display`).
+    pub fn committed_around_bucket(
+        intent_id: Uuid,
+        ledger_txn_id: Uuid,
+        amount_minor: i64,
+        currency: &str,
+        attempts: u32,
+    ) -> (String, String) {
+        let s = Snapshot::fresh(
+            Outcome::Committed,
+            intent_id,
+            Some(ledger_txn_id),
+            Some(Uuid::nil()),
+            None,
+            amount_minor,
+            currency,
+            attempts,
+        );
+        const KEY: &str = "\"chosenBucketId\":\"";
+        let at = s.json.find(KEY).map(|i| i + KEY.len());
+        // `fresh` always writes the bucket of a commit, as a 36-character string.
+        let at = at.unwrap_or_else(|| unreachable!("{}", s.json));
+        let (before, rest) = s.json.split_at(at);
+        let after = &rest[Uuid::nil().hyphenated().to_string().len()..];
+        (before.to_string(), after.to_string())
+    }
+
     /// The snapshot a replay serves, from the bytes stored with the intent.
     pub fn replay_of(stored: &str) -> Result<Snapshot, CorruptSnapshot> {
         let Some(prefix) = stored.strip_suffix(FRESH_SUFFIX) else {
@@ -356,6 +387,36 @@ mod tests {
             s
         );
         assert!(Snapshot::replay_of("{}").is_err());
+    }
+
+    #[test]
+    fn a_commit_splits_around_its_bucket() {
+        for bucket in [
+            Uuid::nil(),
+            Uuid::from_u128(u128::MAX),
+            Uuid::from_u128(0xabc),
+        ] {
+            let (before, after) = Snapshot::committed_around_bucket(
+                Uuid::from_u128(1),
+                Uuid::from_u128(2),
+                2500,
+                "USD",
+                3,
+            );
+            let whole = Snapshot::fresh(
+                Outcome::Committed,
+                Uuid::from_u128(1),
+                Some(Uuid::from_u128(2)),
+                Some(bucket),
+                None,
+                2500,
+                "USD",
+                3,
+            );
+            assert_eq!(format!("{before}{bucket}{after}"), whole.json);
+            assert!(before.ends_with("\"chosenBucketId\":\""), "{before}");
+            assert!(after.starts_with('"'), "{after}");
+        }
     }
 
     #[test]

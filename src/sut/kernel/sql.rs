@@ -46,9 +46,9 @@ impl Sql {
                 keep_committed: vec!["RELEASE purchase".into()],
             },
             postgres: PgSql {
-                probe: PROBE_SQL.into(),
-                settle: SETTLE_SQL.into(),
-                finish: "COMMIT".into(),
+                purchase: PURCHASE_SQL.into(),
+                begin: None,
+                finish: None,
             },
         }
     }
@@ -92,15 +92,17 @@ pub struct Take {
     pub take: String,
 }
 
-/// PostgreSQL: two round trips (see `postgres`).
+/// PostgreSQL: one statement, one round trip (see `postgres`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgSql {
-    /// Key lookup, candidate counts, claim and debit in one statement.
-    pub probe: String,
-    /// Claim, debit, ledger transaction, two legs and the intent in one statement.
-    pub settle: String,
-    /// How a settled purchase ends.
-    pub finish: String,
+    /// The whole purchase: key lookup, claim, debit and every row, in one statement.
+    pub purchase: String,
+    /// Sent before `purchase` in the same write; `None` (the reference): the statement
+    /// is its own transaction, at the connection's default isolation level.
+    pub begin: Option<String>,
+    /// Sent after `purchase` in the same write; `None` (the reference): nothing, the
+    /// statement commits itself.
+    pub finish: Option<String>,
 }
 
 const LEG_SQLITE: &str = "INSERT INTO ledger_leg (leg_id, ledger_txn_id, account, signed_amount_minor, currency) \
@@ -111,48 +113,87 @@ const INTENT_SQLITE: &str = "INSERT INTO intent (intent_id, idem_key, fingerprin
                              attempts, snapshot, created_at_ms) \
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 
-/// Key lookup, candidate counts, claim and debit in one statement. The claim only happens
-/// when the key is new and some shard could pay; the debit only when the claim happened.
-const PROBE_SQL: &str = "\
+/// The whole purchase in one statement, its own transaction. Parameters: `$1` key, `$2`
+/// item, `$3` quantity, `$4` mandate, `$5` amount, `$6` intent id, `$7` fingerprint, `$8`
+/// merchant, `$9` agent, `$10` currency, `$11` ledger transaction id, `$12` attempts,
+/// `$13` created_at_ms, `$14` and `$15` the legs' ids, `$16` and `$17` their accounts
+/// (debit, credit), `$18` and `$19` the COMMITTED snapshot's bytes before and after its
+/// bucket id, `$20` the OUT_OF_STOCK and `$21` the MANDATE_REJECTED snapshot.
+///
+/// `plan` reads, on the statement's snapshot, whether the key is new and whether some
+/// bucket and some shard could give. The claim and the debit are conditional updates of
+/// one row each; the row is a random candidate locked with `FOR UPDATE`, which under READ
+/// COMMITTED re-checks the condition on the newest version and moves on to the next
+/// candidate when it no longer holds (under REPEATABLE READ and SERIALIZABLE a row changed
+/// since the snapshot is a serialization failure instead). The debit only runs after a
+/// claim, the claim only when a shard could pay. `verdict` is the outcome: committed (a
+/// bucket and a shard), declined (a failure code, decided on the snapshot), nothing (the
+/// key exists: the first two columns hold its fingerprint and snapshot) or lost (the
+/// candidates went while waiting: rerun). Every row is written from `verdict`, so all of
+/// them or none. A claim with no debit (READ COMMITTED: the shards went while waiting) must
+/// not survive: the last column's cast then fails, which aborts the statement and its
+/// claim (`UNDONE`), and the kernel reruns the purchase.
+const PURCHASE_SQL: &str = "\
 WITH existing AS (
     SELECT fingerprint, snapshot FROM intent WHERE idem_key = $1
-), stock AS (
-    SELECT count(*) AS n FROM bucket WHERE item_id = $2 AND available >= $3
-), funds AS (
-    SELECT count(*) AS n FROM mandate_shard WHERE mandate_id = $4 AND remaining >= $5
+), plan AS (
+    SELECT NOT EXISTS (SELECT 1 FROM existing) AS fresh,
+           EXISTS (SELECT 1 FROM bucket WHERE item_id = $2 AND available >= $3) AS stock,
+           EXISTS (SELECT 1 FROM mandate_shard WHERE mandate_id = $4 AND remaining >= $5) AS funds
 ), claim AS (
     UPDATE bucket SET available = available - $3
     WHERE bucket_id = (SELECT bucket_id FROM bucket
-                       WHERE item_id = $2 AND available >= $3 ORDER BY random() LIMIT 1)
+                       WHERE item_id = $2 AND available >= $3
+                         AND (SELECT fresh AND stock AND funds FROM plan)
+                       ORDER BY random() LIMIT 1 FOR UPDATE)
       AND available >= $3
-      AND NOT EXISTS (SELECT 1 FROM existing)
-      AND EXISTS (SELECT 1 FROM mandate_shard WHERE mandate_id = $4 AND remaining >= $5)
     RETURNING bucket_id
 ), debit AS (
     UPDATE mandate_shard SET remaining = remaining - $5
     WHERE shard_id = (SELECT shard_id FROM mandate_shard
-                      WHERE mandate_id = $4 AND remaining >= $5 ORDER BY random() LIMIT 1)
+                      WHERE mandate_id = $4 AND remaining >= $5
+                        AND EXISTS (SELECT 1 FROM claim)
+                      ORDER BY random() LIMIT 1 FOR UPDATE)
       AND remaining >= $5
-      AND EXISTS (SELECT 1 FROM claim)
     RETURNING shard_id
-)
-SELECT (SELECT fingerprint FROM existing), (SELECT snapshot FROM existing),
-       (SELECT n FROM stock), (SELECT n FROM funds),
-       (SELECT bucket_id FROM claim), (SELECT shard_id FROM debit)";
-
-/// Claim, debit, ledger transaction, two legs and the intent in one statement.
-const SETTLE_SQL: &str = "\
-WITH claim AS (
-    INSERT INTO stock_claim (intent_id, bucket_id, item_id, quantity) VALUES ($1, $17, $6, $8)
-), debit AS (
-    INSERT INTO mandate_debit (intent_id, shard_id, mandate_id, amount_minor) VALUES ($1, $18, $5, $9)
+), verdict AS (
+    SELECT claim.bucket_id, debit.shard_id,
+           CASE WHEN NOT fresh OR (stock AND funds) THEN NULL
+                WHEN NOT stock THEN 'OUT_OF_STOCK'
+                ELSE 'MANDATE_REJECTED' END AS failure_code
+    FROM plan LEFT JOIN claim ON TRUE LEFT JOIN debit ON TRUE
+), claim_row AS (
+    INSERT INTO stock_claim (intent_id, bucket_id, item_id, quantity)
+    SELECT $6, bucket_id, $2, $3 FROM verdict WHERE shard_id IS NOT NULL
+), debit_row AS (
+    INSERT INTO mandate_debit (intent_id, shard_id, mandate_id, amount_minor)
+    SELECT $6, shard_id, $4, $5 FROM verdict WHERE shard_id IS NOT NULL
 ), txn AS (
-    INSERT INTO ledger_txn (ledger_txn_id, intent_id, amount_minor, currency) VALUES ($13, $1, $9, $10)
+    INSERT INTO ledger_txn (ledger_txn_id, intent_id, amount_minor, currency)
+    SELECT $11, $6, $5, $10 FROM verdict WHERE shard_id IS NOT NULL
 ), legs AS (
     INSERT INTO ledger_leg (leg_id, ledger_txn_id, account, signed_amount_minor, currency)
-    VALUES ($19, $13, $21, -$9::BIGINT, $10), ($20, $13, $22, $9, $10)
+    SELECT $14::UUID, $11, $16, -$5, $10 FROM verdict WHERE shard_id IS NOT NULL
+    UNION ALL
+    SELECT $15::UUID, $11, $17, $5, $10 FROM verdict WHERE shard_id IS NOT NULL
+), stored AS (
+    INSERT INTO intent (intent_id, idem_key, fingerprint, merchant_id, mandate_id, item_id, agent_id,
+        quantity, amount_minor, currency, outcome, failure_code, ledger_txn_id, attempts, snapshot,
+        created_at_ms)
+    SELECT $6, $1, $7, $8, $4, $2, $9, $3, $5, $10,
+           CASE WHEN shard_id IS NULL THEN 'DECLINED' ELSE 'COMMITTED' END, failure_code,
+           CASE WHEN shard_id IS NULL THEN NULL ELSE $11::UUID END, $12,
+           CASE WHEN shard_id IS NOT NULL THEN $18::TEXT || bucket_id::TEXT || $19::TEXT
+                WHEN failure_code = 'OUT_OF_STOCK' THEN $20::TEXT ELSE $21::TEXT END,
+           $13
+    FROM verdict WHERE shard_id IS NOT NULL OR failure_code IS NOT NULL
 )
-INSERT INTO intent (intent_id, idem_key, fingerprint, merchant_id, mandate_id, item_id, agent_id,
-    quantity, amount_minor, currency, outcome, failure_code, ledger_txn_id, attempts, snapshot,
-    created_at_ms)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+SELECT (SELECT fingerprint FROM existing), (SELECT snapshot FROM existing),
+       bucket_id, shard_id, failure_code,
+       CAST(CASE WHEN bucket_id IS NOT NULL AND shard_id IS NULL
+                 THEN 'no shard could pay: the claim is undone' END AS INTEGER)
+FROM verdict";
+
+/// What the failing cast of `PURCHASE_SQL` says (SQLSTATE 22P02) when a claim found no
+/// shard to debit: the statement, claim included, was rolled back; rerun the purchase.
+pub const UNDONE: &str = "the claim is undone";
