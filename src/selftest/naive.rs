@@ -43,7 +43,7 @@ impl Naive {
     WHERE bucket_id = (SELECT bucket_id FROM bucket
                        WHERE item_id = $2 AND available >= $3
                          AND (SELECT fresh AND stock AND funds FROM plan)
-                       ORDER BY random() LIMIT 1 FOR UPDATE)
+                       ORDER BY random() LIMIT 1)
       AND available >= $3
 ",
                     "), picked AS (
@@ -69,7 +69,7 @@ impl Naive {
     WHERE shard_id = (SELECT shard_id FROM mandate_shard
                       WHERE mandate_id = $4 AND remaining >= $5
                         AND EXISTS (SELECT 1 FROM claim)
-                      ORDER BY random() LIMIT 1 FOR UPDATE)
+                      ORDER BY random() LIMIT 1)
       AND remaining >= $5
 ",
                     "), shard AS (

@@ -298,8 +298,8 @@ impl PgKernel {
             }
             (None, None, Some(code)) if code == FailureCode::OutOfStock.as_str() => out_of_stock,
             (None, None, Some(code)) if code == FailureCode::MandateRejected.as_str() => rejected,
-            // Every candidate bucket went while the statement waited for it (READ
-            // COMMITTED re-checks the condition on the newest row): nothing was written.
+            // The chosen bucket went while the statement waited for it (READ COMMITTED
+            // re-checks the condition on the newest row): nothing was written.
             (None, None, None) => return Attempt::Conflict,
             other => {
                 return Attempt::Done(Err(db_error(format!(

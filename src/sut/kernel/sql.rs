@@ -122,17 +122,19 @@ const INTENT_SQLITE: &str = "INSERT INTO intent (intent_id, idem_key, fingerprin
 ///
 /// `plan` reads, on the statement's snapshot, whether the key is new and whether some
 /// bucket and some shard could give. The claim and the debit are conditional updates of
-/// one row each; the row is a random candidate locked with `FOR UPDATE`, which under READ
-/// COMMITTED re-checks the condition on the newest version and moves on to the next
-/// candidate when it no longer holds (under REPEATABLE READ and SERIALIZABLE a row changed
-/// since the snapshot is a serialization failure instead). The debit only runs after a
-/// claim, the claim only when a shard could pay. `verdict` is the outcome: committed (a
-/// bucket and a shard), declined (a failure code, decided on the snapshot), nothing (the
-/// key exists: the first two columns hold its fingerprint and snapshot) or lost (the
-/// candidates went while waiting: rerun). Every row is written from `verdict`, so all of
-/// them or none. A claim with no debit (READ COMMITTED: the shards went while waiting) must
-/// not survive: the last column's cast then fails, which aborts the statement and its
-/// claim (`UNDONE`), and the kernel reruns the purchase.
+/// one random candidate row each, chosen without a lock: under READ COMMITTED an update
+/// that finds the row changed waits for its writer and re-checks the condition on the
+/// newest version (under REPEATABLE READ and SERIALIZABLE a row changed since the snapshot
+/// is a serialization failure instead). A statement waits for at most one bucket and then
+/// one shard, always in that order, so purchases cannot deadlock each other (locking each
+/// candidate `FOR UPDATE` in random order did: a skipped candidate stays locked). The debit
+/// only runs after a claim, the claim only when a shard could pay. `verdict` is the
+/// outcome: committed (a bucket and a shard), declined (a failure code, decided on the
+/// snapshot), nothing (the key exists: the first two columns hold its fingerprint and
+/// snapshot) or lost (the chosen bucket went while waiting: rerun). Every row is written
+/// from `verdict`, so all of them or none. A claim with no debit (READ COMMITTED: the
+/// chosen shard went while waiting) must not survive: the last column's cast then fails,
+/// which aborts the statement and its claim (`UNDONE`), and the kernel reruns the purchase.
 const PURCHASE_SQL: &str = "\
 WITH existing AS (
     SELECT fingerprint, snapshot FROM intent WHERE idem_key = $1
@@ -145,7 +147,7 @@ WITH existing AS (
     WHERE bucket_id = (SELECT bucket_id FROM bucket
                        WHERE item_id = $2 AND available >= $3
                          AND (SELECT fresh AND stock AND funds FROM plan)
-                       ORDER BY random() LIMIT 1 FOR UPDATE)
+                       ORDER BY random() LIMIT 1)
       AND available >= $3
     RETURNING bucket_id
 ), debit AS (
@@ -153,7 +155,7 @@ WITH existing AS (
     WHERE shard_id = (SELECT shard_id FROM mandate_shard
                       WHERE mandate_id = $4 AND remaining >= $5
                         AND EXISTS (SELECT 1 FROM claim)
-                      ORDER BY random() LIMIT 1 FOR UPDATE)
+                      ORDER BY random() LIMIT 1)
       AND remaining >= $5
     RETURNING shard_id
 ), verdict AS (
