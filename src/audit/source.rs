@@ -89,10 +89,6 @@ impl Row<'_> {
     }
 }
 
-/// The most of a SQLite file the audit maps (SQLite's own ceiling is 2 GiB by default;
-/// the rest is read with system calls).
-const AUDIT_MMAP_MAX_BYTES: u64 = 1 << 31;
-
 pub enum Source {
     /// Behind a mutex so a `Source` can be held across awaits on any thread.
     Sqlite(std::sync::Mutex<rusqlite::Connection>),
@@ -109,11 +105,10 @@ impl Source {
                         path.display()
                     )));
                 }
+                // Read with system calls, not through a memory map: a map made the audit of
+                // a million intents about 10 % faster but counted every page of the file in
+                // the run's resident memory (667 MiB instead of 126 for the audit alone).
                 let conn = open_sqlite(path)?;
-                // Read through a memory map: every page of `intent` is read once, and a
-                // system call copying each one costs more than the checks on it.
-                let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
-                conn.pragma_update(None, "mmap_size", bytes.min(AUDIT_MMAP_MAX_BYTES) as i64)?;
                 Ok(Source::Sqlite(std::sync::Mutex::new(conn)))
             }
             DbUrl::Postgres(u) => {
