@@ -27,6 +27,8 @@ else
     cargo build --release --quiet --bin swarm
     BIN=target/release/swarm
 fi
+. scripts/bench/machine.sh
+bench_machine swarm oha sqlite
 WORK="$(mktemp -d)"
 cleanup() { [[ -n "${SERVER:-}" ]] && kill "$SERVER" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT

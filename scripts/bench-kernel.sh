@@ -18,6 +18,8 @@ MANDATES=10000
 
 cargo build --release --quiet --examples
 BENCH=target/release/examples/bench_kernel
+. scripts/bench/machine.sh
+bench_machine sqlite postgres pgbench
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 trap 'exit 130' INT

@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 trap 'exit 130' INT
 trap 'exit 143' TERM
 cargo build --release --quiet --bin swarm
+. scripts/bench/machine.sh
+bench_machine swarm postgres
 URL="${SWARM_TEST_PG_URL:-}"
 if [[ -z "$URL" ]]; then
     DIR="${SWARM_PG_DIR:-/tmp/swarm-pg-matrix}"
