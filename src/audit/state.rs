@@ -3,6 +3,9 @@
 //! Every figure is recomputed from the rows; the anchors are `item.initial_stock`,
 //! `bucket.initial_available`, `mandate.cap_minor` and `mandate_shard.initial_remaining_minor`,
 //! written at seed time and never updated by a purchase.
+//!
+//! It stays one file: most of it is `run`, every state check one after another, each query
+//! beside the reading of its rows and timed as it ends.
 
 use super::intents::{self, Found, Scan};
 use super::source::{Source, Val};

@@ -11,6 +11,10 @@
 //! read end (nothing unread, nothing unasked); any error, a partial answer or a cut body
 //! leaves it unusable (the caller drops it); the read buffer never holds more than
 //! `MAX_HEAD_BYTES` of a head nor the answer's body beyond `MAX_ANSWER_BYTES`.
+//!
+//! It stays one file: it is one exchange, a request written and its answer read on the same
+//! connection, and the answer's framing (`Reading`), most of the code, is tested below at
+//! every split of its bytes.
 
 use std::io;
 use std::mem::MaybeUninit;

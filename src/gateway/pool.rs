@@ -16,6 +16,10 @@
 //! connections wait idle and at most `MAX_H2_CONNECTIONS` HTTP/2 connections are kept per
 //! lane; a failure before any request byte was written (connect, TLS handshake) is
 //! `Refused`, anything after is `Reset`.
+//!
+//! It stays one file: `ConnectionPool::exchange` chooses per request between the HTTP/1.1
+//! idle list and the HTTP/2 streams by what the endpoint's first connection spoke, so the two
+//! share one `connect` and one set of `ConnectionFigures`.
 
 use std::sync::Arc;
 use std::sync::Mutex;

@@ -1,6 +1,9 @@
 //! Checks serde cannot express: ranges, sums, cross-references. A scenario that passes
 //! them is one every lower layer may trust; `validate` also turns the `[[faults]]` tables
 //! into typed `Fault`s (regions resolved to indices).
+//!
+//! It stays one file: `validate` runs these checks in one order and reports the first that
+//! fails, and the file follows that order, the table of ranges (`ranges`) near the top.
 
 use super::fault::{Delay, Fault, FaultAction, FaultKind, FaultMode, MAX_DELAY_MS};
 use super::model::{

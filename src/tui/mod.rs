@@ -10,6 +10,9 @@
 //! at a fixed 10 frames a second; the terminal is restored however the run ends (a guard's
 //! `Drop`, and ratatui's panic hook); it switches itself off without a TTY or with
 //! `CI=true`.
+//!
+//! Over half of this file is its tests: the whole dashboard drawn at several screen sizes
+//! from known figures.
 
 pub mod panels;
 

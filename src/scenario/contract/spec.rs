@@ -6,6 +6,9 @@
 //! object once filled in, no status meaning two things); every list is at most `MAX_LIST`
 //! entries; an error names its key under `target.contract.` and carries the span of its
 //! value in the file.
+//!
+//! It stays one file so that each key's field in the spec and the code that resolves it are
+//! read, and added, in one place; over a quarter of it is its tests.
 
 use std::ops::Range;
 
