@@ -29,7 +29,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::pool::MAX_ANSWER_BYTES;
+/// Longest answer body read, over HTTP/1.1 here and over HTTP/2 in `pool`: a contract answer
+/// is a few hundred bytes, and a server that streams without end must not hold the
+/// generator's memory.
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
 
 /// Longest answer head (status line and headers) read before giving up on it.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;

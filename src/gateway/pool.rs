@@ -32,7 +32,7 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::h1;
-pub use super::h1::{Body, Request, header_value};
+pub use super::h1::{Body, MAX_ANSWER_BYTES, Request, header_value};
 use super::tls::ClientTls;
 use crate::history::Code;
 use crate::lane::{MAX_LANES, lane};
@@ -53,10 +53,6 @@ pub struct Response {
     pub body: Bytes,
     pub oversized: bool,
 }
-
-/// Longest answer body read: a contract answer is a few hundred bytes, and a server that
-/// streams without end must not hold the generator's memory.
-pub const MAX_ANSWER_BYTES: usize = 1 << 20;
 
 /// Why a request got no answer: the history's code, and the cause for a message.
 #[derive(Debug)]

@@ -44,7 +44,7 @@ pub struct World {
     /// The end-of-run resolution as it goes (for the progress line and the dashboard).
     pub resolving: super::resolving::Progress,
     /// Keys offered for a final read when their purchase ends.
-    pub final_reads: super::final_reads::Candidates,
+    pub final_reads: super::final_candidates::Candidates,
 }
 
 /// Who an agent is; derived, never stored.
@@ -122,7 +122,7 @@ impl World {
             region_cdf: cdf(&region_weights),
             pending: Pending::default(),
             resolving: super::resolving::Progress::default(),
-            final_reads: super::final_reads::Candidates::new(&s.audit.final_reads, seed),
+            final_reads: super::final_candidates::Candidates::new(&s.audit.final_reads, seed),
         })
     }
 
@@ -492,7 +492,9 @@ async fn run_purchase(world: &World, plan: AgentPlan, purchase: u16, rng: &mut S
         } else {
             Code::Timeout
         };
-        world.final_reads.offer(&Attempt { variant, ..a }, told);
+        world
+            .final_reads
+            .offer((a.plan.id, a.purchase, variant), told);
     }
     // Keys that never got a definite answer wait for the end-of-run resolution.
     let open = keys.info & !keys.definite;

@@ -11,6 +11,7 @@ pub mod agent;
 mod arrive;
 pub mod cluster;
 pub mod faults;
+mod final_candidates;
 pub mod final_reads;
 mod id;
 pub mod leftover;

@@ -1,0 +1,187 @@
+//! The keys offered for a final read: agents offer each key when its purchase ends, with
+//! the last answer they got (`Candidates::offer`); a bounded, uniform sample is kept per
+//! class (refused, in flight or unanswered first, then declined, then a few committed),
+//! striped by agent so offering takes no global lock; `final_reads` takes it whole.
+//! Invariant: memory is bounded by the caps whatever the run's size.
+
+use std::sync::Mutex;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::history::Code;
+use crate::scenario::FinalReadSpec;
+
+/// Stripes of the candidate sample (agents land on `id % STRIPES`).
+const STRIPES: usize = 16;
+/// Most committed keys sampled: a commit re-read is a spot check, not the point.
+pub(super) const MAX_COMMITS: u64 = 1000;
+
+/// Why a key is worth a final read, most telling first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Class {
+    /// Refused, in flight, or no answer at all.
+    Open,
+    Declined,
+    Committed,
+}
+
+impl Class {
+    fn of(code: Code) -> Class {
+        match code {
+            Code::Committed => Class::Committed,
+            Code::OutOfStock | Code::MandateRejected | Code::Declined => Class::Declined,
+            _ => Class::Open,
+        }
+    }
+}
+
+/// One key offered: `(agent, purchase, variant)`.
+pub(super) type Offered = (u32, u16, u8);
+
+/// A uniform sample of at most `cap` offers (Algorithm R).
+#[derive(Default)]
+struct Reservoir {
+    seen: u64,
+    keys: Vec<Offered>,
+}
+
+impl Reservoir {
+    fn offer(&mut self, key: Offered, cap: usize, rng: &mut SmallRng) {
+        self.seen += 1;
+        if self.keys.len() < cap {
+            self.keys.push(key);
+        } else {
+            let j = rng.random_range(0..self.seen);
+            if let Some(slot) = self.keys.get_mut(j as usize) {
+                *slot = key;
+            }
+        }
+    }
+}
+
+struct Stripe {
+    rng: SmallRng,
+    classes: [Reservoir; 3],
+}
+
+/// The keys offered for a final read, sampled per class and bounded.
+pub struct Candidates {
+    stripes: Vec<Mutex<Stripe>>,
+    /// Per stripe and class.
+    caps: [usize; 3],
+    max_keys: u64,
+}
+
+impl Candidates {
+    pub fn new(spec: &FinalReadSpec, seed: u64) -> Candidates {
+        let per_stripe = |n: u64| (n.div_ceil(STRIPES as u64)) as usize;
+        let commits = spec.max_keys.min(MAX_COMMITS);
+        Candidates {
+            stripes: (0..STRIPES)
+                .map(|i| {
+                    Mutex::new(Stripe {
+                        rng: SmallRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0xF1_4A_12)),
+                        classes: Default::default(),
+                    })
+                })
+                .collect(),
+            caps: [
+                per_stripe(spec.max_keys),
+                per_stripe(spec.max_keys),
+                per_stripe(commits),
+            ],
+            max_keys: spec.max_keys,
+        }
+    }
+
+    /// Key `(agent, purchase, variant)`, whose purchase ended on `last` (the last code its
+    /// client saw).
+    pub fn offer(&self, key: Offered, last: Code) {
+        if self.max_keys == 0 {
+            return;
+        }
+        let class = Class::of(last) as usize;
+        let mut stripe = lock(&self.stripes[key.0 as usize % STRIPES]);
+        let s = &mut *stripe;
+        s.classes[class].offer(key, self.caps[class], &mut s.rng);
+    }
+
+    /// Every sampled key, most telling class first, at most `max_keys`; and how many
+    /// keys were offered per class.
+    pub(super) fn take(&self) -> (Vec<(Offered, Class)>, [u64; 3]) {
+        let mut by_class: [Vec<Offered>; 3] = Default::default();
+        let mut offered = [0u64; 3];
+        for stripe in &self.stripes {
+            let mut s = lock(stripe);
+            for (i, r) in s.classes.iter_mut().enumerate() {
+                offered[i] += r.seen;
+                by_class[i].append(&mut r.keys);
+            }
+        }
+        let mut out = Vec::new();
+        for (keys, class) in
+            by_class
+                .iter_mut()
+                .zip([Class::Open, Class::Declined, Class::Committed])
+        {
+            keys.sort_unstable();
+            out.extend(keys.iter().map(|k| (*k, class)));
+        }
+        out.truncate(self.max_keys as usize);
+        (out, offered)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reservoir_keeps_a_bounded_uniform_sample() {
+        let mut r = Reservoir::default();
+        let mut rng = SmallRng::seed_from_u64(1);
+        for i in 0..10_000u32 {
+            r.offer((i, 0, 0), 100, &mut rng);
+        }
+        assert_eq!(r.seen, 10_000);
+        assert_eq!(r.keys.len(), 100);
+        // Uniform: the sample reaches into the late offers, not only the first hundred.
+        assert!(r.keys.iter().filter(|k| k.0 >= 5_000).count() > 20);
+    }
+
+    #[test]
+    fn the_most_telling_keys_come_first_and_the_total_is_bounded() {
+        let c = Candidates::new(
+            &FinalReadSpec {
+                max_keys: 5,
+                budget_ms: 1,
+            },
+            7,
+        );
+        let at = |id: u32| (id, 0, 0);
+        for id in 0..100 {
+            c.offer(at(id), Code::OutOfStock);
+        }
+        c.offer(at(1000), Code::Timeout);
+        c.offer(at(1001), Code::Committed);
+        let (keys, offered) = c.take();
+        assert_eq!(offered, [1, 100, 1]);
+        assert_eq!(keys.len(), 5);
+        assert_eq!(keys[0], ((1000, 0, 0), Class::Open));
+        assert!(keys[1..].iter().all(|(_, class)| *class == Class::Declined));
+        let off = Candidates::new(
+            &FinalReadSpec {
+                max_keys: 0,
+                budget_ms: 1,
+            },
+            7,
+        );
+        off.offer(at(1), Code::Timeout);
+        assert_eq!(off.take().1, [0, 0, 0]);
+    }
+}
