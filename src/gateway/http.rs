@@ -14,6 +14,7 @@ use hyper::Method;
 use hyper::header::HeaderName;
 
 use super::contract::{self, Asked, Broken, Heard, Reading, Refusal, Reply};
+use super::h1;
 use super::pool::{
     self, Body, ConnectionFigures, ConnectionPool, Failure, Preset, Request, Response,
 };
@@ -250,7 +251,7 @@ impl HttpGateway {
                 status: a.status,
                 excerpt: format!(
                     "an answer longer than {} bytes: {}",
-                    pool::MAX_ANSWER_BYTES,
+                    h1::MAX_ANSWER_BYTES,
                     contract::excerpt(&a.body)
                 ),
             });

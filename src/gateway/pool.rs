@@ -32,7 +32,8 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::h1;
-pub use super::h1::{Body, MAX_ANSWER_BYTES, Request, header_value};
+use super::h1::MAX_ANSWER_BYTES;
+pub use super::h1::{Body, Request, header_value};
 use super::tls::ClientTls;
 use crate::history::Code;
 use crate::lane::{MAX_LANES, lane};
