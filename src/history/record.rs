@@ -400,4 +400,23 @@ mod tests {
         assert!(Code::Reset.is_transient());
         assert!(!Code::BadRequest.is_transient());
     }
+
+    /// A history stores codes and personas as their discriminants and reads them back
+    /// through `ALL`: the lists must stay in discriminant order, or old files decode wrong.
+    #[test]
+    fn codes_and_personas_read_back_as_written() {
+        for (i, code) in Code::ALL.iter().enumerate() {
+            assert_eq!(*code as usize, i, "{code:?}");
+            assert_eq!(Code::from_u8(*code as u8), Some(*code));
+        }
+        assert_eq!(Code::from_u8(Code::ALL.len() as u8), None);
+        for persona in Persona::ALL.iter().chain([&Persona::Probe]) {
+            assert_eq!(
+                Persona::from_u8(*persona as u8),
+                Some(*persona),
+                "{persona:?}"
+            );
+        }
+        assert_eq!(Persona::from_u8(6), None);
+    }
 }
