@@ -910,16 +910,16 @@ fn the_end_of_run_replay_stops_at_its_budget() {
          mandates = { count = 500, cap_minor = 10000, shards = 2 }\n\
          agents = { count = 800, in_flight = 32 }\n\
          mix = { well_behaved = 1.0 }\n\
-         kernel = { max_attempts = 1000 }\n\
+         kernel = { max_attempts = 1 }\n\
          retry = { timeout_ms = 10000, max_attempts = 1, backoff_ms = [1, 5], resolve_budget_ms = 1 }\n\
          [[regions]]\nname = \"a\"\n[[regions]]\nname = \"b\"\n\
          [[faults]]\nat = \"0%\"\nkind = \"region-down\"\nregion = \"a\"\nmode = \"lost-ack\"\nheal_after = \"60s\"\n",
     )
     .expect("write");
-    // The final reads settle what the resolution left: the same run ends valid. (The
-    // timeout and the kernel's attempts are generous, so every cut request has executed
-    // when it is read again: a key whose only request the kernel gave up on, cut on its
-    // way back, is read "absent", and the audit leaves such a key unknown.)
+    // The final reads settle what the resolution left: the same run ends valid. The
+    // kernel gives up at the first conflict, so some keys' only request left nothing, its
+    // answer cut on the way back: read "absent" after their requests ended, they are
+    // settled, not unknown.
     let dir = tmp.path().join("read");
     let out = run_to(&dir, &file.display().to_string(), &[]);
     let s = summary(&dir);

@@ -31,6 +31,9 @@ pub struct KeyFacts {
     pub acked: bool,
     pub info: bool,
     pub definite: bool,
+    /// The contract's lookup, asked after every other request of the key had ended, found
+    /// nothing: as far as any client can learn, the key never executed.
+    pub read_absent: bool,
     pub all_failed: bool,
     /// A business answer not marked a replay came for this key (every one, without a
     /// marker): the run exercised it.
@@ -58,7 +61,16 @@ pub struct KeyFacts {
 }
 
 impl KeyFacts {
+    /// No client learned whether the key executed: its answers were cut or said
+    /// "in flight", and no later answer or lookup settled it.
     pub fn indeterminate(&self) -> bool {
+        self.may_have_executed() && !self.read_absent
+    }
+
+    /// The key may hold an execution no answer acknowledged: a lookup that found nothing
+    /// settles what clients learn, not what a request still running on the server may
+    /// yet claim, so the database's interval keeps such a key open.
+    pub fn may_have_executed(&self) -> bool {
         self.info && !self.definite
     }
 }
@@ -112,6 +124,7 @@ fn judge(rs: &[Record], marked: bool) -> KeyFacts {
         acked: false,
         info: false,
         definite: false,
+        read_absent: false,
         all_failed: true,
         has_fresh: false,
         hash_mismatch: false,
@@ -210,6 +223,7 @@ fn judge(rs: &[Record], marked: bool) -> KeyFacts {
             }
         }
     }
+    f.read_absent = read_absent_after_all(rs);
     // A commit whose every answer is marked a replay was executed by a request that got
     // no business answer; when every such request said it left nothing behind, one lied.
     f.false_failure_proven = marked_commit && !unmarked_commit && nothing_left && !could_commit;
@@ -223,6 +237,19 @@ fn judge(rs: &[Record], marked: bool) -> KeyFacts {
     }
     f.fresh_marked_replayed = marked && first_answer_marked(rs);
     f
+}
+
+/// A lookup found the key absent after every other request of the key had been answered
+/// or given up (its invoke after their completion): two requests in flight together have
+/// no order, so a lookup overlapping one settles nothing.
+fn read_absent_after_all(rs: &[Record]) -> bool {
+    rs.iter()
+        .filter(|r| r.op == Op::FinalRead && r.code == Code::Absent)
+        .any(|read| {
+            rs.iter()
+                .filter(|r| r.op != Op::FinalRead)
+                .all(|r| r.complete_ms < read.invoke_ms)
+        })
 }
 
 /// Every answer of a key's one execution against its first: the same bytes (a replay),
@@ -469,5 +496,23 @@ mod tests {
     fn in_flight_keeps_a_key_open() {
         let f = facts(&[rec(0, 0, Code::InFlight, 0, false)], true);
         assert!(f.indeterminate());
+    }
+
+    #[test]
+    fn a_lookup_after_every_request_ended_that_finds_nothing_settles_the_key() {
+        let lookup = |invoke_ms| Record {
+            op: Op::FinalRead,
+            ..rec(2, invoke_ms, Code::Absent, 0, false)
+        };
+        let cut = [rec(0, 0, Code::Timeout, 0, false), lookup(90)];
+        let f = facts(&cut, true);
+        assert!(f.read_absent && !f.indeterminate());
+        assert!(f.may_have_executed(), "the interval keeps it open");
+        // The lookup began before the cut request ended (its invoke 3, the request's end
+        // 5): the request may have executed after the read.
+        let overlapping = [rec(0, 0, Code::Timeout, 0, false), lookup(3)];
+        assert!(facts(&overlapping, true).indeterminate());
+        // Without a lookup the key stays open.
+        assert!(facts(&cut[..1], true).indeterminate());
     }
 }

@@ -263,7 +263,7 @@ impl Tally {
         for f in facts.iter().filter(|f| single(&f.id)) {
             if f.acked_commit {
                 *self.interval_acked.entry(f.item).or_default() += f.quantity;
-            } else if f.indeterminate() {
+            } else if f.may_have_executed() {
                 *self.interval_open.entry(f.item).or_default() += f.quantity;
             }
         }
