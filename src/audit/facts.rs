@@ -75,10 +75,11 @@ impl KeyFacts {
     }
 }
 
-/// Group the records by key (sorting them in place) and judge each key by its records;
-/// `marked`: the contract marks replays (a body field or a header). The order is total
-/// over what the facts read, so the facts do not depend on the order records came in.
-pub fn key_facts(records: &mut [Record], marked: bool) -> Vec<KeyFacts> {
+/// Group the records by key (sorting them in place) and judge each key by its records,
+/// into `out` (cleared first; its allocation is reused from part to part); `marked`: the
+/// contract marks replays (a body field or a header). The order is total over what the
+/// facts read, so the facts do not depend on the order records came in.
+pub fn key_facts(records: &mut [Record], marked: bool, out: &mut Vec<KeyFacts>) {
     records.sort_unstable_by_key(|r| {
         (
             r.agent,
@@ -93,10 +94,12 @@ pub fn key_facts(records: &mut [Record], marked: bool) -> Vec<KeyFacts> {
             r.replayed,
         )
     });
-    records
-        .chunk_by(|a, b| (a.agent, a.purchase, a.variant) == (b.agent, b.purchase, b.variant))
-        .map(|key| judge(key, marked))
-        .collect()
+    out.clear();
+    out.extend(
+        records
+            .chunk_by(|a, b| (a.agent, a.purchase, a.variant) == (b.agent, b.purchase, b.variant))
+            .map(|key| judge(key, marked)),
+    );
 }
 
 /// The execution an answer names (an answer without one stands for itself).
@@ -321,7 +324,8 @@ mod tests {
 
     fn facts(records: &[Record], marked: bool) -> KeyFacts {
         let mut rs = records.to_vec();
-        let mut out = key_facts(&mut rs, marked);
+        let mut out = Vec::new();
+        key_facts(&mut rs, marked, &mut out);
         assert_eq!(out.len(), 1);
         out.remove(0)
     }

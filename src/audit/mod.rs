@@ -371,18 +371,19 @@ async fn run(
                 true => history_checks::Tally::collecting(),
                 false => history_checks::Tally::default(),
             };
+            // One set of vectors for every part: later parts reuse the memory of the first.
+            let (mut records, mut facts, mut intents) = (Vec::new(), Vec::new(), Vec::new());
             for i in 0..parts.count() {
-                let mut records = parts.take_records(i)?;
-                let facts = facts::key_facts(&mut records, header.replay_marker != "none");
-                drop(records);
+                parts.take_records(i, &mut records)?;
+                facts::key_facts(&mut records, header.replay_marker != "none", &mut facts);
                 let intents = if compare {
-                    let mut intents = parts.take_intents(i)?;
+                    parts.take_intents(i, &mut intents)?;
                     intents.sort_unstable_by_key(|d| d.id);
-                    Some(intents)
+                    Some(intents.as_slice())
                 } else {
                     None
                 };
-                tally.part(&header, &facts, intents.as_deref());
+                tally.part(&header, &facts, intents);
             }
             timings.push(Timing::since(
                 format!(

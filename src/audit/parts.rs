@@ -176,53 +176,78 @@ impl Parts {
         Ok(())
     }
 
-    /// Part `i`'s records, handed over (its file is read back whole).
-    pub fn take_records(&mut self, i: usize) -> io::Result<Vec<Record>> {
+    /// Part `i`'s records, handed over into `out` (cleared first; its allocation is
+    /// reused from part to part, so later parts touch no fresh memory).
+    pub fn take_records(&mut self, i: usize, out: &mut Vec<Record>) -> io::Result<()> {
+        out.clear();
         match &mut self.store {
-            Store::Memory { records, .. } => Ok(std::mem::take(records)),
+            Store::Memory { records, .. } => *out = std::mem::take(records),
             Store::Files { dir, records, .. } => {
                 records[i].flush()?;
-                let bytes = read_back(dir, &format!("records-{i}"))?;
-                let mut out = Vec::with_capacity(bytes.len() / RECORD_BYTES);
-                for chunk in bytes.chunks_exact(RECORD_BYTES) {
-                    let decoded = <&[u8; RECORD_BYTES]>::try_from(chunk)
-                        .ok()
-                        .and_then(Record::decode);
-                    // The bytes are the audit's own, written above from decoded records.
-                    match decoded {
-                        Some(r) => out.push(r),
-                        None => return Err(io::Error::other("a spilled record is corrupt")),
-                    }
-                }
-                Ok(out)
+                read_back(
+                    dir,
+                    &format!("records-{i}"),
+                    out,
+                    |b: &[u8; RECORD_BYTES]| {
+                        // The bytes are the audit's own, written above from decoded records.
+                        Record::decode(b)
+                            .ok_or_else(|| io::Error::other("a spilled record is corrupt"))
+                    },
+                )?;
             }
         }
+        Ok(())
     }
 
-    /// Part `i`'s intents, handed over.
-    pub fn take_intents(&mut self, i: usize) -> io::Result<Vec<PartIntent>> {
+    /// Part `i`'s intents, handed over into `out` (cleared first, its allocation reused).
+    pub fn take_intents(&mut self, i: usize, out: &mut Vec<PartIntent>) -> io::Result<()> {
+        out.clear();
         match &mut self.store {
-            Store::Memory { intents, .. } => Ok(std::mem::take(intents)),
+            Store::Memory { intents, .. } => *out = std::mem::take(intents),
             Store::Files { dir, intents, .. } => {
                 intents[i].flush()?;
-                let bytes = read_back(dir, &format!("intents-{i}"))?;
-                Ok(bytes
-                    .chunks_exact(INTENT_BYTES)
-                    .filter_map(|c| <&[u8; INTENT_BYTES]>::try_from(c).ok())
-                    .map(PartIntent::decode)
-                    .collect())
+                read_back(
+                    dir,
+                    &format!("intents-{i}"),
+                    out,
+                    |b: &[u8; INTENT_BYTES]| Ok(PartIntent::decode(b)),
+                )?;
             }
         }
+        Ok(())
     }
 }
 
-/// A part's file, read whole, then removed (its space goes back at once).
-fn read_back(dir: &tempfile::TempDir, name: &str) -> io::Result<Vec<u8>> {
+/// Bytes of a part's file read back at a time.
+const READ_BACK_BYTES: usize = 1 << 20;
+
+/// A part's file, read back into `out` one `N`-byte entry at a time through a bounded
+/// buffer, then removed (its space goes back at once). A file whose length is not a whole
+/// number of entries is corrupt.
+fn read_back<const N: usize, T>(
+    dir: &tempfile::TempDir,
+    name: &str,
+    out: &mut Vec<T>,
+    decode: impl Fn(&[u8; N]) -> io::Result<T>,
+) -> io::Result<()> {
     let path = dir.path().join(name);
-    let mut bytes = Vec::new();
-    BufReader::new(File::open(&path)?).read_to_end(&mut bytes)?;
+    let file = File::open(&path)?;
+    let len = file.metadata()?.len();
+    if len % N as u64 != 0 {
+        return Err(io::Error::other(format!(
+            "{name}: {len} bytes is not a whole number of {N}-byte entries"
+        )));
+    }
+    out.reserve(usize::try_from(len / N as u64).map_err(io::Error::other)?);
+    let mut file = BufReader::with_capacity(READ_BACK_BYTES, file);
+    let mut entry = [0u8; N];
+    for _ in 0..len / N as u64 {
+        file.read_exact(&mut entry)?;
+        out.push(decode(&entry)?);
+    }
+    drop(file);
     std::fs::remove_file(&path)?;
-    Ok(bytes)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -261,9 +286,11 @@ mod tests {
                 .expect("intent");
         }
         let mut seen = 0;
+        // One pair of vectors for every part, as the audit reuses them.
+        let (mut records, mut intents) = (Vec::new(), Vec::new());
         for i in 0..n {
-            let records = parts.take_records(i).expect("records");
-            let intents = parts.take_intents(i).expect("intents");
+            parts.take_records(i, &mut records).expect("records");
+            parts.take_intents(i, &mut intents).expect("intents");
             assert!(
                 !records.is_empty(),
                 "part {i} is empty: the hash does not spread"

@@ -138,8 +138,7 @@ pub async fn read(
     out.method = choose_method(world, &keys).await;
     let answered = Arc::new(AtomicU64::new(0));
     let read = Arc::new(AtomicU64::new(0));
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks = Bounded::new(concurrency);
     let mut budget_hit = false;
     let mut aborted = false;
     for ((agent, purchase, variant), _class) in &keys {
@@ -151,9 +150,6 @@ pub async fn read(
             budget_hit = true;
             break;
         }
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
-        };
         let plan = world.plan(*agent);
         let first = Attempt {
             plan,
@@ -164,29 +160,27 @@ pub async fn read(
             op: Op::FinalRead,
             seq: u8::MAX,
         };
-        // Finished reads leave the set as the loop goes: a `JoinSet` keeps every task
-        // until it is joined (100,000 reads held 1.2 GB until the end).
-        while tasks.try_join_next().is_some() {}
         let (w, answered, read) = (world.clone(), answered.clone(), read.clone());
-        tasks.spawn(async move {
-            let _permit = permit;
-            let seen = Seen::default();
-            let mut a = first;
-            read.fetch_add(1, Ordering::Relaxed);
-            for _ in 0..MAX_TRIES {
-                if Instant::now() >= deadline {
-                    return;
+        tasks
+            .spawn(async move {
+                let seen = Seen::default();
+                let mut a = first;
+                read.fetch_add(1, Ordering::Relaxed);
+                for _ in 0..MAX_TRIES {
+                    if Instant::now() >= deadline {
+                        return;
+                    }
+                    let (code, _) = w.send(a, &seen).await;
+                    if !code.is_transient() || code.kind() == Kind::Ok {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    a.region = w.failover(a.region);
                 }
-                let (code, _) = w.send(a, &seen).await;
-                if !code.is_transient() || code.kind() == Kind::Ok {
-                    answered.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                a.region = w.failover(a.region);
-            }
-        });
+            })
+            .await;
     }
-    while tasks.join_next().await.is_some() {}
+    tasks.join_all().await;
     out.read = read.load(Ordering::Relaxed);
     out.answered = answered.load(Ordering::Relaxed);
     out.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -208,4 +202,70 @@ pub async fn read(
         None
     };
     out
+}
+
+/// Tasks run at most `concurrency` at a time, each finished one let go as the next is
+/// started: a `JoinSet` keeps every task until it is joined, and 100,000 final reads held
+/// 1.2 GB until the end before they were reaped as they went.
+struct Bounded {
+    permits: Arc<Semaphore>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Bounded {
+    fn new(concurrency: usize) -> Bounded {
+        Bounded {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            tasks: tokio::task::JoinSet::new(),
+        }
+    }
+
+    /// Wait for a free slot, let go of the finished tasks, start `task`.
+    async fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        // The semaphore is never closed.
+        let Ok(permit) = self.permits.clone().acquire_owned().await else {
+            return;
+        };
+        while self.tasks.try_join_next().is_some() {}
+        self.tasks.spawn(async move {
+            let _permit = permit;
+            task.await
+        });
+    }
+
+    /// Tasks held: running, or finished and not yet let go.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.tasks.len()
+    }
+
+    async fn join_all(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn finished_reads_are_let_go_as_new_ones_start() {
+        let mut tasks = Bounded::new(4);
+        let done = Arc::new(AtomicU64::new(0));
+        let mut most = 0;
+        for _ in 0..10_000 {
+            let done = done.clone();
+            tasks
+                .spawn(async move {
+                    tokio::task::yield_now().await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                })
+                .await;
+            most = most.max(tasks.held());
+        }
+        tasks.join_all().await;
+        assert_eq!(done.load(Ordering::Relaxed), 10_000);
+        // Four running, and at most the four just finished before they are let go.
+        assert!(most <= 8, "{most} tasks held at once");
+    }
 }
