@@ -95,6 +95,9 @@ pub fn key_facts(records: &mut [Record], marked: bool, out: &mut Vec<KeyFacts>) 
         )
     });
     out.clear();
+    // At most a key per record: reserved at once, the vector never moves while it grows
+    // (pages reserved and never written cost no memory).
+    out.reserve(records.len());
     out.extend(
         records
             .chunk_by(|a, b| (a.agent, a.purchase, a.variant) == (b.agent, b.purchase, b.variant))

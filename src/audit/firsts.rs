@@ -57,6 +57,11 @@ impl<K: Ord> Firsts<K> {
         }
     }
 
+    /// Add another tally of the same check.
+    pub fn merge(&mut self, other: Firsts<K>) {
+        self.absorb(other.count, other.first);
+    }
+
     pub fn count(&self) -> u64 {
         self.count
     }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::facts::KeyId;
 use super::firsts::Firsts;
-use super::parts::{PartIntent, Parts};
+use super::parts::{INTENT_LANES, IntentLane, PartIntent, Parts};
 use super::source::{Row, Source};
 use super::verdict::MAX_EXAMPLES;
 use crate::history::answer_hash;
@@ -43,6 +43,13 @@ impl Found {
         if self.examples.len() < MAX_EXAMPLES {
             self.examples.push(example());
         }
+    }
+
+    /// Add what a scan of later rows found: its examples come after these.
+    fn absorb(&mut self, later: Found) {
+        self.count += later.count;
+        let room = MAX_EXAMPLES.saturating_sub(self.examples.len());
+        self.examples.extend(later.examples.into_iter().take(room));
     }
 }
 
@@ -257,77 +264,173 @@ fn parse_key(prefix: &str, k: &str) -> Option<KeyId> {
     parts.next().is_none().then_some(id)
 }
 
+/// The columns every intent is read with; the split scan adds its rowid range.
+const INTENT_COLUMNS: &str = "SELECT n.idem_key, n.outcome, n.quantity, n.amount_minor, n.snapshot, \
+    CAST(n.item_id AS TEXT), CAST(n.intent_id AS TEXT), CAST(n.merchant_id AS TEXT), \
+    CAST(n.mandate_id AS TEXT), n.currency, CAST(n.ledger_txn_id AS TEXT) FROM intent n";
+
+/// What a scan of some of the intents found; several, over consecutive ranges, add up
+/// (`absorb`) to what one pass over all of them finds.
+struct Pass<'c> {
+    catalog: &'c Catalog,
+    /// The audited history's key prefix, when there is one.
+    prefix: Option<&'c str>,
+    scan: Scan,
+    committed_units: Vec<i64>,
+    committed_intents: Vec<u64>,
+}
+
+impl<'c> Pass<'c> {
+    fn new(catalog: &'c Catalog, prefix: Option<&'c str>) -> Pass<'c> {
+        Pass {
+            catalog,
+            prefix,
+            scan: Scan::default(),
+            committed_units: vec![0; catalog.items_by_index.len()],
+            committed_intents: vec![0; catalog.items_by_index.len()],
+        }
+    }
+
+    /// One intent; with a history, its key's row goes to `lane`.
+    fn row(&mut self, r: &Row<'_>, lane: Option<&mut IntentLane>) -> Result<(), DbError> {
+        let (catalog, scan) = (self.catalog, &mut self.scan);
+        scan.intents_read += 1;
+        let (outcome, snapshot, intent_id, currency) =
+            (text(r, 1)?, text(r, 4)?, text(r, 6)?, text(r, 9)?);
+        // NULL or not an integer: a finding (`torn_commit.unreadable_value`), then 0.
+        let mut number = |i: usize, column: &str| match r.int(i) {
+            Ok(Some(n)) => n,
+            _ => {
+                scan.unreadable
+                    .add(|| format!("intent.{column}:{intent_id}"));
+                0
+            }
+        };
+        let (quantity, amount_minor) = (number(2, "quantity"), number(3, "amount_minor"));
+        let committed = outcome == "COMMITTED";
+        scan.committed += u64::from(committed);
+        if let Some(why) = snapshot_disagrees(
+            snapshot,
+            intent_id,
+            outcome,
+            amount_minor,
+            currency,
+            r.text(10)?,
+        ) {
+            scan.snapshot_mismatch
+                .add(|| format!("{intent_id} ({why})"));
+        }
+        let item = catalog.items.get(text(r, 5)?);
+        if let Some(why) = reference_broken(catalog, text(r, 7)?, text(r, 8)?, item, currency) {
+            scan.broken_reference
+                .add(|| format!("intent:{intent_id} ({why})"));
+        }
+        if let (true, Some(item)) = (committed, item) {
+            self.committed_units[item.index as usize] += quantity;
+            self.committed_intents[item.index as usize] += 1;
+        }
+        let (Some(prefix), Some(lane)) = (self.prefix, lane) else {
+            return Ok(());
+        };
+        if item.is_some_and(|i| i.sandbox) {
+            return Ok(());
+        }
+        let k = text(r, 0)?;
+        let item = item.map_or(u32::MAX, |i| i.index);
+        match parse_key(prefix, k) {
+            Some(id) => lane
+                .push(&PartIntent {
+                    id,
+                    committed,
+                    quantity,
+                    amount_minor,
+                    snapshot_hash: answer_hash(snapshot.as_bytes(), Some("replayed")),
+                    item,
+                })
+                .map_err(|e| DbError::Other(format!("the audit's work files: {e}")))?,
+            None => {
+                scan.foreign.keys.add(k.into());
+                if committed {
+                    *scan.foreign.claimed.entry(item).or_default() += quantity;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Add what a scan of the intents after this one's found.
+    fn absorb(&mut self, later: Pass<'_>) {
+        let (s, l) = (&mut self.scan, later.scan);
+        s.intents_read += l.intents_read;
+        s.committed += l.committed;
+        for (mine, theirs) in [
+            (&mut s.snapshot_mismatch, l.snapshot_mismatch),
+            (&mut s.broken_reference, l.broken_reference),
+            (&mut s.unreadable, l.unreadable),
+        ] {
+            mine.absorb(theirs);
+        }
+        s.foreign
+            .keys
+            .absorb(l.foreign.keys.count(), l.foreign.keys.examples().cloned());
+        for (item, units) in l.foreign.claimed {
+            *s.foreign.claimed.entry(item).or_default() += units;
+        }
+        for (mine, theirs) in self.committed_units.iter_mut().zip(later.committed_units) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self
+            .committed_intents
+            .iter_mut()
+            .zip(later.committed_intents)
+        {
+            *mine += theirs;
+        }
+    }
+}
+
 /// Read every intent once. `history`: the audited history's key prefix and the parts its
 /// records went to, when there is one: the non-sandbox intents of its keys go to the same
-/// parts, the others are counted as foreign.
-pub async fn scan(src: &Source, mut history: Option<(&str, &mut Parts)>) -> Result<Scan, DbError> {
+/// parts, the others are counted as foreign. A SQLite database is read by one scanner
+/// per intent lane at once, each over its share of the rows; the shares add up to what
+/// one pass finds, the same examples included.
+pub async fn scan(src: &Source, history: Option<(&str, &mut Parts)>) -> Result<Scan, DbError> {
     let catalog = catalog(src).await?;
-    let mut scan = Scan::default();
-    let mut committed_units = vec![0i64; catalog.items_by_index.len()];
-    let mut committed_intents = vec![0u64; catalog.items_by_index.len()];
-    src.for_each_row(
-        "SELECT n.idem_key, n.outcome, n.quantity, n.amount_minor, n.snapshot, CAST(n.item_id AS TEXT), \
-           CAST(n.intent_id AS TEXT), CAST(n.merchant_id AS TEXT), CAST(n.mandate_id AS TEXT), n.currency, \
-           CAST(n.ledger_txn_id AS TEXT) \
-         FROM intent n",
-        |r| {
-            scan.intents_read += 1;
-            let (outcome, snapshot, intent_id, currency) =
-                (text(r, 1)?, text(r, 4)?, text(r, 6)?, text(r, 9)?);
-            // NULL or not an integer: a finding (`torn_commit.unreadable_value`), then 0.
-            let mut number = |i: usize, column: &str| match r.int(i) {
-                Ok(Some(n)) => n,
-                _ => {
-                    scan.unreadable.add(|| format!("intent.{column}:{intent_id}"));
-                    0
-                }
-            };
-            let (quantity, amount_minor) = (number(2, "quantity"), number(3, "amount_minor"));
-            let committed = outcome == "COMMITTED";
-            scan.committed += u64::from(committed);
-            if let Some(why) =
-                snapshot_disagrees(snapshot, intent_id, outcome, amount_minor, currency, r.text(10)?)
-            {
-                scan.snapshot_mismatch.add(|| format!("{intent_id} ({why})"));
-            }
-            let item = catalog.items.get(text(r, 5)?);
-            if let Some(why) = reference_broken(&catalog, text(r, 7)?, text(r, 8)?, item, currency)
-            {
-                scan.broken_reference.add(|| format!("intent:{intent_id} ({why})"));
-            }
-            if let (true, Some(item)) = (committed, item) {
-                committed_units[item.index as usize] += quantity;
-                committed_intents[item.index as usize] += 1;
-            }
-            if let Some((prefix, parts)) = history.as_mut() {
-                if item.is_some_and(|i| i.sandbox) {
-                    return Ok(());
-                }
-                let k = text(r, 0)?;
-                let item = item.map_or(u32::MAX, |i| i.index);
-                match parse_key(prefix, k) {
-                    Some(id) => parts
-                        .push_intent(&PartIntent {
-                            id,
-                            committed,
-                            quantity,
-                            amount_minor,
-                            snapshot_hash: answer_hash(snapshot.as_bytes(), Some("replayed")),
-                            item,
-                        })
-                        .map_err(|e| DbError::Other(format!("the audit's work files: {e}")))?,
-                    None => {
-                        scan.foreign.keys.add(k.into());
-                        if committed {
-                            *scan.foreign.claimed.entry(item).or_default() += quantity;
-                        }
-                    }
-                }
-            }
-            Ok(())
-        },
-    )
-    .await?;
+    let prefix = history.as_ref().map(|(p, _)| *p);
+    let mut lanes: Vec<Option<&mut IntentLane>> = match history {
+        Some((_, parts)) => parts.lanes().iter_mut().map(Some).collect(),
+        None => (0..INTENT_LANES).map(|_| None).collect(),
+    };
+    let mut passes: Vec<(Pass, Option<&mut IntentLane>)> = lanes
+        .iter_mut()
+        .map(|lane| (Pass::new(&catalog, prefix), lane.take()))
+        .collect();
+    let split = src
+        .for_each_row_split(
+            "intent",
+            &format!("{INTENT_COLUMNS} WHERE n.rowid BETWEEN ?1 AND ?2"),
+            &mut passes,
+            |(pass, lane), r| pass.row(r, lane.as_deref_mut()),
+        )
+        .await?;
+    let mut passes = passes.into_iter();
+    let Some((mut pass, mut lane)) = passes.next() else {
+        return Err(DbError::Other("the audit has no intent lane".into()));
+    };
+    if split {
+        for (later, _) in passes {
+            pass.absorb(later);
+        }
+    } else {
+        src.for_each_row(INTENT_COLUMNS, |r| pass.row(r, lane.as_deref_mut()))
+            .await?;
+    }
+    let Pass {
+        mut scan,
+        committed_units,
+        committed_intents,
+        ..
+    } = pass;
     for (i, (item, units)) in catalog
         .items_by_index
         .iter()
@@ -396,6 +499,19 @@ mod tests {
             snapshot_disagrees("{", INTENT, "COMMITTED", 2500, "USD", None),
             Some("unreadable")
         );
+    }
+
+    #[test]
+    fn found_in_two_shares_adds_up_to_one_pass() {
+        let mut one = Found::default();
+        let (mut first, mut later) = (Found::default(), Found::default());
+        for i in 0..MAX_EXAMPLES + 3 {
+            one.add(|| i.to_string());
+            let share = if i < 2 { &mut first } else { &mut later };
+            share.add(|| i.to_string());
+        }
+        first.absorb(later);
+        assert_eq!(first, one);
     }
 
     #[test]

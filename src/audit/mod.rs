@@ -318,16 +318,25 @@ async fn run(
             Some(src) => state::intent_count(src).await.unwrap_or(0),
             None => 0,
         };
-        let n = parts::count_for(history.records_estimate(), intents, budget_bytes);
+        let records_estimate = history.records_estimate();
+        let n = match parts::count_for(records_estimate, intents, budget_bytes) {
+            1 => 1,
+            // Spilled: parts are tallied `TALLY_THREADS` at a time, each within its share.
+            _ => parts::count_for(
+                records_estimate,
+                intents,
+                budget_bytes / TALLY_THREADS as u64,
+            ),
+        };
         let mut p = Parts::new(n, budget_bytes)?;
         let read = history.split(&mut p)?;
         if h.contract_examples.is_empty() {
             h.contract_examples = read.contract_examples.clone();
         }
         ending = read;
-        records = p.records;
+        records = p.records_in;
         timings.push(Timing::since(
-            format!("history: read {} records into {n} part(s)", p.records),
+            format!("history: read {} records into {n} part(s)", p.records_in),
             clock,
         ));
         parts = Some(p);
@@ -364,32 +373,13 @@ async fn run(
         (false, _) => "history-only",
     };
     match (header, parts) {
-        (Some(header), Some(mut parts)) => {
+        (Some(header), Some(parts)) => {
             let clock = Instant::now();
             let compare = source.is_some() && scanned.is_ok();
-            let mut tally = match collect_open {
-                true => history_checks::Tally::collecting(),
-                false => history_checks::Tally::default(),
-            };
-            // One set of vectors for every part: later parts reuse the memory of the first.
-            let (mut records, mut facts, mut intents) = (Vec::new(), Vec::new(), Vec::new());
-            for i in 0..parts.count() {
-                parts.take_records(i, &mut records)?;
-                facts::key_facts(&mut records, header.replay_marker != "none", &mut facts);
-                let intents = if compare {
-                    parts.take_intents(i, &mut intents)?;
-                    intents.sort_unstable_by_key(|d| d.id);
-                    Some(intents.as_slice())
-                } else {
-                    None
-                };
-                tally.part(&header, &facts, intents);
-            }
+            let part_count = parts.count();
+            let mut tally = tally_parts(parts, &header, compare, collect_open)?;
             timings.push(Timing::since(
-                format!(
-                    "history: group by key and compare, {} part(s)",
-                    parts.count()
-                ),
+                format!("history: group by key and compare, {part_count} part(s)"),
                 clock,
             ));
             open = tally.take_open();
@@ -443,6 +433,76 @@ async fn run(
         records,
         open,
     })
+}
+
+/// Threads that group and compare parts at once (each holds one part).
+const TALLY_THREADS: usize = 2;
+
+/// Group every part's records by key and compare them with its intents (`compare`), one
+/// tally per part, `TALLY_THREADS` parts at a time, added up in part order: the same
+/// tally as one pass over the parts in order.
+fn tally_parts(
+    parts: Parts,
+    header: &Header,
+    compare: bool,
+    collect_open: bool,
+) -> Result<history_checks::Tally, AuditError> {
+    let count = parts.count();
+    let marked = header.replay_marker != "none";
+    let new_tally = || match collect_open {
+        true => history_checks::Tally::collecting(),
+        false => history_checks::Tally::default(),
+    };
+    let parts = std::sync::Mutex::new(parts);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let tallies: Vec<std::sync::Mutex<Option<history_checks::Tally>>> =
+        (0..count).map(|_| std::sync::Mutex::new(None)).collect();
+    // One worker's loop; its vectors are reused from part to part.
+    let work = || -> Result<(), AuditError> {
+        let (mut records, mut facts, mut intents) = (Vec::new(), Vec::new(), Vec::new());
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if i >= count {
+                return Ok(());
+            }
+            {
+                let mut parts = parts.lock().unwrap_or_else(|p| p.into_inner());
+                parts.take_records(i, &mut records)?;
+                if compare {
+                    parts.take_intents(i, &mut intents)?;
+                }
+            }
+            facts::key_facts(&mut records, marked, &mut facts);
+            let intents = match compare {
+                true => {
+                    intents.sort_unstable_by_key(|d: &parts::PartIntent| d.id);
+                    Some(intents.as_slice())
+                }
+                false => None,
+            };
+            let mut tally = new_tally();
+            tally.part(header, &facts, intents);
+            *tallies[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(tally);
+        }
+    };
+    match count {
+        1 => work()?,
+        _ => std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..TALLY_THREADS).map(|_| scope.spawn(work)).collect();
+            workers.into_iter().try_for_each(|w| {
+                w.join().unwrap_or_else(|_| {
+                    Err(std::io::Error::other("a tally thread panicked").into())
+                })
+            })
+        })?,
+    }
+    let mut total = new_tally();
+    for t in tallies {
+        if let Some(t) = t.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            total.absorb(t);
+        }
+    }
+    Ok(total)
 }
 
 /// One poll of the live subset on `src`.

@@ -37,6 +37,14 @@ pub struct OpenKeys {
 }
 
 impl OpenKeys {
+    /// Add the open keys of later parts: kept while there is room, the rest counted.
+    pub(super) fn append(&mut self, later: OpenKeys) {
+        let room = MAX_OPEN_KEYS.saturating_sub(self.keys.len());
+        let kept = later.keys.len().min(room);
+        self.left_out += later.left_out + (later.keys.len() - kept) as u64;
+        self.keys.extend(later.keys.into_iter().take(kept));
+    }
+
     pub(super) fn push(&mut self, k: OpenKey) {
         if self.keys.len() < MAX_OPEN_KEYS {
             self.keys.push(k);

@@ -16,9 +16,10 @@ use crate::history::{RECORD_BYTES, Record};
 /// Bytes an audit may hold for the history's records, their facts and the intents of one
 /// part, by default: the rest of the audit (catalog, commit-sized state checks) is small.
 pub const DEFAULT_BUDGET_BYTES: u64 = 128 << 20;
-/// Most parts: two files each, so the count stays far below a process's file limit. A
-/// history past `MAX_PARTS` × budget makes parts larger than the budget.
-pub const MAX_PARTS: usize = 256;
+/// Most parts: three files each (records and two intent lanes), so the count (600) stays
+/// below a process's usual limit of 1024 open files. A history past `MAX_PARTS` × budget
+/// makes parts larger than the budget.
+pub const MAX_PARTS: usize = 200;
 /// What one record costs in memory while its part is grouped: the record and, at worst,
 /// a key's facts of its own.
 const BYTES_PER_RECORD: u64 = 128;
@@ -86,25 +87,49 @@ fn part_of(agent: u32, n: usize) -> usize {
     ((u64::from(agent).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % n as u64) as usize
 }
 
+/// Scanners that may put intents in at once, each through its own lane.
+pub const INTENT_LANES: usize = 2;
+
 /// The working set, split.
 pub struct Parts {
     n: usize,
-    store: Store,
-    /// Records and intents put in, for the timings.
-    pub records: u64,
-    pub intents: u64,
+    /// The parts' files (none with one part).
+    dir: Option<tempfile::TempDir>,
+    records: Records,
+    lanes: Vec<IntentLane>,
+    /// Records put in, for the timings.
+    pub records_in: u64,
 }
 
-enum Store {
-    Memory {
-        records: Vec<Record>,
-        intents: Vec<PartIntent>,
-    },
-    Files {
-        dir: tempfile::TempDir,
-        records: Vec<BufWriter<File>>,
-        intents: Vec<BufWriter<File>>,
-    },
+enum Records {
+    Memory(Vec<Record>),
+    Files(Vec<BufWriter<File>>),
+}
+
+/// Where one scanner's intents go, by part: a vector (one part) or a file per part.
+/// Lanes let two scanners put intents in at once without sharing a writer.
+pub struct IntentLane {
+    n: usize,
+    store: LaneStore,
+}
+
+enum LaneStore {
+    Memory(Vec<PartIntent>),
+    Files(Vec<BufWriter<File>>),
+}
+
+impl IntentLane {
+    pub fn push(&mut self, d: &PartIntent) -> io::Result<()> {
+        match &mut self.store {
+            LaneStore::Memory(intents) => intents.push(*d),
+            LaneStore::Files(files) => {
+                let mut buf = [0u8; INTENT_BYTES];
+                d.encode(&mut buf);
+                files[part_of(d.id.0, self.n)].write_all(&buf)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn file(dir: &tempfile::TempDir, name: String, buffer: usize) -> io::Result<BufWriter<File>> {
@@ -115,34 +140,48 @@ fn file(dir: &tempfile::TempDir, name: String, buffer: usize) -> io::Result<BufW
 }
 
 impl Parts {
-    /// `n` parts: in memory when one, else two temporary files each (removed on drop),
-    /// their write buffers sized so all of them stay within a sixteenth of the budget.
+    /// `n` parts: in memory when one, else temporary files (removed on drop), one for the
+    /// records and one per intent lane each, their write buffers sized so all of them
+    /// stay within a sixteenth of the budget.
     pub fn new(n: usize, budget_bytes: u64) -> io::Result<Parts> {
-        let store = if n <= 1 {
-            Store::Memory {
-                records: Vec::new(),
-                intents: Vec::new(),
-            }
-        } else {
-            let dir = tempfile::Builder::new().prefix("swarm-audit-").tempdir()?;
-            let buffer = (budget_bytes / 16 / (2 * n as u64)).clamp(4 << 10, 1 << 20) as usize;
-            let mut records = Vec::with_capacity(n);
-            let mut intents = Vec::with_capacity(n);
-            for i in 0..n {
-                records.push(file(&dir, format!("records-{i}"), buffer)?);
-                intents.push(file(&dir, format!("intents-{i}"), buffer)?);
-            }
-            Store::Files {
-                dir,
-                records,
-                intents,
-            }
-        };
+        let n = n.max(1);
+        if n == 1 {
+            return Ok(Parts {
+                n,
+                dir: None,
+                records: Records::Memory(Vec::new()),
+                lanes: (0..INTENT_LANES)
+                    .map(|_| IntentLane {
+                        n,
+                        store: LaneStore::Memory(Vec::new()),
+                    })
+                    .collect(),
+                records_in: 0,
+            });
+        }
+        let dir = tempfile::Builder::new().prefix("swarm-audit-").tempdir()?;
+        let files_per_part = 1 + INTENT_LANES as u64;
+        let buffer =
+            (budget_bytes / 16 / (files_per_part * n as u64)).clamp(4 << 10, 1 << 20) as usize;
+        let records = (0..n)
+            .map(|i| file(&dir, format!("records-{i}"), buffer))
+            .collect::<io::Result<_>>()?;
+        let mut lanes = Vec::with_capacity(INTENT_LANES);
+        for lane in 0..INTENT_LANES {
+            let files = (0..n)
+                .map(|i| file(&dir, format!("intents-{lane}-{i}"), buffer))
+                .collect::<io::Result<_>>()?;
+            lanes.push(IntentLane {
+                n,
+                store: LaneStore::Files(files),
+            });
+        }
         Ok(Parts {
-            n: n.max(1),
-            store,
-            records: 0,
-            intents: 0,
+            n,
+            dir: Some(dir),
+            records: Records::Files(records),
+            lanes,
+            records_in: 0,
         })
     }
 
@@ -151,39 +190,31 @@ impl Parts {
     }
 
     pub fn push_record(&mut self, r: &Record) -> io::Result<()> {
-        self.records += 1;
-        match &mut self.store {
-            Store::Memory { records, .. } => records.push(*r),
-            Store::Files { records, .. } => {
+        self.records_in += 1;
+        match &mut self.records {
+            Records::Memory(records) => records.push(*r),
+            Records::Files(files) => {
                 let mut buf = [0u8; RECORD_BYTES];
                 r.encode(&mut buf);
-                records[part_of(r.agent, self.n)].write_all(&buf)?;
+                files[part_of(r.agent, self.n)].write_all(&buf)?;
             }
         }
         Ok(())
     }
 
-    pub fn push_intent(&mut self, d: &PartIntent) -> io::Result<()> {
-        self.intents += 1;
-        match &mut self.store {
-            Store::Memory { intents, .. } => intents.push(*d),
-            Store::Files { intents, .. } => {
-                let mut buf = [0u8; INTENT_BYTES];
-                d.encode(&mut buf);
-                intents[part_of(d.id.0, self.n)].write_all(&buf)?;
-            }
-        }
-        Ok(())
+    /// The intent lanes, `INTENT_LANES` of them: one per scanner running at once.
+    pub fn lanes(&mut self) -> &mut [IntentLane] {
+        &mut self.lanes
     }
 
     /// Part `i`'s records, handed over into `out` (cleared first; its allocation is
     /// reused from part to part, so later parts touch no fresh memory).
     pub fn take_records(&mut self, i: usize, out: &mut Vec<Record>) -> io::Result<()> {
         out.clear();
-        match &mut self.store {
-            Store::Memory { records, .. } => *out = std::mem::take(records),
-            Store::Files { dir, records, .. } => {
-                records[i].flush()?;
+        match (&mut self.records, &self.dir) {
+            (Records::Memory(records), _) => *out = std::mem::take(records),
+            (Records::Files(files), Some(dir)) => {
+                files[i].flush()?;
                 read_back(
                     dir,
                     &format!("records-{i}"),
@@ -195,23 +226,31 @@ impl Parts {
                     },
                 )?;
             }
+            (Records::Files(_), None) => return Err(io::Error::other("parts without files")),
         }
         Ok(())
     }
 
-    /// Part `i`'s intents, handed over into `out` (cleared first, its allocation reused).
+    /// Part `i`'s intents from every lane, handed over into `out` (cleared first, its
+    /// allocation reused).
     pub fn take_intents(&mut self, i: usize, out: &mut Vec<PartIntent>) -> io::Result<()> {
         out.clear();
-        match &mut self.store {
-            Store::Memory { intents, .. } => *out = std::mem::take(intents),
-            Store::Files { dir, intents, .. } => {
-                intents[i].flush()?;
-                read_back(
-                    dir,
-                    &format!("intents-{i}"),
-                    out,
-                    |b: &[u8; INTENT_BYTES]| Ok(PartIntent::decode(b)),
-                )?;
+        for (lane_i, lane) in self.lanes.iter_mut().enumerate() {
+            match (&mut lane.store, &self.dir) {
+                (LaneStore::Memory(intents), _) if out.is_empty() => std::mem::swap(out, intents),
+                (LaneStore::Memory(intents), _) => out.append(intents),
+                (LaneStore::Files(files), Some(dir)) => {
+                    files[i].flush()?;
+                    read_back(
+                        dir,
+                        &format!("intents-{lane_i}-{i}"),
+                        out,
+                        |b: &[u8; INTENT_BYTES]| Ok(PartIntent::decode(b)),
+                    )?;
+                }
+                (LaneStore::Files(_), None) => {
+                    return Err(io::Error::other("parts without files"));
+                }
             }
         }
         Ok(())
@@ -274,8 +313,8 @@ mod tests {
         let mut parts = Parts::new(n, 1 << 20).expect("parts");
         for agent in 0..1000 {
             parts.push_record(&record(agent)).expect("record");
-            parts
-                .push_intent(&PartIntent {
+            parts.lanes()[agent as usize % INTENT_LANES]
+                .push(&PartIntent {
                     id: (agent, 3, 1),
                     committed: agent % 2 == 0,
                     quantity: 1,
@@ -296,6 +335,8 @@ mod tests {
                 "part {i} is empty: the hash does not spread"
             );
             assert_eq!(records.len(), intents.len());
+            // The lanes come back one after the other: in key order once sorted.
+            intents.sort_unstable_by_key(|d| d.id);
             for (r, d) in records.iter().zip(&intents) {
                 assert_eq!(part_of(r.agent, n), i);
                 assert_eq!(*r, record(r.agent));

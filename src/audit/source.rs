@@ -90,8 +90,9 @@ impl Row<'_> {
 }
 
 pub enum Source {
-    /// Behind a mutex so a `Source` can be held across awaits on any thread.
-    Sqlite(std::sync::Mutex<rusqlite::Connection>),
+    /// Behind a mutex so a `Source` can be held across awaits on any thread; with the
+    /// file's path, for scans split across connections.
+    Sqlite(std::sync::Mutex<rusqlite::Connection>, std::path::PathBuf),
     Postgres(tokio_postgres::Client),
 }
 
@@ -109,7 +110,7 @@ impl Source {
                 // a million intents about 10 % faster but counted every page of the file in
                 // the run's resident memory (667 MiB instead of 126 for the audit alone).
                 let conn = open_sqlite(path)?;
-                Ok(Source::Sqlite(std::sync::Mutex::new(conn)))
+                Ok(Source::Sqlite(std::sync::Mutex::new(conn), path.clone()))
             }
             DbUrl::Postgres(u) => {
                 let (client, conn) = tokio_postgres::connect(u, tokio_postgres::NoTls).await?;
@@ -137,7 +138,7 @@ impl Source {
         mut f: impl FnMut(&Row<'_>) -> Result<(), DbError>,
     ) -> Result<(), DbError> {
         match self {
-            Source::Sqlite(conn) => tokio::task::block_in_place(|| {
+            Source::Sqlite(conn, _) => tokio::task::block_in_place(|| {
                 let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
                 let mut st = conn.prepare(sql)?;
                 let mut rows = st.query([])?;
@@ -158,10 +159,64 @@ impl Source {
         }
     }
 
+    /// SQLite only: stream the rows of `sql`, whose `?1` and `?2` bound `rowid`, through
+    /// `f` once per state at the same time, each state on its own connection and thread
+    /// over an even share of `table`'s rowids, in rowid order within each share (the
+    /// shares in `states`' order). `Ok(false)`: not SQLite, or `table` has no rowids to
+    /// split (empty, or a `WITHOUT ROWID` table), and nothing was read.
+    pub async fn for_each_row_split<S: Send>(
+        &self,
+        table: &str,
+        sql: &str,
+        states: &mut [S],
+        f: impl Fn(&mut S, &Row<'_>) -> Result<(), DbError> + Sync,
+    ) -> Result<bool, DbError> {
+        let Source::Sqlite(conn, path) = self else {
+            return Ok(false);
+        };
+        let bounds = {
+            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            conn.query_row(
+                &format!("SELECT min(rowid), max(rowid) FROM {table}"),
+                [],
+                |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)),
+            )
+        };
+        let (Ok((Some(low), Some(high))), true) = (bounds, !states.is_empty()) else {
+            return Ok(false);
+        };
+        let shares = rowid_shares(low, high, states.len());
+        let f = &f;
+        tokio::task::block_in_place(|| {
+            std::thread::scope(|scope| {
+                let running: Vec<_> = states
+                    .iter_mut()
+                    .zip(shares)
+                    .map(|(state, (from, to))| {
+                        scope.spawn(move || -> Result<(), DbError> {
+                            let conn = open_sqlite(path)?;
+                            let mut st = conn.prepare(sql)?;
+                            let mut rows = st.query([from, to])?;
+                            while let Some(row) = rows.next()? {
+                                f(state, &Row::Sqlite(row))?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .collect();
+                for r in running {
+                    r.join()
+                        .map_err(|_| DbError::Other("a scanning thread panicked".into()))??;
+                }
+                Ok(true)
+            })
+        })
+    }
+
     /// Stream the rows of `sql` through `f` without holding them all.
     pub async fn for_each(&self, sql: &str, mut f: impl FnMut(&[Val])) -> Result<(), DbError> {
         match self {
-            Source::Sqlite(conn) => tokio::task::block_in_place(|| {
+            Source::Sqlite(conn, _) => tokio::task::block_in_place(|| {
                 let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
                 let mut st = conn.prepare(sql)?;
                 let n = st.column_count();
@@ -214,6 +269,43 @@ impl Source {
                     f(&buf);
                 }
                 Ok(())
+            }
+        }
+    }
+}
+
+/// `[low, high]` cut into `n` contiguous, inclusive ranges of nearly equal width that
+/// cover it exactly (the last ones empty when there are fewer rowids than ranges).
+fn rowid_shares(low: i64, high: i64, n: usize) -> Vec<(i64, i64)> {
+    let width = i128::from(high) - i128::from(low) + 1;
+    let n128 = n.max(1) as i128;
+    (0..n128)
+        .map(|k| {
+            let from = i128::from(low) + width * k / n128;
+            let to = i128::from(low) + width * (k + 1) / n128 - 1;
+            (from as i64, to as i64)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rowid_shares_cover_the_range_exactly_once() {
+        for (low, high, n) in [
+            (1, 1_000_000, 2),
+            (1, 1, 2),
+            (-5, 7, 3),
+            (i64::MIN, i64::MAX, 2),
+        ] {
+            let shares = rowid_shares(low, high, n);
+            assert_eq!(shares.len(), n);
+            assert_eq!(shares[0].0, low);
+            assert_eq!(shares[n - 1].1, high);
+            for w in shares.windows(2) {
+                assert_eq!(w[0].1.checked_add(1), Some(w[1].0), "{shares:?}");
             }
         }
     }

@@ -472,7 +472,7 @@ async fn duplicate_keys(src: &Source) -> Check {
 async fn unique_key_index(src: &Source) -> Result<Option<String>, DbError> {
     let sql = match src {
         // A unique index's columns are in pragma_index_info; `partial` marks a WHERE clause.
-        Source::Sqlite(_) => {
+        Source::Sqlite(..) => {
             "SELECT l.name FROM pragma_index_list('intent') l \
              WHERE l.\"unique\" = 1 AND l.partial = 0 \
                AND (SELECT count(*) FROM pragma_index_info(l.name)) = 1 \
@@ -555,7 +555,7 @@ const NUMBERS: &[(&str, &str, &[&str])] = &[
 /// silent zeros in a sum.
 async fn unreadable_values(src: &Source, scan: &Result<Scan, String>) -> Check {
     let not_integer = match src {
-        Source::Sqlite(_) => |c: &str| format!("({c} IS NULL OR typeof({c}) <> 'integer')"),
+        Source::Sqlite(..) => |c: &str| format!("({c} IS NULL OR typeof({c}) <> 'integer')"),
         Source::Postgres(_) => |c: &str| format!("{c} IS NULL"),
     };
     let sql = NUMBERS

@@ -33,6 +33,11 @@ struct PerPurchase {
 }
 
 impl PerPurchase {
+    fn merge(&mut self, other: PerPurchase) {
+        self.kernel.merge(other.kernel);
+        self.client.merge(other.client);
+    }
+
     /// One part's keys, `committed` saying which settled.
     fn add(&mut self, h: &Header, facts: &[KeyFacts], committed: impl Fn(&KeyFacts) -> bool) {
         let mut by_purchase: HashMap<(u32, u16), (u32, Persona)> = HashMap::new();
@@ -103,6 +108,94 @@ impl Tally {
             open: Some(OpenKeys::default()),
             ..Tally::default()
         }
+    }
+
+    /// Add the tally of later parts (parts tallied apart, added in part order, give what
+    /// one tally of every part in order gives). Every field is named: a new one must
+    /// say here how it adds up.
+    pub fn absorb(&mut self, later: Tally) {
+        let Tally {
+            open,
+            keys,
+            fresh,
+            replay_mismatch,
+            replay_layout,
+            contract,
+            replay_not_marked,
+            fresh_marked_replayed,
+            payload_not_refused,
+            double_submit,
+            key_executions,
+            false_decline,
+            lost_write,
+            unresolved,
+            acked_units,
+            acked_spend,
+            false_failure_proven,
+            per_purchase_acked,
+            lost,
+            phantom,
+            false_failure,
+            snapshot_mismatch,
+            payload_mismatch,
+            interval_acked,
+            interval_open,
+            interval_claimed,
+            phantom_claimed,
+            per_purchase_db,
+        } = later;
+        if let (Some(mine), Some(theirs)) = (self.open.as_mut(), open) {
+            mine.append(theirs);
+        }
+        self.keys += keys;
+        self.fresh += fresh;
+        for (mine, theirs) in [
+            (&mut self.replay_mismatch, replay_mismatch),
+            (&mut self.replay_layout, replay_layout),
+            (&mut self.replay_not_marked, replay_not_marked),
+            (&mut self.fresh_marked_replayed, fresh_marked_replayed),
+            (&mut self.payload_not_refused, payload_not_refused),
+            (&mut self.double_submit, double_submit),
+            (&mut self.key_executions, key_executions),
+            (&mut self.false_decline, false_decline),
+            (&mut self.lost_write, lost_write),
+            (&mut self.unresolved, unresolved),
+            (&mut self.false_failure_proven, false_failure_proven),
+            (&mut self.lost, lost),
+            (&mut self.false_failure, false_failure),
+            (&mut self.snapshot_mismatch, snapshot_mismatch),
+            (&mut self.payload_mismatch, payload_mismatch),
+        ] {
+            mine.merge(theirs);
+        }
+        for (mine, theirs) in self.contract.iter_mut().zip(contract) {
+            mine.merge(theirs);
+        }
+        self.phantom.merge(phantom);
+        for (item, (units, n)) in acked_units {
+            let e = self.acked_units.entry(item).or_default();
+            e.0 += units;
+            e.1 += n;
+        }
+        for (mine, theirs) in [
+            (&mut self.acked_spend, acked_spend),
+            (&mut self.interval_claimed, interval_claimed),
+            (&mut self.phantom_claimed, phantom_claimed),
+        ] {
+            for (k, v) in theirs {
+                *mine.entry(k).or_default() += v;
+            }
+        }
+        for (mine, theirs) in [
+            (&mut self.interval_acked, interval_acked),
+            (&mut self.interval_open, interval_open),
+        ] {
+            for (k, v) in theirs {
+                *mine.entry(k).or_default() += v;
+            }
+        }
+        self.per_purchase_acked.merge(per_purchase_acked);
+        self.per_purchase_db.merge(per_purchase_db);
     }
 
     /// The open keys kept (`collecting`).
