@@ -769,6 +769,22 @@ committed_fields = []
             a.semantic_hash, c.semantic_hash,
             "an extra field's value changed"
         );
+        // A number is its value: a store that rewrites `1e3` as `1000` (PostgreSQL's
+        // `jsonb` does) replays the same answer.
+        let written = |fee: &str, rate: &str| {
+            answer(
+                201,
+                &committed(false).replace(
+                    "\"attempts\":1",
+                    &format!("\"attempts\":1,\"fee\":{fee},\"meta\":{{\"rate\":{rate}}}"),
+                ),
+            )
+            .semantic_hash
+        };
+        assert_eq!(written("1000", "0.10"), written("1e3", "0.1"));
+        assert_eq!(written("1000", "0.10"), written("1.0E+3", "1e-1"));
+        assert_ne!(written("1000", "0.10"), written("1001", "0.10"));
+        assert_ne!(written("1000", "0.10"), written("1000", "0.01"));
         // A key written with an escape is still the key.
         let escaped = committed(false).replace("\"currency\"", "\"curr\\u0065ncy\"");
         assert_eq!(answer(201, &escaped).code, Code::Committed);

@@ -4,7 +4,9 @@
 //! its bytes, the replay marker masked, is `history::answer_hash`.
 //!
 //! Invariants: no layout survives `semantic_hash` (spacing, field order, escapes a string
-//! does not need), and the body's replay marker is left out of it, so a replay and its
+//! does not need, the way a number is written: `1000`, `1e3`, `1000.0` and `1.0E+3` are
+//! one number, as a store such as PostgreSQL's `jsonb` may rewrite it), and the body's
+//! replay marker is left out of it, so a replay and its
 //! original hash alike exactly when their values are; neither hash is ever 0.
 
 use std::collections::BTreeMap;
@@ -22,9 +24,9 @@ pub fn id_hash(id: &str) -> u64 {
 }
 
 /// A hash of the answer's values: fields in name order (the map keeps them sorted), each
-/// value in one canonical form (scalars as the server wrote them unless a string needs
-/// unescaping; objects and arrays re-written with sorted keys), the body's replay marker
-/// left out. No layout survives, so two answers hash alike exactly when their values are.
+/// value in one canonical form (strings unescaped, numbers by their decimal value, other
+/// scalars as written; objects and arrays re-written with sorted keys), the body's replay
+/// marker left out. No layout survives, so two answers hash alike exactly when their values are.
 pub(super) fn semantic_hash(fields: &BTreeMap<&str, &RawValue>, marker: Option<&str>) -> u64 {
     let mut h = StreamHash::default();
     for (name, raw) in fields.iter().filter(|(name, _)| Some(**name) != marker) {
@@ -43,6 +45,10 @@ pub(super) fn semantic_hash(fields: &BTreeMap<&str, &RawValue>, marker: Option<&
             Some(b'"') if t.contains('\\') => match serde_json::from_str::<String>(t) {
                 Ok(s) => h.write(Value::String(s).to_string().as_bytes()),
                 Err(_) => h.write(t.as_bytes()),
+            },
+            Some(b'-' | b'0'..=b'9') => match canonical_number(t) {
+                Some(n) => h.write(n.as_bytes()),
+                None => h.write(t.as_bytes()),
             },
             _ => h.write(t.as_bytes()),
         }
@@ -78,6 +84,110 @@ fn write_canonical(value: &Value, out: &mut String) {
             }
             out.push(']');
         }
+        Value::Number(n) => {
+            let text = n.to_string();
+            out.push_str(canonical_number(&text).as_deref().unwrap_or(&text));
+        }
         other => out.push_str(&other.to_string()),
+    }
+}
+
+/// A JSON number by its exact decimal value, in one form: `0`, or a sign, the significant
+/// digits (no leading or trailing zeros) and a power of ten (`1000`, `1e3`, `1000.0` and
+/// `1.0E+3` are all `1e3`; `0.10` and `1e-1` are `1e-1`). `None` when `text` is not a JSON
+/// number or its exponent does not fit (then the text stands for itself).
+fn canonical_number(text: &str) -> Option<String> {
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    };
+    let (int, frac) = match mantissa.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (mantissa, None),
+    };
+    let is_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !is_digits(int)
+        || (int.len() > 1 && int.starts_with('0'))
+        || frac.is_some_and(|f| !is_digits(f))
+    {
+        return None;
+    }
+    let mut power: i64 = match exponent {
+        None => 0,
+        Some(e) => {
+            let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+            if !is_digits(digits) || digits.len() > 15 {
+                return None;
+            }
+            let n: i64 = digits.parse().ok()?;
+            if e.starts_with('-') { -n } else { n }
+        }
+    };
+    let frac = frac.unwrap_or("");
+    // Every digit, the point after `int`: value = digits × 10^(power − frac.len()).
+    let all = format!("{int}{frac}");
+    power -= frac.len() as i64;
+    let significant = all.trim_start_matches('0');
+    if significant.is_empty() {
+        return Some("0".into());
+    }
+    let trimmed = significant.trim_end_matches('0');
+    power += (significant.len() - trimmed.len()) as i64;
+    // As d.ddd × 10^p: the point after the first significant digit.
+    power += trimmed.len() as i64 - 1;
+    let sign = if negative { "-" } else { "" };
+    Some(format!("{sign}{}.{}e{power}", &trimmed[..1], &trimmed[1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_number_is_its_value_however_it_is_written() {
+        for (a, b) in [
+            ("1000", "1e3"),
+            ("1000", "1000.0"),
+            ("1000", "1.0E+3"),
+            ("1000", "10000e-1"),
+            ("0.1", "0.10"),
+            ("0.1", "1e-1"),
+            ("0", "-0"),
+            ("0", "0.000e5"),
+            ("-25", "-2.5e1"),
+            (
+                "123456789012345678901234567890",
+                "1.2345678901234567890123456789e29",
+            ),
+        ] {
+            assert_eq!(canonical_number(a), canonical_number(b), "{a} {b}");
+            assert!(canonical_number(a).is_some(), "{a}");
+        }
+        for (a, b) in [
+            ("1000", "1001"),
+            ("0.1", "0.01"),
+            ("25", "-25"),
+            ("1e3", "1e4"),
+        ] {
+            assert_ne!(canonical_number(a), canonical_number(b), "{a} {b}");
+        }
+        for not in [
+            "",
+            "-",
+            "01",
+            "1.",
+            ".5",
+            "1e",
+            "1e+",
+            "0x10",
+            "1e9999999999999999",
+            "1 ",
+        ] {
+            assert_eq!(canonical_number(not), None, "{not:?}");
+        }
     }
 }
