@@ -1,5 +1,7 @@
-//! A fuzzer for the input surface swarm reads by hand on the wire: an HTTP/1.1 answer
-//! (`gateway::h1::Reading`). A seeded corpus of answers as servers write them is mutated
+//! Fuzzers for the answers swarm reads from a server it did not write: the HTTP/1.1 framing
+//! it parses by hand, and the JSON bodies the contract reads.
+//!
+//! The framing (`gateway::h1::Reading`): A seeded corpus of answers as servers write them is mutated
 //! (bytes flipped, cut, repeated, framing tokens spliced in) and fed at random split points.
 //! Every case must end (an answer or an error; never a panic, never a request for more
 //! bytes after the connection closed), keep the body within its limit, read the same
@@ -9,6 +11,12 @@
 //! one of them reads an answer, the figures are printed: swarm is more lenient with bare
 //! LFs in chunk lines and trailers, stricter with a 101 it never asked for. Bounded: a
 //! fixed number of cases from a fixed seed, each with a time limit.
+//!
+//! The bodies (`gateway::contract::read`, every profile whose answers carry the snapshot):
+//! an answer written by another serializer (fields in any order, any spacing, escapes a
+//! string does not need, numbers in other forms) reads as the same answer with the same
+//! values hash, so a replay written otherwise is never a mismatch; a value changed
+//! changes the hash or breaks the read; bytes mutated at random never panic.
 
 use std::time::Duration;
 
@@ -18,7 +26,9 @@ use hyper::http::HeaderName;
 use hyper_util::rt::TokioIo;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use swarm::gateway::contract::{self, Asked, Heard};
 use swarm::gateway::h1::{Answer, Broken, MAX_ANSWER_BYTES, Reading};
+use swarm::scenario::{Contract, Profile};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Mutated cases per run (each also read by hyper).
@@ -316,4 +326,186 @@ fn transfer_coding_not_ascii(wire: &[u8]) -> bool {
             && line[..18].eq_ignore_ascii_case(b"transfer-encoding:")
             && !line.is_ascii()
     })
+}
+
+/// A JSON value as another serializer might write it (the test's own writer).
+enum Json {
+    Str(&'static str),
+    /// A number's text and other texts of the same value.
+    Num(&'static [&'static str]),
+    Bool(bool),
+    Obj(Vec<(&'static str, Json)>),
+}
+
+fn space(rng: &mut SmallRng, out: &mut String) {
+    for _ in 0..rng.random_range(0..3) {
+        out.push([' ', '\n', '\t', '\r'][rng.random_range(0..4)]);
+    }
+}
+
+/// A string literal, some of its letters as `\u00XX` escapes.
+fn string(rng: &mut SmallRng, s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() && rng.random_bool(0.2) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('"');
+}
+
+fn write(rng: &mut SmallRng, v: &Json, out: &mut String) {
+    match v {
+        Json::Str(s) => string(rng, s, out),
+        Json::Num(forms) => out.push_str(forms[rng.random_range(0..forms.len())]),
+        Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Json::Obj(fields) => {
+            let mut order: Vec<usize> = (0..fields.len()).collect();
+            for i in (1..order.len()).rev() {
+                order.swap(i, rng.random_range(0..=i));
+            }
+            out.push('{');
+            for (n, i) in order.into_iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                space(rng, out);
+                string(rng, fields[i].0, out);
+                space(rng, out);
+                out.push(':');
+                space(rng, out);
+                write(rng, &fields[i].1, out);
+                space(rng, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// A committed purchase's answer, with fields the contract does not read.
+fn snapshot(replayed: bool) -> Json {
+    Json::Obj(vec![
+        ("outcome", Json::Str("COMMITTED")),
+        (
+            "intentId",
+            Json::Str("7f0c1e2a-0000-4000-8000-000000000001"),
+        ),
+        (
+            "ledgerTxnId",
+            Json::Str("7f0c1e2a-0000-4000-8000-000000000002"),
+        ),
+        ("chosenBucketId", Json::Str("bucket-7")),
+        ("amountMinor", Json::Num(&["2500"])),
+        ("currency", Json::Str("USD")),
+        ("attempts", Json::Num(&["2"])),
+        ("replayed", Json::Bool(replayed)),
+        (
+            "feeMinor",
+            Json::Num(&["1000", "1e3", "1000.0", "1.0E+3", "10000e-1"]),
+        ),
+        (
+            "meta",
+            Json::Obj(vec![
+                ("rate", Json::Num(&["0.10", "0.1", "1e-1", "10E-2"])),
+                ("region", Json::Str("us-east-1")),
+            ]),
+        ),
+    ])
+}
+
+const ASKED: Asked<'static> = Asked {
+    amount_minor: 2500,
+    currency: "USD",
+};
+
+fn read_body(
+    c: &Contract,
+    status: u16,
+    body: &[u8],
+) -> Result<contract::Reading, contract::Broken> {
+    contract::read(
+        c,
+        Heard {
+            status,
+            header_marked: false,
+            body,
+        },
+        ASKED,
+    )
+}
+
+#[test]
+fn an_answer_written_by_any_serializer_reads_as_the_same_answer() {
+    let mut rng = SmallRng::seed_from_u64(0x15_0a_5e);
+    for profile in [Profile::Zerorace, Profile::Ietf] {
+        let c = Contract::profile(profile);
+        let mut first = None;
+        for case in 0..2_000 {
+            // Only ZeroRace marks a replay in the body (`replayed`); elsewhere the field
+            // would be one more value, the same in every answer of an execution.
+            let replayed = profile == Profile::Zerorace && case % 2 == 1;
+            let mut body = String::new();
+            write(&mut rng, &snapshot(replayed), &mut body);
+            let a = match read_body(&c, 201, body.as_bytes()) {
+                Ok(contract::Reading::Answer(a)) => a,
+                other => panic!("{profile:?} case {case}: {other:?} for {body}"),
+            };
+            let seen = (a.code, a.attempts, a.execution, a.semantic_hash);
+            assert_eq!(
+                *first.get_or_insert(seen),
+                seen,
+                "{profile:?} case {case}: {body}"
+            );
+        }
+        // A value changed: another values hash, or no answer at all.
+        let Some(base_hash) = first.map(|f| f.3) else {
+            panic!("no case ran");
+        };
+        for (from, to) in [
+            ("bucket-7", "bucket-8"),
+            ("us-east-1", "us-east-2"),
+            ("\"USD\"", "\"EUR\""),
+            ("COMMITTED", "DECLINED"),
+        ] {
+            let plain = plain_json();
+            let changed = plain.replace(from, to);
+            assert_ne!(changed, plain, "{from}");
+            if let Ok(contract::Reading::Answer(a)) = read_body(&c, 201, changed.as_bytes()) {
+                assert_ne!(a.semantic_hash, base_hash, "{profile:?}: {from} -> {to}");
+            }
+        }
+    }
+}
+
+/// The snapshot written plainly (no escapes, fields in order).
+fn plain_json() -> String {
+    r#"{"outcome":"COMMITTED","intentId":"7f0c1e2a-0000-4000-8000-000000000001","ledgerTxnId":"7f0c1e2a-0000-4000-8000-000000000002","chosenBucketId":"bucket-7","amountMinor":2500,"currency":"USD","attempts":2,"replayed":false,"feeMinor":1000,"meta":{"rate":0.1,"region":"us-east-1"}}"#.to_string()
+}
+
+#[test]
+fn mutated_bodies_never_panic_and_keep_their_excerpts_short() {
+    let mut rng = SmallRng::seed_from_u64(0xb0d1e5);
+    let profiles = [
+        Profile::Zerorace,
+        Profile::Zinc,
+        Profile::Ietf,
+        Profile::Stripe,
+    ];
+    let base = plain_json().into_bytes();
+    let error = br#"{"type":"https://example.com/problems/conflict","code":"RETRY_EXHAUSTED","error":{"type":"idempotency_error","code":"in_flight"},"attempts":3}"#.to_vec();
+    for case in 0..20_000 {
+        let c = Contract::profile(profiles[case % profiles.len()]);
+        let from = if case % 3 == 0 { &error } else { &base };
+        let body = mutate(&mut rng, from);
+        let status = [200, 201, 400, 409, 422, 429, 500, 503][rng.random_range(0..8)];
+        if let Err(b) = read_body(&c, status, &body) {
+            assert!(
+                b.excerpt.len() <= 1024,
+                "case {case}: {} bytes",
+                b.excerpt.len()
+            );
+        }
+    }
 }
