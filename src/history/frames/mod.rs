@@ -198,4 +198,60 @@ mod tests {
             "{err}"
         );
     }
+
+    /// A fuzzer over the file: bytes flipped, cut, repeated or inserted anywhere (the
+    /// header and the end frame too). Every read ends, in an error or in records that are
+    /// a prefix of what was written: never a record that was not.
+    #[test]
+    fn a_mutated_file_is_refused_or_read_as_a_prefix_never_misread() {
+        use rand::{Rng, SeedableRng};
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("h.bin");
+        streamed(&path, 4, true);
+        let whole = std::fs::read(&path).expect("bytes");
+        let written: Vec<Record> = (0..40).map(record).collect();
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(0x415_7021);
+        let (mut refused, mut prefix) = (0, 0);
+        let mutated = dir.path().join("m.bin");
+        for case in 0..3_000 {
+            let mut b = whole.clone();
+            for _ in 0..rng.random_range(1..=3) {
+                let at = rng.random_range(0..b.len());
+                match rng.random_range(0..4) {
+                    0 => b[at] ^= 1 << rng.random_range(0..8),
+                    1 => {
+                        let end = (at + rng.random_range(1..64)).min(b.len());
+                        b.drain(at..end);
+                    }
+                    2 => {
+                        let end = (at + rng.random_range(1..64)).min(b.len());
+                        let copy = b[at..end].to_vec();
+                        b.splice(at..at, copy);
+                    }
+                    _ => {
+                        let n = rng.random_range(1..8);
+                        let noise: Vec<u8> = (0..n).map(|_| rng.random()).collect();
+                        b.splice(at..at, noise);
+                    }
+                }
+            }
+            std::fs::write(&mutated, &b).expect("write");
+            match History::read(&mutated) {
+                Err(_) => refused += 1,
+                Ok(h) => {
+                    assert!(
+                        h.records.len() <= written.len() && h.records == written[..h.records.len()],
+                        "case {case}: {} records read, not a prefix of those written",
+                        h.records.len()
+                    );
+                    prefix += 1;
+                }
+            }
+        }
+        // Both ends reached (most mutations land mid-file, where a frame is refused).
+        assert!(
+            refused > 100 && prefix > 10,
+            "{refused} refused, {prefix} read"
+        );
+    }
 }
