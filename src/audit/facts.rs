@@ -62,9 +62,12 @@ pub struct KeyFacts {
 
 impl KeyFacts {
     /// No client learned whether the key executed: its answers were cut or said
-    /// "in flight", and no later answer or lookup settled it.
-    pub fn indeterminate(&self) -> bool {
-        self.may_have_executed() && !self.read_absent
+    /// "in flight", and no later answer or lookup settled it. `committed_elsewhere`:
+    /// another key of the same purchase was acknowledged committed; then a lookup that
+    /// found nothing settles nothing (a request still running on the server could yet
+    /// charge the purchase twice, and only this key's being open says so).
+    pub fn indeterminate(&self, committed_elsewhere: bool) -> bool {
+        self.may_have_executed() && (!self.read_absent || committed_elsewhere)
     }
 
     /// The key may hold an execution no answer acknowledged: a lookup that found nothing
@@ -502,7 +505,7 @@ mod tests {
     #[test]
     fn in_flight_keeps_a_key_open() {
         let f = facts(&[rec(0, 0, Code::InFlight, 0, false)], true);
-        assert!(f.indeterminate());
+        assert!(f.indeterminate(false));
     }
 
     #[test]
@@ -513,13 +516,15 @@ mod tests {
         };
         let cut = [rec(0, 0, Code::Timeout, 0, false), lookup(90)];
         let f = facts(&cut, true);
-        assert!(f.read_absent && !f.indeterminate());
+        assert!(f.read_absent && !f.indeterminate(false));
         assert!(f.may_have_executed(), "the interval keeps it open");
+        // Another key of the purchase committed: the lookup settles nothing.
+        assert!(f.indeterminate(true));
         // The lookup began before the cut request ended (its invoke 3, the request's end
         // 5): the request may have executed after the read.
         let overlapping = [rec(0, 0, Code::Timeout, 0, false), lookup(3)];
-        assert!(facts(&overlapping, true).indeterminate());
+        assert!(facts(&overlapping, true).indeterminate(false));
         // Without a lookup the key stays open.
-        assert!(facts(&cut[..1], true).indeterminate());
+        assert!(facts(&cut[..1], true).indeterminate(false));
     }
 }

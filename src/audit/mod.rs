@@ -312,6 +312,7 @@ async fn run(
     let mut ending = Ending::default();
     let mut records = 0;
     let mut open = OpenKeys::default();
+    let mut tally_threads = 1;
     if let (Some(history), Some(h)) = (history, header.as_mut()) {
         let clock = Instant::now();
         let intents = match &source {
@@ -319,15 +320,19 @@ async fn run(
             None => 0,
         };
         let records_estimate = history.records_estimate();
-        let n = match parts::count_for(records_estimate, intents, budget_bytes) {
-            1 => 1,
-            // Spilled: parts are tallied `TALLY_THREADS` at a time, each within its share.
-            _ => parts::count_for(
-                records_estimate,
-                intents,
-                budget_bytes / TALLY_THREADS as u64,
-            ),
+        // Spilled, parts are tallied `TALLY_THREADS` at a time, each within its share of
+        // the budget; past `MAX_PARTS` such shares, one at a time within the whole.
+        let (n, threads) = match parts::count_for(records_estimate, intents, budget_bytes) {
+            1 => (1, 1),
+            whole => {
+                let share = budget_bytes / TALLY_THREADS as u64;
+                match parts::count_for(records_estimate, intents, share) {
+                    shared if shared < parts::MAX_PARTS => (shared, TALLY_THREADS),
+                    _ => (whole, 1),
+                }
+            }
         };
+        tally_threads = threads;
         let mut p = Parts::new(n, budget_bytes)?;
         let read = history.split(&mut p)?;
         if h.contract_examples.is_empty() {
@@ -377,7 +382,7 @@ async fn run(
             let clock = Instant::now();
             let compare = source.is_some() && scanned.is_ok();
             let part_count = parts.count();
-            let mut tally = tally_parts(parts, &header, compare, collect_open)?;
+            let mut tally = tally_parts(parts, &header, compare, collect_open, tally_threads)?;
             timings.push(Timing::since(
                 format!("history: group by key and compare, {part_count} part(s)"),
                 clock,
@@ -438,14 +443,24 @@ async fn run(
 /// Threads that group and compare parts at once (each holds one part).
 const TALLY_THREADS: usize = 2;
 
+/// One tallying thread's vectors, reused from part to part.
+#[derive(Default)]
+struct Buffers {
+    records: Vec<crate::history::Record>,
+    facts: Vec<facts::KeyFacts>,
+    intents: Vec<parts::PartIntent>,
+}
+
 /// Group every part's records by key and compare them with its intents (`compare`), one
-/// tally per part, `TALLY_THREADS` parts at a time, added up in part order: the same
-/// tally as one pass over the parts in order.
+/// tally per part, `threads` parts at a time (a round), added up in part order after each
+/// round: the same tally as one pass over the parts in order, with at most `threads`
+/// parts and tallies held at once.
 fn tally_parts(
     parts: Parts,
     header: &Header,
     compare: bool,
     collect_open: bool,
+    threads: usize,
 ) -> Result<history_checks::Tally, AuditError> {
     let count = parts.count();
     let marked = header.replay_marker != "none";
@@ -454,52 +469,53 @@ fn tally_parts(
         false => history_checks::Tally::default(),
     };
     let parts = std::sync::Mutex::new(parts);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let tallies: Vec<std::sync::Mutex<Option<history_checks::Tally>>> =
-        (0..count).map(|_| std::sync::Mutex::new(None)).collect();
-    // One worker's loop; its vectors are reused from part to part.
-    let work = || -> Result<(), AuditError> {
-        let (mut records, mut facts, mut intents) = (Vec::new(), Vec::new(), Vec::new());
-        loop {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if i >= count {
-                return Ok(());
+    let one = |i: usize, b: &mut Buffers| -> Result<history_checks::Tally, AuditError> {
+        {
+            let mut parts = parts.lock().unwrap_or_else(|p| p.into_inner());
+            parts.take_records(i, &mut b.records)?;
+            if compare {
+                parts.take_intents(i, &mut b.intents)?;
             }
-            {
-                let mut parts = parts.lock().unwrap_or_else(|p| p.into_inner());
-                parts.take_records(i, &mut records)?;
-                if compare {
-                    parts.take_intents(i, &mut intents)?;
-                }
-            }
-            facts::key_facts(&mut records, marked, &mut facts);
-            let intents = match compare {
-                true => {
-                    intents.sort_unstable_by_key(|d: &parts::PartIntent| d.id);
-                    Some(intents.as_slice())
-                }
-                false => None,
-            };
-            let mut tally = new_tally();
-            tally.part(header, &facts, intents);
-            *tallies[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(tally);
         }
+        facts::key_facts(&mut b.records, marked, &mut b.facts);
+        let intents = match compare {
+            true => {
+                b.intents.sort_unstable_by_key(|d| d.id);
+                Some(b.intents.as_slice())
+            }
+            false => None,
+        };
+        let mut tally = new_tally();
+        tally.part(header, &b.facts, intents);
+        Ok(tally)
     };
-    match count {
-        1 => work()?,
-        _ => std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..TALLY_THREADS).map(|_| scope.spawn(work)).collect();
-            workers.into_iter().try_for_each(|w| {
-                w.join().unwrap_or_else(|_| {
-                    Err(std::io::Error::other("a tally thread panicked").into())
-                })
-            })
-        })?,
-    }
+    let mut buffers: Vec<Buffers> = (0..threads.clamp(1, count.max(1)))
+        .map(|_| Buffers::default())
+        .collect();
     let mut total = new_tally();
-    for t in tallies {
-        if let Some(t) = t.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            total.absorb(t);
+    for round in (0..count).step_by(buffers.len()) {
+        let ids = round..(round + buffers.len()).min(count);
+        let tallies: Vec<Result<history_checks::Tally, AuditError>> = if ids.len() == 1 {
+            vec![one(round, &mut buffers[0])]
+        } else {
+            std::thread::scope(|scope| {
+                let running: Vec<_> = ids
+                    .zip(buffers.iter_mut())
+                    .map(|(i, b)| scope.spawn(move || one(i, b)))
+                    .collect();
+                // Every thread joined before any error is returned.
+                running
+                    .into_iter()
+                    .map(|t| {
+                        t.join().unwrap_or_else(|_| {
+                            Err(std::io::Error::other("a tally thread panicked").into())
+                        })
+                    })
+                    .collect()
+            })
+        };
+        for t in tallies {
+            total.absorb(t?);
         }
     }
     Ok(total)

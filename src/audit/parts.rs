@@ -16,10 +16,10 @@ use crate::history::{RECORD_BYTES, Record};
 /// Bytes an audit may hold for the history's records, their facts and the intents of one
 /// part, by default: the rest of the audit (catalog, commit-sized state checks) is small.
 pub const DEFAULT_BUDGET_BYTES: u64 = 128 << 20;
-/// Most parts: three files each (records and two intent lanes), so the count (600) stays
+/// Most parts: three files each (records and two intent lanes), so the count (768) stays
 /// below a process's usual limit of 1024 open files. A history past `MAX_PARTS` × budget
 /// makes parts larger than the budget.
-pub const MAX_PARTS: usize = 200;
+pub const MAX_PARTS: usize = 256;
 /// What one record costs in memory while its part is grouped: the record and, at worst,
 /// a key's facts of its own.
 const BYTES_PER_RECORD: u64 = 128;
@@ -235,6 +235,15 @@ impl Parts {
     /// allocation reused).
     pub fn take_intents(&mut self, i: usize, out: &mut Vec<PartIntent>) -> io::Result<()> {
         out.clear();
+        // Every lane's share reserved at once: the vector grows once.
+        let mut bytes = 0;
+        for lane in &mut self.lanes {
+            if let LaneStore::Files(files) = &mut lane.store {
+                files[i].flush()?;
+                bytes += files[i].get_ref().metadata()?.len();
+            }
+        }
+        out.reserve(usize::try_from(bytes / INTENT_BYTES as u64).unwrap_or(0));
         for (lane_i, lane) in self.lanes.iter_mut().enumerate() {
             match (&mut lane.store, &self.dir) {
                 (LaneStore::Memory(intents), _) if out.is_empty() => std::mem::swap(out, intents),

@@ -275,7 +275,7 @@ impl Source {
 }
 
 /// `[low, high]` cut into `n` contiguous, inclusive ranges of nearly equal width that
-/// cover it exactly (the last ones empty when there are fewer rowids than ranges).
+/// cover it exactly (some empty when there are fewer rowids than ranges).
 fn rowid_shares(low: i64, high: i64, n: usize) -> Vec<(i64, i64)> {
     let width = i128::from(high) - i128::from(low) + 1;
     let n128 = n.max(1) as i128;

@@ -24,8 +24,8 @@ pub fn id_hash(id: &str) -> u64 {
 }
 
 /// A hash of the answer's values: fields in name order (the map keeps them sorted), each
-/// value in one canonical form (strings unescaped, numbers by their decimal value, other
-/// scalars as written; objects and arrays re-written with sorted keys), the body's replay
+/// value in one canonical form (strings unescaped, numbers by their decimal value, exactly
+/// at the top level and as f64 inside objects and arrays, other scalars as written; objects and arrays re-written with sorted keys), the body's replay
 /// marker left out. No layout survives, so two answers hash alike exactly when their values are.
 pub(super) fn semantic_hash(fields: &BTreeMap<&str, &RawValue>, marker: Option<&str>) -> u64 {
     let mut h = StreamHash::default();
@@ -84,6 +84,8 @@ fn write_canonical(value: &Value, out: &mut String) {
             }
             out.push(']');
         }
+        // Inside an object or array a number has been read as an integer or an f64 (no
+        // arbitrary precision): equal to 17 significant digits, as a store keeps it.
         Value::Number(n) => {
             let text = n.to_string();
             out.push_str(canonical_number(&text).as_deref().unwrap_or(&text));

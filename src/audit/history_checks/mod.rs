@@ -224,7 +224,9 @@ impl Tally {
 
     /// `alone`: no database to hold the answers to (the history's evidence decides).
     fn clients(&mut self, h: &Header, facts: &[KeyFacts], alone: bool) {
-        for f in facts {
+        // A purchase's keys are adjacent (facts are in key order).
+        let purchases = facts.chunk_by(|a, b| (a.id.0, a.id.1) == (b.id.0, b.id.1));
+        for (f, purchase) in purchases.flat_map(|p| p.iter().map(move |f| (f, p))) {
             self.keys += 1;
             // Two executions under one key are a duplicate settlement whoever sent it.
             if f.executions > 1 && alone {
@@ -235,7 +237,8 @@ impl Tally {
             if f.persona != Persona::Probe {
                 self.promises(f);
             }
-            if f.indeterminate() {
+            let committed_elsewhere = purchase.iter().any(|g| g.id != f.id && g.acked_commit);
+            if f.indeterminate(committed_elsewhere) {
                 self.unresolved.add(f.id);
                 if let Some(open) = self.open.as_mut() {
                     open.push(OpenKey {
@@ -403,6 +406,41 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key rotator's purchase: key 0 cut, then read absent; key 1 committed. The lookup
+    /// settles key 0 only while no other key of the purchase committed.
+    #[test]
+    fn a_key_read_absent_stays_open_when_another_key_of_its_purchase_committed() {
+        use crate::history::{Code, Op, Record};
+        let rec = |variant: u8, invoke_ms: u32, code: Code, op: Op| Record {
+            agent: 3,
+            variant,
+            invoke_ms,
+            complete_ms: invoke_ms + 5,
+            code,
+            op,
+            persona: Persona::KeyRotator,
+            response_hash: if code == Code::Committed { 11 } else { 0 },
+            semantic_hash: if code == Code::Committed { 11 } else { 0 },
+            execution: if code == Code::Committed { 7 } else { 0 },
+            ..Record::for_tests()
+        };
+        let unresolved = |records: &mut Vec<Record>| {
+            let mut facts = Vec::new();
+            super::super::facts::key_facts(records, true, &mut facts);
+            let mut tally = Tally::default();
+            tally.part(&Header::for_tests(), &facts, None);
+            tally.unresolved.count()
+        };
+        let cut_then_absent = [
+            rec(0, 0, Code::Timeout, Op::Commit),
+            rec(0, 90, Code::Absent, Op::FinalRead),
+        ];
+        assert_eq!(unresolved(&mut cut_then_absent.to_vec()), 0);
+        let mut rotated = cut_then_absent.to_vec();
+        rotated.push(rec(1, 20, Code::Committed, Op::Commit));
+        assert_eq!(unresolved(&mut rotated), 1);
+    }
 
     #[test]
     fn our_phantoms_come_before_foreign_ones() {
