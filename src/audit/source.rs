@@ -204,10 +204,16 @@ impl Source {
                         })
                     })
                     .collect();
-                for r in running {
-                    r.join()
-                        .map_err(|_| DbError::Other("a scanning thread panicked".into()))??;
-                }
+                // Every thread joined before any error is returned.
+                let joined: Vec<Result<(), DbError>> = running
+                    .into_iter()
+                    .map(|r| {
+                        r.join().unwrap_or_else(|_| {
+                            Err(DbError::Other("a scanning thread panicked".into()))
+                        })
+                    })
+                    .collect();
+                joined.into_iter().collect::<Result<(), DbError>>()?;
                 Ok(true)
             })
         })
