@@ -443,7 +443,7 @@ async fn run(
 /// Threads that group and compare parts at once (each holds one part).
 const TALLY_THREADS: usize = 2;
 
-/// One tallying thread's vectors, reused from part to part.
+/// One tallying thread's vectors, the facts and intents reused from part to part.
 #[derive(Default)]
 struct Buffers {
     records: Vec<crate::history::Record>,
@@ -470,16 +470,20 @@ fn tally_parts(
     };
     let parts = std::sync::Mutex::new(parts);
     let one = |i: usize, b: &mut Buffers| -> Result<history_checks::Tally, AuditError> {
-        {
-            let mut parts = parts.lock().unwrap_or_else(|p| p.into_inner());
-            parts.take_records(i, &mut b.records)?;
-            if compare {
-                parts.take_intents(i, &mut b.intents)?;
-            }
-        }
+        parts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take_records(i, &mut b.records)?;
         facts::key_facts(&mut b.records, marked, &mut b.facts);
+        // The records are let go before the intents come: a part holds its facts beside
+        // one of the two, as the budget counts it.
+        b.records = Vec::new();
         let intents = match compare {
             true => {
+                parts
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take_intents(i, &mut b.intents)?;
                 b.intents.sort_unstable_by_key(|d| d.id);
                 Some(b.intents.as_slice())
             }

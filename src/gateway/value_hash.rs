@@ -46,8 +46,8 @@ pub(super) fn semantic_hash(fields: &BTreeMap<&str, &RawValue>, marker: Option<&
                 Ok(s) => h.write(Value::String(s).to_string().as_bytes()),
                 Err(_) => h.write(t.as_bytes()),
             },
-            Some(b'-' | b'0'..=b'9') => match canonical_number(t) {
-                Some(n) => h.write(n.as_bytes()),
+            Some(b'-' | b'0'..=b'9') => match Number::parse(t) {
+                Some(n) => n.write(|b| h.write(b)),
                 None => h.write(t.as_bytes()),
             },
             _ => h.write(t.as_bytes()),
@@ -96,53 +96,104 @@ fn write_canonical(value: &Value, out: &mut String) {
 
 /// A JSON number by its exact decimal value, in one form: `0`, or a sign, the significant
 /// digits (no leading or trailing zeros) and a power of ten (`1000`, `1e3`, `1000.0` and
-/// `1.0E+3` are all `1e3`; `0.10` and `1e-1` are `1e-1`). `None` when `text` is not a JSON
-/// number or its exponent does not fit (then the text stands for itself).
-fn canonical_number(text: &str) -> Option<String> {
-    let (negative, rest) = match text.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, text),
-    };
-    let (mantissa, exponent) = match rest.find(['e', 'E']) {
-        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-        None => (rest, None),
-    };
-    let (int, frac) = match mantissa.split_once('.') {
-        Some((i, f)) => (i, Some(f)),
-        None => (mantissa, None),
-    };
-    let is_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !is_digits(int)
-        || (int.len() > 1 && int.starts_with('0'))
-        || frac.is_some_and(|f| !is_digits(f))
-    {
-        return None;
-    }
-    let mut power: i64 = match exponent {
-        None => 0,
-        Some(e) => {
-            let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
-            if !is_digits(digits) || digits.len() > 15 {
-                return None;
-            }
-            let n: i64 = digits.parse().ok()?;
-            if e.starts_with('-') { -n } else { n }
+/// `1.0E+3` are all `1.e3`; `0.10` and `1e-1` are `1.e-1`). `None` when `text` is not a
+/// JSON number or its exponent does not fit (then the text stands for itself). Read in
+/// place: writing it (`write`) allocates nothing, as every answer's numbers are hashed.
+struct Number<'a> {
+    negative: bool,
+    /// The significant digits, in at most two pieces of the text (before and after its
+    /// point); both empty for zero.
+    digits: [&'a str; 2],
+    /// The power of ten of the first significant digit.
+    power: i64,
+}
+
+impl<'a> Number<'a> {
+    fn parse(text: &'a str) -> Option<Number<'a>> {
+        let (negative, rest) = match text.strip_prefix('-') {
+            Some(r) => (true, r),
+            None => (false, text),
+        };
+        let (mantissa, exponent) = match rest.find(['e', 'E']) {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        let (int, frac) = match mantissa.split_once('.') {
+            Some((i, f)) => (i, Some(f)),
+            None => (mantissa, None),
+        };
+        let is_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !is_digits(int)
+            || (int.len() > 1 && int.starts_with('0'))
+            || frac.is_some_and(|f| !is_digits(f))
+        {
+            return None;
         }
-    };
-    let frac = frac.unwrap_or("");
-    // Every digit, the point after `int`: value = digits × 10^(power − frac.len()).
-    let all = format!("{int}{frac}");
-    power -= frac.len() as i64;
-    let significant = all.trim_start_matches('0');
-    if significant.is_empty() {
-        return Some("0".into());
+        let exponent: i64 = match exponent {
+            None => 0,
+            Some(e) => {
+                let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+                if !is_digits(digits) || digits.len() > 15 {
+                    return None;
+                }
+                let n: i64 = digits.parse().ok()?;
+                if e.starts_with('-') { -n } else { n }
+            }
+        };
+        let frac = frac.unwrap_or("");
+        // The digits are `int` then `frac`. JSON gives `int` no leading zero unless it is
+        // "0": the first significant digit is its first, or the first non-zero of `frac`.
+        let (digits, power) = if int != "0" {
+            let digits = match frac.trim_end_matches('0') {
+                "" => [int.trim_end_matches('0'), ""],
+                frac => [int, frac],
+            };
+            (digits, exponent + int.len() as i64 - 1)
+        } else {
+            match frac.find(|c| c != '0') {
+                None => (["", ""], 0),
+                Some(k) => (
+                    ["", frac[k..].trim_end_matches('0')],
+                    exponent - k as i64 - 1,
+                ),
+            }
+        };
+        Some(Number {
+            negative: negative && digits != ["", ""],
+            digits,
+            power,
+        })
     }
-    let trimmed = significant.trim_end_matches('0');
-    power += (significant.len() - trimmed.len()) as i64;
-    // As d.ddd × 10^p: the point after the first significant digit.
-    power += trimmed.len() as i64 - 1;
-    let sign = if negative { "-" } else { "" };
-    Some(format!("{sign}{}.{}e{power}", &trimmed[..1], &trimmed[1..]))
+
+    /// The canonical form, piece by piece.
+    fn write(&self, mut out: impl FnMut(&[u8])) {
+        let [int, frac] = self.digits;
+        if int.is_empty() && frac.is_empty() {
+            out(b"0");
+            return;
+        }
+        if self.negative {
+            out(b"-");
+        }
+        let (first, rest) = match int.is_empty() {
+            true => (&frac[..1], ["", &frac[1..]]),
+            false => (&int[..1], [&int[1..], frac]),
+        };
+        out(first.as_bytes());
+        out(b".");
+        out(rest[0].as_bytes());
+        out(rest[1].as_bytes());
+        out(b"e");
+        out(itoa::Buffer::new().format(self.power).as_bytes());
+    }
+}
+
+/// `Number`'s canonical form as a string (nested values, already re-written).
+fn canonical_number(text: &str) -> Option<String> {
+    let n = Number::parse(text)?;
+    let mut out = Vec::new();
+    n.write(|b| out.extend_from_slice(b));
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
