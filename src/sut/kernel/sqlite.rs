@@ -38,10 +38,16 @@ pub struct SqliteKernel {
     next: AtomicUsize,
     /// Reader connections kept between lookups (opening one costs more than the lookup).
     readers: std::sync::Arc<std::sync::Mutex<Vec<Connection>>>,
+    /// One permit per reader connection: lookups beyond wait their turn here rather than
+    /// each taking a blocking thread and a connection of its own.
+    reader_permits: tokio::sync::Semaphore,
 }
 
-/// Reader connections kept idle (one per concurrent lookup beyond is opened and closed).
-const MAX_IDLE_READERS: usize = 32;
+/// Lookups run at once, and so reader connections and blocking threads held for them.
+/// Each connection keeps its own page cache and each thread its own allocator arena: 32
+/// at once (the end-of-run final reads) took 170 threads and over 100 MB of a 10M-agent
+/// run; on two cores more than a handful of concurrent B-tree lookups only queue anyway.
+const MAX_READERS: usize = 8;
 
 /// BUSY (another writer) and BUSY_SNAPSHOT (our snapshot is stale) are SQLite's
 /// serialization conflicts.
@@ -93,6 +99,7 @@ impl SqliteKernel {
             lanes,
             next: AtomicUsize::new(0),
             readers: Default::default(),
+            reader_permits: tokio::sync::Semaphore::new(MAX_READERS),
         })
     }
 
@@ -124,6 +131,11 @@ impl SqliteKernel {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, KernelError> {
+        let _permit = self
+            .reader_permits
+            .acquire()
+            .await
+            .map_err(|_| KernelError::Unavailable("the SQLite readers have stopped".into()))?;
         let (path, readers) = (self.path.clone(), self.readers.clone());
         tokio::task::spawn_blocking(move || {
             let idle = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
@@ -135,7 +147,7 @@ impl SqliteKernel {
             // reader never keeps the WAL from being checkpointed.
             let result = f(&conn).map_err(db_error);
             let mut idle = readers.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < MAX_IDLE_READERS {
+            if idle.len() < MAX_READERS {
                 idle.push(conn);
             }
             result
@@ -395,4 +407,48 @@ pub fn bare_loop(
         conn.execute_batch("COMMIT").map_err(db_error)?;
     }
     Ok((committed, declined))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::addr::DbUrl;
+    use crate::sut::db::Database;
+
+    /// Hundreds of lookups at once never run more than `MAX_READERS` at a time, and never
+    /// leave more connections open than that.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lookups_beyond_the_readers_wait_their_turn() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("swarm.db");
+        let db = Database::connect(&DbUrl::sqlite(path.clone())).expect("connect");
+        db.init().await.expect("init");
+        let kernel = Arc::new(SqliteKernel::open(&path, &KernelConfig::default()).expect("open"));
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut tasks = Vec::new();
+        for _ in 0..200 {
+            let (kernel, running, most) = (kernel.clone(), running.clone(), most.clone());
+            tasks.push(tokio::spawn(async move {
+                kernel
+                    .read(move |conn| {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(2));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        conn.query_row("SELECT COUNT(*) FROM intent", [], |r| r.get::<_, i64>(0))
+                    })
+                    .await
+            }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.expect("task").expect("read"), 0);
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!(most <= MAX_READERS, "{most} lookups ran at once");
+        let idle = kernel.readers.lock().expect("readers").len();
+        assert!(idle <= MAX_READERS, "{idle} connections kept");
+    }
 }
