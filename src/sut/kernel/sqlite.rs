@@ -40,7 +40,7 @@ pub struct SqliteKernel {
     readers: std::sync::Arc<std::sync::Mutex<Vec<Connection>>>,
     /// One permit per reader connection: lookups beyond wait their turn here rather than
     /// each taking a blocking thread and a connection of its own.
-    reader_permits: tokio::sync::Semaphore,
+    reader_permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// Lookups run at once, and so reader connections and blocking threads held for them.
@@ -99,7 +99,7 @@ impl SqliteKernel {
             lanes,
             next: AtomicUsize::new(0),
             readers: Default::default(),
-            reader_permits: tokio::sync::Semaphore::new(MAX_READERS),
+            reader_permits: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
         })
     }
 
@@ -131,9 +131,12 @@ impl SqliteKernel {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, KernelError> {
-        let _permit = self
+        // The permit goes into the closure: a caller that gives up (a client gone away, a
+        // timeout) leaves the lookup running on its thread, and the permit with it.
+        let permit = self
             .reader_permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| KernelError::Unavailable("the SQLite readers have stopped".into()))?;
         let (path, readers) = (self.path.clone(), self.readers.clone());
@@ -150,6 +153,8 @@ impl SqliteKernel {
             if idle.len() < MAX_READERS {
                 idle.push(conn);
             }
+            drop(idle);
+            drop(permit);
             result
         })
         .await
@@ -419,7 +424,8 @@ mod tests {
     use crate::sut::db::Database;
 
     /// Hundreds of lookups at once never run more than `MAX_READERS` at a time, and never
-    /// leave more connections open than that.
+    /// leave more connections open than that, even when half their callers give up while
+    /// the lookup still runs (a client gone away).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn lookups_beyond_the_readers_wait_their_turn() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -429,22 +435,35 @@ mod tests {
         let kernel = Arc::new(SqliteKernel::open(&path, &KernelConfig::default()).expect("open"));
         let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let mut tasks = Vec::new();
-        for _ in 0..200 {
+        for i in 0..200 {
             let (kernel, running, most) = (kernel.clone(), running.clone(), most.clone());
             tasks.push(tokio::spawn(async move {
-                kernel
-                    .read(move |conn| {
-                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                        most.fetch_max(now, Ordering::SeqCst);
-                        std::thread::sleep(Duration::from_millis(2));
-                        running.fetch_sub(1, Ordering::SeqCst);
-                        conn.query_row("SELECT COUNT(*) FROM intent", [], |r| r.get::<_, i64>(0))
-                    })
-                    .await
+                let read = kernel.read(move |conn| {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(5));
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    conn.query_row("SELECT COUNT(*) FROM intent", [], |r| r.get::<_, i64>(0))
+                });
+                match i % 2 {
+                    0 => Some(read.await),
+                    _ => tokio::time::timeout(Duration::from_millis(1), read)
+                        .await
+                        .ok(),
+                }
             }));
         }
         for task in tasks {
-            assert_eq!(task.await.expect("task").expect("read"), 0);
+            if let Some(read) = task.await.expect("task") {
+                assert_eq!(read.expect("read"), 0);
+            }
+        }
+        // Lookups whose callers gave up may still be running: wait for the last to end.
+        for _ in 0..1000 {
+            if running.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let most = most.load(Ordering::SeqCst);
         assert!(most <= MAX_READERS, "{most} lookups ran at once");
