@@ -133,10 +133,12 @@ impl<'a> Number<'a> {
             None => 0,
             Some(e) => {
                 let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
-                if !is_digits(digits) || digits.len() > 15 {
+                // Leading zeros are allowed in a JSON exponent and say nothing.
+                let significant = digits.trim_start_matches('0');
+                if !is_digits(digits) || significant.len() > 15 {
                     return None;
                 }
-                let n: i64 = digits.parse().ok()?;
+                let n: i64 = significant.parse().unwrap_or(0);
                 if e.starts_with('-') { -n } else { n }
             }
         };
@@ -212,6 +214,8 @@ mod tests {
             ("0", "-0"),
             ("0", "0.000e5"),
             ("-25", "-2.5e1"),
+            ("10", "1e0000000000000001"),
+            ("1", "1E-0000"),
             (
                 "123456789012345678901234567890",
                 "1.2345678901234567890123456789e29",
