@@ -26,8 +26,14 @@ BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)"
 if [[ ${#missing[@]} -gt 0 ]]; then
     log "installing ${missing[*]} with apt-get"
     if [[ "$(id -u)" -ne 0 ]]; then SUDO=sudo; else SUDO=""; fi
-    $SUDO apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >&2
+    # Clusters started at once (tests run in parallel) install one after the other: apt
+    # refuses a second apt-get while the first holds its lock. apt-get install is a no-op
+    # for whatever the one before put there.
+    (
+        flock 9
+        $SUDO apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >&2
+    ) 9>"${TMPDIR:-/tmp}/swarm-pg-ha-apt.lock"
     BIN="$(ls -d /usr/lib/postgresql/*/bin | tail -1)"
 fi
 # The packages may start their own services; this cluster is ours alone.

@@ -18,6 +18,10 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# The Patroni cluster of tests/pg_ha.rs (scripts/pg-ha-up.sh), installed here once rather
+# than by each test's cluster at the same moment.
+command -v patroni >/dev/null 2>&1 || missing+=(patroni)
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 # The documentation's examples (README.md and docs/*.md, run by tests/readme.rs) use curl.
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 # …and openssl (the CLI) makes the certificate of the HTTPS example in docs/endpoints.md.
