@@ -196,6 +196,8 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
             });
         }
     };
+    // The run's connections are closed by now: what they held goes back before the audit.
+    crate::give_back_c_heap();
     let _ = phase.send(Phase::Auditing);
     if let Some(o) = &observers {
         o.phase("auditing");
