@@ -443,10 +443,10 @@ async fn run(
 /// Threads that group and compare parts at once (each holds one part).
 const TALLY_THREADS: usize = 2;
 
-/// One tallying thread's vectors, the facts and intents reused from part to part.
+/// One tallying thread's vectors, the facts and intents reused from part to part (a
+/// part's records are let go before its intents come, so theirs is not kept).
 #[derive(Default)]
 struct Buffers {
-    records: Vec<crate::history::Record>,
     facts: Vec<facts::KeyFacts>,
     intents: Vec<parts::PartIntent>,
 }
@@ -470,14 +470,15 @@ fn tally_parts(
     };
     let parts = std::sync::Mutex::new(parts);
     let one = |i: usize, b: &mut Buffers| -> Result<history_checks::Tally, AuditError> {
+        let mut records = Vec::new();
         parts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take_records(i, &mut b.records)?;
-        facts::key_facts(&mut b.records, marked, &mut b.facts);
+            .take_records(i, &mut records)?;
+        facts::key_facts(&mut records, marked, &mut b.facts);
         // The records are let go before the intents come: a part holds its facts beside
         // one of the two, as the budget counts it.
-        b.records = Vec::new();
+        drop(records);
         let intents = match compare {
             true => {
                 parts

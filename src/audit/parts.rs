@@ -210,8 +210,7 @@ impl Parts {
         &mut self.lanes
     }
 
-    /// Part `i`'s records, handed over into `out` (cleared first; its allocation is
-    /// reused from part to part, so later parts touch no fresh memory).
+    /// Part `i`'s records, handed over into `out` (cleared first).
     pub fn take_records(&mut self, i: usize, out: &mut Vec<Record>) -> io::Result<()> {
         out.clear();
         match (&mut self.records, &self.dir) {
@@ -251,8 +250,8 @@ impl Parts {
             match (&mut lane.store, &self.dir) {
                 (LaneStore::Memory(intents), _) if out.is_empty() => std::mem::swap(out, intents),
                 (LaneStore::Memory(intents), _) => out.append(intents),
-                (LaneStore::Files(files), Some(dir)) => {
-                    files[i].flush()?;
+                // Flushed above, when its length was taken.
+                (LaneStore::Files(_), Some(dir)) => {
                     read_back(
                         dir,
                         &format!("intents-{lane_i}-{i}"),

@@ -24,9 +24,10 @@ pub fn id_hash(id: &str) -> u64 {
 }
 
 /// A hash of the answer's values: fields in name order (the map keeps them sorted), each
-/// value in one canonical form (strings unescaped, numbers by their decimal value, exactly
-/// at the top level and as f64 inside objects and arrays, other scalars as written; objects and arrays re-written with sorted keys), the body's replay
-/// marker left out. No layout survives, so two answers hash alike exactly when their values are.
+/// value in one canonical form (strings unescaped; numbers by their decimal value, exactly
+/// at the top level and as f64 inside objects and arrays; other scalars as written;
+/// objects and arrays re-written with sorted keys), the body's replay marker left out. No
+/// layout survives, so two answers hash alike exactly when their values are.
 pub(super) fn semantic_hash(fields: &BTreeMap<&str, &RawValue>, marker: Option<&str>) -> u64 {
     let mut h = StreamHash::default();
     for (name, raw) in fields.iter().filter(|(name, _)| Some(**name) != marker) {
