@@ -177,23 +177,11 @@ impl Tally {
             e.0 += units;
             e.1 += n;
         }
-        for (mine, theirs) in [
-            (&mut self.acked_spend, acked_spend),
-            (&mut self.interval_claimed, interval_claimed),
-            (&mut self.phantom_claimed, phantom_claimed),
-        ] {
-            for (k, v) in theirs {
-                *mine.entry(k).or_default() += v;
-            }
-        }
-        for (mine, theirs) in [
-            (&mut self.interval_acked, interval_acked),
-            (&mut self.interval_open, interval_open),
-        ] {
-            for (k, v) in theirs {
-                *mine.entry(k).or_default() += v;
-            }
-        }
+        add_into(&mut self.acked_spend, acked_spend);
+        add_into(&mut self.interval_claimed, interval_claimed);
+        add_into(&mut self.phantom_claimed, phantom_claimed);
+        add_into(&mut self.interval_acked, interval_acked);
+        add_into(&mut self.interval_open, interval_open);
         self.per_purchase_acked.merge(per_purchase_acked);
         self.per_purchase_db.merge(per_purchase_db);
     }
@@ -403,6 +391,13 @@ impl Tally {
     }
 }
 
+/// Sums by key: `theirs` added into `mine`.
+fn add_into<K: std::hash::Hash + Eq>(mine: &mut HashMap<K, i64>, theirs: HashMap<K, i64>) {
+    for (k, v) in theirs {
+        *mine.entry(k).or_default() += v;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,6 +435,106 @@ mod tests {
         let mut rotated = cut_then_absent.to_vec();
         rotated.push(rec(1, 20, Code::Committed, Op::Commit));
         assert_eq!(unresolved(&mut rotated), 1);
+    }
+
+    /// Parts tallied apart and added up (`absorb`) find what one tally of them all finds:
+    /// every check, count and example, against the database's intents and without them.
+    #[test]
+    fn tallies_added_up_equal_one_tally_of_every_part() {
+        use crate::history::{Code, Ending, Record};
+        let records: Vec<Record> = (0..60u32)
+            .flat_map(|agent| {
+                let code = [Code::Committed, Code::OutOfStock, Code::Timeout][agent as usize % 3];
+                let answered = code != Code::Timeout;
+                let hash = if answered { u64::from(agent) + 1 } else { 0 };
+                let first = Record {
+                    agent,
+                    item: (agent % 2) as u16,
+                    mandate: agent % 4,
+                    quantity: (1 + agent % 3) as u16,
+                    code,
+                    response_hash: hash,
+                    semantic_hash: hash,
+                    execution: hash,
+                    ..Record::for_tests()
+                };
+                // Every fifth agent sends twice; every seventh's second answer names
+                // another execution, so the examples have something to keep.
+                let twin = Record {
+                    seq: 1,
+                    execution: if agent % 7 == 0 { hash + 1000 } else { hash },
+                    ..first
+                };
+                std::iter::once(first).chain((agent % 5 == 0).then_some(twin))
+            })
+            .collect();
+        let intents: Vec<PartIntent> = (0..60u32)
+            .filter(|a| a % 3 != 1)
+            .map(|agent| PartIntent {
+                id: (agent, 0, 0),
+                committed: agent % 3 == 0 || agent % 4 == 0,
+                quantity: i64::from(1 + agent % 3),
+                amount_minor: 2500,
+                snapshot_hash: u64::from(agent) + 1,
+                item: agent % 2,
+            })
+            .collect();
+        let mut h = Header::for_tests();
+        h.items = vec!["i".into(), "j".into()];
+        let tally_of = |records: &[Record], intents: &[PartIntent]| {
+            let (mut records, mut facts) = (records.to_vec(), Vec::new());
+            super::super::facts::key_facts(&mut records, true, &mut facts);
+            let mut t = Tally::default();
+            t.part(&h, &facts, Some(intents));
+            t
+        };
+        // Every field, the maps in key order (a map's own order depends on its history).
+        let findings = |mut t: Tally| {
+            fn sorted<K: Ord + std::fmt::Debug, V: std::fmt::Debug>(
+                m: &mut HashMap<K, V>,
+            ) -> String {
+                let text = format!(
+                    "{:?}",
+                    m.iter().collect::<std::collections::BTreeMap<_, _>>()
+                );
+                m.clear();
+                text
+            }
+            let maps = [
+                sorted(&mut t.acked_units),
+                sorted(&mut t.acked_spend),
+                sorted(&mut t.interval_acked),
+                sorted(&mut t.interval_open),
+                sorted(&mut t.interval_claimed),
+                sorted(&mut t.phantom_claimed),
+            ];
+            let checks = format!("{:?}", t.history_only(&h, &Ending::default()));
+            format!("{t:?}\n{maps:?}\n{checks}")
+        };
+        let whole = tally_of(&records, &intents);
+        // Three parts by agent, as `parts` splits them (an agent's keys in one part).
+        let mut added = Tally::default();
+        for part in [0..20u32, 20..45, 45..60] {
+            let rs: Vec<Record> = records
+                .iter()
+                .filter(|r| part.contains(&r.agent))
+                .copied()
+                .collect();
+            let ds: Vec<PartIntent> = intents
+                .iter()
+                .filter(|d| part.contains(&d.id.0))
+                .copied()
+                .collect();
+            added.absorb(tally_of(&rs, &ds));
+        }
+        // Something to add up: findings with examples, and units on both items.
+        assert!(
+            whole.unresolved.count() > 10
+                && whole.replay_not_marked.count() > 0
+                && whole.interval_claimed.len() == 2,
+            "{whole:?}"
+        );
+        assert_eq!(findings(added), findings(whole));
     }
 
     #[test]
