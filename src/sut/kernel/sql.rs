@@ -21,14 +21,14 @@ impl Sql {
             sqlite: SqliteSql {
                 lookup: "SELECT fingerprint, snapshot FROM intent WHERE idem_key = ?1".into(),
                 stock: Take {
-                    candidates: "SELECT bucket_id FROM bucket WHERE item_id = ?1 AND available >= ?2"
+                    candidates: "SELECT bucket_id, available FROM bucket WHERE item_id = ?1 AND available >= ?2"
                         .into(),
                     take: "UPDATE bucket SET available = available - ?2 WHERE bucket_id = ?1 AND available >= ?2"
                         .into(),
                 },
                 funds: Take {
                     candidates:
-                        "SELECT shard_id FROM mandate_shard WHERE mandate_id = ?1 AND remaining >= ?2"
+                        "SELECT shard_id, remaining FROM mandate_shard WHERE mandate_id = ?1 AND remaining >= ?2"
                             .into(),
                     take: "UPDATE mandate_shard SET remaining = remaining - ?2 WHERE shard_id = ?1 AND remaining >= ?2"
                         .into(),
@@ -84,8 +84,9 @@ pub struct SqliteSql {
     pub keep_committed: Vec<String>,
 }
 
-/// Where a purchase takes from: the candidate rows of owner `?1` that could give `?2`, and
-/// the conditional decrement of row `?1` by `?2` (1 row changed: taken).
+/// Where a purchase takes from: the candidate rows of owner `?1` that could give `?2` (each
+/// row's id and the value it holds), and the conditional decrement of row `?1` by `?2` (1
+/// row changed: taken).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Take {
     pub candidates: String,

@@ -107,17 +107,20 @@ pub(super) fn known(
     }))
 }
 
-/// The owner's rows that could give `amount` (`take`'s candidates), in random order.
+/// The owner's rows that could give `amount` (`take`'s candidates), each with the value it
+/// holds, in random order.
 pub(super) fn candidates(
     conn: &Connection,
     pool: &Take,
     owner: &Uuid,
     amount: i64,
     rng: &mut SmallRng,
-) -> Result<Vec<String>, Failure> {
-    let mut rows: Vec<String> = conn
+) -> Result<Vec<(String, i64)>, Failure> {
+    let mut rows: Vec<(String, i64)> = conn
         .prepare_cached(&pool.candidates)?
-        .query_map(params![owner.to_string(), amount], |r| r.get(0))?
+        .query_map(params![owner.to_string(), amount], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
         .collect::<Result<_, _>>()?;
     rows.shuffle(rng);
     Ok(rows)
@@ -236,7 +239,7 @@ fn claim_one(
 ) -> Result<Option<String>, Failure> {
     let candidates = candidates(conn, pool, owner, amount, rng)?;
     let mut take = conn.prepare_cached(&pool.take)?;
-    for row in candidates {
+    for (row, _) in candidates {
         if take.execute(params![row, amount])? == 1 {
             return Ok(Some(row));
         }
