@@ -78,9 +78,10 @@ pub enum SqliteMode {
     Group,
     /// A pool of deferred transactions; snapshot conflicts are retried and counted.
     Optimistic,
-    /// Row-level optimistic concurrency (`occ`): each purchase reads on the snapshot its
-    /// batch starts from, and commits only if the bucket and shard it read are unchanged
-    /// (first committer wins per row); a loser reruns, counted in `attempts`. The default.
+    /// Row-level optimistic concurrency (`occ`): each purchase reads on the state its round
+    /// of the batch starts from, and commits only if the bucket and shard it read are
+    /// unchanged (first committer wins per row); a loser reruns in the next round, counted
+    /// in `attempts`. The default.
     #[default]
     Occ,
 }

@@ -2,7 +2,9 @@
 //! READ and Aurora DSQL behave, with SQLite's one writer.
 //!
 //! The writer takes a batch of purchases and runs it in rounds inside one `BEGIN
-//! IMMEDIATE`. A round first reads every plan of its purchases on the state the round
+//! IMMEDIATE`. A round starts at most as many buyers of an item (and of a mandate) as
+//! there are rows that could give (`Admitted`); the others wait for a later round without
+//! running. It first reads every plan of the purchases it starts on the state the round
 //! starts from (is the key known, which bucket and shard it would take and the value each
 //! had), as concurrent transactions that began together would. It then writes them in
 //! order, each in its own savepoint: a purchase commits only if the bucket and the shard
@@ -18,10 +20,12 @@
 //! Cost: a commit costs about as much as forty declines, so the writer keeps batches from
 //! being tiny (`gather`), asks each question once (`SnapshotReads`: once stock is gone,
 //! every purchase of a batch asks "which bucket of this item has stock?"; an answer is
-//! kept from round to round until a purchase moves a row of its owner), knows a lost row
+//! kept from round to round until a purchase moves a row it names or of its owner), knows a lost row
 //! without asking SQLite (`Moved`), reruns losers at once instead of in a later batch (a
 //! later batch paid the key lookup, the wait and another COMMIT again: 12k commits/s on
-//! `bench-kernel.sh`'s 16 hot buckets against 26k now), and leaves copying the WAL back
+//! `bench-kernel.sh`'s 16 hot buckets against 25k now), starts no buyer that could only
+//! lose (on `contention.toml`'s two buckets in this mode: 0 RETRY_EXHAUSTED instead of
+//! about 460, 25k purchases/s instead of 4.2k), and leaves copying the WAL back
 //! to the database to a thread beside it (`checkpoint`).
 //!
 //! Invariant: the rows a purchase moves are still conditional updates (the `Sql` value's
@@ -43,9 +47,11 @@ use super::sql::{SqliteSql, Take};
 use super::sqlite_steps::{
     Failure, Job, candidates, db_error, known, record_declined, undo_purchase, write_rows,
 };
-use super::{FailureCode, KernelConfig, KernelError, Outcome, Snapshot, cut_error, new_id};
+use super::{
+    FailureCode, KernelConfig, KernelError, Outcome, PurchaseRequest, Snapshot, cut_error, new_id,
+};
 
-/// What a purchase read on its batch's snapshot.
+/// What a purchase read on the state its round starts from.
 enum Plan {
     /// Decided by the key alone: a replay, or the key reused for another payload.
     Known(Result<Snapshot, KernelError>),
@@ -148,6 +154,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, config: &KernelConfig, rng
     let mut results: Vec<Option<Result<Snapshot, KernelError>>> =
         (0..batch.len()).map(|_| None).collect();
     let mut attempts: Vec<u32> = vec![1; batch.len()];
+    let mut looked_up: Vec<bool> = vec![false; batch.len()];
     // Keys this batch has written an intent for: only a twin of one of them needs the key
     // looked up again before it writes.
     let mut written: HashSet<&str> = HashSet::default();
@@ -155,13 +162,30 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, config: &KernelConfig, rng
         let mut round: Vec<usize> = (0..batch.len()).collect();
         let mut reads = SnapshotReads::default();
         while !round.is_empty() {
-            let plans: Vec<Result<Plan, Failure>> = round
-                .iter()
-                .map(|&i| plan(conn, &batch[i], attempts[i] == 1, sql, &mut reads, rng))
-                .collect();
+            // A round starts at most as many buyers of one item (and of one mandate) as it
+            // has rows that could give: no more than that many can win, so more would only
+            // add certain losers. The others wait for a later round without running, as
+            // transactions not yet begun (their attempts are not counted).
+            let mut admitted = Admitted::default();
+            let mut held = Vec::new();
+            let mut plans: Vec<(usize, Result<Plan, Failure>)> = Vec::with_capacity(round.len());
+            for &i in &round {
+                if admitted.full(&reads, &batch[i].req) {
+                    held.push(i);
+                    continue;
+                }
+                let planned = plan(conn, &batch[i], !looked_up[i], sql, &mut reads, rng);
+                looked_up[i] = true;
+                if matches!(planned, Ok(Plan::Buy { .. })) && !admitted.admit(&reads, &batch[i].req)
+                {
+                    held.push(i);
+                    continue;
+                }
+                plans.push((i, planned));
+            }
             let mut moved = Moved::default();
             let mut again = Vec::new();
-            for (&i, plan) in round.iter().zip(plans) {
+            for (i, plan) in plans {
                 let job = &batch[i];
                 let twin = written.contains(job.key.as_str());
                 let end =
@@ -186,6 +210,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, config: &KernelConfig, rng
                 };
             }
             reads.forget(&moved);
+            again.extend(held);
             round = again;
         }
         conn.execute_batch("COMMIT")
@@ -211,10 +236,11 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, config: &KernelConfig, rng
     }
 }
 
-/// What the batch's snapshot holds, read once: the candidate rows of an owner that could
-/// give an amount, with the value each had. Every plan of a batch reads the same snapshot
-/// (nothing is written before the last plan), so two purchases asking the same question get
-/// the same rows; asking once per batch instead of once per purchase is what keeps a batch
+/// What the state a round starts from holds, each question asked once: the candidate rows
+/// of an owner that could give an amount, with the value each had. Every plan of a round
+/// reads the same state (nothing of the round is written before its last plan), so two
+/// purchases asking the same question get the same rows; an answer lasts into later rounds
+/// until `forget` drops it. Asking once instead of once per purchase is what keeps a batch
 /// of declines cheap once stock is gone.
 #[derive(Default)]
 struct SnapshotReads {
@@ -248,6 +274,11 @@ impl Pool {
 impl SnapshotReads {
     /// A row of `owner` that could give `amount`, chosen at random among the pool's
     /// candidates, and its value.
+    /// How many rows of `owner` could give `amount`, as last read (0: not read yet).
+    fn room(&self, pool: Pool, owner: &Uuid, amount: i64) -> usize {
+        self.rows.get(&(pool, *owner, amount)).map_or(0, Vec::len)
+    }
+
     fn choose(
         &mut self,
         conn: &Connection,
@@ -264,12 +295,52 @@ impl SnapshotReads {
         Ok(rows.choose(rng).cloned())
     }
 
-    /// Forget every answer about an owner a purchase of the round moved rows of: the next
-    /// round reads those again. The others still hold: rows change only when a purchase
-    /// of theirs is written (an undone one leaves them as they were).
+    /// Forget every answer that names a row a purchase of the round moved, or that is about
+    /// the owner it bought for: the next round reads those again. The others still hold:
+    /// rows change only when a purchase is written (an undone one leaves them as they
+    /// were). Both, because the statements are a value: a rewritten one may take from a row
+    /// of the owner other than the one chosen, or choose rows of another owner.
     fn forget(&mut self, moved: &Moved) {
-        self.rows
-            .retain(|(pool, owner, _), _| !moved.owners.contains(&(*pool, *owner)));
+        self.rows.retain(|(pool, owner, _), rows| {
+            !moved.owners.contains(&(*pool, *owner))
+                && !rows.iter().any(|(row, _)| moved.rows.contains(row))
+        });
+    }
+}
+
+/// How many buyers of each item and each mandate a round has started.
+#[derive(Default)]
+struct Admitted {
+    started: HashMap<(Pool, Uuid), usize>,
+}
+
+impl Admitted {
+    /// Whether the round already started as many buyers of `req`'s item as the item has
+    /// rows that could give (known without planning `req`).
+    fn full(&self, reads: &SnapshotReads, req: &PurchaseRequest) -> bool {
+        let started = self
+            .started
+            .get(&(Pool::Stock, req.item_id))
+            .copied()
+            .unwrap_or(0);
+        started > 0 && started >= reads.room(Pool::Stock, &req.item_id, req.quantity)
+    }
+
+    /// Start `req` if fewer buyers of its item, and of its mandate, started in this round
+    /// than there are rows that could give; count it if so.
+    fn admit(&mut self, reads: &SnapshotReads, req: &PurchaseRequest) -> bool {
+        let stock = (Pool::Stock, req.item_id);
+        let funds = (Pool::Funds, req.mandate_id);
+        let room = |key: &(Pool, Uuid), amount| reads.room(key.0, &key.1, amount);
+        let fits = |key: &(Pool, Uuid), amount| {
+            self.started.get(key).copied().unwrap_or(0) < room(key, amount)
+        };
+        if !(fits(&stock, req.quantity) && fits(&funds, req.amount_minor)) {
+            return false;
+        }
+        *self.started.entry(stock).or_default() += 1;
+        *self.started.entry(funds).or_default() += 1;
+        true
     }
 }
 
@@ -286,9 +357,9 @@ struct Moved {
 const BUCKET_VALUE: &str = "SELECT available FROM bucket WHERE bucket_id = ?1";
 const SHARD_VALUE: &str = "SELECT remaining FROM mandate_shard WHERE shard_id = ?1";
 
-/// What the purchase reads on the snapshot (nothing is written yet). The key is looked up
-/// on its first run only: a rerun's key was absent when its batch began, and the batch is
-/// the only writer (a twin of it in the batch is `write`'s to see).
+/// What the purchase reads on its round's state (nothing of the round is written yet). The
+/// key is looked up on its first run only: a rerun's key was absent when its batch began,
+/// and the batch is the only writer (a twin of it in the batch is `write`'s to see).
 fn plan(
     conn: &Connection,
     job: &Job,
@@ -344,7 +415,7 @@ fn still_gives(
             == 1)
 }
 
-/// Validate the plan against what earlier purchases of the batch wrote, and write it.
+/// Validate the plan against what earlier purchases of the round wrote, and write it.
 /// `twin`: an earlier purchase of the batch wrote an intent under the same key.
 #[allow(clippy::too_many_arguments)]
 fn write(
@@ -402,16 +473,22 @@ fn write(
                         )?)
                 });
             match won {
-                Ok(true) => {
-                    let rows = write_rows(conn, job, intent_id, &bucket, &shard, attempt, sql, rng);
-                    if rows.is_ok() {
+                Ok(true) => write_rows(conn, job, intent_id, &bucket, &shard, attempt, sql, rng)
+                    .and_then(|s| {
+                        // The client left before the commit point: the server rolls the
+                        // purchase back.
+                        match job.link.is_cut() {
+                            true => Err(Failure::Kernel(cut_error())),
+                            false => Ok(s),
+                        }
+                    })
+                    .map(|s| {
                         moved.rows.insert(bucket);
                         moved.rows.insert(shard);
                         moved.owners.insert((Pool::Stock, req.item_id));
                         moved.owners.insert((Pool::Funds, req.mandate_id));
-                    }
-                    rows.map(Some)
-                }
+                        Some(s)
+                    }),
                 Ok(false) => Ok(None),
                 Err(e) => Err(e),
             }
@@ -482,8 +559,8 @@ mod tests {
         }
         // Chosen at random among the rows that could give, never the empty one.
         assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["b1", "b2"]);
-        // The batch's snapshot is what was read first: a change after it is not seen by
-        // this batch (the writer changes nothing before its last plan) but by the next.
+        // The round's state is what was read first: a change after it is not seen by these
+        // reads (the writer changes nothing before a round's last plan) until forgotten.
         conn.execute("UPDATE bucket SET available = 0", [])
             .expect("empty");
         assert!(
@@ -621,83 +698,126 @@ mod tests {
         (job, answer)
     }
 
+    /// `n` purchases of one unit under keys `{prefix}{i}`, the mandates taken in turn.
+    #[allow(clippy::type_complexity)]
+    fn purchases(
+        plan: &SeedPlan,
+        prefix: &str,
+        n: usize,
+    ) -> (
+        Vec<Job>,
+        Vec<oneshot::Receiver<Result<Snapshot, KernelError>>>,
+    ) {
+        (0..n)
+            .map(|i| purchase(plan, i % 4, &format!("{prefix}{i}")))
+            .unzip()
+    }
+
+    /// The item's units left and the count of rows in `table`.
+    fn left_and_rows(conn: &Connection, plan: &SeedPlan, table: &str) -> (i64, i64) {
+        conn.query_row(
+            &format!(
+                "SELECT (SELECT SUM(available) FROM bucket WHERE item_id = ?1), \
+                 (SELECT COUNT(*) FROM {table})"
+            ),
+            [item_of(plan)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("state")
+    }
+
     #[test]
-    fn a_batch_on_one_bucket_commits_every_purchase_one_round_each() {
-        // One bucket, six buyers: each round's first buyer wins it and the others conflict
-        // and run again on the winner's write, so the batch commits all six with attempts
-        // 1 to 6. A twin of a key answers with the winner's snapshot, not a second sale.
+    fn a_batch_on_one_bucket_commits_every_buyer_without_running_the_ones_that_would_lose() {
+        // One bucket, six buyers: each round starts one of them (a second would lose for
+        // certain) and the others wait without running, so all six commit in one batch at
+        // their first attempt. A twin of a key answers with the winner's snapshot.
         let (_dir, conn, plan) = seeded(100, 1);
-        let config = KernelConfig::default();
         let mut rng = SmallRng::seed_from_u64(3);
-        let (mut batch, mut answers) = (Vec::new(), Vec::new());
-        for n in 0..6 {
-            let (job, answer) = purchase(&plan, n % 4, &format!("k{n}"));
-            batch.push(job);
-            answers.push(answer);
-        }
-        let (twin, twin_answer) = purchase(&plan, 0, "k0");
+        let (mut batch, answers) = purchases(&plan, "k", 6);
+        let (twin, mut twin_answer) = purchase(&plan, 0, "k0");
         batch.push(twin);
-        run_batch(&conn, &mut batch, &config, &mut rng);
-        let mut attempts = Vec::new();
+        run_batch(&conn, &mut batch, &KernelConfig::default(), &mut rng);
         let mut intents = std::collections::BTreeSet::new();
         for mut answer in answers {
             let s = answer.try_recv().expect("answered").expect("committed");
-            assert_eq!(s.outcome, Outcome::Committed);
-            attempts.push(s.attempts);
+            assert_eq!((s.outcome, s.attempts), (Outcome::Committed, 1));
             intents.insert(s.intent_id);
         }
-        attempts.sort_unstable();
-        assert_eq!(attempts, [1, 2, 3, 4, 5, 6]);
         assert_eq!(intents.len(), 6);
-        let mut twin_answer = twin_answer;
         let twin = twin_answer.try_recv().expect("answered").expect("replayed");
         assert!(
             intents.contains(&twin.intent_id),
             "the twin is the winner's sale"
         );
-        let (available, claims): (i64, i64) = conn
-            .query_row(
-                "SELECT (SELECT SUM(available) FROM bucket WHERE item_id = ?1), \
-                 (SELECT COUNT(*) FROM stock_claim)",
-                [item_of(&plan)],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .expect("state");
-        assert_eq!((available, claims), (94, 6));
+        assert_eq!(left_and_rows(&conn, &plan, "stock_claim"), (94, 6));
+    }
+
+    #[test]
+    fn buyers_that_meet_on_a_row_conflict_and_the_loser_reruns_on_the_winners_write() {
+        // Two buckets, forty buyers: each round starts two, who choose a bucket at random;
+        // when both choose the same one, the second loses, counted in its attempts, and runs
+        // again in the next round. Every buyer still commits once, in one batch.
+        let (_dir, conn, plan) = seeded(1000, 2);
+        let mut rng = SmallRng::seed_from_u64(5);
+        let (mut batch, answers) = purchases(&plan, "c", 40);
+        run_batch(&conn, &mut batch, &KernelConfig::default(), &mut rng);
+        let attempts: Vec<u32> = answers
+            .into_iter()
+            .map(|mut a| {
+                let s = a.try_recv().expect("answered").expect("committed");
+                assert_eq!(s.outcome, Outcome::Committed);
+                s.attempts
+            })
+            .collect();
+        assert!(attempts.iter().any(|&a| a > 1), "no conflict: {attempts:?}");
+        assert_eq!(left_and_rows(&conn, &plan, "stock_claim"), (960, 40));
     }
 
     #[test]
     fn a_purchase_that_keeps_losing_stops_at_max_attempts_and_leaves_nothing() {
-        let (_dir, conn, plan) = seeded(100, 1);
-        let config = KernelConfig {
+        // A take that never takes: every run is a lost race, up to `max_attempts`.
+        let (_dir, conn, plan) = seeded(100, 2);
+        let mut config = KernelConfig {
             max_attempts: 3,
             ..KernelConfig::default()
         };
+        config.sql.sqlite.stock.take =
+            "UPDATE bucket SET available = available - ?2 WHERE bucket_id = ?1 AND ?2 < 0".into();
         let mut rng = SmallRng::seed_from_u64(4);
-        let (mut batch, mut answers) = (Vec::new(), Vec::new());
-        for n in 0..5 {
-            let (job, answer) = purchase(&plan, n % 4, &format!("x{n}"));
-            batch.push(job);
-            answers.push(answer);
-        }
+        let (mut batch, answers) = purchases(&plan, "x", 5);
         run_batch(&conn, &mut batch, &config, &mut rng);
-        let (mut committed, mut exhausted) = (0, 0);
         for mut answer in answers {
             match answer.try_recv().expect("answered") {
-                Ok(s) if s.outcome == Outcome::Committed => committed += 1,
-                Err(KernelError::RetryExhausted { attempts: 3 }) => exhausted += 1,
+                Err(KernelError::RetryExhausted { attempts: 3 }) => {}
                 other => panic!("unexpected answer: {other:?}"),
             }
         }
-        assert_eq!((committed, exhausted), (3, 2));
-        let (available, intents): (i64, i64) = conn
-            .query_row(
-                "SELECT (SELECT SUM(available) FROM bucket WHERE item_id = ?1), \
-                 (SELECT COUNT(*) FROM intent)",
-                [item_of(&plan)],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .expect("state");
-        assert_eq!((available, intents), (97, 3));
+        assert_eq!(left_and_rows(&conn, &plan, "intent"), (100, 0));
+    }
+
+    #[test]
+    fn an_answer_naming_a_moved_row_is_read_again_whoever_asked() {
+        // Statements that pay every mandate from the first mandate's shards (a rewrite the
+        // selftest makes): a sale moves a shard that answers about other mandates name too,
+        // and those must be read again, or their buyers lose to a value long gone.
+        let (_dir, conn, plan) = seeded(100, 4);
+        let first = plan
+            .catalog_mandates()
+            .next()
+            .expect("a mandate")
+            .mandate_id;
+        let mut config = KernelConfig::default();
+        config.sql.sqlite.funds.candidates = format!(
+            "SELECT shard_id, remaining FROM mandate_shard \
+             WHERE mandate_id = '{first}' AND ?1 = ?1 AND remaining >= ?2"
+        );
+        let mut rng = SmallRng::seed_from_u64(6);
+        let (mut batch, answers) = purchases(&plan, "f", 24);
+        run_batch(&conn, &mut batch, &config, &mut rng);
+        for mut answer in answers {
+            let s = answer.try_recv().expect("answered").expect("committed");
+            assert_eq!(s.outcome, Outcome::Committed);
+        }
+        assert_eq!(left_and_rows(&conn, &plan, "mandate_debit"), (76, 24));
     }
 }
