@@ -43,7 +43,9 @@ pub struct KernelConfig {
     pub max_attempts: u32,
     /// PostgreSQL connections, or optimistic SQLite connections.
     pub pool_size: usize,
-    /// Backoff between reruns: full jitter up to `min(cap, base * 2^n)`.
+    /// Backoff between reruns: full jitter up to `min(cap, base * 2^n)`. PostgreSQL and
+    /// the optimistic SQLite pool wait it; the OCC writer reruns a loser in the next round
+    /// of its batch without waiting (`occ`).
     pub backoff_base_ms: u64,
     pub backoff_cap_ms: u64,
     /// Most purchases committed together by the SQLite group writer.

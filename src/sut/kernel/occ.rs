@@ -18,15 +18,15 @@
 //! durable.
 //!
 //! Cost: a commit costs about as much as forty declines, so the writer keeps batches from
-//! being tiny (`gather`), asks each question once (`SnapshotReads`: once stock is gone,
-//! every purchase of a batch asks "which bucket of this item has stock?"; an answer is
-//! kept from round to round until a purchase moves a row it names or of its owner), knows a lost row
-//! without asking SQLite (`Moved`), reruns losers at once instead of in a later batch (a
-//! later batch paid the key lookup, the wait and another COMMIT again: 12k commits/s on
-//! `bench-kernel.sh`'s 16 hot buckets against 25k now), starts no buyer that could only
-//! lose (on `contention.toml`'s two buckets in this mode: 0 RETRY_EXHAUSTED instead of
-//! about 460, 25k purchases/s instead of 4.2k), and leaves copying the WAL back
-//! to the database to a thread beside it (`checkpoint`).
+//! being tiny (`gather`); asks each question once (`SnapshotReads`: once stock is gone,
+//! every purchase of a batch asks "which bucket of this item has stock?"; an answer lasts
+//! from round to round until a purchase moves a row it names, or a row of its owner);
+//! knows a row lost within a round without asking SQLite (`Moved`); reruns losers at once
+//! instead of in a later batch, which paid the key lookup, the wait and another COMMIT
+//! again (12k commits/s on `bench-kernel.sh`'s 16 hot buckets, 25k now); starts no buyer
+//! that could only lose (on `contention.toml`'s two buckets in this mode, about 460
+//! RETRY_EXHAUSTED and 4.2k purchases/s before, none and 25k now); and leaves copying the
+//! WAL back to the database to a thread beside it (`checkpoint`).
 //!
 //! Invariant: the rows a purchase moves are still conditional updates (the `Sql` value's
 //! `take` statements, so the selftest's sabotage reaches this mode too); the version
