@@ -272,13 +272,13 @@ impl Pool {
 }
 
 impl SnapshotReads {
-    /// A row of `owner` that could give `amount`, chosen at random among the pool's
-    /// candidates, and its value.
-    /// How many rows of `owner` could give `amount`, as last read (0: not read yet).
-    fn room(&self, pool: Pool, owner: &Uuid, amount: i64) -> usize {
-        self.rows.get(&(pool, *owner, amount)).map_or(0, Vec::len)
+    /// How many rows of `owner` could give `amount`, as last read (`None`: not read).
+    fn room(&self, pool: Pool, owner: &Uuid, amount: i64) -> Option<usize> {
+        self.rows.get(&(pool, *owner, amount)).map(Vec::len)
     }
 
+    /// A row of `owner` that could give `amount`, chosen at random among the pool's
+    /// candidates, and its value.
     fn choose(
         &mut self,
         conn: &Connection,
@@ -316,14 +316,18 @@ struct Admitted {
 
 impl Admitted {
     /// Whether the round already started as many buyers of `req`'s item as the item has
-    /// rows that could give (known without planning `req`).
+    /// rows that could give `req`'s quantity (known without planning `req`; not when
+    /// those rows were not read, or there are none: then `req` is planned).
     fn full(&self, reads: &SnapshotReads, req: &PurchaseRequest) -> bool {
         let started = self
             .started
             .get(&(Pool::Stock, req.item_id))
             .copied()
             .unwrap_or(0);
-        started > 0 && started >= reads.room(Pool::Stock, &req.item_id, req.quantity)
+        match reads.room(Pool::Stock, &req.item_id, req.quantity) {
+            Some(room) => room > 0 && started >= room,
+            None => false,
+        }
     }
 
     /// Start `req` if fewer buyers of its item, and of its mandate, started in this round
@@ -331,7 +335,7 @@ impl Admitted {
     fn admit(&mut self, reads: &SnapshotReads, req: &PurchaseRequest) -> bool {
         let stock = (Pool::Stock, req.item_id);
         let funds = (Pool::Funds, req.mandate_id);
-        let room = |key: &(Pool, Uuid), amount| reads.room(key.0, &key.1, amount);
+        let room = |key: &(Pool, Uuid), amount| reads.room(key.0, &key.1, amount).unwrap_or(0);
         let fits = |key: &(Pool, Uuid), amount| {
             self.started.get(key).copied().unwrap_or(0) < room(key, amount)
         };
