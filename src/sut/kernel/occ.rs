@@ -190,6 +190,12 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, config: &KernelConfig, rng
                 let twin = written.contains(job.key.as_str());
                 let end =
                     plan.and_then(|p| write(conn, job, attempts[i], p, twin, &mut moved, sql, rng));
+                // SQLite rolled the whole transaction back (a full disk, an I/O error): stop
+                // here, before a later statement commits on its own; nothing stands.
+                let end = match end {
+                    Err(Failure::Db(e)) if conn.is_autocommit() => return Err(e),
+                    end => end,
+                };
                 results[i] = match end {
                     Ok(Ended::Conflict) if attempts[i] < config.max_attempts => {
                         attempts[i] += 1;
@@ -502,7 +508,11 @@ fn write(
     match written {
         Ok(Some(s)) if s.outcome == Outcome::Committed => {
             for end in &sql.keep_committed {
-                conn.prepare_cached(end)?.execute([])?;
+                if let Err(e) = conn.prepare_cached(end).and_then(|mut st| st.execute([])) {
+                    // Not kept: the purchase is undone, not left open for the COMMIT.
+                    let _ = undo_purchase(conn);
+                    return Err(e.into());
+                }
             }
             Ok(Ended::Done(Ok(s)))
         }
@@ -823,5 +833,24 @@ mod tests {
             assert_eq!(s.outcome, Outcome::Committed);
         }
         assert_eq!(left_and_rows(&conn, &plan, "mandate_debit"), (76, 24));
+    }
+
+    #[test]
+    fn a_purchase_whose_keeping_fails_is_undone_not_committed_with_the_batch() {
+        // A keep statement that fails: the caller hears a database error and nothing of
+        // the purchase survives the batch's COMMIT.
+        let (_dir, conn, plan) = seeded(100, 4);
+        let mut config = KernelConfig::default();
+        config.sql.sqlite.keep_committed = vec!["RELEASE no_such_savepoint".into()];
+        let mut rng = SmallRng::seed_from_u64(7);
+        let (mut batch, answers) = purchases(&plan, "u", 3);
+        run_batch(&conn, &mut batch, &config, &mut rng);
+        for mut answer in answers {
+            match answer.try_recv().expect("answered") {
+                Err(KernelError::Database(_)) => {}
+                other => panic!("unexpected answer: {other:?}"),
+            }
+        }
+        assert_eq!(left_and_rows(&conn, &plan, "intent"), (100, 0));
     }
 }
