@@ -45,11 +45,10 @@ use uuid::Uuid;
 
 use super::sql::{SqliteSql, Take};
 use super::sqlite_steps::{
-    Failure, Job, candidates, db_error, known, record_declined, undo_purchase, write_rows,
+    Failure, Job, candidates, db_error, end_purchase, known, record_declined, undo_purchase,
+    write_rows,
 };
-use super::{
-    FailureCode, KernelConfig, KernelError, Outcome, PurchaseRequest, Snapshot, cut_error, new_id,
-};
+use super::{FailureCode, KernelConfig, KernelError, PurchaseRequest, Snapshot, cut_error, new_id};
 
 /// What a purchase read on the state its round starts from.
 enum Plan {
@@ -483,62 +482,39 @@ fn write(
                         )?)
                 });
             match won {
-                Ok(true) => write_rows(conn, job, intent_id, &bucket, &shard, attempt, sql, rng)
-                    .and_then(|s| {
-                        // The client left before the commit point: the server rolls the
-                        // purchase back.
-                        match job.link.is_cut() {
-                            true => Err(Failure::Kernel(cut_error())),
-                            false => Ok(s),
-                        }
-                    })
-                    .map(|s| {
-                        moved.rows.insert(bucket);
-                        moved.rows.insert(shard);
-                        moved.owners.insert((Pool::Stock, req.item_id));
-                        moved.owners.insert((Pool::Funds, req.mandate_id));
-                        Some(s)
-                    }),
+                Ok(true) => {
+                    let rows = write_rows(conn, job, intent_id, &bucket, &shard, attempt, sql, rng);
+                    // Counted as moved even if the purchase is undone below: a moved row
+                    // only costs its cached reads.
+                    moved.rows.insert(bucket);
+                    moved.rows.insert(shard);
+                    moved.owners.insert((Pool::Stock, req.item_id));
+                    moved.owners.insert((Pool::Funds, req.mandate_id));
+                    rows.map(Some)
+                }
                 Ok(false) => Ok(None),
                 Err(e) => Err(e),
             }
         }
         Plan::Known(_) => unreachable!("answered above"),
     };
-    match written {
-        Ok(Some(s)) if s.outcome == Outcome::Committed => {
-            for end in &sql.keep_committed {
-                if let Err(e) = conn.prepare_cached(end).and_then(|mut st| st.execute([])) {
-                    // Not kept: the purchase is undone, not left open for the COMMIT.
-                    let _ = undo_purchase(conn);
-                    return Err(e.into());
-                }
-            }
-            Ok(Ended::Done(Ok(s)))
-        }
-        Ok(Some(s)) => {
-            conn.prepare_cached("RELEASE purchase")?.execute([])?;
-            Ok(Ended::Done(Ok(s)))
-        }
-        Ok(None) => {
+    match written.transpose() {
+        None => {
             undo_purchase(conn)?;
             Ok(Ended::Conflict)
         }
-        Err(e) => {
-            let _ = undo_purchase(conn);
-            Err(e)
-        }
+        Some(settled) => end_purchase(conn, job, sql, settled).map(|s| Ended::Done(Ok(s))),
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::addr::DbUrl;
     use crate::sut::db::Database;
     use crate::sut::db::seed::{CatalogSpec, MandateSpec, SeedPlan};
     use crate::sut::kernel::sql::Sql;
-    use crate::sut::kernel::{Currency, PurchaseRequest};
+    use crate::sut::kernel::{Currency, Outcome, PurchaseRequest};
     use tokio::sync::oneshot;
 
     fn buckets(available: &[i64]) -> Connection {
@@ -646,7 +622,10 @@ mod tests {
 
     /// A scratch SQLite database seeded with one item of `stock` units in `buckets`
     /// buckets and 4 mandates that can pay for everything; its writer connection.
-    fn seeded(stock: i64, buckets: u32) -> (tempfile::TempDir, Connection, SeedPlan) {
+    pub(in crate::sut::kernel) fn seeded(
+        stock: i64,
+        buckets: u32,
+    ) -> (tempfile::TempDir, Connection, SeedPlan) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("occ.db");
         let plan = SeedPlan::new(
@@ -676,7 +655,7 @@ mod tests {
         (dir, conn, plan)
     }
 
-    fn item_of(plan: &SeedPlan) -> String {
+    pub(in crate::sut::kernel) fn item_of(plan: &SeedPlan) -> String {
         plan.catalog_items()
             .next()
             .expect("an item")
@@ -685,7 +664,7 @@ mod tests {
     }
 
     /// A purchase of one unit under `key`, paid by mandate `m`, and where its answer goes.
-    fn purchase(
+    pub(in crate::sut::kernel) fn purchase(
         plan: &SeedPlan,
         m: usize,
         key: &str,
@@ -714,7 +693,7 @@ mod tests {
 
     /// `n` purchases of one unit under keys `{prefix}{i}`, the mandates taken in turn.
     #[allow(clippy::type_complexity)]
-    fn purchases(
+    pub(in crate::sut::kernel) fn purchases(
         plan: &SeedPlan,
         prefix: &str,
         n: usize,
@@ -728,7 +707,11 @@ mod tests {
     }
 
     /// The item's units left and the count of rows in `table`.
-    fn left_and_rows(conn: &Connection, plan: &SeedPlan, table: &str) -> (i64, i64) {
+    pub(in crate::sut::kernel) fn left_and_rows(
+        conn: &Connection,
+        plan: &SeedPlan,
+        table: &str,
+    ) -> (i64, i64) {
         conn.query_row(
             &format!(
                 "SELECT (SELECT SUM(available) FROM bucket WHERE item_id = ?1), \

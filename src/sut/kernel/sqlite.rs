@@ -303,6 +303,10 @@ fn group_writer(conn: Connection, mut rx: mpsc::Receiver<Job>, config: KernelCon
                 results.push(match execute(&conn, job, 1, &config.sql.sqlite, &mut rng) {
                     Ok(s) => Ok(s),
                     Err(Failure::Kernel(e)) => Err(e),
+                    // SQLite rolled the whole transaction back (a full disk, an I/O
+                    // error): what the batch wrote is gone, and a later statement would
+                    // commit on its own. The batch ends here, answered unavailable.
+                    Err(Failure::Db(e)) if conn.is_autocommit() => return Err(e),
                     Err(Failure::Db(e)) => Err(db_error(e)),
                 });
             }
@@ -469,5 +473,30 @@ mod tests {
         assert!(most <= MAX_READERS, "{most} lookups ran at once");
         let idle = kernel.readers.lock().expect("readers").len();
         assert!(idle <= MAX_READERS, "{idle} connections kept");
+    }
+
+    #[test]
+    fn the_group_writer_undoes_a_purchase_whose_keeping_fails() {
+        // As in the OCC writer: a keep statement that fails leaves nothing of its
+        // purchase for the batch's COMMIT, and its caller hears a database error.
+        use crate::sut::kernel::occ::tests::{left_and_rows, purchases, seeded};
+        let (dir, conn, plan) = seeded(100, 4);
+        let mut config = KernelConfig::default();
+        config.sql.sqlite.keep_committed = vec!["RELEASE no_such_savepoint".into()];
+        let (jobs, answers) = purchases(&plan, "g", 3);
+        let (tx, rx) = mpsc::channel(8);
+        for job in jobs {
+            tx.try_send(job).map_err(|_| "queue full").expect("queued");
+        }
+        drop(tx);
+        group_writer(conn, rx, config);
+        for mut answer in answers {
+            match answer.try_recv().expect("answered") {
+                Err(KernelError::Database(_)) => {}
+                other => panic!("unexpected answer: {other:?}"),
+            }
+        }
+        let check = crate::sut::db::open_sqlite_writer(&dir.path().join("occ.db")).expect("open");
+        assert_eq!(left_and_rows(&check, &plan, "intent"), (100, 0));
     }
 }

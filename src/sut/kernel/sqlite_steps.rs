@@ -57,18 +57,31 @@ pub(super) fn execute(
         return Err(Failure::Kernel(cut_error()));
     }
     conn.prepare_cached("SAVEPOINT purchase")?.execute([])?;
-    let settled = settle(conn, job, attempts, sql, rng).and_then(|s| {
-        // The client left before the commit point: the server rolls the purchase back.
-        if job.link.is_cut() {
-            Err(Failure::Kernel(cut_error()))
-        } else {
-            Ok(s)
-        }
+    let settled = settle(conn, job, attempts, sql, rng);
+    end_purchase(conn, job, sql, settled)
+}
+
+/// Close the savepoint of a purchase that ran to `settled`: a committed purchase is kept
+/// by `keep_committed` (and undone if that fails, so the batch's COMMIT cannot keep rows
+/// whose caller heard an error), a declined one released, a failed one rolled back. A
+/// client that left before this, the commit point, has its purchase rolled back.
+pub(super) fn end_purchase(
+    conn: &Connection,
+    job: &Job,
+    sql: &SqliteSql,
+    settled: Result<Snapshot, Failure>,
+) -> Result<Snapshot, Failure> {
+    let settled = settled.and_then(|s| match job.link.is_cut() {
+        true => Err(Failure::Kernel(cut_error())),
+        false => Ok(s),
     });
     match settled {
         Ok(s) if s.outcome == Outcome::Committed => {
             for end in &sql.keep_committed {
-                conn.prepare_cached(end)?.execute([])?;
+                if let Err(e) = conn.prepare_cached(end).and_then(|mut st| st.execute([])) {
+                    let _ = undo_purchase(conn);
+                    return Err(e.into());
+                }
             }
             Ok(s)
         }
