@@ -262,6 +262,8 @@ async fn main() -> anyhow::Result<()> {
                 committed.load(Ordering::Relaxed),
                 declined.load(Ordering::Relaxed),
             );
+            // How many of them PostgreSQL's decline-only statement answered.
+            println!("declined_by_plan={}", kernel.declined_by_plan());
         }
         _ => bail!(
             "usage: bench_kernel setup|bare|kernel URL STOCK BUCKETS MANDATES CAP [PURCHASES [CONCURRENCY]] | pgbench-sql"

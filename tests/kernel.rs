@@ -204,9 +204,22 @@ async fn declined_replays_as_declined_after_restock() {
                 .replace("\"replayed\":true}", "\"replayed\":false}"),
             first.json
         );
-        // A new key does buy now: the restock is real.
+        // PostgreSQL answered the replay with its decline-only statement (the item was
+        // found out of stock); SQLite has none.
+        let by_plan = match backend {
+            Backend::Postgres(_) => 1,
+            _ => 0,
+        };
+        assert_eq!(kernel.declined_by_plan(), by_plan, "{backend:?}");
+        // A new key does buy now: the restock is real. On PostgreSQL the decline-only
+        // statement is sent first, finds stock, writes nothing, and the whole one buys.
         let fresh = kernel.commit(&req, "new").await.expect("fresh");
         assert_eq!(fresh.outcome, Outcome::Committed, "{backend:?}");
+        assert_eq!(
+            fresh.attempts, 1,
+            "{backend:?}: the decline-only run is no attempt"
+        );
+        assert_eq!(kernel.declined_by_plan(), by_plan, "{backend:?}");
         let st = fx.state().await;
         assert_eq!((st.committed, st.declined), (1, 1));
         st.assert_sound();

@@ -419,4 +419,28 @@ mod tests {
             assert_ne!(broken.postgres, clean.postgres, "{s:?} on PostgreSQL");
         }
     }
+
+    /// PostgreSQL's decline-only statement is derived from the (broken) statement, so a
+    /// sabotage of the key lookup, the plan or the declined intent reaches it too.
+    #[test]
+    fn every_sabotage_of_the_declined_path_reaches_the_decline_only_statement() {
+        let clean = Sql::reference().postgres.decline_only().expect("derived");
+        for s in Sabotage::ALL {
+            let broken = s.sql().postgres.decline_only();
+            let broken = broken.unwrap_or_else(|| panic!("{s:?}: no decline-only statement"));
+            let reaches = matches!(
+                s,
+                Sabotage::SkipKeyCheck
+                    | Sabotage::SkipStockCondition
+                    | Sabotage::SkipCapCondition
+                    | Sabotage::ClaimExtraUnit
+                    | Sabotage::DebitTwice
+                    | Sabotage::ForeignMandate
+                    // Its rewrite stands in the intent row's text, though a decline's
+                    // ledger id is NULL either way.
+                    | Sabotage::IntentLedgerIdWrong
+            );
+            assert_eq!(broken != clean, reaches, "{s:?}");
+        }
+    }
 }

@@ -236,6 +236,15 @@ impl Kernel {
         catalog::check(req, merchant, item, mandate)
     }
 
+    /// Purchases PostgreSQL's decline-only statement answered (`postgres`): a count for
+    /// the benchmark and the tests; 0 on SQLite, which has no such statement.
+    pub fn declined_by_plan(&self) -> u64 {
+        match &self.inner.backend {
+            Backend::Sqlite(_) => 0,
+            Backend::Postgres(k) => k.declined_by_plan(),
+        }
+    }
+
     /// The intent stored under `key`, if any (to resolve an ambiguous outcome).
     pub async fn lookup_key(&self, key: &str) -> Result<Option<StoredIntent>, KernelError> {
         match &self.inner.backend {

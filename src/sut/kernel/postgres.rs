@@ -7,8 +7,21 @@
 //! the one it reaches. The statement is its own transaction, at the isolation level each
 //! pooled connection sets as its session default when it opens. No stored procedures:
 //! everything is plain SQL that DSQL and CockroachDB accept.
+//!
+//! Declines are most of a sold-out run, and PostgreSQL opens and locks every table a
+//! statement names whether it writes them or not. So once the statement has declined an
+//! item (out of stock) or a mandate (cannot pay), the next purchase of it is sent
+//! `PgSql::decline_only` first: the same lookup, plan and intent row, derived from the
+//! statement's own text. It declines on its own snapshot exactly as the whole statement
+//! would; when its plan says the purchase could go through it writes nothing, the owner
+//! leaves the list and the whole statement runs at once. The list only chooses which
+//! statement is sent, never an outcome.
 
-use deadpool_postgres::{Object, Pool};
+use std::collections::HashSet;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use deadpool_postgres::{GenericClient, Object, Pool};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio_postgres::error::SqlState;
@@ -28,6 +41,57 @@ pub struct PgKernel {
     config: KernelConfig,
     /// The statement and what surrounds it (`config.sql.postgres`).
     sql: PgSql,
+    /// `sql.decline_only()`: sent first for a purchase `declining` expects to decline.
+    decline: Option<String>,
+    declining: Declining,
+    /// Purchases the decline-only statement answered (declined or replayed).
+    declined_by_plan: AtomicU64,
+}
+
+/// Most items and mandates a `Declining` list holds; past it, no more are added.
+const MAX_DECLINING: usize = 1 << 16;
+
+/// The items the statement found out of stock and the mandates it found unable to pay.
+/// A guess of which statement to send, never an outcome: stock and funds can come back
+/// (a restock, a reseed), and the decline-only statement takes an owner off when its plan
+/// says the purchase could go through.
+#[derive(Default)]
+struct Declining {
+    items: RwLock<HashSet<Uuid>>,
+    mandates: RwLock<HashSet<Uuid>>,
+}
+
+impl Declining {
+    fn expects(&self, req: &PurchaseRequest) -> bool {
+        read(&self.items).contains(&req.item_id) || read(&self.mandates).contains(&req.mandate_id)
+    }
+
+    fn note(&self, req: &PurchaseRequest, code: FailureCode) {
+        let (list, owner) = match code {
+            FailureCode::OutOfStock => (&self.items, req.item_id),
+            FailureCode::MandateRejected => (&self.mandates, req.mandate_id),
+        };
+        if !read(list).contains(&owner) {
+            let mut list = list.write().unwrap_or_else(|p| p.into_inner());
+            if list.len() < MAX_DECLINING {
+                list.insert(owner);
+            }
+        }
+    }
+
+    fn forget(&self, req: &PurchaseRequest) {
+        for (list, owner) in [(&self.items, req.item_id), (&self.mandates, req.mandate_id)] {
+            if read(list).contains(&owner) {
+                list.write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&owner);
+            }
+        }
+    }
+}
+
+fn read(list: &RwLock<HashSet<Uuid>>) -> std::sync::RwLockReadGuard<'_, HashSet<Uuid>> {
+    list.read().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Why one run of the transaction stopped.
@@ -37,6 +101,9 @@ enum Attempt {
     Conflict,
     /// A concurrent twin inserted the key first: serve its snapshot.
     TwinWon,
+    /// The decline-only statement found that the purchase could go through and wrote
+    /// nothing: run the whole statement.
+    Proceed,
 }
 
 fn db_error(e: impl std::fmt::Display) -> KernelError {
@@ -117,8 +184,11 @@ impl PgKernel {
         drop(pool.get().await.map_err(pool_error)?);
         Ok(PgKernel {
             pool,
+            decline: config.sql.postgres.decline_only(),
             sql: config.sql.postgres.clone(),
             config: config.clone(),
+            declining: Declining::default(),
+            declined_by_plan: AtomicU64::new(0),
         })
     }
 
@@ -134,16 +204,41 @@ impl PgKernel {
         link: &Link,
     ) -> Result<Snapshot, KernelError> {
         let mut rng = SmallRng::from_rng(&mut rand::rng());
+        let mut decline_first = self.decline.is_some() && self.declining.expects(req);
         for attempt in 1..=self.config.max_attempts {
             if link.is_cut() {
                 return Err(cut_error());
             }
             let client = self.client().await?;
-            match self
-                .attempt(&client, req, key, fingerprint, attempt, link, &mut rng)
-                .await
-            {
+            let mut ran = Attempt::Proceed;
+            // At most twice: the decline-only statement, then the whole one.
+            for decline_only in [true, false] {
+                if decline_only && !decline_first {
+                    continue;
+                }
+                ran = self
+                    .attempt(
+                        &client,
+                        req,
+                        key,
+                        fingerprint,
+                        attempt,
+                        link,
+                        decline_only,
+                        &mut rng,
+                    )
+                    .await;
+                if !matches!(ran, Attempt::Proceed) {
+                    break;
+                }
+                self.declining.forget(req);
+                decline_first = false;
+            }
+            match ran {
                 Attempt::Done(result) => return result,
+                Attempt::Proceed => {
+                    return Err(db_error("the purchase statement asked to be run again"));
+                }
                 Attempt::TwinWon => {
                     return match self.stored_by_key(&client, key).await? {
                         Some(stored) if stored.fingerprint == fingerprint => {
@@ -174,7 +269,13 @@ impl PgKernel {
         })
     }
 
-    /// One run of the purchase: one statement, one round trip.
+    /// Purchases the decline-only statement answered, declined or replayed.
+    pub fn declined_by_plan(&self) -> u64 {
+        self.declined_by_plan.load(Ordering::Relaxed)
+    }
+
+    /// One run of the purchase: one statement, one round trip. `decline_only`: send the
+    /// decline-only statement (`Proceed` when it finds the purchase could go through).
     #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
@@ -184,12 +285,23 @@ impl PgKernel {
         fingerprint: &str,
         attempts: u32,
         link: &Link,
+        decline_only: bool,
         rng: &mut SmallRng,
     ) -> Attempt {
-        let statement = match client.prepare_cached(&self.sql.purchase).await {
+        let mut statement = match client.prepare_cached(&self.sql.purchase).await {
             Ok(s) => s,
             Err(e) => return Attempt::Done(Err(db_error(e))),
         };
+        if let (true, Some(decline)) = (decline_only, &self.decline) {
+            // Its parameters are the whole statement's, some of them unused: typed alike.
+            statement = match client
+                .prepare_typed_cached(decline, statement.params())
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => return Attempt::Done(Err(db_error(e))),
+            };
+        }
         let intent_id = new_id(rng);
         let ledger_txn_id = new_id(rng);
         let (leg_debit, leg_credit) = (new_id(rng), new_id(rng));
@@ -269,6 +381,10 @@ impl PgKernel {
                 };
             }
         };
+        let declined_by_plan = decline_only && (failure.is_some() || existing_fp.is_some());
+        if declined_by_plan {
+            self.declined_by_plan.fetch_add(1, Ordering::Relaxed);
+        }
         if let (Some(fp), Some(snap)) = (existing_fp, existing_snapshot) {
             return Attempt::Done(if fp == fingerprint {
                 Snapshot::replay_of(&snap).map_err(db_error)
@@ -296,8 +412,16 @@ impl PgKernel {
                 );
                 s
             }
-            (None, None, Some(code)) if code == FailureCode::OutOfStock.as_str() => out_of_stock,
-            (None, None, Some(code)) if code == FailureCode::MandateRejected.as_str() => rejected,
+            (None, None, Some(code)) if code == FailureCode::OutOfStock.as_str() => {
+                self.declining.note(req, FailureCode::OutOfStock);
+                out_of_stock
+            }
+            (None, None, Some(code)) if code == FailureCode::MandateRejected.as_str() => {
+                self.declining.note(req, FailureCode::MandateRejected);
+                rejected
+            }
+            // The decline-only statement's plan could go through: nothing was written.
+            (None, None, None) if decline_only => return Attempt::Proceed,
             // The chosen bucket went while the statement waited for it (READ COMMITTED
             // re-checks the condition on the newest row): nothing was written.
             (None, None, None) => return Attempt::Conflict,

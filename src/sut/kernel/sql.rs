@@ -2,7 +2,8 @@
 //!
 //! `Sql::reference()` is the contract's transaction, the only one `swarm serve` and a run
 //! ever use. The kernel runs whatever statements it is given and has no other branch on
-//! them: the selftest's deliberately broken kernels are other values of this type, made
+//! them (the one statement it makes itself, PostgreSQL's `PgSql::decline_only`, is cut
+//! from the text it was given): the selftest's deliberately broken kernels are other values of this type, made
 //! by `selftest::sabotage` (which rewrites the reference text and asserts every pattern it
 //! replaces is there). Invariant: the reference statements only move stock and funds
 //! through conditional updates (`… WHERE available >= q`), never from a SUM read.
@@ -106,6 +107,45 @@ pub struct PgSql {
     pub finish: Option<String>,
 }
 
+impl PgSql {
+    /// The declined path of `purchase` alone: the same key lookup, the same plan and the
+    /// same intent row, without the claim, the debit and the rows only a commit writes.
+    /// It declines exactly when `purchase` would (both decide on the plan, read on the
+    /// statement's snapshot) and writes nothing, answering no verdict, when the plan says
+    /// the purchase could go through. PostgreSQL opens and locks every table a statement
+    /// names even when it writes none of them, so a decline by this statement costs about
+    /// two thirds of one by `purchase` (docs/design.md, "Measured"). Derived from the text
+    /// the kernel is given, so a rewrite of the key lookup, the plan or the intent row
+    /// (the selftest's sabotage) reaches it too; `None` when the text lacks the
+    /// reference's shape.
+    pub fn decline_only(&self) -> Option<String> {
+        let text = cut(&self.purchase, "), claim AS (", "), verdict AS (")?;
+        let text = cut(&text, "), claim_row AS (", "), stored AS (")?;
+        let text = replace_one(
+            &text,
+            "SELECT claim.bucket_id, debit.shard_id,",
+            "SELECT NULL::UUID AS bucket_id, NULL::UUID AS shard_id,",
+        )?;
+        replace_one(
+            &text,
+            "FROM plan LEFT JOIN claim ON TRUE LEFT JOIN debit ON TRUE",
+            "FROM plan",
+        )
+    }
+}
+
+/// `text` without the part that starts at `from` and ends before the first `to` after it.
+fn cut(text: &str, from: &str, to: &str) -> Option<String> {
+    let start = text.find(from)?;
+    let end = start + text[start..].find(to)?;
+    Some(format!("{}{}", &text[..start], &text[end..]))
+}
+
+/// `text` with its only `from` replaced by `to`.
+fn replace_one(text: &str, from: &str, to: &str) -> Option<String> {
+    (text.matches(from).count() == 1).then(|| text.replacen(from, to, 1))
+}
+
 const LEG_SQLITE: &str = "INSERT INTO ledger_leg (leg_id, ledger_txn_id, account, signed_amount_minor, currency) \
                           VALUES (?1, ?2, ?3, ?4, ?5)";
 
@@ -200,3 +240,39 @@ FROM verdict";
 /// What the failing cast of `PURCHASE_SQL` says (SQLSTATE 22P02) when a claim found no
 /// shard to debit: the statement, claim included, was rolled back; rerun the purchase.
 pub const UNDONE: &str = "the claim is undone";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_decline_only_statement_keeps_the_lookup_plan_and_intent_and_nothing_else() {
+        let decline = Sql::reference().postgres.decline_only().expect("derived");
+        for kept in [
+            "WHERE idem_key = $1",
+            "available >= $3) AS stock",
+            "remaining >= $5) AS funds",
+            "WHEN NOT stock THEN 'OUT_OF_STOCK'",
+            "INSERT INTO intent",
+        ] {
+            assert!(decline.contains(kept), "{kept} is gone");
+        }
+        for gone in [
+            "UPDATE",
+            "stock_claim",
+            "mandate_debit",
+            "ledger_txn (",
+            "ledger_leg",
+            "claim.",
+        ] {
+            assert!(!decline.contains(gone), "{gone} is still there");
+        }
+        // A text of another shape has no decline-only statement.
+        let other = PgSql {
+            purchase: "SELECT 1".into(),
+            begin: None,
+            finish: None,
+        };
+        assert_eq!(other.decline_only(), None);
+    }
+}
