@@ -236,7 +236,8 @@ impl Kernel {
         catalog::check(req, merchant, item, mandate)
     }
 
-    /// Purchases PostgreSQL's decline-only statement answered (`postgres`): a count for
+    /// Purchases PostgreSQL's decline-only statement answered (declined, replayed or
+    /// refused as KEY_REUSED; `postgres`): a count for
     /// the benchmark and the tests; 0 on SQLite, which has no such statement.
     pub fn declined_by_plan(&self) -> u64 {
         match &self.inner.backend {

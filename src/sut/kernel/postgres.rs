@@ -1,6 +1,7 @@
 //! The kernel on PostgreSQL and wire-compatible engines.
 //!
-//! Round trips are the lever (docs/design.md, "Measured"): a purchase is one. One statement
+//! Round trips are the lever (docs/design.md, "Measured"): a purchase is one (two when a
+//! purchase the decline-only statement below was sent for can go through). One statement
 //! with data-modifying CTEs (`sql::PURCHASE_SQL`) looks the key up, claims a bucket and
 //! debits a shard by conditional updates, and writes claim, debit, ledger transaction, legs
 //! and intent; the snapshot bytes of each outcome are made here and the statement stores
@@ -14,10 +15,11 @@
 //! `PgSql::decline_only` first: the same lookup, plan and intent row, derived from the
 //! statement's own text. It declines on its own snapshot exactly as the whole statement
 //! would; when its plan says the purchase could go through it writes nothing, the owner
-//! leaves the list and the whole statement runs at once. The list only chooses which
-//! statement is sent, never an outcome.
+//! leaves the list and the whole statement runs at once, a second round trip. The list
+//! keeps the smallest quantity (amount) each owner was declined for, so a smaller purchase
+//! is sent the whole statement; it only chooses which statement is sent, never an outcome.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -44,44 +46,54 @@ pub struct PgKernel {
     /// `sql.decline_only()`: sent first for a purchase `declining` expects to decline.
     decline: Option<String>,
     declining: Declining,
-    /// Purchases the decline-only statement answered (declined or replayed).
+    /// Purchases the decline-only statement answered (declined, replayed or refused as
+    /// KEY_REUSED).
     declined_by_plan: AtomicU64,
 }
 
-/// Most items and mandates a `Declining` list holds; past it, no more are added.
+/// Most items (and most mandates) a `Declining` list holds; one more empties it first.
 const MAX_DECLINING: usize = 1 << 16;
 
-/// The items the statement found out of stock and the mandates it found unable to pay.
-/// A guess of which statement to send, never an outcome: stock and funds can come back
-/// (a restock, a reseed), and the decline-only statement takes an owner off when its plan
-/// says the purchase could go through.
+/// The items the statement found out of stock and the mandates it found unable to pay,
+/// each with the smallest quantity (amount) it was declined for: a purchase of at least
+/// that much is expected to decline, a smaller one is not (a mandate near its cap can
+/// still pay for a cheap item). A guess of which statement to send, never an outcome:
+/// stock and funds can come back (a restock, a reseed), and the decline-only statement
+/// takes an owner off when its plan says the purchase could go through.
 #[derive(Default)]
 struct Declining {
-    items: RwLock<HashSet<Uuid>>,
-    mandates: RwLock<HashSet<Uuid>>,
+    items: RwLock<HashMap<Uuid, i64>>,
+    mandates: RwLock<HashMap<Uuid, i64>>,
 }
 
 impl Declining {
     fn expects(&self, req: &PurchaseRequest) -> bool {
-        read(&self.items).contains(&req.item_id) || read(&self.mandates).contains(&req.mandate_id)
+        let at_least = |list, owner, asked| read(list).get(owner).is_some_and(|&d| asked >= d);
+        at_least(&self.items, &req.item_id, req.quantity)
+            || at_least(&self.mandates, &req.mandate_id, req.amount_minor)
     }
 
     fn note(&self, req: &PurchaseRequest, code: FailureCode) {
-        let (list, owner) = match code {
-            FailureCode::OutOfStock => (&self.items, req.item_id),
-            FailureCode::MandateRejected => (&self.mandates, req.mandate_id),
+        let (list, owner, asked) = match code {
+            FailureCode::OutOfStock => (&self.items, req.item_id, req.quantity),
+            FailureCode::MandateRejected => (&self.mandates, req.mandate_id, req.amount_minor),
         };
-        if !read(list).contains(&owner) {
-            let mut list = list.write().unwrap_or_else(|p| p.into_inner());
-            if list.len() < MAX_DECLINING {
-                list.insert(owner);
-            }
+        if read(list).get(&owner).is_some_and(|&d| d <= asked) {
+            return;
         }
+        let mut list = list.write().unwrap_or_else(|p| p.into_inner());
+        if list.len() >= MAX_DECLINING && !list.contains_key(&owner) {
+            // Owners leave only when a purchase of them could go through: a full list
+            // starts again rather than stop learning.
+            list.clear();
+        }
+        let smallest = list.entry(owner).or_insert(asked);
+        *smallest = (*smallest).min(asked);
     }
 
     fn forget(&self, req: &PurchaseRequest) {
         for (list, owner) in [(&self.items, req.item_id), (&self.mandates, req.mandate_id)] {
-            if read(list).contains(&owner) {
+            if read(list).contains_key(&owner) {
                 list.write()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&owner);
@@ -90,7 +102,7 @@ impl Declining {
     }
 }
 
-fn read(list: &RwLock<HashSet<Uuid>>) -> std::sync::RwLockReadGuard<'_, HashSet<Uuid>> {
+fn read(list: &RwLock<HashMap<Uuid, i64>>) -> std::sync::RwLockReadGuard<'_, HashMap<Uuid, i64>> {
     list.read().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -269,12 +281,13 @@ impl PgKernel {
         })
     }
 
-    /// Purchases the decline-only statement answered, declined or replayed.
+    /// Purchases the decline-only statement answered: declined, replayed or refused as
+    /// KEY_REUSED.
     pub fn declined_by_plan(&self) -> u64 {
         self.declined_by_plan.load(Ordering::Relaxed)
     }
 
-    /// One run of the purchase: one statement, one round trip. `decline_only`: send the
+    /// One run of one statement, one round trip. `decline_only`: send the
     /// decline-only statement (`Proceed` when it finds the purchase could go through).
     #[allow(clippy::too_many_arguments)]
     async fn attempt(
@@ -577,5 +590,58 @@ fn stored_from_row(row: Option<tokio_postgres::Row>) -> Result<Option<StoredInte
 async fn rollback(client: &Object) {
     if let Err(e) = client.batch_execute("ROLLBACK").await {
         tracing::debug!("rollback failed: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(item: u128, mandate: u128, quantity: i64, amount_minor: i64) -> PurchaseRequest {
+        PurchaseRequest {
+            merchant_id: Uuid::from_u128(1),
+            mandate_id: Uuid::from_u128(mandate),
+            item_id: Uuid::from_u128(item),
+            agent_id: "a".into(),
+            quantity,
+            amount_minor,
+            currency: Currency::parse("USD").expect("currency"),
+        }
+    }
+
+    #[test]
+    fn the_declining_list_expects_a_decline_from_the_smallest_size_declined() {
+        let list = Declining::default();
+        assert!(!list.expects(&req(7, 9, 3, 100)));
+        // Item 7 declined for 3 units, then for 2: from 2 units up a decline is expected.
+        list.note(&req(7, 9, 3, 100), FailureCode::OutOfStock);
+        list.note(&req(7, 9, 2, 100), FailureCode::OutOfStock);
+        list.note(&req(7, 9, 5, 100), FailureCode::OutOfStock);
+        assert!(list.expects(&req(7, 9, 2, 100)));
+        assert!(
+            !list.expects(&req(7, 9, 1, 100)),
+            "one unit may still be there"
+        );
+        // Mandate 9 declined for 500: a cheaper purchase of another item is sent whole.
+        list.note(&req(8, 9, 1, 500), FailureCode::MandateRejected);
+        assert!(list.expects(&req(8, 9, 1, 500)));
+        assert!(!list.expects(&req(8, 9, 1, 499)));
+        // A purchase that could go through takes both its owners off.
+        list.forget(&req(7, 9, 1, 1));
+        assert!(!list.expects(&req(7, 9, 9, 9_999)));
+    }
+
+    #[test]
+    fn a_full_declining_list_starts_again_instead_of_stopping() {
+        let list = Declining::default();
+        for i in 0..MAX_DECLINING as u128 {
+            list.note(&req(i, 0, 1, 1), FailureCode::OutOfStock);
+        }
+        assert!(list.expects(&req(0, 0, 1, 1)));
+        let newcomer = req(u128::MAX, 0, 1, 1);
+        list.note(&newcomer, FailureCode::OutOfStock);
+        assert!(list.expects(&newcomer), "a new owner is still learned");
+        assert!(!list.expects(&req(0, 0, 1, 1)), "the old ones went");
+        assert!(read(&list.items).len() <= MAX_DECLINING);
     }
 }

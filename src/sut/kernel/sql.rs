@@ -94,7 +94,8 @@ pub struct Take {
     pub take: String,
 }
 
-/// PostgreSQL: one statement, one round trip (see `postgres`).
+/// PostgreSQL: one statement, one round trip (see `postgres`; a declined item or mandate's
+/// next purchase may take two, `decline_only` first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgSql {
     /// The whole purchase: key lookup, claim, debit and every row, in one statement.
