@@ -222,12 +222,23 @@ impl PgKernel {
                 return Err(cut_error());
             }
             let client = self.client().await?;
-            let mut ran = Attempt::Proceed;
-            // At most twice: the decline-only statement, then the whole one.
-            for decline_only in [true, false] {
-                if decline_only && !decline_first {
-                    continue;
-                }
+            let mut ran = self
+                .attempt(
+                    &client,
+                    req,
+                    key,
+                    fingerprint,
+                    attempt,
+                    link,
+                    decline_first,
+                    &mut rng,
+                )
+                .await;
+            if matches!(ran, Attempt::Proceed) {
+                // The decline-only statement found that the purchase could go through:
+                // the whole statement runs now, in the same attempt.
+                self.declining.forget(req);
+                decline_first = false;
                 ran = self
                     .attempt(
                         &client,
@@ -236,20 +247,17 @@ impl PgKernel {
                         fingerprint,
                         attempt,
                         link,
-                        decline_only,
+                        false,
                         &mut rng,
                     )
                     .await;
-                if !matches!(ran, Attempt::Proceed) {
-                    break;
-                }
-                self.declining.forget(req);
-                decline_first = false;
             }
             match ran {
                 Attempt::Done(result) => return result,
                 Attempt::Proceed => {
-                    return Err(db_error("the purchase statement asked to be run again"));
+                    return Err(db_error(
+                        "the whole purchase statement answered as the decline-only one",
+                    ));
                 }
                 Attempt::TwinWon => {
                     return match self.stored_by_key(&client, key).await? {
@@ -305,6 +313,9 @@ impl PgKernel {
             Ok(s) => s,
             Err(e) => return Attempt::Done(Err(db_error(e))),
         };
+        // The decline-only statement goes out only when asked for and derived: from here on
+        // `decline_only` says which statement answered.
+        let decline_only = decline_only && self.decline.is_some();
         if let (true, Some(decline)) = (decline_only, &self.decline) {
             // Its parameters are the whole statement's, some of them unused: typed alike.
             statement = match client
@@ -394,8 +405,7 @@ impl PgKernel {
                 };
             }
         };
-        let declined_by_plan = decline_only && (failure.is_some() || existing_fp.is_some());
-        if declined_by_plan {
+        if decline_only && (failure.is_some() || existing_fp.is_some()) {
             self.declined_by_plan.fetch_add(1, Ordering::Relaxed);
         }
         if let (Some(fp), Some(snap)) = (existing_fp, existing_snapshot) {
