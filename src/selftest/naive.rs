@@ -107,4 +107,19 @@ mod tests {
             );
         }
     }
+
+    /// Each naive kernel has a decline-only statement too, and it declines by the naive
+    /// kernel's own plan (the sum of the shards for `CapFromShardSum`): the matrix's
+    /// declines go through the same statements a naive server would send.
+    #[test]
+    fn every_naive_kernel_derives_its_decline_only_statement() {
+        for naive in Naive::ALL {
+            let decline = naive.sql().postgres.decline_only();
+            let decline = decline.unwrap_or_else(|| panic!("{naive:?}: none derived"));
+            assert!(!decline.contains("UPDATE"), "{naive:?}");
+            assert!(decline.contains("INSERT INTO intent"), "{naive:?}");
+        }
+        let sum = Naive::CapFromShardSum.sql().postgres.decline_only();
+        assert!(sum.is_some_and(|d| d.contains("sum(remaining)")));
+    }
 }
