@@ -222,24 +222,10 @@ impl PgKernel {
                 return Err(cut_error());
             }
             let client = self.client().await?;
-            let mut ran = self
-                .attempt(
-                    &client,
-                    req,
-                    key,
-                    fingerprint,
-                    attempt,
-                    link,
-                    decline_first,
-                    &mut rng,
-                )
-                .await;
-            if matches!(ran, Attempt::Proceed) {
-                // The decline-only statement found that the purchase could go through:
-                // the whole statement runs now, in the same attempt.
-                self.declining.forget(req);
-                decline_first = false;
-                ran = self
+            // At most twice: after a Proceed `decline_first` is false, and only the
+            // decline-only statement answers Proceed.
+            let ran = loop {
+                let ran = self
                     .attempt(
                         &client,
                         req,
@@ -247,11 +233,18 @@ impl PgKernel {
                         fingerprint,
                         attempt,
                         link,
-                        false,
+                        decline_first,
                         &mut rng,
                     )
                     .await;
-            }
+                if !(decline_first && matches!(ran, Attempt::Proceed)) {
+                    break ran;
+                }
+                // The decline-only statement found that the purchase could go through:
+                // the whole statement runs now, in the same attempt.
+                self.declining.forget(req);
+                decline_first = false;
+            };
             match ran {
                 Attempt::Done(result) => return result,
                 Attempt::Proceed => {
