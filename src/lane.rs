@@ -1,9 +1,9 @@
 //! Which generator lane the current thread is.
 //!
 //! Over HTTP the agents run on one single-threaded runtime per core (a lane). Connection
-//! pools keep one idle list per lane, and metrics stripe their in-flight gauges by lane,
+//! pools keep one idle list per lane, and regions stripe their in-flight gauges by lane,
 //! so neither shares a cache line or a connection across threads. A leaf: `run` sets the
-//! lane when it starts a lane thread; `target` and `metrics` read it.
+//! lane when it starts a lane thread; `gateway` reads it.
 
 use std::cell::Cell;
 

@@ -438,3 +438,34 @@ async fn retry_exhausted_commits_nothing() {
         st.assert_sound();
     }
 }
+
+/// A region counts its own requests in flight: from when a request enters it until it is
+/// answered or its client drops it (a timeout, a crash), so the gauge is back at zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_counts_requests_until_answered_or_dropped() {
+    use swarm::gateway::{Region, Reply};
+    use swarm::scenario::{Delay, FaultMode};
+    let fx = Fixture::new(Backend::SqliteOcc, catalog(10, 2), mandates(1, 100_000, 2)).await;
+    let region = Region::new("r".into(), 0, fx.kernel().await);
+    let answered = region.commit(&fx.request(0, "a"), "answered").await;
+    assert!(matches!(answered, Reply::Answer(_)), "{answered:?}");
+    assert_eq!(region.in_flight(), 0, "an answered request has left");
+
+    // A blackhole never answers: the request stays in flight until its client gives up.
+    region.fail(FaultMode::Blackhole, Delay::default());
+    let req = fx.request(0, "b");
+    let mut held = Box::pin(region.commit(&req, "held"));
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(20), &mut held).await;
+    assert!(waited.is_err(), "a blackhole answered");
+    assert_eq!(
+        region.in_flight(),
+        1,
+        "a request held by the region is in flight"
+    );
+    drop(held);
+    assert_eq!(
+        region.in_flight(),
+        0,
+        "a dropped request is no longer in flight"
+    );
+}

@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 use super::contract::{Answer, Refusal, Reply};
 use super::http::HttpGateway;
+use super::in_flight::InFlight;
 use super::proxy::FaultProxy;
 use super::value_hash::id_hash;
 use crate::history::{Code, answer_hash};
@@ -90,6 +91,8 @@ pub struct Region {
     crashed: Notify,
     /// The delay of a `latency` fault: base and jitter, in ms.
     delay_ms: [AtomicU64; 2],
+    /// Requests sent through this region and not yet answered (or given up on).
+    in_flight: InFlight,
     gateway: Gateway,
 }
 
@@ -106,6 +109,7 @@ impl Region {
             epoch: Arc::new(AtomicU64::new(0)),
             crashed: Notify::new(),
             delay_ms: [AtomicU64::new(0), AtomicU64::new(0)],
+            in_flight: InFlight::default(),
             gateway,
         }
     }
@@ -128,6 +132,12 @@ impl Region {
 
     pub fn state(&self) -> RegionState {
         RegionState::from_code(self.state.load(Ordering::Acquire))
+    }
+
+    /// Requests sent through this region now and not yet answered: each is counted from
+    /// `commit` or `final_read` until it returns or its future is dropped.
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.now()
     }
 
     /// Up, or slow (a `latency` fault): it answers.
@@ -165,6 +175,7 @@ impl Region {
 
     /// Send one purchase through this region, as a client on the other end of a network.
     pub async fn commit(&self, req: &PurchaseRequest, key: &str) -> Reply {
+        let _counted = self.in_flight.enter();
         let kernel = match &self.gateway {
             // The proxy makes the fault real on the socket; nothing to simulate here.
             Gateway::Http(g) if g.proxy.is_some() => return g.commit(req, key).await,
@@ -193,6 +204,7 @@ impl Region {
     /// contract's lookup when it has one (a replay by construction; `Absent` when nothing
     /// is stored), else a replay of the purchase. Faults are over by then: none applies.
     pub async fn final_read(&self, req: &PurchaseRequest, key: &str) -> Reply {
+        let _counted = self.in_flight.enter();
         match &self.gateway {
             Gateway::Direct(k) => match k.lookup_key(key).await {
                 Ok(Some(stored)) => Reply::Answer(answer_of(&stored.snapshot, true)),

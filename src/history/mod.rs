@@ -110,16 +110,6 @@ pub fn key(prefix: &str, agent: u32, purchase: u16, variant: u8) -> String {
     k
 }
 
-/// The agent id string a request carries.
-pub fn agent_name(agent: u32) -> String {
-    let mut b = itoa::Buffer::new();
-    let digits = b.format(agent);
-    let mut name = String::with_capacity(6 + digits.len());
-    name.push_str("agent-");
-    name.push_str(digits);
-    name
-}
-
 #[derive(Debug, Error)]
 pub enum HistoryError {
     #[error("{path}: {source}")]

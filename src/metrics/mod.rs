@@ -10,7 +10,7 @@
 //! are microseconds.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
@@ -160,7 +160,8 @@ pub struct Metrics {
     pub start: Instant,
     pub agents_started: AtomicU64,
     pub agents_done: AtomicU64,
-    in_flight: InFlight,
+    /// Regions the figures are kept for.
+    regions: usize,
     series: Mutex<Vec<Sample>>,
     /// Every request's latency up to the last sample. Locked before any shard.
     raw_total: Mutex<Histogram<u64>>,
@@ -176,18 +177,6 @@ pub struct Metrics {
 /// Contract violations kept in words (the rest are counted).
 pub const MAX_VIOLATION_EXAMPLES: usize = 20;
 
-/// One request counted in flight (see `Metrics::enter`).
-pub struct InFlightGuard<'a> {
-    metrics: &'a Metrics,
-    region: usize,
-}
-
-impl Drop for InFlightGuard<'_> {
-    fn drop(&mut self) {
-        self.metrics.in_flight.add(self.region, -1);
-    }
-}
-
 /// A merged, read-only view.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -196,7 +185,6 @@ pub struct Snapshot {
     pub raw_us: Histogram<u64>,
     pub corrected_us: Histogram<u64>,
     pub regions: Vec<RegionFigures>,
-    pub in_flight: Vec<i64>,
     pub agents_done: u64,
 }
 
@@ -209,46 +197,8 @@ impl Snapshot {
             raw_us: histogram(),
             corrected_us: histogram(),
             regions: Vec::new(),
-            in_flight: Vec::new(),
             agents_done: 0,
         }
-    }
-}
-
-/// Requests in flight per region, striped by generator lane (each stripe on its own cache
-/// line): two lanes never bounce one counter between their cores on every request.
-struct InFlight {
-    regions: usize,
-    stripes: Box<[Padded]>,
-}
-
-#[repr(align(64))]
-struct Padded(AtomicI64);
-
-impl InFlight {
-    const STRIPES: usize = 16;
-
-    fn new(regions: usize) -> InFlight {
-        InFlight {
-            regions,
-            stripes: (0..regions * Self::STRIPES)
-                .map(|_| Padded(AtomicI64::new(0)))
-                .collect(),
-        }
-    }
-
-    fn add(&self, region: usize, delta: i64) {
-        if region < self.regions {
-            let i = region * Self::STRIPES + crate::lane::lane() % Self::STRIPES;
-            self.stripes[i].0.fetch_add(delta, Ordering::Relaxed);
-        }
-    }
-
-    fn of(&self, region: usize) -> i64 {
-        self.stripes[region * Self::STRIPES..(region + 1) * Self::STRIPES]
-            .iter()
-            .map(|p| p.0.load(Ordering::Relaxed))
-            .sum()
     }
 }
 
@@ -268,7 +218,7 @@ impl Metrics {
             start: Instant::now(),
             agents_started: AtomicU64::new(0),
             agents_done: AtomicU64::new(0),
-            in_flight: InFlight::new(regions),
+            regions,
             series: Mutex::new(Vec::new()),
             raw_total: Mutex::new(histogram()),
             violations: AtomicU64::new(0),
@@ -306,17 +256,6 @@ impl Metrics {
         at.saturating_duration_since(self.start)
             .as_millis()
             .min(u128::from(u32::MAX)) as u32
-    }
-
-    /// A request enters `region`; it is counted in flight until the guard is dropped,
-    /// however the request ends: answered, timed out, or abandoned with its future (a
-    /// crashing client drops its request mid-flight), so the gauge returns to zero.
-    pub fn enter(&self, region: usize) -> InFlightGuard<'_> {
-        self.in_flight.add(region, 1);
-        InFlightGuard {
-            metrics: self,
-            region,
-        }
     }
 
     /// One finished request: counters, attempts, raw latency. `new_execution`: the
@@ -410,8 +349,9 @@ impl Metrics {
         let _ = s.corrected_us.record(corrected_us.clamp(1, MAX_LATENCY_US));
     }
 
-    /// Drain one second of figures into the series; returns the new sample.
-    pub fn sample(&self, region_states: Vec<RegionState>) -> Sample {
+    /// Drain one second of figures into the series; returns the new sample. The regions'
+    /// states and the requests in flight are the regions' own (`gateway::Region`).
+    pub fn sample(&self, region_states: Vec<RegionState>, in_flight: i64) -> Sample {
         let mut interval = Counters::default();
         let mut hist = histogram();
         let mut total = lock(&self.raw_total);
@@ -442,9 +382,7 @@ impl Metrics {
             } else {
                 hist.value_at_quantile(0.99)
             },
-            in_flight: (0..self.in_flight.regions)
-                .map(|r| self.in_flight.of(r))
-                .sum(),
+            in_flight,
             agents_done: self.agents_done.load(Ordering::Relaxed),
             regions: region_states,
         };
@@ -458,7 +396,7 @@ impl Metrics {
 
     /// Merge every shard into one view.
     pub fn snapshot(&self) -> Snapshot {
-        let regions = self.in_flight.regions;
+        let regions = self.regions;
         // The total so far, then what the shards hold since the last sample.
         let total = lock(&self.raw_total);
         let mut snap = Snapshot {
@@ -472,7 +410,6 @@ impl Metrics {
                     latency_us: Some(histogram()),
                 })
                 .collect(),
-            in_flight: (0..regions).map(|r| self.in_flight.of(r)).collect(),
             agents_done: self.agents_done.load(Ordering::Relaxed),
         };
         for shard in self.shards.iter() {
@@ -587,10 +524,10 @@ mod tests {
         assert_eq!(s.attempts[2], 100);
         assert_eq!(s.totals.errors(), 1);
         assert_eq!(s.regions[1].counters.requests, 51);
-        let first = m.sample(vec![]);
+        let first = m.sample(vec![], 0);
         assert_eq!(first.commits, 100);
         assert_eq!(first.occ_retries, 200);
-        let second = m.sample(vec![]);
+        let second = m.sample(vec![], 0);
         assert_eq!((second.second, second.requests), (2, 0));
         assert_eq!(m.snapshot().totals.requests, 101, "totals are not drained");
     }

@@ -195,14 +195,13 @@ pub fn families(view: &View, snap: &Snapshot) -> Vec<Family> {
         name: "swarm_requests_in_flight",
         help: "Requests sent and not yet answered, by region",
         kind: MetricType::Gauge,
-        series: snap
-            .in_flight
+        series: view
+            .regions
             .iter()
-            .enumerate()
-            .map(|(i, n)| {
+            .map(|r| {
                 (
-                    vec![label("region", region_name(i))],
-                    Value::Gauge(*n as f64),
+                    vec![label("region", r.name.clone())],
+                    Value::Gauge(r.in_flight as f64),
                 )
             })
             .collect(),

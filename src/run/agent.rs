@@ -57,6 +57,17 @@ pub struct AgentPlan {
     pub item: u16,
 }
 
+/// The agent id a request carries: `agent-N` (the history keeps the number; nothing reads
+/// the name back).
+fn agent_name(agent: u32) -> String {
+    let mut b = itoa::Buffer::new();
+    let digits = b.format(agent);
+    let mut name = String::with_capacity(6 + digits.len());
+    name.push_str("agent-");
+    name.push_str(digits);
+    name
+}
+
 /// Cumulative sums of `weights`, normalised so the last is exactly 1.
 pub fn cdf(weights: &[f64]) -> Vec<f64> {
     let total: f64 = weights.iter().sum();
@@ -152,7 +163,7 @@ impl World {
             merchant_id: self.merchant_id,
             mandate_id: self.mandates[mandate as usize % self.mandates.len()],
             item_id: self.items[usize::from(item) % self.items.len()],
-            agent_id: history::agent_name(plan.id),
+            agent_id: agent_name(plan.id),
             quantity,
             amount_minor: quantity * self.price_minor,
             currency: self.currency,
@@ -284,7 +295,6 @@ impl World {
         let region = &self.regions[usize::from(a.region) % self.regions.len()];
         let sent_at = Instant::now();
         let invoke_ms = self.metrics.ms_at(sent_at);
-        let in_flight = self.metrics.enter(usize::from(a.region));
         let timeout = Duration::from_millis(self.retry.timeout_ms);
         let sent = async {
             match a.op {
@@ -296,7 +306,6 @@ impl World {
             Ok(r) => r,
             Err(_) => Reply::Transport(Code::Timeout),
         };
-        drop(in_flight);
         let done = Instant::now();
         let sent = classify(&reply);
         if let Reply::Violation(broken) = &reply {

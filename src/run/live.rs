@@ -119,13 +119,12 @@ impl LiveRun {
             .iter()
             .enumerate()
             .zip(snap.regions.iter())
-            .zip(snap.in_flight.iter())
-            .map(|(((i, r), fig), inf)| RegionRow {
+            .map(|((i, r), fig)| RegionRow {
                 name: r.name.clone(),
                 state: r.state(),
                 requests: fig.counters.requests,
                 errors: fig.counters.errors(),
-                in_flight: *inf,
+                in_flight: r.in_flight(),
                 last_fault: latest
                     .and_then(|f| f.impact.get(i))
                     .and_then(|impact| impact.status(now_ms)),
@@ -166,7 +165,7 @@ impl LiveRun {
             attempts: snap.attempts.to_vec(),
             occ_retries: t.occ_retries,
             requests: t.requests,
-            in_flight: snap.in_flight.iter().sum(),
+            in_flight: w.regions.iter().map(|r| r.in_flight()).sum(),
             retry_exhausted: t.code(Code::RetryExhausted),
             outcomes,
             regions,

@@ -453,7 +453,7 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         server.stop().await;
     }
     let live_counts = *live.lock().unwrap_or_else(|p| p.into_inner());
-    world.metrics.sample(sampler::region_states(&world));
+    sampler::sample(&world);
 
     let elapsed_ms = world.metrics.start.elapsed().as_millis() as u64;
     let written = match aborted {

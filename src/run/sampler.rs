@@ -13,7 +13,6 @@ use super::faults::Timeline;
 use crate::addr::DbUrl;
 use crate::audit::{LiveCounts, Source};
 use crate::metrics::Sample;
-use crate::scenario::RegionState;
 
 /// Poll the live audit subset once a second on its own read connection.
 pub async fn poll_live(url: DbUrl, out: Arc<std::sync::Mutex<LiveCounts>>, stop: Arc<AtomicBool>) {
@@ -55,8 +54,12 @@ pub async fn poll_live(url: DbUrl, out: Arc<std::sync::Mutex<LiveCounts>>, stop:
 /// The live poller waits this many times as long as its last poll took (at least a second).
 const LIVE_IDLE_RATIO: u32 = 9;
 
-pub fn region_states(world: &World) -> Vec<RegionState> {
-    world.regions.iter().map(|r| r.state()).collect()
+/// Close one second of the metrics, with what the regions say of themselves now: their
+/// states and their requests in flight.
+pub fn sample(world: &World) -> Sample {
+    let states = world.regions.iter().map(|r| r.state()).collect();
+    let in_flight = world.regions.iter().map(|r| r.in_flight()).sum();
+    world.metrics.sample(states, in_flight)
 }
 
 fn progress_line(
@@ -154,7 +157,7 @@ pub async fn sample_every_second(
         every.tick().await;
         // What the agents recorded this second reaches the disk: a killed run keeps it.
         w.metrics.flush_history();
-        let sample = w.metrics.sample(region_states(&w));
+        let sample = sample(&w);
         if progress {
             let counts = *live.lock().unwrap_or_else(|p| p.into_inner());
             let resolving = w.resolving.line(u64::from(w.metrics.now_ms()));
