@@ -327,11 +327,11 @@ impl Metrics {
         }
     }
 
-    /// The run is over: write what is pending, the notes and the end of the history file.
-    /// The records written.
-    pub fn finish_history(&self, contract_examples: Vec<String>) -> Result<u64, HistoryError> {
+    /// The run is over: write what is pending, the contract violations kept in words and
+    /// the end of the history file. The records written.
+    pub fn finish_history(&self) -> Result<u64, HistoryError> {
         self.hand_over_batches();
-        self.sink.finish(contract_examples)
+        self.sink.finish(self.violation_examples())
     }
 
     /// An aborted run: write what is pending and sync, but leave the file without its
@@ -499,7 +499,7 @@ mod tests {
             );
         }
         m.flush_history();
-        assert_eq!(m.finish_history(vec![]).expect("finish"), u64::from(n));
+        assert_eq!(m.finish_history().expect("finish"), u64::from(n));
         let h = crate::history::History::read(&dir.path().join("history.bin")).expect("read");
         assert_eq!((h.records.len(), h.cut), (n as usize, None));
     }

@@ -240,7 +240,7 @@ pub async fn probe_only(s: &Scenario) -> Result<probe::Conformance, RunError> {
     let metrics = Metrics::new(regions.len(), sink);
     let world = World::new(s, regions, metrics, s.seed, key_prefix, shop)?;
     let conformance = probe::probe(&world).await;
-    world.metrics.finish_history(Vec::new())?;
+    world.metrics.finish_history()?;
     Ok(conformance)
 }
 
@@ -460,9 +460,7 @@ pub async fn execute(opts: RunOptions) -> Result<RunResult, RunError> {
         // Left without its end, as a killed run's: the audit says it was cut short and
         // `swarm resolve` can finish it.
         true => world.metrics.abandon_history()?,
-        false => world
-            .metrics
-            .finish_history(world.metrics.violation_examples())?,
+        false => world.metrics.finish_history()?,
     };
     tracing::info!(records = written, memory_kib = ?crate::metrics::memory_kib(), "history written");
     let indeterminate = history::Indeterminate::read(&history_path)?;

@@ -135,9 +135,7 @@ pub async fn resume(opts: ResumeOptions) -> Result<Resumed, RunError> {
     for server in servers {
         server.stop().await;
     }
-    world
-        .metrics
-        .finish_history(world.metrics.violation_examples())?;
+    world.metrics.finish_history()?;
     Ok(Resumed {
         db,
         cut,
