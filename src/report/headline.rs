@@ -5,7 +5,8 @@
 //!
 //! Invariants: every figure says what it counts (units from the database or from what
 //! clients were told, purchases, violations per invariant); a zero is said only when its
-//! checks decided it (an undecided invariant reads `unknown`, never 0).
+//! checks decided it (an undecided invariant reads `unknown`, one none of whose checks ran,
+//! as in an audit without the database, `not checked`; never 0).
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +32,10 @@ pub struct Headline {
     /// the line says `unknown`, never 0.
     #[serde(default)]
     pub undecided: Vec<String>,
+    /// Invariants none of whose checks ran (they were skipped: an audit of the history
+    /// alone cannot count oversells): the line says `not checked`, never 0.
+    #[serde(default)]
+    pub unchecked: Vec<String>,
     /// The invalid checks, worst first (`name (count)`): what decided an invalid verdict.
     #[serde(default)]
     pub findings: Vec<String>,
@@ -42,6 +47,19 @@ pub struct Headline {
 impl Headline {
     pub fn of(audit: &Audit, occ_retries: u64, attempts: &[u64]) -> Headline {
         use crate::audit::Invariant;
+        const COUNTED: [Invariant; 4] = [
+            Invariant::Oversell,
+            Invariant::DuplicateSettlement,
+            Invariant::LedgerDrift,
+            Invariant::MandateBreach,
+        ];
+        let ran = |i: Invariant| audit.checks.iter().any(|c| c.invariant == i);
+        let skipped = |i: Invariant| {
+            audit
+                .skipped
+                .iter()
+                .any(|name| name.split_once('.').is_some_and(|(of, _)| of == i.name()))
+        };
         Headline {
             units_sold: audit.sold.iter().map(|s| s.units).sum(),
             initial_stock: audit.sold.iter().map(|s| s.stock).sum(),
@@ -57,22 +75,22 @@ impl Headline {
             mandate_breaches: audit.count_of(Invariant::MandateBreach),
             occ_retries,
             attempts: trim_zeros(attempts),
-            undecided: [
-                Invariant::Oversell,
-                Invariant::DuplicateSettlement,
-                Invariant::LedgerDrift,
-                Invariant::MandateBreach,
-            ]
-            .into_iter()
-            .filter(|i| {
-                audit.count_of(*i) == 0
-                    && audit
-                        .checks
-                        .iter()
-                        .any(|c| c.invariant == *i && c.validity == Validity::Unknown)
-            })
-            .map(|i| i.name().to_string())
-            .collect(),
+            unchecked: COUNTED
+                .into_iter()
+                .filter(|i| !ran(*i) && skipped(*i))
+                .map(|i| i.name().to_string())
+                .collect(),
+            undecided: COUNTED
+                .into_iter()
+                .filter(|i| {
+                    audit.count_of(*i) == 0
+                        && audit
+                            .checks
+                            .iter()
+                            .any(|c| c.invariant == *i && c.validity == Validity::Unknown)
+                })
+                .map(|i| i.name().to_string())
+                .collect(),
             findings: audit
                 .checks
                 .iter()
@@ -116,9 +134,14 @@ impl Headline {
             .map(|(i, n)| format!("{}×{n}", i + 1))
             .collect();
         // A zero is said only when its checks decided it.
-        let figure = |invariant: &str, n: u64| match self.undecided.iter().any(|u| u == invariant) {
-            true => "unknown".to_string(),
-            false => n.to_string(),
+        let figure = |invariant: &str, n: u64| {
+            if self.unchecked.iter().any(|u| u == invariant) {
+                "not checked".to_string()
+            } else if self.undecided.iter().any(|u| u == invariant) {
+                "unknown".to_string()
+            } else {
+                n.to_string()
+            }
         };
         let mut line = format!(
             "{sold} · oversells {} · duplicate settlements {} · ledger drift {} · mandate breaches {} · OCC retries {} (attempts {})",
@@ -153,4 +176,43 @@ impl Headline {
 pub(super) fn trim_zeros(v: &[u64]) -> Vec<u64> {
     let end = v.iter().rposition(|x| *x != 0).map_or(0, |i| i + 1);
     v[..end].to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Check, Invariant};
+
+    fn passed(name: &'static str, invariant: Invariant) -> Check {
+        Check::violations(name, invariant, 0, vec![], "")
+    }
+
+    #[test]
+    fn an_invariant_none_of_whose_checks_ran_is_not_checked_never_zero() {
+        // An audit of the history alone: the state checks were skipped.
+        let audit = Audit::new(
+            "history-only",
+            vec![
+                passed(
+                    "duplicate_settlement.key_executions",
+                    Invariant::DuplicateSettlement,
+                ),
+                passed("history.complete", Invariant::History),
+                // One oversell check ran and passed: the figure is its.
+                passed("oversell.acked_over_stock", Invariant::Oversell),
+            ],
+            vec![
+                "oversell.stock_not_conserved".into(),
+                "ledger_drift.global_sum".into(),
+                "mandate_breach.cap".into(),
+            ],
+        );
+        let line = Headline::of(&audit, 0, &[]).line();
+        assert!(
+            line.contains(
+                "oversells 0 · duplicate settlements 0 · ledger drift not checked · mandate breaches not checked"
+            ),
+            "{line}"
+        );
+    }
 }
