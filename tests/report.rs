@@ -105,7 +105,15 @@ fn junit_has_one_case_per_check_and_threshold() {
         .len();
     let thresholds = summary["thresholds"].as_array().expect("thresholds").len();
     assert_eq!(thresholds, 2);
-    assert_eq!(cases.len(), checks + skipped + thresholds);
+    // And `run.complete`, which a finished run passes.
+    assert_eq!(cases.len(), checks + skipped + thresholds + 1);
+    assert!(
+        cases
+            .iter()
+            .any(|c| c.attribute("name") == Some("run.complete")
+                && !c.children().any(|e| e.is_element())),
+        "{xml}"
+    );
     assert!(
         cases
             .iter()

@@ -368,10 +368,13 @@ fn ctrl_c_stops_arrivals_then_heals_audits_and_reports() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The verdict line itself says so, not only a line after it.
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("STOPPED EARLY"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        stdout
+            .lines()
+            .any(|l| l.starts_with("verdict: valid") && l.contains("STOPPED EARLY")),
+        "{stdout}"
     );
     let s = summary(&dir);
     assert_eq!(s["stopped_early"], true);
@@ -381,6 +384,118 @@ fn ctrl_c_stops_arrivals_then_heals_audits_and_reports() {
     assert!(
         s["faults"][0]["healed_ms"].is_u64(),
         "healed before the audit"
+    );
+    // CI reading junit.xml sees it too: an error, not a green suite.
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).expect("junit");
+    let complete = junit
+        .split("<testcase")
+        .find(|c| c.contains("name=\"run.complete\""))
+        .expect("run.complete");
+    assert!(
+        complete.contains("<error") && complete.contains("stopped early"),
+        "{junit}"
+    );
+}
+
+/// A second Ctrl-C aborts: the report is still written, the history is left cut, and
+/// the audit of it says which command finishes it; `swarm resolve` then does, and the
+/// run stays stopped early (exit 4) however valid, as its report directory says.
+#[test]
+fn a_second_ctrl_c_aborts_and_swarm_resolve_finishes_a_run_that_stays_stopped() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("held.toml");
+    // From 300 ms on, the only region holds every request until the client's timeout
+    // (3 s): the first Ctrl-C's drain waits on them, and the second one aborts it.
+    std::fs::write(
+        &file,
+        "name = \"held\"\nseed = 3\nagents = { count = 200000, in_flight = 32, arrival = \"rate\", rate_per_s = 2000 }\n\
+         retry = { timeout_ms = 3000, max_attempts = 2, backoff_ms = [10, 100] }\n\
+         [[regions]]\nname = \"a\"\n\
+         [[faults]]\nat = \"300ms\"\nkind = \"region-down\"\nregion = \"a\"\nmode = \"blackhole\"\n",
+    )
+    .expect("write");
+    let dir = tmp.path().join("r");
+    let child = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["run", &file.display().to_string(), "--no-tui"])
+        .args(["--report-dir", &dir.display().to_string()])
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let interrupt = || {
+        let sent = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    interrupt();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    interrupt();
+    let out = child.wait_with_output().expect("wait");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    let s = summary(&dir);
+    assert_eq!(s["aborted"], true, "{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "stopped, nothing invalid\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("ABORTED by a second Ctrl-C"), "{stdout}");
+    for file in ["summary.json", "report.html", "junit.xml", "history.bin"] {
+        assert!(dir.join(file).is_file(), "{file} written");
+    }
+    let history = dir.join("history.bin");
+    let db = format!("sqlite://{}", dir.join("swarm.db").display());
+
+    // The audit of the cut history is unknown and names the command that finishes it.
+    let audit = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args([
+            "audit",
+            "--db",
+            &db,
+            "--history",
+            &history.display().to_string(),
+        ])
+        .output()
+        .expect("audit");
+    let said = String::from_utf8_lossy(&audit.stdout);
+    assert_eq!(audit.status.code(), Some(3), "{said}");
+    assert!(
+        said.contains(&format!(
+            "swarm resolve SCENARIO.toml --history {}",
+            history.display()
+        )),
+        "{said}"
+    );
+
+    let resolved = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["resolve", &file.display().to_string()])
+        .args(["--history", &history.display().to_string()])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("resolve");
+    let said = String::from_utf8_lossy(&resolved.stdout);
+    assert_eq!(
+        resolved.status.code(),
+        Some(4),
+        "{said}\n{}",
+        String::from_utf8_lossy(&resolved.stderr)
+    );
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("verdict: valid") && l.contains("STOPPED EARLY")),
+        "{said}"
+    );
+    let s = summary(&dir);
+    assert_eq!(
+        (s["aborted"].as_bool(), s["exit_code"].as_i64()),
+        (Some(false), Some(4))
     );
 }
 

@@ -38,7 +38,17 @@ pub async fn audit(args: AuditArgs) -> Result<i32, Exit> {
             .await
         }
     };
-    print_verdict(&report, args.json)
+    let code = print_verdict(&report, args.json)?;
+    if let Some(history) = &args.history
+        && !args.json
+        && swarm::report::history_cut(&report)
+    {
+        println!(
+            "{}",
+            swarm::report::resolve_advice("SCENARIO.toml", history)
+        );
+    }
+    Ok(code)
 }
 
 pub async fn resolve(args: ResolveArgs) -> Result<i32, Exit> {
@@ -94,11 +104,20 @@ pub async fn resolve(args: ResolveArgs) -> Result<i32, Exit> {
         .unwrap_or_default();
     if dir.join("summary.json").is_file() {
         let scenario = swarm::scenario::Scenario::load(&args.scenario).map_err(usage)?;
-        finish_report(&dir, &scenario, &report, &resumed.resolution).map_err(internal)?;
+        let summary =
+            finish_report(&dir, &scenario, &report, &resumed.resolution).map_err(internal)?;
         eprintln!(
             "swarm: resolve: updated {} (summary.json, report.html, junit.xml)",
             dir.display()
         );
+        // The run's outcome, concluded again: a stopped run is still stopped (exit 4),
+        // as `swarm report` on the directory says.
+        if args.json {
+            print_verdict(&report, true)?;
+        } else {
+            println!("{}", summary.render());
+        }
+        return Ok(summary.exit_code);
     }
     print_verdict(&report, args.json)
 }
@@ -111,7 +130,7 @@ fn finish_report(
     scenario: &swarm::scenario::Scenario,
     audit: &swarm::audit::Report,
     resolution: &swarm::run::Resolution,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<swarm::report::Summary> {
     let path = dir.join("summary.json");
     let mut summary: swarm::report::Summary =
         serde_json::from_str(&std::fs::read_to_string(&path)?)
@@ -131,7 +150,7 @@ fn finish_report(
     summary.write(dir)?;
     let (series, _) = swarm::report::read_series(&dir.join("timeseries.csv"))?;
     swarm::report::render(dir, &summary, &series)?;
-    Ok(())
+    Ok(summary)
 }
 
 pub async fn report(dir: PathBuf) -> Result<i32, Exit> {

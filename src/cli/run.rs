@@ -251,16 +251,13 @@ pub async fn run(args: RunArgs) -> Result<i32, Exit> {
         .map_err(internal)?;
     println!("{}", summary.render());
     println!("report: {}", dir.display());
-    if summary
-        .audit
-        .checks
-        .iter()
-        .any(|c| c.name == "history.complete" && c.validity == swarm::audit::Validity::Unknown)
-    {
+    if swarm::report::history_cut(&summary.audit) {
         println!(
-            "the history was cut short: replay its open keys and finish it with\n  swarm resolve {} --history {}",
-            args.scenario.display(),
-            dir.join("history.bin").display()
+            "{}",
+            swarm::report::resolve_advice(
+                &args.scenario.display().to_string(),
+                &dir.join("history.bin")
+            )
         );
     }
     Ok(summary.exit_code)

@@ -1,4 +1,6 @@
-//! `junit.xml`: one test case per invariant check and per threshold, so CI shows them.
+//! `junit.xml`: one test case per invariant check and per threshold, so CI shows them, and
+//! `run.complete`, an error when the run was stopped early (its verdict covers only what
+//! ran, as its exit code 4 says).
 
 use quick_junit::{NonSuccessKind, Report as Junit, TestCase, TestCaseStatus, TestSuite};
 
@@ -71,5 +73,26 @@ pub fn render(s: &Summary) -> std::io::Result<String> {
         thresholds.add_test_case(case);
     }
     report.add_test_suite(thresholds);
+    let mut run = TestSuite::new("run");
+    let status = if s.stopped_early || s.aborted {
+        let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
+        st.set_message(format!(
+            "{}: {} of {} agents ran; the verdict covers only what ran",
+            if s.aborted {
+                "aborted by a second Ctrl-C"
+            } else {
+                "stopped early"
+            },
+            s.agents_done,
+            s.agents_total
+        ));
+        st
+    } else {
+        TestCaseStatus::success()
+    };
+    let mut case = TestCase::new("run.complete", status);
+    case.set_classname("run");
+    run.add_test_case(case);
+    report.add_test_suite(run);
     report.to_string().map_err(std::io::Error::other)
 }

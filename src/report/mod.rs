@@ -27,6 +27,22 @@ pub use words::{settings_of, target_of};
 use crate::run::RunResult;
 use crate::scenario::Scenario;
 
+/// Whether the audit found the history cut short (a killed or aborted run): its open keys
+/// wait for `swarm resolve`.
+pub fn history_cut(audit: &crate::audit::Report) -> bool {
+    audit
+        .check("history.complete")
+        .is_some_and(|c| c.validity == crate::audit::Validity::Unknown)
+}
+
+/// The command that finishes a cut history, in the words the console prints.
+pub fn resolve_advice(scenario: &str, history: &std::path::Path) -> String {
+    format!(
+        "the history was cut short: replay its open keys and finish it with\n  swarm resolve {scenario} --history {}",
+        history.display()
+    )
+}
+
 /// The end of every run: audit what it left (the history read back from its file, part by
 /// part within the audit's memory budget), build the summary, and write the report
 /// directory. The summary comes back even when writing failed.

@@ -446,20 +446,11 @@ impl Summary {
             out.push_str(&line);
             out.push('\n');
         }
+        // The audit's table ends with its verdict line: a stopped run says so on that line.
         out.push_str(&self.audit.to_string());
-        out.push('\n');
-        for t in &self.thresholds {
-            out.push_str(&format!(
-                "threshold {} {} : observed {:.4} → {}\n",
-                t.metric,
-                t.rule,
-                t.observed,
-                if t.passed { "pass" } else { "FAIL" }
-            ));
-        }
         if self.stopped_early || self.aborted {
             out.push_str(&format!(
-                "{}: {} of {} agents ran; the verdict covers only what ran{} (exit code {} unless something invalid was found)\n",
+                " · {}: it covers only the {} of {} agents that ran{} (exit code {} unless something invalid was found)",
                 if self.aborted { "ABORTED by a second Ctrl-C" } else { "STOPPED EARLY" },
                 self.agents_done,
                 self.agents_total,
@@ -469,6 +460,16 @@ impl Summary {
                     ""
                 },
                 exit::STOPPED
+            ));
+        }
+        out.push('\n');
+        for t in &self.thresholds {
+            out.push_str(&format!(
+                "threshold {} {} : observed {:.4} → {}\n",
+                t.metric,
+                t.rule,
+                t.observed,
+                if t.passed { "pass" } else { "FAIL" }
             ));
         }
         // The run in one line, last, where the eye lands.

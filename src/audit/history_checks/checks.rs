@@ -38,7 +38,8 @@ impl Tally {
                 "history.complete",
                 Invariant::History,
                 format!(
-                    "the history ends at byte {} ({}): the run was cut short, and requests in flight then are not in it",
+                    "the history ends at byte {} ({}): the run was cut short, and requests in flight then are not in it; \
+                     `swarm resolve SCENARIO --history HISTORY` (the run's scenario file and this history) replays its open keys and finishes it",
                     cut.offset, cut.reason
                 ),
             ),
