@@ -61,6 +61,17 @@ fn every_argument_has_a_description_and_every_verb_an_example() {
         let help = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{verb:?}: {help}");
         assert!(help.contains("Example"), "{verb:?} has no example:\n{help}");
+        // The short help keeps the example too.
+        let short = Command::new(env!("CARGO_BIN_EXE_swarm"))
+            .args(*verb)
+            .arg("-h")
+            .output()
+            .expect("swarm");
+        let short = String::from_utf8_lossy(&short.stdout);
+        assert!(
+            short.contains("Example"),
+            "{verb:?} -h has no example:\n{short}"
+        );
         let missing = undescribed(&help);
         assert!(
             missing.is_empty(),

@@ -21,7 +21,7 @@ use swarm::exit;
     name = "swarm",
     version,
     about = "Prove an agent-safe checkout can't be broken",
-    after_help = "Examples:\n  swarm run scenarios/million.toml\n  swarm audit --db sqlite://reports/smoke-…/swarm.db --history reports/smoke-…/history.bin\n  swarm db init --db sqlite://demo.db"
+    after_help = "Examples:\n  swarm run scenarios/million.toml\n  swarm audit --db sqlite://reports/smoke-…/swarm.db --history reports/smoke-…/history.bin\n  swarm db init --db sqlite://demo.db\n\nLogs: swarm's own warnings on stderr; SWARM_LOG=swarm=info (a tracing filter) shows more."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -31,8 +31,6 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Verb {
     /// Run a scenario: seed, release the agents, fail regions, resolve, audit, report.
-    ///
-    /// Example: swarm run scenarios/smoke.toml --no-tui
     #[command(
         after_help = "Example:\n  swarm run scenarios/smoke.toml --no-tui\n(--help adds the exit codes)",
         after_long_help = "Example:\n  swarm run scenarios/smoke.toml --no-tui\n\n\
@@ -43,25 +41,28 @@ Exit codes:\n  \
 3   unknown: something could not be decided (unresolved requests, a check that could not run)\n  \
 4   stopped early (Ctrl-C, the dashboard's q): the verdict covers only what ran;\n      \
 a second Ctrl-C aborts and still writes the report (then `swarm resolve` finishes it)\n  \
-64  a bad command line or scenario (the error names the file, line and field)\n  \
-70  swarm itself failed (a database it cannot reach, I/O, a bug)"
+64  nothing was run: a bad command line or scenario (the error names the file, line and\n      \
+field), a TLS file or name that cannot be used, an endpoint refusing the API key\n  \
+70  swarm itself failed or cannot reach its target: a database or endpoint unreachable,\n      \
+a certificate that cannot be trusted, I/O, a bug"
     )]
     Run(RunArgs),
     /// Audit a database and/or a client history after the fact.
-    ///
-    /// Example: swarm audit --db sqlite://reports/smoke-X/swarm.db --history reports/smoke-X/history.bin
+    #[command(
+        after_help = "Example:\n  swarm audit --db sqlite://reports/smoke-X/swarm.db --history reports/smoke-X/history.bin"
+    )]
     Audit(AuditArgs),
     /// Resolve a killed run: replay the keys its cut history left open against the target,
     /// append the answers, end the history, and audit it.
-    ///
-    /// Example: swarm resolve scenarios/smoke.toml --history reports/smoke-X/history.bin
+    #[command(
+        after_help = "Example:\n  swarm resolve scenarios/smoke.toml --history reports/smoke-X/history.bin"
+    )]
     Resolve(ResolveArgs),
     /// Test the contract's promises on a live endpoint: a handful of sequential requests
     /// (no key, empty and 256-character keys, a replay, another payload under a used key,
     /// concurrent requests of one key), each judged by the scenario's `[target.contract]`.
     /// Exit 1 when a key executed twice; warnings otherwise exit 0.
-    ///
-    /// Example: swarm probe my-live.toml
+    #[command(after_help = "Example:\n  swarm probe my-live.toml")]
     Probe {
         /// A scenario whose regions name live endpoints (`swarm run` probes its in-process
         /// servers itself).
@@ -95,19 +96,18 @@ a second Ctrl-C aborts and still writes the report (then `swarm resolve` finishe
         agents: Option<u64>,
     },
     /// Serve the kernel contract over HTTP (POST /v1/purchases/commit, …; /openapi.json).
-    ///
-    /// Example: swarm serve --db sqlite://demo.db --listen 127.0.0.1:8080
+    #[command(after_help = "Example:\n  swarm serve --db sqlite://demo.db --listen 127.0.0.1:8080")]
     Serve(ServeArgs),
     /// Re-render report.html and junit.xml of a report directory from its files.
-    ///
-    /// Example: swarm report reports/smoke-20261122T162241Z
+    #[command(after_help = "Example:\n  swarm report reports/smoke-20261122T162241Z")]
     Report {
         /// A report directory `swarm run` or `swarm merge` wrote (summary.json, timeseries.csv).
         dir: PathBuf,
     },
     /// Merge shard report directories (`swarm run --shard I/N`) into one, and audit once.
-    ///
-    /// Example: swarm merge reports/million-s0 reports/million-s1 --out reports/million-merged
+    #[command(
+        after_help = "Example:\n  swarm merge reports/million-s0 reports/million-s1 --out reports/million-merged"
+    )]
     Merge {
         /// The report directory of every shard of one run (`--shard I/N`, same `--run-id`).
         #[arg(required = true)]
@@ -277,12 +277,10 @@ pub struct DbArgs {
 #[derive(Subcommand)]
 pub enum DbVerb {
     /// Create the schema (idempotent).
-    ///
-    /// Example: swarm db init --db sqlite://demo.db
+    #[command(after_help = "Example:\n  swarm db init --db sqlite://demo.db")]
     Init(DbArgs),
     /// Create the scenario's merchants, items, buckets, mandates and shards, and the sandbox.
-    ///
-    /// Example: swarm db seed --db sqlite://demo.db scenarios/smoke.toml
+    #[command(after_help = "Example:\n  swarm db seed --db sqlite://demo.db scenarios/smoke.toml")]
     Seed {
         #[command(flatten)]
         db: DbArgs,
@@ -293,8 +291,7 @@ pub enum DbVerb {
         seed: Option<u64>,
     },
     /// Print row counts, commits, declines, units left and the ledger sum.
-    ///
-    /// Example: swarm db stats --db sqlite://demo.db
+    #[command(after_help = "Example:\n  swarm db stats --db sqlite://demo.db")]
     Stats {
         #[command(flatten)]
         db: DbArgs,
@@ -304,8 +301,7 @@ pub enum DbVerb {
     },
     /// Drop swarm's tables for a fresh start (with --keep-catalog: forget the purchases and
     /// run markers only, stock and caps back at their seeded figures).
-    ///
-    /// Example: swarm db reset --db postgres://swarm@127.0.0.1:5432/swarm
+    #[command(after_help = "Example:\n  swarm db reset --db postgres://swarm@127.0.0.1:5432/swarm")]
     Reset {
         #[command(flatten)]
         db: DbArgs,
@@ -314,8 +310,7 @@ pub enum DbVerb {
         keep_catalog: bool,
     },
     /// Commit one purchase of the stocked sandbox item, then replay it with the same key.
-    ///
-    /// Example: swarm db sandbox --db sqlite://demo.db --key demo-1
+    #[command(after_help = "Example:\n  swarm db sandbox --db sqlite://demo.db --key demo-1")]
     Sandbox {
         #[command(flatten)]
         db: DbArgs,
