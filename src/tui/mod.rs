@@ -119,7 +119,10 @@ pub async fn run(
     frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut board = Dashboard::default();
     refresh(&mut board, &run, &meta);
-    let (mut last_refresh, mut last_cpu) = (Instant::now(), cpu_seconds());
+    let mut last = Gauge {
+        at: Instant::now(),
+        cpu_s: cpu_seconds(),
+    };
     let mut lag_ms = 0.0f64;
     let mut last_tick = Instant::now();
     let mut seen = Phase::Running;
@@ -181,23 +184,12 @@ pub async fn run(
             // second it ended in. A run shorter than a second has no sample at all.
             let at =
                 *ended_s.get_or_insert_with(|| run.world.metrics.start.elapsed().as_secs_f64());
+            board.health = last.health(&run, lag_ms);
             refresh(&mut board, &run, &meta);
             board.view.elapsed_s = at;
-        } else if running && last_refresh.elapsed() >= Duration::from_secs(1) {
-            let cpu = cpu_seconds();
-            let secs = last_refresh.elapsed().as_secs_f64();
-            let (rss_kib, _) = metrics::memory_kib();
-            let started = run.world.metrics.agents_started.load(Ordering::Relaxed);
-            let finished = run.world.metrics.agents_done.load(Ordering::Relaxed);
-            board.health = Health {
-                cpu_pct: 100.0 * (cpu - last_cpu) / secs,
-                lag_ms,
-                live_tasks: started.saturating_sub(finished),
-                rss_mib: rss_kib as f64 / 1024.0,
-            };
+        } else if running && last.at.elapsed() >= Duration::from_secs(1) {
+            board.health = last.health(&run, lag_ms);
             refresh(&mut board, &run, &meta);
-            last_refresh = Instant::now();
-            last_cpu = cpu;
         }
         seen = current.clone();
         board.interrupt = Interrupt::of(&run.control);
@@ -234,6 +226,34 @@ fn interrupt(control: &Control) -> Option<&'static str> {
             Some("requests in flight dropped; the report is still written (again exits)")
         }
         Interrupt::Aborting => None,
+    }
+}
+
+/// When the generator's health was last measured, and the process's CPU time then.
+struct Gauge {
+    at: Instant,
+    cpu_s: f64,
+}
+
+impl Gauge {
+    /// The generator's health now (CPU since the last measure), and measure from here.
+    fn health(&mut self, run: &LiveRun, lag_ms: f64) -> Health {
+        let cpu_s = cpu_seconds();
+        let secs = self.at.elapsed().as_secs_f64().max(1e-3);
+        let (rss_kib, _) = metrics::memory_kib();
+        let started = run.world.metrics.agents_started.load(Ordering::Relaxed);
+        let finished = run.world.metrics.agents_done.load(Ordering::Relaxed);
+        let health = Health {
+            cpu_pct: 100.0 * (cpu_s - self.cpu_s) / secs,
+            lag_ms,
+            live_tasks: started.saturating_sub(finished),
+            rss_mib: rss_kib as f64 / 1024.0,
+        };
+        *self = Gauge {
+            at: Instant::now(),
+            cpu_s,
+        };
+        health
     }
 }
 
