@@ -45,16 +45,22 @@ pub struct FinalReads {
 }
 
 impl FinalReads {
-    /// `final reads: 812 of 99,412 keys offered (open 12 · declined 99,300 · committed
-    /// 100), 812 answered in 0.4 s`, and why it stopped, if it did.
+    /// `final reads: 812 keys read again, a sample of the 99412 whose purchase ended
+    /// (their clients were told: committed 100 · declined 99300 · nothing definite 12); 812
+    /// answered in 0.4 s`, and why it stopped, if it did.
     pub fn line(&self) -> String {
         let offered = self.offered_open + self.offered_declined + self.offered_committed;
         let mut line = format!(
-            "final reads: {} of {offered} keys offered (open {} · declined {} · committed {}), {} answered in {:.1} s",
+            "final reads: {} keys read again, {} the {offered} whose purchase ended (their clients were told: committed {} · declined {} · nothing definite {}); {} answered in {:.1} s",
             self.read,
-            self.offered_open,
-            self.offered_declined,
+            if self.read < offered {
+                "a sample of"
+            } else {
+                "all of"
+            },
             self.offered_committed,
+            self.offered_declined,
+            self.offered_open,
             self.answered,
             self.elapsed_ms as f64 / 1000.0
         );
