@@ -1555,3 +1555,41 @@ fn what_is_not_an_arrow_is_not_refused() {
     ];
     assert_eq!(refusals(&files, &layers()), []);
 }
+
+/// Lines past which a file says, at its top, why it stays one file.
+const LONG_FILE_LINES: usize = 600;
+
+/// The files of `sources` over `LONG_FILE_LINES` whose leading `//!` doc does not say why
+/// they stay one file.
+fn long_without_reason(sources: &[(String, String)]) -> Vec<String> {
+    sources
+        .iter()
+        .filter(|(_, text)| text.lines().count() > LONG_FILE_LINES)
+        .filter(|(_, text)| {
+            let doc: String = text
+                .lines()
+                .take_while(|l| l.starts_with("//!"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            !doc.contains("It stays one file")
+        })
+        .map(|(file, text)| format!("{file} ({} lines)", text.lines().count()))
+        .collect()
+}
+
+#[test]
+fn a_long_file_says_at_its_top_why_it_stays_one_file() {
+    let missing = long_without_reason(&sources());
+    assert!(
+        missing.is_empty(),
+        "over {LONG_FILE_LINES} lines without `It stays one file: …` in the module doc: {missing:?}"
+    );
+    // The checker finds one.
+    let long = "//! A module.\n".to_string() + &"fn f() {}\n".repeat(LONG_FILE_LINES);
+    assert_eq!(
+        long_without_reason(&[("x.rs".into(), long.clone())]),
+        vec![format!("x.rs ({} lines)", LONG_FILE_LINES + 1)]
+    );
+    let said = "//! A module.\n//! It stays one file: one idea.\n".to_string() + &long;
+    assert!(long_without_reason(&[("x.rs".into(), said)]).is_empty());
+}

@@ -22,6 +22,9 @@
 //! The reading stays whole in this file: a business answer (`judge`) and an error body
 //! (`ErrorBody`) are the two halves of one `read`, by one contract, and the tests below
 //! hold them to it together.
+//!
+//! It stays one file: every reading of an answer goes through `judge` and its helpers, by
+//! one contract's pointers (about 490 lines); the rest is tests, one per answer shape.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

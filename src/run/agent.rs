@@ -6,6 +6,10 @@
 //! capped, jittered exponential backoff, moving to the next healthy region after a
 //! connection-level failure. Invariants: an agent's state is a few hundred bytes; it
 //! records every request it makes, and takes no global lock doing so.
+//!
+//! It stays one file: `World` (what every agent shares) and the purchase loop that uses it
+//! are one state machine, the personas' branches beside the loop they change (about 580
+//! lines of code).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -13,6 +13,9 @@
 //!
 //! Over half of this file is its tests: the whole dashboard drawn at several screen sizes
 //! from known figures.
+//!
+//! It stays one file: the event loop, the keys and the end-of-run frame are one state
+//! machine (about 300 lines); the rest is tests that draw frames at the sizes a demo meets.
 
 pub mod panels;
 

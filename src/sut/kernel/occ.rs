@@ -31,6 +31,10 @@
 //! Invariant: the rows a purchase moves are still conditional updates (the `Sql` value's
 //! `take` statements, so the selftest's sabotage reaches this mode too); the version
 //! check only decides who goes first.
+//!
+//! It stays one file: a round's admission (`Admitted`), its reads (`SnapshotReads`) and its
+//! writes share the batch's transaction and each other's types; about 510 lines are the
+//! writer, the rest its tests.
 
 use std::collections::hash_map::Entry;
 use std::time::{Duration, Instant};

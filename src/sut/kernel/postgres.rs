@@ -18,6 +18,10 @@
 //! leaves the list and the whole statement runs at once, a second round trip. The list
 //! keeps the smallest quantity (amount) each owner was declined for, so a smaller purchase
 //! is sent the whole statement; it only chooses which statement is sent, never an outcome.
+//!
+//! It stays one file: the pooled session's setup, the commit loop, the decline-only list and
+//! the reading of the statement's answers are one purchase's path (about 600 lines; its
+//! tests against a real server are in `tests/kernel.rs`).
 
 use std::collections::HashMap;
 use std::sync::RwLock;
