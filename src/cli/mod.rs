@@ -333,7 +333,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub api_key_env: Option<String>,
     /// Requests handled at once; beyond it, 503 with Retry-After.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = swarm::sut::server::MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
     /// After Ctrl-C or SIGTERM, how long in-flight requests may take to finish before
     /// their connections are cut.

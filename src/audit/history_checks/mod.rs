@@ -184,6 +184,34 @@ impl Tally {
         add_into(&mut self.interval_open, interval_open);
         self.per_purchase_acked.merge(per_purchase_acked);
         self.per_purchase_db.merge(per_purchase_db);
+        self.assert_per_key();
+    }
+
+    /// What the checks' words rely on: a key is tallied in one part only, so the keys
+    /// answered fresh, and the keys each per-key check found, are each at most the keys
+    /// tallied. A key counted in two parts (parts that split a key) breaks it.
+    fn assert_per_key(&self) {
+        assert!(
+            self.fresh <= self.keys,
+            "{} keys answered fresh out of {} tallied: a key was tallied twice",
+            self.fresh,
+            self.keys
+        );
+        // (`replay_mismatch` is not among them: a key can be found by its hashes and by
+        // its execution ids both.)
+        for (name, f) in [
+            ("double_submit", &self.double_submit),
+            ("key_executions", &self.key_executions),
+            ("unresolved", &self.unresolved),
+            ("lost", &self.lost),
+        ] {
+            assert!(
+                f.count() <= self.keys,
+                "{name}: {} keys found out of {} tallied: a key was tallied twice",
+                f.count(),
+                self.keys
+            );
+        }
     }
 
     /// The open keys kept (`collecting`).
@@ -439,6 +467,23 @@ mod tests {
 
     /// Parts tallied apart and added up (`absorb`) find what one tally of them all finds:
     /// every check, count and example, against the database's intents and without them.
+    #[test]
+    #[should_panic(expected = "a key was tallied twice")]
+    fn a_key_tallied_in_two_parts_stops_the_audit() {
+        // Two parts that each tallied one key as unresolved, but only one key in all: a
+        // key split across parts, which the per-key figures cannot survive.
+        let mut whole = Tally::default();
+        let mut part = Tally {
+            keys: 1,
+            ..Tally::default()
+        };
+        part.unresolved.add((1, 0, 0));
+        whole.absorb(part);
+        let mut again = Tally::default();
+        again.unresolved.add((1, 0, 0));
+        whole.absorb(again);
+    }
+
     #[test]
     fn tallies_added_up_equal_one_tally_of_every_part() {
         use crate::history::{Code, Ending, Record};

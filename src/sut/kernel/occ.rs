@@ -186,6 +186,13 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, config: &KernelConfig, rng
                 }
                 plans.push((i, planned));
             }
+            // The loop ends because every round starts someone: a round holds a buyer
+            // back only once as many buyers as rows could give have started in it.
+            assert!(
+                !plans.is_empty(),
+                "an OCC round started none of its {} purchases: the batch would never end",
+                round.len()
+            );
             let mut moved = Moved::default();
             let mut again = Vec::new();
             for (i, plan) in plans {

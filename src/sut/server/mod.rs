@@ -33,6 +33,13 @@ pub use wire::{WireError, parse_purchase};
 /// The OpenAPI 3 document for every route, served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../../openapi/openapi.json");
 
+/// The largest request body `swarm serve` reads by default (413 beyond): a purchase's JSON
+/// is a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Requests `swarm serve` handles at once by default before shedding with 503.
+pub const MAX_IN_FLIGHT: usize = 1024;
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Bearer keys accepted on the purchase routes; empty means no authentication.
@@ -47,8 +54,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             api_keys: Vec::new(),
-            max_in_flight: 1024,
-            body_limit_bytes: 16 * 1024,
+            max_in_flight: MAX_IN_FLIGHT,
+            body_limit_bytes: MAX_BODY_BYTES,
         }
     }
 }
