@@ -459,6 +459,7 @@ mod tests {
         ];
         d.view.regions[0].requests = 1_234_567;
         d.view.regions[0].errors = 12_345;
+        d.view.attempts[0] = 999_961;
         d.view.verdict = Some(Verdict {
             validity: Validity::Valid,
             exit_code: 0,
@@ -482,6 +483,8 @@ mod tests {
             "1000000/1000000",
             "press any key",
             "report: reports/million-20261202T041500Z",
+            // The attempts bars carry their counts, in a bar's three columns.
+            ".9M",
         ] {
             assert!(all.contains(whole), "{whole} is cut at 80x24:\n{all}");
         }

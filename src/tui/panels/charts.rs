@@ -348,6 +348,16 @@ pub fn latency(f: &mut Frame, area: Rect, d: &Dashboard) {
     );
 }
 
+/// A count in the three columns of a bar: `412`, `99k`, `1M`.
+fn bar_count(n: u64) -> String {
+    match n {
+        0..=999 => n.to_string(),
+        1_000..=99_999 => format!("{}k", n / 1_000),
+        100_000..=999_999 => format!(".{}M", n / 100_000),
+        _ => format!("{}M", n / 1_000_000),
+    }
+}
+
 pub fn retries(f: &mut Frame, area: Rect, d: &Dashboard) {
     let v = &d.view;
     // The run's total (the series misses the second under way).
@@ -402,6 +412,7 @@ pub fn retries(f: &mut Frame, area: Rect, d: &Dashboard) {
             Bar::default()
                 .label(Line::from(format!("{}", i + 1)))
                 .value(*v)
+                .text_value(bar_count(*v))
         })
         .collect();
     f.render_widget(
@@ -413,4 +424,25 @@ pub fn retries(f: &mut Frame, area: Rect, d: &Dashboard) {
             .data(BarGroup::default().bars(&bars)),
         parts[1],
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bar_count;
+
+    #[test]
+    fn a_bar_count_fits_three_columns() {
+        for (n, shown) in [
+            (0, "0"),
+            (412, "412"),
+            (9_431, "9k"),
+            (99_999, "99k"),
+            (100_000, ".1M"),
+            (999_961, ".9M"),
+            (1_000_000, "1M"),
+            (37_000_000, "37M"),
+        ] {
+            assert_eq!(bar_count(n), shown);
+        }
+    }
 }
