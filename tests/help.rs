@@ -50,24 +50,25 @@ fn undescribed(help: &str) -> Vec<String> {
     missing
 }
 
+/// `swarm VERB FLAG`'s help text, which must come out with success.
+fn help_of(verb: &[&str], flag: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(verb)
+        .arg(flag)
+        .output()
+        .expect("swarm");
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{verb:?} {flag}: {help}");
+    help
+}
+
 #[test]
 fn every_argument_has_a_description_and_every_verb_an_example() {
     for verb in VERBS {
-        let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
-            .args(*verb)
-            .arg("--help")
-            .output()
-            .expect("swarm");
-        let help = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{verb:?}: {help}");
+        let help = help_of(verb, "--help");
         assert!(help.contains("Example"), "{verb:?} has no example:\n{help}");
         // The short help keeps the example too.
-        let short = Command::new(env!("CARGO_BIN_EXE_swarm"))
-            .args(*verb)
-            .arg("-h")
-            .output()
-            .expect("swarm");
-        let short = String::from_utf8_lossy(&short.stdout);
+        let short = help_of(verb, "-h");
         assert!(
             short.contains("Example"),
             "{verb:?} -h has no example:\n{short}"
@@ -82,13 +83,7 @@ fn every_argument_has_a_description_and_every_verb_an_example() {
 
 #[test]
 fn run_help_has_the_exit_codes_and_the_short_help_its_example() {
-    let help = |flag: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
-            .args(["run", flag])
-            .output()
-            .expect("swarm");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let help = |flag: &str| help_of(&["run"], flag);
     let long = help("--help");
     for code in ["0 ", "1 ", "2 ", "3 ", "4 ", "64 ", "70 "] {
         assert!(

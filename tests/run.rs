@@ -329,6 +329,27 @@ fn end_of_run_replays_resolve_every_indeterminate_key() {
     );
 }
 
+/// `swarm run FILE --no-tui --report-dir DIR`, started with its output piped.
+fn spawn_run(file: &Path, dir: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["run", &file.display().to_string(), "--no-tui"])
+        .args(["--report-dir", &dir.display().to_string()])
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
+/// A Ctrl-C to `child`.
+fn interrupt(child: &std::process::Child) {
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+}
+
 #[test]
 fn ctrl_c_stops_arrivals_then_heals_audits_and_reports() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -341,25 +362,9 @@ fn ctrl_c_stops_arrivals_then_heals_audits_and_reports() {
     )
     .expect("write");
     let dir = tmp.path().join("r");
-    let child = Command::new(env!("CARGO_BIN_EXE_swarm"))
-        .args([
-            "run",
-            &file.display().to_string(),
-            "--no-tui",
-            "--report-dir",
-            &dir.display().to_string(),
-        ])
-        .env_remove("DATABASE_URL")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = spawn_run(&file, &dir);
     std::thread::sleep(std::time::Duration::from_millis(2000));
-    let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    interrupt(&child);
     let out = child.wait_with_output().expect("wait");
     // A stopped run is its own outcome (exit 4), never a finished one's 0.
     assert_eq!(
@@ -415,25 +420,11 @@ fn a_second_ctrl_c_aborts_and_swarm_resolve_finishes_a_run_that_stays_stopped() 
     )
     .expect("write");
     let dir = tmp.path().join("r");
-    let child = Command::new(env!("CARGO_BIN_EXE_swarm"))
-        .args(["run", &file.display().to_string(), "--no-tui"])
-        .args(["--report-dir", &dir.display().to_string()])
-        .env_remove("DATABASE_URL")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let interrupt = || {
-        let sent = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(sent.success());
-    };
+    let child = spawn_run(&file, &dir);
     std::thread::sleep(std::time::Duration::from_millis(1200));
-    interrupt();
+    interrupt(&child);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    interrupt();
+    interrupt(&child);
     let out = child.wait_with_output().expect("wait");
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout).into_owned(),
