@@ -2,7 +2,8 @@
 # Mission Control, driven like an operator would: run scenarios/failover.toml with the
 # dashboard in a tmux pane, press `f` to fire the next fault, capture the pane, check the
 # fault shows, and check the run finishes valid. The last frame (the verdict) must show
-# the run's totals, not zeros: the OCC retries the summary counts, commits, a latency; and
+# the run's totals, not zeros: the OCC retries the summary counts, commits, a latency, the
+# generator's RSS and no live task left; and
 # scenarios/smoke.toml (shorter than a second on a fast machine) must end the same way at
 # 80x24, with the hint to leave. Last, `q` as Ctrl-C: STOPPED, then ABORTING, and the run
 # still reports (exit 4, stopped early). Exits non-zero on any failure.
@@ -57,6 +58,9 @@ final_frame() { # REPORT_DIR WHAT
     grep -q "press any key" "$frame" || fail "$2: the verdict does not say to press a key"
     grep -qE "COMMITTED +[1-9]" "$frame" || fail "$2: no commits on the last frame"
     grep -qE "(corrected|start) +[0-9.]*[1-9]" "$frame" || fail "$2: a latency of 0 on the last frame"
+    # The generator panel is measured at the end too: no agent left, a real RSS.
+    grep -qE "live tasks +0 " "$frame" || fail "$2: live tasks left on the last frame"
+    grep -qE "RSS +[1-9][0-9]* MiB" "$frame" || fail "$2: no RSS on the last frame"
     local counted shown
     counted="$(grep -oE '"occ_retries": [0-9]+' "$1/summary.json" | head -1 | grep -oE '[0-9]+$')"
     shown="$(grep -oE "OCC (retries )?[0-9]+ ·" "$frame" | grep -oE '[0-9]+')"
