@@ -397,7 +397,7 @@ fn ctrl_c_stops_arrivals_then_heals_audits_and_reports() {
         .find(|c| c.contains("name=\"run.complete\""))
         .expect("run.complete");
     assert!(
-        complete.contains("<error") && complete.contains("stopped early"),
+        complete.contains("<error") && complete.contains("STOPPED EARLY"),
         "{junit}"
     );
 }

@@ -74,21 +74,13 @@ pub fn render(s: &Summary) -> std::io::Result<String> {
     }
     report.add_test_suite(thresholds);
     let mut run = TestSuite::new("run");
-    let status = if s.stopped_early || s.aborted {
-        let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
-        st.set_message(format!(
-            "{}: {} of {} agents ran; the verdict covers only what ran",
-            if s.aborted {
-                "aborted by a second Ctrl-C"
-            } else {
-                "stopped early"
-            },
-            s.agents_done,
-            s.agents_total
-        ));
-        st
-    } else {
-        TestCaseStatus::success()
+    let status = match s.stopped_note() {
+        Some(note) => {
+            let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
+            st.set_message(note);
+            st
+        }
+        None => TestCaseStatus::success(),
     };
     let mut case = TestCase::new("run.complete", status);
     case.set_classname("run");

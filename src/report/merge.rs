@@ -265,7 +265,13 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
         .await
         .map_err(|e| bad(out, e.to_string()))?;
     let occ_retries = m.counters.get("occ_retries").copied().unwrap_or(0);
-    m.headline = super::Headline::of(&m.audit, occ_retries, &m.attempts);
+    // A shard stopped early leaves the merged run stopped early: its headline says so.
+    m.headline = super::Headline::of(&m.audit, occ_retries, &m.attempts).stopped_at(
+        m.agents_done,
+        m.agents_total,
+        m.stopped_early,
+        false,
+    );
     let rules: Vec<(Metric, Threshold)> = m.thresholds.iter().map(|t| (t.metric, t.rule)).collect();
     m.conclude(&rules);
 

@@ -329,6 +329,29 @@ impl Summary {
             .join(" · ")
     }
 
+    /// A run stopped early (or aborted) in words: how far it got and what its verdict
+    /// covers; `None` for a run that finished. The console's verdict line and junit.xml
+    /// say it so.
+    pub fn stopped_note(&self) -> Option<String> {
+        (self.stopped_early || self.aborted).then(|| {
+            format!(
+                "{}: {} of {} agents ran; the verdict covers only what ran{}",
+                if self.aborted {
+                    "ABORTED by a second Ctrl-C"
+                } else {
+                    "STOPPED EARLY"
+                },
+                self.agents_done,
+                self.agents_total,
+                if self.aborted {
+                    "; requests in flight were dropped and the history left cut"
+                } else {
+                    ""
+                }
+            )
+        })
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         let c = |k: &str| self.counters.get(k).copied().unwrap_or(0);
@@ -448,17 +471,9 @@ impl Summary {
         }
         // The audit's table ends with its verdict line: a stopped run says so on that line.
         out.push_str(&self.audit.to_string());
-        if self.stopped_early || self.aborted {
+        if let Some(note) = self.stopped_note() {
             out.push_str(&format!(
-                " · {}: it covers only the {} of {} agents that ran{} (exit code {} unless something invalid was found)",
-                if self.aborted { "ABORTED by a second Ctrl-C" } else { "STOPPED EARLY" },
-                self.agents_done,
-                self.agents_total,
-                if self.aborted {
-                    "; requests in flight were dropped and the history left cut"
-                } else {
-                    ""
-                },
+                " · {note} (exit code {} unless something invalid was found)",
                 exit::STOPPED
             ));
         }
