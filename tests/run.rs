@@ -441,36 +441,20 @@ fn a_second_ctrl_c_aborts_and_swarm_resolve_finishes_a_run_that_stays_stopped() 
     for file in ["summary.json", "report.html", "junit.xml", "history.bin"] {
         assert!(dir.join(file).is_file(), "{file} written");
     }
-    let history = dir.join("history.bin");
+    let history = dir.join("history.bin").display().to_string();
     let db = format!("sqlite://{}", dir.join("swarm.db").display());
 
     // The audit of the cut history is unknown and names the command that finishes it.
-    let audit = Command::new(env!("CARGO_BIN_EXE_swarm"))
-        .args([
-            "audit",
-            "--db",
-            &db,
-            "--history",
-            &history.display().to_string(),
-        ])
-        .output()
-        .expect("audit");
+    let audit = swarm(&["audit", "--db", &db, "--history", &history], tmp.path());
     let said = String::from_utf8_lossy(&audit.stdout);
     assert_eq!(audit.status.code(), Some(3), "{said}");
     assert!(
-        said.contains(&format!(
-            "swarm resolve SCENARIO.toml --history {}",
-            history.display()
-        )),
+        said.contains(&format!("swarm resolve SCENARIO.toml --history {history}")),
         "{said}"
     );
 
-    let resolved = Command::new(env!("CARGO_BIN_EXE_swarm"))
-        .args(["resolve", &file.display().to_string()])
-        .args(["--history", &history.display().to_string()])
-        .env_remove("DATABASE_URL")
-        .output()
-        .expect("resolve");
+    let scenario = file.display().to_string();
+    let resolved = swarm(&["resolve", &scenario, "--history", &history], tmp.path());
     let said = String::from_utf8_lossy(&resolved.stdout);
     assert_eq!(
         resolved.status.code(),
