@@ -36,7 +36,7 @@ use super::h1::MAX_ANSWER_BYTES;
 pub use super::h1::{Body, Request, header_value};
 use super::tls::ClientTls;
 use crate::history::Code;
-use crate::lane::{MAX_LANES, lane};
+use crate::lane::{SLOTS, lane};
 use crate::scenario::HttpVersion;
 
 /// Concurrent streams one HTTP/2 connection carries before another is opened.
@@ -194,11 +194,9 @@ impl ConnectionPool {
             authority,
             h1_lines: preset.h1_lines(),
             preset,
-            idle: (0..MAX_LANES).map(|_| Mutex::new(Vec::new())).collect(),
-            shared: (0..MAX_LANES).map(|_| Mutex::new(Vec::new())).collect(),
-            connecting: (0..MAX_LANES)
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
+            idle: (0..SLOTS).map(|_| Mutex::new(Vec::new())).collect(),
+            shared: (0..SLOTS).map(|_| Mutex::new(Vec::new())).collect(),
+            connecting: (0..SLOTS).map(|_| tokio::sync::Mutex::new(())).collect(),
             // Plain HTTP has no ALPN: anything but prior-knowledge HTTP/2 is HTTP/1.1.
             speaks: AtomicU8::new(match (version, tls_on) {
                 (HttpVersion::Http1, _) | (HttpVersion::Auto, false) => SPEAKS_HTTP1,
@@ -614,6 +612,40 @@ mod tests {
             0,
             "a connection that owes an answer is never idle"
         );
+    }
+
+    /// A connection is registered with the reactor of the runtime that opened it: one
+    /// opened off the lanes (a preflight, the probe) must never be handed to a lane, whose
+    /// requests would then wake another thread for every answer.
+    #[tokio::test]
+    async fn a_connection_opened_off_the_lanes_is_not_handed_to_a_lane() {
+        let (address, accepted) = counting_server(false).await;
+        let pool = std::sync::Arc::new(ConnectionPool::new(address.clone(), 8));
+        pool.send(get(&address)).await.expect("answer off the lanes");
+        assert_eq!(pool.idle_len(), 1);
+        let on_lane = pool.clone();
+        let lane_address = address.clone();
+        let lane = std::thread::spawn(move || {
+            crate::lane::set_lane(0);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                on_lane.send(get(&lane_address)).await.expect("answer on lane 0");
+            });
+        });
+        // Joined beside this runtime, which keeps serving meanwhile.
+        tokio::task::spawn_blocking(move || lane.join())
+            .await
+            .expect("join")
+            .expect("lane thread");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "lane 0 opened its own connection"
+        );
+        assert_eq!(pool.idle_len(), 2);
     }
 
     #[tokio::test]

@@ -209,7 +209,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Metrics {
     /// A recorder that streams the history to `sink` as it is made: memory for it is
-    /// `SHARDS` batches and the writer's queue, whatever the run's length.
+    /// `SHARDS` batches, the writer's queue and its spare batches, whatever the run's
+    /// length. A batch is refilled from the spares the writer hands back, not allocated.
     pub fn new(regions: usize, sink: Sink) -> Metrics {
         Metrics {
             shards: (0..SHARDS)
@@ -307,7 +308,7 @@ impl Metrics {
         }
         s.batch.push(*r);
         if s.batch.len() >= HISTORY_BATCH {
-            let full = std::mem::replace(&mut s.batch, Vec::with_capacity(HISTORY_BATCH));
+            let full = std::mem::replace(&mut s.batch, self.sink.spare(HISTORY_BATCH));
             drop(guard);
             self.sink.send(full);
         }
@@ -322,7 +323,12 @@ impl Metrics {
 
     fn hand_over_batches(&self) {
         for shard in self.shards.iter() {
-            let pending = std::mem::take(&mut lock(shard).batch);
+            let mut s = lock(shard);
+            if s.batch.is_empty() {
+                continue;
+            }
+            let pending = std::mem::replace(&mut s.batch, self.sink.spare(HISTORY_BATCH));
+            drop(s);
             self.sink.send(pending);
         }
     }

@@ -117,6 +117,20 @@ mod tests {
     }
 
     #[test]
+    fn a_written_batch_comes_back_empty_to_be_filled_again() {
+        let dir = tempfile::tempdir().expect("dir");
+        let sink = Sink::create(&dir.path().join("h.bin"), &header()).expect("sink");
+        let mut batch = Vec::with_capacity(1000);
+        batch.extend((0..3).map(record));
+        sink.send(batch);
+        assert_eq!(sink.finish(Vec::new()).expect("finish"), 3);
+        let spare = sink.spare(1);
+        assert!(spare.is_empty());
+        assert!(spare.capacity() >= 1000, "the writer's emptied batch");
+        assert!(sink.spare(1).capacity() < 1000, "a new one once none is kept");
+    }
+
+    #[test]
     fn a_streamed_history_reads_back_whole_with_its_notes() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("h.bin");

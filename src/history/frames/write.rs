@@ -3,8 +3,8 @@
 //! killed run cut, and ends it; and `write_all`, a whole history at once.
 //!
 //! Invariants: the header frame is on disk before `Sink::create` returns; a records frame
-//! holds whole records only; memory is bounded by `QUEUE` batches and the writer's buffer;
-//! the file is synced at least every `FLUSH_EVERY`.
+//! holds whole records only; memory is bounded by `QUEUE` batches, `SPARES` emptied ones
+//! and the writer's buffer; the file is synced at least every `FLUSH_EVERY`.
 
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -21,6 +21,10 @@ use crate::history::{Header, History, HistoryError, RECORD_BYTES, Record};
 const RECORDS_PER_FRAME: usize = 4096;
 /// Batches waiting for the writer; a full queue makes the recorder wait (bounded memory).
 const QUEUE: usize = 64;
+/// Batches the writer has emptied and keeps for the recorders to fill again (`Sink::spare`):
+/// a batch is a few hundred KiB, and a fresh one each time costs the recorder page faults
+/// (the kernel zeroing new pages) on every batch.
+const SPARES: usize = 32;
 /// The writer hands what it has to the OS and syncs at least this often.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
@@ -99,6 +103,8 @@ enum Msg {
 /// The history of a running run, appended by a writer thread.
 pub struct Sink {
     tx: crossbeam_channel::Sender<Msg>,
+    /// Emptied batches back from the writer.
+    spares: crossbeam_channel::Receiver<Vec<Record>>,
     thread: Mutex<Option<JoinHandle<Result<u64, HistoryError>>>>,
     /// Set when the sink resumes a cut file (`Sink::resume`): said in the notes.
     resumed_after: Option<Cut>,
@@ -143,16 +149,18 @@ impl Sink {
         resumed_after: Option<Cut>,
     ) -> Result<Sink, HistoryError> {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let (spare_tx, spares) = crossbeam_channel::bounded(SPARES);
         let shown = path.display().to_string();
         let thread = std::thread::Builder::new()
             .name("history-writer".into())
-            .spawn(move || write_loop(w, rx, shown, records))
+            .spawn(move || write_loop(w, rx, spare_tx, shown, records))
             .map_err(|source| HistoryError::Io {
                 path: path.display().to_string(),
                 source,
             })?;
         Ok(Sink {
             tx,
+            spares,
             thread: Mutex::new(Some(thread)),
             resumed_after,
         })
@@ -163,6 +171,13 @@ impl Sink {
         if !records.is_empty() {
             let _ = self.tx.send(Msg::Records(records));
         }
+    }
+
+    /// An empty batch to fill: one the writer is done with, else a new one of `capacity`.
+    pub fn spare(&self, capacity: usize) -> Vec<Record> {
+        self.spares
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(capacity))
     }
 
     /// Ask the writer to hand what it has to the OS and sync it now (without waiting).
@@ -206,6 +221,7 @@ impl Sink {
 fn write_loop(
     mut w: BufWriter<std::fs::File>,
     rx: crossbeam_channel::Receiver<Msg>,
+    spares: crossbeam_channel::Sender<Vec<Record>>,
     path: String,
     already: u64,
 ) -> Result<u64, HistoryError> {
@@ -233,9 +249,12 @@ fn write_loop(
             }
         };
         let result = match msg {
-            Some(Msg::Records(records)) => {
+            Some(Msg::Records(mut records)) => {
                 encode_records(&records, &mut payload);
                 written += records.len() as u64;
+                records.clear();
+                // Kept for a recorder to fill again, unless enough are kept already.
+                let _ = spares.try_send(records);
                 write_frame(&mut w, RECORDS, &payload)
             }
             Some(Msg::Flush) | None => sync(&mut w),
