@@ -4,7 +4,7 @@
 //! execution-id hashes), `region` (a gateway whose state faults flip, and which counts
 //! its own requests in flight with `in_flight`), `http` (the
 //! contract's requests over `pool`: keep-alive HTTP/1.1 on swarm's own `h1` connection
-//! loop, HTTP/2 on hyper's), `proxy` (a TCP fault proxy in front of an in-process region
+//! loop, HTTP/2 on the `h2` crate), `proxy` (a TCP fault proxy in front of an in-process region
 //! server), `preflight` (a harmless request to every HTTP region before any agent starts)
 //! and `open` (builds the regions of a scenario: in-process kernels, in-process servers
 //! behind proxies, or live endpoints).

@@ -5,8 +5,11 @@
 //! itself in one buffer, reads the whole answer on its own task (no connection task, no
 //! channel) and checks the connection back in when the answer says it may carry another; a
 //! request that is abandoned (timeout, crash) drops its connection with it, since HTTP/1
-//! cannot reuse a connection that still owes an answer. HTTP/2 is hyper's (ALPN `h2` over
-//! TLS, or prior knowledge on plain TCP): a request takes a stream on a lane's connection
+//! cannot reuse a connection that still owes an answer. HTTP/2 is the `h2` crate's (hyper's
+//! own HTTP/2; ALPN `h2` over TLS, or prior knowledge on plain TCP), driven directly: a
+//! request opens its stream, writes its body and reads its answer on its own task, with no
+//! hand-off to a dispatch task and no task spawned per request (hyper's client does both).
+//! A request takes a stream on a lane's connection
 //! with room (at most `MAX_STREAMS` each), opening another when every one is full; an
 //! abandoned request resets only its stream; a cut connection fails every stream on it, and
 //! leaves the pool.
@@ -25,11 +28,10 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
+use std::sync::atomic::AtomicBool;
+
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http2;
 use hyper::header::{self, HeaderName, HeaderValue};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::h1;
 use super::h1::MAX_ANSWER_BYTES;
@@ -43,6 +45,10 @@ use crate::scenario::HttpVersion;
 pub const MAX_STREAMS: usize = 100;
 /// HTTP/2 connections kept per lane (beyond, the least busy one takes more streams).
 const MAX_H2_CONNECTIONS: usize = 64;
+/// The HTTP/2 flow-control windows swarm's connections grant the server (hyper's client
+/// defaults): a stream's is above `MAX_ANSWER_BYTES`, so no answer waits on a window update.
+const H2_STREAM_WINDOW: u32 = 2 << 20;
+const H2_CONNECTION_WINDOW: u32 = 5 << 20;
 
 /// An HTTP response: status, the one header the contract reads, and the whole body (not
 /// yet read by the contract).
@@ -88,9 +94,17 @@ pub struct ConnectionFigures {
     pub tls: bool,
 }
 
+/// One HTTP/2 connection: where requests are sent, and whether it has ended.
+#[derive(Clone)]
+struct H2 {
+    sender: h2::client::SendRequest<Bytes>,
+    /// Set by the connection's task when the connection ends (closed, cut, GOAWAY done).
+    closed: Arc<AtomicBool>,
+}
+
 /// One HTTP/2 connection and the streams it carries now.
 struct Multiplexed {
-    sender: http2::SendRequest<Full<Bytes>>,
+    h2: H2,
     streams: Arc<AtomicUsize>,
 }
 
@@ -105,7 +119,7 @@ impl Drop for Stream {
 
 enum Connection {
     One(h1::Connection),
-    Two(http2::SendRequest<Full<Bytes>>),
+    Two(H2),
 }
 
 /// What every request to an endpoint carries, and the one answer header read: fixed when
@@ -244,7 +258,7 @@ impl ConnectionPool {
         let _ = tcp.set_nodelay(true);
         let Some(tls) = &self.tls else {
             if self.version == HttpVersion::Http2 {
-                return self.handshake(TokioIo::new(tcp)).await;
+                return self.handshake(tcp).await;
             }
             return Ok(self.opened_h1(h1::Io::Tcp(tcp)));
         };
@@ -259,7 +273,7 @@ impl ConnectionPool {
             self.resumed.fetch_add(1, Ordering::Relaxed);
         }
         if session.alpn_protocol() == Some(crate::sut::server::tls::ALPN_H2) {
-            return self.handshake(TokioIo::new(stream)).await;
+            return self.handshake(stream).await;
         }
         Ok(self.opened_h1(h1::Io::Tls(Box::new(stream))))
     }
@@ -271,22 +285,28 @@ impl ConnectionPool {
         Connection::One(h1::Connection::new(io))
     }
 
-    /// An HTTP/2 connection (hyper's), its task spawned on this lane.
-    async fn handshake<T>(&self, io: TokioIo<T>) -> Result<Connection, Failure>
+    /// An HTTP/2 connection, its task spawned on this lane.
+    async fn handshake<T>(&self, io: T) -> Result<Connection, Failure>
     where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         self.speaks.store(SPEAKS_HTTP2, Ordering::Relaxed);
         self.opened.fetch_add(1, Ordering::Relaxed);
         self.http2.fetch_add(1, Ordering::Relaxed);
-        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
-            .handshake(io)
+        let (sender, connection) = h2::client::Builder::new()
+            .enable_push(false)
+            .initial_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW)
+            .handshake::<_, Bytes>(io)
             .await
             .map_err(|e| Failure::new(Code::Refused, e))?;
+        let closed = Arc::new(AtomicBool::new(false));
+        let ended = closed.clone();
         tokio::spawn(async move {
             let _ = connection.await;
+            ended.store(true, Ordering::Release);
         });
-        Ok(Connection::Two(sender))
+        Ok(Connection::Two(H2 { sender, closed }))
     }
 
     fn checkin(&self, connection: h1::Connection) {
@@ -298,28 +318,25 @@ impl ConnectionPool {
 
     /// A stream on a lane's HTTP/2 connection with room, or on the least busy one when
     /// every one is full and no more may be opened; `None` when one should be opened.
-    fn take_stream(&self) -> Option<(http2::SendRequest<Full<Bytes>>, Stream)> {
+    fn take_stream(&self) -> Option<(H2, Stream)> {
         let mut shared = self.shared();
-        shared.retain(|m| !m.sender.is_closed());
+        shared.retain(|m| !m.h2.closed.load(Ordering::Acquire));
         let full = shared.len() >= MAX_H2_CONNECTIONS;
         let pick = shared
             .iter()
             .min_by_key(|m| m.streams.load(Ordering::Relaxed))
             .filter(|m| full || m.streams.load(Ordering::Relaxed) < MAX_STREAMS)?;
         pick.streams.fetch_add(1, Ordering::Relaxed);
-        Some((pick.sender.clone(), Stream(pick.streams.clone())))
+        Some((pick.h2.clone(), Stream(pick.streams.clone())))
     }
 
     /// Keep a new HTTP/2 connection on this lane and take a stream on it.
-    fn share(
-        &self,
-        sender: http2::SendRequest<Full<Bytes>>,
-    ) -> (http2::SendRequest<Full<Bytes>>, Stream) {
+    fn share(&self, h2: H2) -> (H2, Stream) {
         let streams = Arc::new(AtomicUsize::new(1));
-        let taken = (sender.clone(), Stream(streams.clone()));
+        let taken = (h2.clone(), Stream(streams.clone()));
         let mut shared = self.shared();
         if shared.len() < MAX_H2_CONNECTIONS {
-            shared.push(Multiplexed { sender, streams });
+            shared.push(Multiplexed { h2, streams });
         }
         taken
     }
@@ -366,9 +383,9 @@ impl ConnectionPool {
     ) -> Result<Response, Failure> {
         match connection {
             Connection::One(c) => self.over_http1(c, request).await,
-            Connection::Two(sender) => {
-                let (sender, stream) = self.share(sender);
-                self.over_http2(sender, stream, request).await
+            Connection::Two(h2) => {
+                let (h2, stream) = self.share(h2);
+                self.over_http2(h2, stream, request).await
             }
         }
     }
@@ -395,31 +412,36 @@ impl ConnectionPool {
         })
     }
 
+    /// The request on a stream of `h2`'s connection, its answer read on this task. Dropped
+    /// before the answer is whole (a timeout, a crash), the stream is reset (CANCEL).
     async fn over_http2(
         &self,
-        mut sender: http2::SendRequest<Full<Bytes>>,
+        h2: H2,
         stream: Stream,
         request: Request<'_>,
     ) -> Result<Response, Failure> {
-        let request = self.http2_request(request)?;
-        let response = read(
-            sender.send_request(request).await,
-            self.preset.marker.as_ref(),
-        )
-        .await;
+        let (head, body) = self.http2_request(request)?;
+        let reset = |e: h2::Error| Failure::new(Code::Reset, e);
+        let mut sender = h2.sender.ready().await.map_err(reset)?;
+        let (answer, mut send) = sender.send_request(head, body.is_empty()).map_err(reset)?;
+        if !body.is_empty() {
+            send.send_data(body, true).map_err(reset)?;
+        }
+        let response = read(answer.await.map_err(reset)?, self.preset.marker.as_ref()).await;
         drop(stream);
         response
     }
 
-    /// hyper's request for `request`, with the endpoint's headers. HTTP/2 names scheme
-    /// and authority in every request (`:scheme`, `:authority`).
-    fn http2_request(&self, request: Request<'_>) -> Result<hyper::Request<Full<Bytes>>, Failure> {
+    /// The head of the HTTP/2 request for `request`, with the endpoint's headers, and its
+    /// body. HTTP/2 names scheme and authority in every request (`:scheme`, `:authority`).
+    fn http2_request(&self, request: Request<'_>) -> Result<(hyper::Request<()>, Bytes), Failure> {
         let bad = |e: String| Failure::new(Code::BadRequest, e);
         let mut parts = request.uri.clone().into_parts();
         parts.scheme = Some(self.scheme.clone());
         parts.authority = self.authority.clone();
         let uri = hyper::Uri::from_parts(parts).map_err(|e| bad(e.to_string()))?;
-        let mut r = hyper::Request::new(Full::new(request.body.into_bytes()));
+        let body = request.body.into_bytes();
+        let mut r = hyper::Request::new(());
         *r.method_mut() = request.method;
         *r.uri_mut() = uri;
         let h = r.headers_mut();
@@ -428,6 +450,9 @@ impl ConnectionPool {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if !body.is_empty() {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
         if let Some(auth) = &self.preset.authorization {
             h.insert(header::AUTHORIZATION, auth.clone());
         }
@@ -436,7 +461,7 @@ impl ConnectionPool {
                 header(value).ok_or_else(|| bad(format!("`{value}` is not a header value")))?;
             h.insert(name.clone(), value);
         }
-        Ok(r)
+        Ok((r, body))
     }
 
     /// Why TLS to this endpoint fails, when a request failed without saying: open one
@@ -480,41 +505,36 @@ impl ConnectionPool {
     }
 }
 
-/// The whole answer to an HTTP/2 request that was sent: anything that breaks now is
-/// `Reset`.
+/// The whole answer to an HTTP/2 request that was sent (at most `MAX_ANSWER_BYTES` of its
+/// body, the rest refused by resetting the stream): anything that breaks now is `Reset`.
 async fn read(
-    sent: Result<hyper::Response<hyper::body::Incoming>, hyper::Error>,
+    response: hyper::Response<h2::RecvStream>,
     marker: Option<&HeaderName>,
 ) -> Result<Response, Failure> {
-    let response = sent.map_err(|e| Failure::new(Code::Reset, e))?;
     let status = response.status().as_u16();
-    let (parts, incoming) = response.into_parts();
-    let mut body = http_body_util::Limited::new(incoming, MAX_ANSWER_BYTES);
+    let (parts, mut incoming) = response.into_parts();
     // Most answers are one data frame: kept as it came, copied only when a second one does.
     let mut first: Option<Bytes> = None;
     let mut more = bytes::BytesMut::new();
+    let mut length = 0usize;
     let mut oversized = false;
-    while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(frame) => {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                match first.take() {
-                    None if more.is_empty() => first = Some(data),
-                    earlier => {
-                        if let Some(earlier) = earlier {
-                            more.extend_from_slice(&earlier);
-                        }
-                        more.extend_from_slice(&data);
-                    }
+    while let Some(data) = incoming.data().await {
+        let data = data.map_err(|e| Failure::new(Code::Reset, e))?;
+        // What was read is the server's to send again: the windows stay open.
+        let _ = incoming.flow_control().release_capacity(data.len());
+        length += data.len();
+        if length > MAX_ANSWER_BYTES {
+            oversized = true;
+            break;
+        }
+        match first.take() {
+            None if more.is_empty() => first = Some(data),
+            earlier => {
+                if let Some(earlier) = earlier {
+                    more.extend_from_slice(&earlier);
                 }
+                more.extend_from_slice(&data);
             }
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                oversized = true;
-                break;
-            }
-            Err(e) => return Err(Failure::new(Code::Reset, e)),
         }
     }
     Ok(Response {
@@ -621,7 +641,9 @@ mod tests {
     async fn a_connection_opened_off_the_lanes_is_not_handed_to_a_lane() {
         let (address, accepted) = counting_server(false).await;
         let pool = std::sync::Arc::new(ConnectionPool::new(address.clone(), 8));
-        pool.send(get(&address)).await.expect("answer off the lanes");
+        pool.send(get(&address))
+            .await
+            .expect("answer off the lanes");
         assert_eq!(pool.idle_len(), 1);
         let on_lane = pool.clone();
         let lane_address = address.clone();
@@ -632,7 +654,10 @@ mod tests {
                 .build()
                 .expect("runtime");
             runtime.block_on(async {
-                on_lane.send(get(&lane_address)).await.expect("answer on lane 0");
+                on_lane
+                    .send(get(&lane_address))
+                    .await
+                    .expect("answer on lane 0");
             });
         });
         // Joined beside this runtime, which keeps serving meanwhile.
@@ -725,6 +750,101 @@ mod tests {
             key: None,
             body: Body::Bytes(Bytes::from_static(body)),
         }
+    }
+
+    /// An HTTP/2 server (the `h2` crate's, prior knowledge on TCP) that checks each request
+    /// carries its body and length, and answers `length` bytes in 16 KiB data frames with a
+    /// `replayed` header.
+    async fn h2_server(length: usize) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut connection) = h2::server::handshake(socket).await else {
+                        return;
+                    };
+                    while let Some(Ok((request, mut respond))) = connection.accept().await {
+                        tokio::spawn(async move {
+                            let (head, mut body) = request.into_parts();
+                            let mut asked = Vec::new();
+                            while let Some(Ok(data)) = body.data().await {
+                                let _ = body.flow_control().release_capacity(data.len());
+                                asked.extend_from_slice(&data);
+                            }
+                            let said = head.headers.get(header::CONTENT_LENGTH).cloned();
+                            let status = if said == Some(HeaderValue::from(asked.len())) {
+                                200
+                            } else {
+                                400
+                            };
+                            let answer = hyper::Response::builder()
+                                .status(status)
+                                .header("replayed", "true")
+                                .body(())
+                                .unwrap();
+                            let Ok(mut send) = respond.send_response(answer, false) else {
+                                return;
+                            };
+                            let mut left = length;
+                            while left > 0 {
+                                send.reserve_capacity(left.min(16 << 10));
+                                let Some(Ok(room)) =
+                                    std::future::poll_fn(|cx| send.poll_capacity(cx)).await
+                                else {
+                                    return;
+                                };
+                                let n = room.min(left).min(16 << 10);
+                                left -= n;
+                                if send
+                                    .send_data(Bytes::from(vec![b'x'; n]), left == 0)
+                                    .is_err()
+                                {
+                                    return;
+                                }
+                            }
+                        });
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    fn h2_pool(address: String) -> ConnectionPool {
+        let preset = Preset {
+            host: header(&address).expect("host"),
+            authorization: None,
+            marker: Some(HeaderName::from_static("replayed")),
+        };
+        ConnectionPool::with(address, None, HttpVersion::Http2, 8, preset)
+    }
+
+    #[tokio::test]
+    async fn an_http2_answer_in_many_frames_is_read_whole_on_one_connection() {
+        let address = h2_server(100_000).await;
+        let pool = h2_pool(address);
+        for _ in 0..3 {
+            let answer = pool.send(post(b"{\"a\":1}")).await.expect("answer");
+            assert_eq!(answer.status, 200, "the request's body and length arrived");
+            assert_eq!(answer.body.len(), 100_000);
+            assert!(!answer.oversized);
+            assert_eq!(answer.marker.as_deref(), Some(&b"true"[..]));
+        }
+        assert_eq!((pool.figures().opened, pool.figures().http2), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn an_http2_answer_past_the_limit_is_cut_and_said_oversized() {
+        let address = h2_server(MAX_ANSWER_BYTES + 40_000).await;
+        let pool = h2_pool(address);
+        let answer = pool.send(post(b"{}")).await.expect("answer");
+        assert!(answer.oversized);
+        assert!(answer.body.len() <= MAX_ANSWER_BYTES);
+        // The connection carries the next request (only the stream was refused).
+        let again = pool.send(post(b"{}")).await.expect("answer again");
+        assert!(again.oversized);
+        assert_eq!(pool.figures().opened, 1);
     }
 
     #[tokio::test]

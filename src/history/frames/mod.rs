@@ -127,7 +127,10 @@ mod tests {
         let spare = sink.spare(1);
         assert!(spare.is_empty());
         assert!(spare.capacity() >= 1000, "the writer's emptied batch");
-        assert!(sink.spare(1).capacity() < 1000, "a new one once none is kept");
+        assert!(
+            sink.spare(1).capacity() < 1000,
+            "a new one once none is kept"
+        );
     }
 
     #[test]
