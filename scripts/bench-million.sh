@@ -82,6 +82,23 @@ print(f"agents/s            {s['rates']['agents_per_s']:.0f}")
 print(f"purchases/s         {rate:.0f} (median of {len(runs)} runs: {', '.join(f'{r:.0f}' for r in runs)})")
 print(f"bare rusqlite loop  {bare:.0f} purchases/s (one transaction per purchase; median of {len(runs)})")
 print(f"ratio               {rate / bare:.2f} (of the medians)")
+# The scenario's fault holds a region down for seconds whatever the speed (agents whose home
+# region is down back off before they fail over): the last run's whole seconds with every
+# region up, and with one down, apart.
+import csv, os
+rows = list(csv.DictReader(open(os.path.join(os.path.dirname(sys.argv[1]), "timeseries.csv"))))
+up, down, before = [], [], 0
+for row in rows:
+    done = int(row["agents_done"])
+    if done < s["agents_total"]:
+        states = [v for k, v in row.items() if k.startswith("region:")]
+        (up if all(v == "UP" for v in states) else down).append(done - before)
+    before = done
+if up:
+    u = statistics.median(up)
+    print(f"all regions up      {u:.0f} agents/s (median of {len(up)} whole seconds, last run; {u / bare:.2f}× the bare loop)")
+if down:
+    print(f"a region down       {statistics.median(down):.0f} agents/s (median of {len(down)} whole seconds)")
 print(f"peak RSS            {rss_kib / 1024:.0f} MiB (highest of the runs)")
 print(f"OCC retries         {s['counters']['occ_retries']}")
 q = quiet["rates"]["purchases_per_s"]

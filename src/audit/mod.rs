@@ -333,7 +333,7 @@ async fn run(
             }
         };
         tally_threads = threads;
-        let mut p = Parts::new(n, budget_bytes)?;
+        let mut p = Parts::new(n, budget_bytes, records_estimate)?;
         let read = history.split(&mut p)?;
         if h.contract_examples.is_empty() {
             h.contract_examples = read.contract_examples.clone();

@@ -146,13 +146,16 @@ impl Parts {
     /// `n` parts: in memory when one, else temporary files (removed on drop), one for the
     /// records and one per intent lane each, their write buffers sized so all of them
     /// stay within a sixteenth of the budget.
-    pub fn new(n: usize, budget_bytes: u64) -> io::Result<Parts> {
+    pub fn new(n: usize, budget_bytes: u64, records_estimate: u64) -> io::Result<Parts> {
         let n = n.max(1);
         if n == 1 {
+            // One part is held in memory only when the estimate fits the budget: room for
+            // it at once, rather than the records copied at every doubling.
+            let room = records_estimate.min(budget_bytes / RECORD_BYTES as u64) as usize;
             return Ok(Parts {
                 n,
                 dir: None,
-                records: Records::Memory(Vec::new()),
+                records: Records::Memory(Vec::with_capacity(room)),
                 lanes: (0..INTENT_LANES)
                     .map(|_| IntentLane {
                         n,
@@ -321,7 +324,7 @@ mod tests {
     #[test]
     fn every_record_and_intent_comes_back_in_its_agents_part() {
         let n = 7;
-        let mut parts = Parts::new(n, 1 << 20).expect("parts");
+        let mut parts = Parts::new(n, 1 << 20, 0).expect("parts");
         for agent in 0..1000 {
             parts.push_record(&record(agent)).expect("record");
             parts.lanes()[agent as usize % INTENT_LANES]

@@ -306,6 +306,10 @@ impl Metrics {
                 let _ = h.record(us);
             }
         }
+        if s.batch.capacity() == 0 {
+            // A shard's first batch, or one handed over empty: a whole batch's room at once.
+            s.batch = self.sink.spare(HISTORY_BATCH);
+        }
         s.batch.push(*r);
         if s.batch.len() >= HISTORY_BATCH {
             let full = std::mem::replace(&mut s.batch, self.sink.spare(HISTORY_BATCH));
@@ -323,12 +327,9 @@ impl Metrics {
 
     fn hand_over_batches(&self) {
         for shard in self.shards.iter() {
-            let mut s = lock(shard);
-            if s.batch.is_empty() {
-                continue;
-            }
-            let pending = std::mem::replace(&mut s.batch, self.sink.spare(HISTORY_BATCH));
-            drop(s);
+            // Left without room: the shard's next record takes a spare the writer has
+            // handed back by then.
+            let pending = std::mem::take(&mut lock(shard).batch);
             self.sink.send(pending);
         }
     }
