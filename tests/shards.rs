@@ -1,6 +1,6 @@
 //! The shards of one run start together on a fresh PostgreSQL database (schema creation and
 //! seeding tolerate their twins), and `swarm merge` takes the whole set or names the shard
-//! that is missing.
+//! that is missing, and keeps a stopped shard's outcome (stopped early, exit 4).
 
 mod common;
 
@@ -104,4 +104,65 @@ async fn four_shards_start_together_on_a_fresh_postgres_database() {
         text(&whole)
     );
     common::drop_pg(&url).await;
+}
+
+/// A merged run keeps what its shards were: shards stopped by a Ctrl-C merge into a run that
+/// is stopped early too (exit 4, STOPPED EARLY on the verdict line and in the headline),
+/// never into a finished one.
+#[test]
+fn shards_stopped_early_merge_into_a_run_stopped_early() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let scenario = tmp.path().join("slow.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"slow\"\nseed = 9\nagents = { count = 200000, in_flight = 32, arrival = \"rate\", rate_per_s = 2000 }\n\
+         [[regions]]\nname = \"a\"\n",
+    )
+    .expect("scenario");
+    let db = format!("sqlite://{}", tmp.path().join("shared.db").display());
+    for i in 0..2 {
+        let child = Command::new(env!("CARGO_BIN_EXE_swarm"))
+            .args(["run", &scenario.display().to_string(), "--no-tui"])
+            .args(["--db", &db, "--shard", &format!("{i}/2"), "--run-id", "cut"])
+            .args([
+                "--report-dir",
+                &tmp.path().join(format!("s{i}")).display().to_string(),
+            ])
+            .env("CI", "true")
+            .env_remove("DATABASE_URL")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("shard");
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let sent = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(out.status.code(), Some(4), "shard {i}: {}", text(&out));
+    }
+    let out = tmp.path().join("merged");
+    let merged = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .arg("merge")
+        .args([tmp.path().join("s0"), tmp.path().join("s1")])
+        .args(["--db", &db, "--out", &out.display().to_string()])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("merge");
+    assert_eq!(merged.status.code(), Some(4), "{}", text(&merged));
+    assert!(
+        String::from_utf8_lossy(&merged.stdout)
+            .lines()
+            .any(|l| l.starts_with("verdict: valid") && l.contains("STOPPED EARLY")),
+        "{}",
+        text(&merged)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+            .expect("json");
+    assert_eq!(summary["stopped_early"], true);
+    let stopped = summary["headline"]["stopped"].as_str().unwrap_or_default();
+    assert!(stopped.starts_with("STOPPED EARLY: "), "{summary}");
 }
