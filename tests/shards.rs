@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 const SCENARIO: &str = "name = \"shards\"\nseed = 8\n\
@@ -20,6 +21,34 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// `swarm run SCENARIO --shard I/N --run-id RUN_ID` on `db`, reporting to `dir`, started
+/// with its output piped.
+fn spawn_shard(
+    scenario: &Path,
+    db: &str,
+    (i, n): (u32, u32),
+    run_id: &str,
+    dir: &Path,
+) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["run", &scenario.display().to_string(), "--no-tui"])
+        .args([
+            "--db",
+            db,
+            "--shard",
+            &format!("{i}/{n}"),
+            "--run-id",
+            run_id,
+        ])
+        .args(["--report-dir", &dir.display().to_string()])
+        .env("CI", "true")
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("shard")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_shards_start_together_on_a_fresh_postgres_database() {
     let url = common::fresh_pg().await;
@@ -29,26 +58,13 @@ async fn four_shards_start_together_on_a_fresh_postgres_database() {
     std::fs::write(&scenario, SCENARIO).expect("scenario");
     let children: Vec<_> = (0..4)
         .map(|i| {
-            Command::new(env!("CARGO_BIN_EXE_swarm"))
-                .args(["run", &scenario.display().to_string(), "--no-tui"])
-                .args([
-                    "--db",
-                    &db,
-                    "--shard",
-                    &format!("{i}/4"),
-                    "--run-id",
-                    "together",
-                ])
-                .args([
-                    "--report-dir",
-                    &tmp.path().join(format!("s{i}")).display().to_string(),
-                ])
-                .env("CI", "true")
-                .env_remove("DATABASE_URL")
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("shard")
+            spawn_shard(
+                &scenario,
+                &db,
+                (i, 4),
+                "together",
+                &tmp.path().join(format!("s{i}")),
+            )
         })
         .collect();
     for (i, child) in children.into_iter().enumerate() {
@@ -121,19 +137,13 @@ fn shards_stopped_early_merge_into_a_run_stopped_early() {
     .expect("scenario");
     let db = format!("sqlite://{}", tmp.path().join("shared.db").display());
     for i in 0..2 {
-        let child = Command::new(env!("CARGO_BIN_EXE_swarm"))
-            .args(["run", &scenario.display().to_string(), "--no-tui"])
-            .args(["--db", &db, "--shard", &format!("{i}/2"), "--run-id", "cut"])
-            .args([
-                "--report-dir",
-                &tmp.path().join(format!("s{i}")).display().to_string(),
-            ])
-            .env("CI", "true")
-            .env_remove("DATABASE_URL")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("shard");
+        let child = spawn_shard(
+            &scenario,
+            &db,
+            (i, 2),
+            "cut",
+            &tmp.path().join(format!("s{i}")),
+        );
         std::thread::sleep(std::time::Duration::from_millis(1500));
         let sent = Command::new("kill")
             .args(["-INT", &child.id().to_string()])
