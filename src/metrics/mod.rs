@@ -307,12 +307,12 @@ impl Metrics {
             }
         }
         if s.batch.capacity() == 0 {
-            // A shard's first batch, or one handed over empty: a whole batch's room at once.
+            // A shard's first record since its batch left: a whole batch's room at once.
             s.batch = self.sink.spare(HISTORY_BATCH);
         }
         s.batch.push(*r);
         if s.batch.len() >= HISTORY_BATCH {
-            let full = std::mem::replace(&mut s.batch, self.sink.spare(HISTORY_BATCH));
+            let full = std::mem::take(&mut s.batch);
             drop(guard);
             self.sink.send(full);
         }

@@ -88,9 +88,9 @@ fn concatenate(paths: &[PathBuf], header: &Header, out: &Path) -> Result<(), Mer
     let mut examples = Vec::new();
     for p in paths {
         let mut reader = Reader::open(p)?;
-        let mut batch = Vec::new();
+        let mut batch = sink.spare(0);
         while reader.next_records(&mut batch)? {
-            sink.send(std::mem::take(&mut batch));
+            sink.send(std::mem::replace(&mut batch, sink.spare(0)));
         }
         examples.extend(reader.ending().contract_examples);
     }
