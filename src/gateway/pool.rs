@@ -94,12 +94,23 @@ pub struct ConnectionFigures {
     pub tls: bool,
 }
 
-/// One HTTP/2 connection: where requests are sent, and whether it has ended.
+/// One HTTP/2 connection: where requests are sent, and whether it takes no more.
 #[derive(Clone)]
 struct H2 {
     sender: h2::client::SendRequest<Bytes>,
-    /// Set by the connection's task when the connection ends (closed, cut, GOAWAY done).
+    /// Set when the connection takes no more requests: its task ended (closed, cut, or
+    /// dropped with its runtime), or a request found it refusing new streams (a GOAWAY
+    /// received while older streams still finish).
     closed: Arc<AtomicBool>,
+}
+
+/// Marks its connection closed when the connection's task ends, however it ends.
+struct Ended(Arc<AtomicBool>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 /// One HTTP/2 connection and the streams it carries now.
@@ -297,14 +308,15 @@ impl ConnectionPool {
             .enable_push(false)
             .initial_window_size(H2_STREAM_WINDOW)
             .initial_connection_window_size(H2_CONNECTION_WINDOW)
+            .max_header_list_size(h1::MAX_HEAD_BYTES as u32)
             .handshake::<_, Bytes>(io)
             .await
             .map_err(|e| Failure::new(Code::Refused, e))?;
         let closed = Arc::new(AtomicBool::new(false));
-        let ended = closed.clone();
+        let ended = Ended(closed.clone());
         tokio::spawn(async move {
+            let _ended = ended;
             let _ = connection.await;
-            ended.store(true, Ordering::Release);
         });
         Ok(Connection::Two(H2 { sender, closed }))
     }
@@ -421,9 +433,17 @@ impl ConnectionPool {
         request: Request<'_>,
     ) -> Result<Response, Failure> {
         let (head, body) = self.http2_request(request)?;
+        // Refused before a frame of the request is queued: the connection takes no more
+        // streams (a GOAWAY, or it ended). Nothing was sent, and no later request gets it.
+        let refused = |e: h2::Error| {
+            h2.closed.store(true, Ordering::Release);
+            Failure::new(Code::Refused, e)
+        };
+        let mut sender = h2.sender.clone().ready().await.map_err(refused)?;
+        let (answer, mut send) = sender
+            .send_request(head, body.is_empty())
+            .map_err(refused)?;
         let reset = |e: h2::Error| Failure::new(Code::Reset, e);
-        let mut sender = h2.sender.ready().await.map_err(reset)?;
-        let (answer, mut send) = sender.send_request(head, body.is_empty()).map_err(reset)?;
         if !body.is_empty() {
             send.send_data(body, true).map_err(reset)?;
         }
@@ -441,6 +461,8 @@ impl ConnectionPool {
         parts.authority = self.authority.clone();
         let uri = hyper::Uri::from_parts(parts).map_err(|e| bad(e.to_string()))?;
         let body = request.body.into_bytes();
+        // As over HTTP/1.1: every request but a bodiless GET says its length.
+        let says_length = !(body.is_empty() && request.method == hyper::Method::GET);
         let mut r = hyper::Request::new(());
         *r.method_mut() = request.method;
         *r.uri_mut() = uri;
@@ -450,7 +472,7 @@ impl ConnectionPool {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if !body.is_empty() {
+        if says_length {
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
         if let Some(auth) = &self.preset.authorization {
@@ -832,6 +854,79 @@ mod tests {
             assert_eq!(answer.marker.as_deref(), Some(&b"true"[..]));
         }
         assert_eq!((pool.figures().opened, pool.figures().http2), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn answers_past_the_connection_window_flow_on_one_connection() {
+        // Seven answers of a million bytes at once on one connection: together past its
+        // window (5 MiB), so each must give its share back as it is read, or every stream
+        // would wait, part-read, for window the others hold.
+        let address = h2_server(1_000_000).await;
+        let pool = std::sync::Arc::new(h2_pool(address));
+        // The connection first, so that the seven share it.
+        pool.send(post(b"{}")).await.expect("first answer");
+        let answers: Vec<_> = (0..7)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.send(post(b"{}")).await.map(|a| a.body.len()) })
+            })
+            .collect();
+        for (i, answer) in answers.into_iter().enumerate() {
+            let length = tokio::time::timeout(std::time::Duration::from_secs(20), answer)
+                .await
+                .unwrap_or_else(|_| panic!("answer {i} waited on a window"))
+                .expect("join");
+            assert_eq!(length.ok(), Some(1_000_000));
+        }
+        assert_eq!(pool.figures().opened, 1);
+    }
+
+    /// A server going away (GOAWAY) while an older stream still runs: a request that finds
+    /// the connection refusing new streams is `Refused` (nothing was sent), and the next one
+    /// opens a new connection instead of failing on the old one too.
+    #[tokio::test]
+    async fn a_connection_that_went_away_refuses_once_and_is_not_taken_again() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut first = true;
+            while let Ok((socket, _)) = listener.accept().await {
+                let going_away = std::mem::replace(&mut first, false);
+                tokio::spawn(async move {
+                    let Ok(mut connection) = h2::server::handshake(socket).await else {
+                        return;
+                    };
+                    while let Some(Ok((_, mut respond))) = connection.accept().await {
+                        if going_away {
+                            connection.graceful_shutdown();
+                        }
+                        tokio::spawn(async move {
+                            if going_away {
+                                tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+                            }
+                            let answer = hyper::Response::builder().status(200).body(()).unwrap();
+                            let _ = respond.send_response(answer, true);
+                        });
+                    }
+                });
+            }
+        });
+        let pool = std::sync::Arc::new(h2_pool(address));
+        let slow = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.send(post(b"{}")).await.map(|a| a.status) })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let refused = pool.send(post(b"{}")).await.map(|a| a.status);
+        assert_eq!(refused.err(), Some(Code::Refused));
+        let next = pool.send(post(b"{}")).await.map(|a| a.status);
+        assert_eq!(next.ok(), Some(200));
+        assert_eq!(
+            slow.await.expect("join").ok(),
+            Some(200),
+            "the older stream ends"
+        );
+        assert_eq!(pool.figures().opened, 2);
     }
 
     #[tokio::test]
