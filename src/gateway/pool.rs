@@ -435,11 +435,12 @@ impl ConnectionPool {
         let (head, body) = self.http2_request(request)?;
         // Refused before a frame of the request is queued: the connection takes no more
         // streams (a GOAWAY, or it ended). Nothing was sent, and no later request gets it.
+        let H2 { sender, closed } = h2;
         let refused = |e: h2::Error| {
-            h2.closed.store(true, Ordering::Release);
+            closed.store(true, Ordering::Release);
             Failure::new(Code::Refused, e)
         };
-        let mut sender = h2.sender.clone().ready().await.map_err(refused)?;
+        let mut sender = sender.ready().await.map_err(refused)?;
         let (answer, mut send) = sender
             .send_request(head, body.is_empty())
             .map_err(refused)?;
