@@ -341,15 +341,6 @@ fn spawn_run(file: &Path, dir: &Path) -> std::process::Child {
         .expect("spawn")
 }
 
-/// A Ctrl-C to `child`.
-fn interrupt(child: &std::process::Child) {
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
-}
-
 #[test]
 fn ctrl_c_stops_arrivals_then_heals_audits_and_reports() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -363,8 +354,8 @@ fn ctrl_c_stops_arrivals_then_heals_audits_and_reports() {
     .expect("write");
     let dir = tmp.path().join("r");
     let child = spawn_run(&file, &dir);
-    std::thread::sleep(std::time::Duration::from_millis(2000));
-    interrupt(&child);
+    common::wait_running(&dir, 1500);
+    common::interrupt(&child);
     let out = child.wait_with_output().expect("wait");
     // A stopped run is its own outcome (exit 4), never a finished one's 0.
     assert_eq!(
@@ -421,10 +412,10 @@ fn a_second_ctrl_c_aborts_and_swarm_resolve_finishes_a_run_that_stays_stopped() 
     .expect("write");
     let dir = tmp.path().join("r");
     let child = spawn_run(&file, &dir);
-    std::thread::sleep(std::time::Duration::from_millis(1200));
-    interrupt(&child);
+    common::wait_running(&dir, 800);
+    common::interrupt(&child);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    interrupt(&child);
+    common::interrupt(&child);
     let out = child.wait_with_output().expect("wait");
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout).into_owned(),

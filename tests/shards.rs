@@ -144,18 +144,8 @@ fn shards_stopped_early_merge_into_a_run_stopped_early() {
             "cut",
             &tmp.path().join(format!("s{i}")),
         );
-        // The run has its history file once its Ctrl-C handler is in place: then agents run.
-        let history = tmp.path().join(format!("s{i}")).join("history.bin");
-        let waited = std::time::Instant::now();
-        while !history.exists() && waited.elapsed() < std::time::Duration::from_secs(60) {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        let sent = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(sent.success());
+        common::wait_running(&tmp.path().join(format!("s{i}")), 500);
+        common::interrupt(&child);
         let out = child.wait_with_output().expect("wait");
         assert_eq!(out.status.code(), Some(4), "shard {i}: {}", text(&out));
     }

@@ -414,3 +414,29 @@ pub fn mandates(count: u32, cap_minor: i64, shards: u32) -> MandateSpec {
         shards,
     }
 }
+
+/// A Ctrl-C to `child`.
+pub fn interrupt(child: &std::process::Child) {
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+}
+
+/// Wait until the run reporting to `dir` has its history file (it is made once the run's
+/// Ctrl-C handler is in place and just before its agents start), then `ms` more: a Ctrl-C
+/// after that stops a running run, however slow the machine was to start it.
+pub fn wait_running(dir: &Path, ms: u64) {
+    let history = dir.join("history.bin");
+    let waited = std::time::Instant::now();
+    while !history.exists() {
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(60),
+            "{} never appeared",
+            history.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+}
