@@ -271,8 +271,11 @@ fn compare_answers(rs: &[Record], marked: bool, f: &mut KeyFacts) {
     for r in answers {
         if r.response_hash == original.response_hash {
             // The same answer again: a replay. Under a marker, two unmarked copies of one
-            // execution mean one of them is a replay that did not say so.
-            if marked && !r.replayed && !original.replayed {
+            // execution mean one of them is a replay that did not say so; unless the two
+            // were in flight together (the later asked for before the first was answered):
+            // a server may join a twin to the execution still running and answer both
+            // from it, and neither is then a replay.
+            if marked && !r.replayed && !original.replayed && r.invoke_ms > original.complete_ms {
                 f.replay_not_marked = true;
             }
         } else if r.semantic_hash == original.semantic_hash {
@@ -349,8 +352,19 @@ mod tests {
         );
         assert_eq!(f.executions, 1);
         assert!(!f.replay_not_marked, "no marker, no finding");
-        // Under a marker, the same two answers are an unmarked replay: a contract
-        // finding, never a second execution.
+        // Under a marker, the same two answers, the second asked for after the first was
+        // answered, are an unmarked replay: a contract finding, never a second execution.
+        let f = facts(
+            &[
+                rec(0, 0, Code::Committed, 7, false),
+                rec(0, 10, Code::Committed, 7, false),
+            ],
+            true,
+        );
+        assert_eq!(f.executions, 1);
+        assert!(f.replay_not_marked);
+        // Asked for while the first ran: a server that joins the twin to the running
+        // execution answers both from it, and neither answer is a replay.
         let f = facts(
             &[
                 rec(0, 0, Code::Committed, 7, false),
@@ -359,7 +373,7 @@ mod tests {
             true,
         );
         assert_eq!(f.executions, 1);
-        assert!(f.replay_not_marked);
+        assert!(!f.replay_not_marked, "twins in flight together");
         // Two ids: executed twice, however both were marked.
         let f = facts(
             &[

@@ -405,7 +405,8 @@ fn judge(
             body,
         ));
     }
-    if amount_minor != asked.amount_minor || currency != asked.currency {
+    // ISO 4217 codes are upper-case; a Stripe-style service echoes them lower-case.
+    if amount_minor != asked.amount_minor || !currency.eq_ignore_ascii_case(asked.currency) {
         return Err(broken(
             Violation::PayloadMismatch,
             status,
@@ -594,6 +595,11 @@ mod tests {
         assert_eq!(
             violation(201, &committed(false).replace("USD", "EUR")),
             Violation::PayloadMismatch
+        );
+        assert_eq!(
+            answer(201, &committed(false).replace("USD", "usd")).code,
+            Code::Committed,
+            "a currency code in lower case (Stripe's) is the same currency"
         );
         // ZeroRace's marker is a body field: a body without it breaks the contract.
         assert_eq!(

@@ -430,7 +430,10 @@ impl<'m> Reading<'m> {
                     marker = Some(start..start + value.len());
                 }
             }
-            let keep_alive = !close && (http11 || keep);
+            // A transfer coding on an HTTP/1.0 answer, or beside a Content-Length, is
+            // framing RFC 9112 (§6.1, §6.3) calls faulty: read, but the connection closes.
+            let faulty = te && (!http11 || length.is_some() || bad_length.is_some());
+            let keep_alive = !close && (http11 || keep) && !faulty;
             let framing = match (status, te, chunked, length, bad_length) {
                 (204 | 304, ..) => Framing::Length(0),
                 (_, true, true, ..) => Framing::Chunked,
@@ -586,11 +589,14 @@ impl Connection {
     pub fn quiet(&mut self) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
         let mut byte = [0u8; 1];
-        let mut buf = ReadBuf::new(&mut byte);
-        matches!(
-            Pin::new(&mut self.io).poll_read(&mut cx, &mut buf),
-            Poll::Pending
-        )
+        let io = &mut self.io;
+        // Outside tokio's cooperative budget: a task that spent its budget would be told
+        // `Pending` without the socket being looked at, and a closed connection would
+        // pass for a quiet one.
+        let read = tokio::task::unconstrained(std::future::poll_fn(|cx| {
+            Pin::new(&mut *io).poll_read(cx, &mut ReadBuf::new(&mut byte))
+        }));
+        matches!(std::pin::pin!(read).poll(&mut cx), Poll::Pending)
     }
 
     /// Send `req` (with the endpoint's `fixed` headers) and read its whole answer, keeping
@@ -608,7 +614,15 @@ impl Connection {
         let mut reading = Reading::new(marker);
         loop {
             self.input.reserve(READ_ROOM);
-            let n = self.io.read_buf(&mut self.input).await?;
+            let n = match self.io.read_buf(&mut self.input).await {
+                Ok(n) => n,
+                // A TLS server that closed without a close_notify (Python's `ssl`, many
+                // others): an end like any other. The framing decides whether the answer
+                // was whole: one that ends at the close is; one cut short of its length or
+                // its last chunk is not.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+                Err(e) => return Err(e.into()),
+            };
             if let Some(answer) = reading.feed(&mut self.input, n == 0)? {
                 return Ok(answer);
             }
@@ -714,6 +728,19 @@ mod tests {
         );
         let a = every_split(until_close, None, true);
         assert_eq!((&a.body[..], a.reusable), (&b"{\"a\":1}"[..], false));
+    }
+
+    #[test]
+    fn faulty_framing_is_read_but_closes_the_connection() {
+        // A transfer coding on HTTP/1.0, or beside a Content-Length (RFC 9112 §6.1, §6.3).
+        let te_on_10 = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
+        let a = every_split(te_on_10, None, false);
+        assert_eq!((&a.body[..], a.reusable), (&b"ok"[..], false));
+        let both = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
+        let a = every_split(both, None, false);
+        assert_eq!((&a.body[..], a.reusable), (&b"ok"[..], false));
+        let plain = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
+        assert!(every_split(plain, None, false).reusable);
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! A request takes a stream on a lane's connection
 //! with room (at most `MAX_STREAMS` each), opening another when every one is full; an
 //! abandoned request resets only its stream; a cut connection fails every stream on it, and
-//! leaves the pool.
+//! leaves the pool. A request whose connection would not open a stream for it (a GOAWAY
+//! raced it) goes once more on another connection: nothing of it had left the process.
 //!
 //! Invariants: a connection is in the HTTP/1 idle list only when it owes nothing; a lock is
 //! held for a push, a pop or a scan, never across an await; at most `max_idle` HTTP/1
@@ -131,6 +132,38 @@ impl Drop for Stream {
 enum Connection {
     One(h1::Connection),
     Two(H2),
+}
+
+/// Where an HTTP/2 request goes (`ConnectionPool::route`).
+enum Route {
+    /// A stream on one of the lane's HTTP/2 connections.
+    Stream(H2, Stream),
+    /// The endpoint's first connection, which spoke HTTP/1.1.
+    One(h1::Connection),
+}
+
+/// An HTTP/2 request as made once, to be sent once or, when its connection refused it
+/// before it left, twice.
+struct Http2Request {
+    method: hyper::Method,
+    uri: hyper::Uri,
+    key: Option<(HeaderName, HeaderValue)>,
+    body: Bytes,
+}
+
+/// Why an HTTP/2 request got no answer: before any frame of it was queued (`Unsent`), or
+/// after (`Sent`: the server may have it).
+enum Http2Failure {
+    Unsent(Failure),
+    Sent(Failure),
+}
+
+impl Http2Failure {
+    fn into_failure(self) -> Failure {
+        match self {
+            Http2Failure::Unsent(f) | Http2Failure::Sent(f) => f,
+        }
+    }
 }
 
 /// What every request to an endpoint carries, and the one answer header read: fixed when
@@ -362,43 +395,72 @@ impl ConnectionPool {
     /// `send`, keeping the cause of a failure (for messages: preflight).
     pub async fn exchange(&self, request: Request<'_>) -> Result<Response, Failure> {
         if self.speaks.load(Ordering::Relaxed) != SPEAKS_HTTP1 {
-            if let Some((sender, stream)) = self.take_stream() {
-                return self.over_http2(sender, stream, request).await;
-            }
-            // No room on this lane's connections: one connect at a time; the first also
-            // learns which version the endpoint speaks.
-            let gate = self.connecting[lane()].lock().await;
-            if let Some((sender, stream)) = self.take_stream() {
-                drop(gate);
-                return self.over_http2(sender, stream, request).await;
-            }
-            if self.speaks.load(Ordering::Relaxed) != SPEAKS_HTTP1 {
-                let connection = self.connect().await?;
-                drop(gate);
-                return self.over(connection, request).await;
+            match self.route().await? {
+                Some(Route::Stream(h2, stream)) => {
+                    return self.exchange_http2(h2, stream, request).await;
+                }
+                Some(Route::One(connection)) => return self.over_http1(connection, request).await,
+                None => {}
             }
         }
         let connection = match self.pop_idle() {
             Some(c) => c,
             None => match self.connect().await? {
                 Connection::One(c) => c,
-                two => return self.over(two, request).await,
+                Connection::Two(h2) => {
+                    let (h2, stream) = self.share(h2);
+                    return self.exchange_http2(h2, stream, request).await;
+                }
             },
         };
         self.over_http1(connection, request).await
     }
 
-    async fn over(
-        &self,
-        connection: Connection,
-        request: Request<'_>,
-    ) -> Result<Response, Failure> {
-        match connection {
-            Connection::One(c) => self.over_http1(c, request).await,
+    /// Where an HTTP/2 request goes: a stream on a lane's connection with room, or on a
+    /// new connection (one connect per lane at a time; the first also learns which version
+    /// the endpoint speaks). `None` once the endpoint is known to speak HTTP/1.1.
+    async fn route(&self) -> Result<Option<Route>, Failure> {
+        if let Some((h2, stream)) = self.take_stream() {
+            return Ok(Some(Route::Stream(h2, stream)));
+        }
+        let _gate = self.connecting[lane()].lock().await;
+        if let Some((h2, stream)) = self.take_stream() {
+            return Ok(Some(Route::Stream(h2, stream)));
+        }
+        if self.speaks.load(Ordering::Relaxed) == SPEAKS_HTTP1 {
+            return Ok(None);
+        }
+        Ok(Some(match self.connect().await? {
+            Connection::One(c) => Route::One(c),
             Connection::Two(h2) => {
                 let (h2, stream) = self.share(h2);
-                self.over_http2(h2, stream, request).await
+                Route::Stream(h2, stream)
             }
+        }))
+    }
+
+    /// The request over HTTP/2. When its connection takes no new stream (a GOAWAY came
+    /// first), nothing of the request left this process: it is sent once more, on a stream
+    /// of another connection, which no server and no history can tell from a first send.
+    /// Its refusal stands when that one fails too, or no other connection opens.
+    async fn exchange_http2(
+        &self,
+        h2: H2,
+        stream: Stream,
+        request: Request<'_>,
+    ) -> Result<Response, Failure> {
+        let request = self.http2_request(request)?;
+        let refused = match self.over_http2(h2, stream, &request).await {
+            Ok(response) => return Ok(response),
+            Err(Http2Failure::Sent(f)) => return Err(f),
+            Err(Http2Failure::Unsent(f)) => f,
+        };
+        match self.route().await {
+            Ok(Some(Route::Stream(h2, stream))) => self
+                .over_http2(h2, stream, &request)
+                .await
+                .map_err(Http2Failure::into_failure),
+            _ => Err(refused),
         }
     }
 
@@ -430,43 +492,60 @@ impl ConnectionPool {
         &self,
         h2: H2,
         stream: Stream,
-        request: Request<'_>,
-    ) -> Result<Response, Failure> {
-        let (head, body) = self.http2_request(request)?;
+        request: &Http2Request,
+    ) -> Result<Response, Http2Failure> {
         // Refused before a frame of the request is queued: the connection takes no more
         // streams (a GOAWAY, or it ended). Nothing was sent, and no later request gets it.
         let H2 { sender, closed } = h2;
         let refused = |e: h2::Error| {
             closed.store(true, Ordering::Release);
-            Failure::new(Code::Refused, e)
+            Http2Failure::Unsent(Failure::new(Code::Refused, e))
         };
         let mut sender = sender.ready().await.map_err(refused)?;
         let (answer, mut send) = sender
-            .send_request(head, body.is_empty())
+            .send_request(self.http2_head(request), request.body.is_empty())
             .map_err(refused)?;
-        let reset = |e: h2::Error| Failure::new(Code::Reset, e);
-        if !body.is_empty() {
-            send.send_data(body, true).map_err(reset)?;
+        let reset = |e: h2::Error| Http2Failure::Sent(Failure::new(Code::Reset, e));
+        if !request.body.is_empty() {
+            send.send_data(request.body.clone(), true).map_err(reset)?;
         }
-        let response = read(answer.await.map_err(reset)?, self.preset.marker.as_ref()).await;
+        let answer = answer.await.map_err(reset)?;
+        let response = read(answer, self.preset.marker.as_ref()).await;
         drop(stream);
-        response
+        response.map_err(Http2Failure::Sent)
     }
 
-    /// The head of the HTTP/2 request for `request`, with the endpoint's headers, and its
-    /// body. HTTP/2 names scheme and authority in every request (`:scheme`, `:authority`).
-    fn http2_request(&self, request: Request<'_>) -> Result<(hyper::Request<()>, Bytes), Failure> {
+    /// `request` as HTTP/2 sends it, made once: HTTP/2 names scheme and authority in every
+    /// request (`:scheme`, `:authority`).
+    fn http2_request(&self, request: Request<'_>) -> Result<Http2Request, Failure> {
         let bad = |e: String| Failure::new(Code::BadRequest, e);
         let mut parts = request.uri.clone().into_parts();
         parts.scheme = Some(self.scheme.clone());
         parts.authority = self.authority.clone();
         let uri = hyper::Uri::from_parts(parts).map_err(|e| bad(e.to_string()))?;
-        let body = request.body.into_bytes();
+        let key = match request.key {
+            Some((name, value)) => Some((
+                name.clone(),
+                header(value).ok_or_else(|| bad(format!("`{value}` is not a header value")))?,
+            )),
+            None => None,
+        };
+        Ok(Http2Request {
+            method: request.method,
+            uri,
+            key,
+            body: request.body.into_bytes(),
+        })
+    }
+
+    /// The head of `request`, with the endpoint's headers (a new one for every send: an
+    /// HTTP request head cannot be cloned).
+    fn http2_head(&self, request: &Http2Request) -> hyper::Request<()> {
         // As over HTTP/1.1: every request but a bodiless GET says its length.
-        let says_length = !(body.is_empty() && request.method == hyper::Method::GET);
+        let says_length = !(request.body.is_empty() && request.method == hyper::Method::GET);
         let mut r = hyper::Request::new(());
-        *r.method_mut() = request.method;
-        *r.uri_mut() = uri;
+        *r.method_mut() = request.method.clone();
+        *r.uri_mut() = request.uri.clone();
         let h = r.headers_mut();
         h.insert(header::HOST, self.preset.host.clone());
         h.insert(
@@ -474,17 +553,18 @@ impl ConnectionPool {
             HeaderValue::from_static("application/json"),
         );
         if says_length {
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+            h.insert(
+                header::CONTENT_LENGTH,
+                HeaderValue::from(request.body.len()),
+            );
         }
         if let Some(auth) = &self.preset.authorization {
             h.insert(header::AUTHORIZATION, auth.clone());
         }
-        if let Some((name, value)) = request.key {
-            let value =
-                header(value).ok_or_else(|| bad(format!("`{value}` is not a header value")))?;
-            h.insert(name.clone(), value);
+        if let Some((name, value)) = &request.key {
+            h.insert(name.clone(), value.clone());
         }
-        Ok((r, body))
+        r
     }
 
     /// Why TLS to this endpoint fails, when a request failed without saying: open one
@@ -498,8 +578,13 @@ impl ConnectionPool {
     ) -> Option<Box<dyn std::error::Error + Send + Sync>> {
         use tokio::io::AsyncReadExt;
         let tls = self.tls.as_ref()?;
-        let tcp = tokio::net::TcpStream::connect(&self.address).await.ok()?;
-        let mut stream = match tls.connector.connect(tls.server_name.clone(), tcp).await {
+        // The connect and the handshake wait no longer than the read: a server that never
+        // answers its ClientHello does not hold the run.
+        let opened = tokio::time::timeout(wait, async {
+            let tcp = tokio::net::TcpStream::connect(&self.address).await.ok()?;
+            Some(tls.connector.connect(tls.server_name.clone(), tcp).await)
+        });
+        let mut stream = match opened.await.ok()?? {
             Ok(s) => s,
             Err(e) => return Some(Box::new(e)),
         };
@@ -883,10 +968,10 @@ mod tests {
     }
 
     /// A server going away (GOAWAY) while an older stream still runs: a request that finds
-    /// the connection refusing new streams is `Refused` (nothing was sent), and the next one
-    /// opens a new connection instead of failing on the old one too.
+    /// the connection refusing new streams was not sent, so it goes once more on a new
+    /// connection and is answered; the next one takes that connection, not the old one.
     #[tokio::test]
-    async fn a_connection_that_went_away_refuses_once_and_is_not_taken_again() {
+    async fn a_request_a_going_away_connection_refused_goes_on_a_new_one() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         tokio::spawn(async move {
@@ -918,8 +1003,9 @@ mod tests {
             tokio::spawn(async move { pool.send(post(b"{}")).await.map(|a| a.status) })
         };
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let refused = pool.send(post(b"{}")).await.map(|a| a.status);
-        assert_eq!(refused.err(), Some(Code::Refused));
+        let resent = pool.send(post(b"{}")).await.map(|a| a.status);
+        assert_eq!(resent.ok(), Some(200), "sent again on a new connection");
+        assert_eq!(pool.figures().opened, 2);
         let next = pool.send(post(b"{}")).await.map(|a| a.status);
         assert_eq!(next.ok(), Some(200));
         assert_eq!(
@@ -928,6 +1014,53 @@ mod tests {
             "the older stream ends"
         );
         assert_eq!(pool.figures().opened, 2);
+    }
+
+    /// A TLS server that ends a close-delimited answer by closing the connection without a
+    /// close_notify (as Python's `ssl` does): the answer is whole, not `Reset`. One whose
+    /// Content-Length says more than came stays `Reset`.
+    #[tokio::test]
+    async fn a_tls_answer_ended_by_a_close_without_close_notify_is_whole() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let made = crate::sut::server::tls::SelfSigned::loopback().expect("certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(made.server_config().expect("config"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut answers = [
+                &b"HTTP/1.0 200 OK\r\n\r\n{\"a\":1}"[..],
+                &b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{\"a\":1}"[..],
+            ]
+            .into_iter();
+            while let Ok((socket, _)) = listener.accept().await {
+                let Some(answer) = answers.next() else { return };
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                let _ = tls.read(&mut [0u8; 4096]).await;
+                let _ = tls.write_all(answer).await;
+                let _ = tls.flush().await;
+                // The TCP connection closes; no close_notify is sent.
+                drop(tls.into_inner().0);
+            }
+        });
+        let config = super::super::tls::client_config(None, HttpVersion::Http1, Some(made.ca))
+            .expect("client config");
+        let tls = ClientTls::new(config, "127.0.0.1", None).expect("tls");
+        let preset = Preset {
+            host: header(&address).expect("host"),
+            authorization: None,
+            marker: None,
+        };
+        let pool = ConnectionPool::with(address.clone(), Some(tls), HttpVersion::Http1, 8, preset);
+        let whole = pool.send(get(&address)).await.expect("a whole answer");
+        assert_eq!(&whole.body[..], b"{\"a\":1}");
+        assert_eq!(
+            pool.idle_len(),
+            0,
+            "a close-delimited answer keeps no connection"
+        );
+        assert_eq!(pool.send(get(&address)).await.err(), Some(Code::Reset));
     }
 
     #[tokio::test]

@@ -5,7 +5,8 @@
 //!
 //! Invariants: no layout survives `semantic_hash` (spacing, field order, escapes a string
 //! does not need, the way a number is written: `1000`, `1e3`, `1000.0` and `1.0E+3` are
-//! one number, as a store such as PostgreSQL's `jsonb` may rewrite it), and the body's
+//! one number, as a store such as PostgreSQL's `jsonb` may rewrite it; a UUID's case and
+//! form: `3F2504E0-…` and `3f2504e0-…` are one id, as a `uuid` column may rewrite it), and the body's
 //! replay marker is left out of it, so a replay and its
 //! original hash alike exactly when their values are; neither hash is ever 0.
 
@@ -16,11 +17,27 @@ use serde_json::value::RawValue;
 
 use crate::history::StreamHash;
 
-/// The hash of an execution id's text (never 0).
+/// The hash of an execution id's text (never 0). A UUID is one value however it is
+/// written (RFC 9562 reads its hex digits in either case, with or without hyphens or
+/// braces): a server that answers `3F2504E0-…` fresh and `3f2504e0-…` on a replay (one
+/// from memory, one from a `uuid` column) names one execution.
 pub fn id_hash(id: &str) -> u64 {
     let mut h = StreamHash::default();
-    h.write(id.as_bytes());
+    match uuid_text(id) {
+        Some(canonical) => h.write(canonical.as_bytes()),
+        None => h.write(id.as_bytes()),
+    }
     h.finish()
+}
+
+/// `text` in the UUID's one canonical form (lower-case, hyphenated), when it is a UUID.
+fn uuid_text(text: &str) -> Option<String> {
+    // Every form `Uuid::try_parse` takes is 32 to 45 bytes long: most text is not.
+    if !(32..=45).contains(&text.len()) {
+        return None;
+    }
+    let id = uuid::Uuid::try_parse(text).ok()?;
+    Some(id.hyphenated().to_string())
 }
 
 /// A hash of the answer's values: fields in name order (the map keeps them sorted), each
@@ -44,8 +61,16 @@ pub(super) fn semantic_hash(fields: &BTreeMap<&str, &RawValue>, marker: Option<&
                 Err(_) => h.write(t.as_bytes()),
             },
             Some(b'"') if t.contains('\\') => match serde_json::from_str::<String>(t) {
-                Ok(s) => h.write(Value::String(s).to_string().as_bytes()),
+                Ok(s) => h.write(string_value(s).as_bytes()),
                 Err(_) => h.write(t.as_bytes()),
+            },
+            Some(b'"') => match t
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .and_then(uuid_text)
+            {
+                Some(id) => h.write(Value::String(id).to_string().as_bytes()),
+                None => h.write(t.as_bytes()),
             },
             Some(b'-' | b'0'..=b'9') => match Number::parse(t) {
                 Some(n) => n.write(|b| h.write(b)),
@@ -91,8 +116,14 @@ fn write_canonical(value: &Value, out: &mut String) {
             let text = n.to_string();
             out.push_str(canonical_number(&text).as_deref().unwrap_or(&text));
         }
+        Value::String(text) => out.push_str(&string_value(text.clone())),
         other => out.push_str(&other.to_string()),
     }
+}
+
+/// A string value as JSON, a UUID in its canonical form (see `id_hash`).
+fn string_value(text: String) -> String {
+    Value::String(uuid_text(&text).unwrap_or(text)).to_string()
 }
 
 /// A JSON number by its exact decimal value, in one form: `0`, or a sign, the significant
@@ -202,6 +233,62 @@ fn canonical_number(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_uuid_is_one_id_in_any_case_or_form_and_other_ids_keep_their_case() {
+        let lower = id_hash("3f2504e0-4f89-11d3-9a0c-0305e82c3301");
+        for form in [
+            "3F2504E0-4F89-11D3-9A0C-0305E82C3301",
+            "3f2504e0-4F89-11d3-9A0C-0305e82c3301",
+            "{3f2504e0-4f89-11d3-9a0c-0305e82c3301}",
+            "3f2504e04f8911d39a0c0305e82c3301",
+        ] {
+            assert_eq!(id_hash(form), lower, "{form}");
+        }
+        assert_ne!(id_hash("3f2504e0-4f89-11d3-9a0c-0305e82c3302"), lower);
+        assert_ne!(
+            id_hash("pi_3AbC"),
+            id_hash("pi_3abc"),
+            "not a UUID: its case is its own"
+        );
+        assert_ne!(id_hash("17"), id_hash("018"));
+    }
+
+    #[test]
+    fn a_uuid_value_in_another_case_is_the_same_value() {
+        let hash = |body: &str| {
+            let fields: BTreeMap<&str, &RawValue> = serde_json::from_str(body).expect(body);
+            semantic_hash(&fields, None)
+        };
+        let lower = hash(
+            r#"{"intentId":"3f2504e0-4f89-11d3-9a0c-0305e82c3301","n":{"id":"3f2504e0-4f89-11d3-9a0c-0305e82c3301"}}"#,
+        );
+        assert_eq!(
+            hash(
+                r#"{"intentId":"3F2504E0-4F89-11D3-9A0C-0305E82C3301","n":{"id":"3F2504E0-4F89-11D3-9A0C-0305E82C3301"}}"#
+            ),
+            lower
+        );
+        assert_eq!(
+            hash(
+                r#"{"intentId":"\u0033F2504E0-4F89-11D3-9A0C-0305E82C3301","n":{"id":"3f2504e0-4f89-11d3-9a0c-0305e82c3301"}}"#
+            ),
+            lower,
+            "escaped"
+        );
+        assert_ne!(
+            hash(
+                r#"{"intentId":"3f2504e0-4f89-11d3-9a0c-0305e82c3302","n":{"id":"3f2504e0-4f89-11d3-9a0c-0305e82c3301"}}"#
+            ),
+            lower,
+            "another id"
+        );
+        assert_ne!(
+            hash(r#"{"code":"ABC"}"#),
+            hash(r#"{"code":"abc"}"#),
+            "other text keeps its case"
+        );
+    }
 
     #[test]
     fn a_number_is_its_value_however_it_is_written() {

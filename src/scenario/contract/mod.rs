@@ -137,6 +137,38 @@ fn header_name(name: &str) -> Result<String, String> {
     }
 }
 
+/// Header names a key may not travel in, and why: the connection-specific fields HTTP/2
+/// forbids in a request (RFC 9113 §8.2.2; an HTTP/1.1 proxy drops them too), and the fields
+/// swarm's client writes itself on every request.
+const KEY_HEADER_TAKEN: [(&str, &str); 10] = [
+    ("connection", "a connection-specific field"),
+    ("keep-alive", "a connection-specific field"),
+    ("proxy-connection", "a connection-specific field"),
+    ("te", "a connection-specific field"),
+    ("transfer-encoding", "a connection-specific field"),
+    ("upgrade", "a connection-specific field"),
+    ("host", "a field swarm's client writes itself"),
+    ("content-length", "a field swarm's client writes itself"),
+    ("content-type", "a field swarm's client writes itself"),
+    (
+        "authorization",
+        "a field swarm's client writes itself (with `--api-key`)",
+    ),
+];
+
+/// The header a key travels in: a header name (see `header_name`) that neither HTTP nor
+/// swarm's client uses for something else.
+fn key_header_name(name: &str) -> Result<String, String> {
+    let lower = header_name(name)?;
+    match KEY_HEADER_TAKEN.iter().find(|(taken, _)| *taken == lower) {
+        Some((_, why)) => Err(format!(
+            "`{name}` cannot carry the key: it is {why} (HTTP/2 refuses or a proxy drops the \
+             first kind; swarm would send the second twice)"
+        )),
+        None => Ok(lower),
+    }
+}
+
 /// Where the idempotency key travels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyPlace {

@@ -18,7 +18,7 @@ use toml::Spanned;
 use super::template::path_template;
 use super::{
     AnswerMap, BODY_SLOTS, Contract, EXISTING_SLOTS, Existing, KeyPlace, LOOKUP_SLOTS, Method,
-    Pointer, Profile, ReplayMarker, Route, Slot, StatusRule, Template, header_name,
+    Pointer, Profile, ReplayMarker, Route, Slot, StatusRule, Template, key_header_name,
 };
 
 /// Most entries of a list (statuses, codes, pointers) a contract takes.
@@ -198,7 +198,7 @@ impl ContractSpec {
             }
             (Some(h), None) => {
                 c.key = KeyPlace::Header(
-                    header_name(h.get_ref()).or_else(|m| fail("key_header", h.span(), m))?,
+                    key_header_name(h.get_ref()).or_else(|m| fail("key_header", h.span(), m))?,
                 );
             }
             (None, Some(f)) => {
@@ -566,6 +566,21 @@ committed_fields = []
             "[contract]\nkey_header = \"Idempotency Key\"\n",
             "key_header",
             "not a header name",
+        );
+        bad(
+            "[contract]\nkey_header = \"Connection\"\n",
+            "key_header",
+            "connection-specific",
+        );
+        bad(
+            "[contract]\nkey_header = \"te\"\n",
+            "key_header",
+            "connection-specific",
+        );
+        bad(
+            "[contract]\nkey_header = \"Content-Length\"\n",
+            "key_header",
+            "writes itself",
         );
         bad(
             "[contract]\nkey_header = \"A\"\nkey_field = \"/k\"\n",
