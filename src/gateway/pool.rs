@@ -1123,6 +1123,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_closed_idle_connection_is_seen_by_a_task_that_spent_its_budget() {
+        // As above, but each request comes from a task that spent tokio's cooperative
+        // budget first: the check of the idle connection must still look at the socket.
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        let (address, accepted) = scripted(answer, 1, true).await;
+        let pool = ConnectionPool::new(address, 8);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for _ in 0..3 {
+            for _ in 0..1000 {
+                tx.send(()).expect("send");
+            }
+            // Each ready receive costs a unit of the budget, without yielding.
+            while tokio::task::coop::has_budget_remaining() {
+                rx.recv().await;
+            }
+            assert_eq!(pool.send(post(b"{}")).await.expect("answer").status, 200);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
     async fn an_answer_cut_mid_body_is_reset_and_its_connection_dropped() {
         let cut = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n01234";
         let (address, _) = scripted(cut, 2, true).await;
