@@ -27,6 +27,11 @@ pub struct KeyFacts {
     /// Distinct executions the key's business answers named (saturating): more than one
     /// is the key executed twice, whatever the outcomes were.
     pub executions: u8,
+    /// Distinct executions the key's committed answers named (saturating): more than one
+    /// is the key settled twice (charged twice); two executions with at most one commit
+    /// are a key the server did not keep (a decline executed again, or a commit answered
+    /// later by a new decline), with no second charge.
+    pub settlements: u8,
     pub acked_commit: bool,
     pub acked: bool,
     pub info: bool,
@@ -129,6 +134,7 @@ fn judge(rs: &[Record], marked: bool) -> KeyFacts {
         amount_minor: first.amount_minor,
         ok_hash: 0,
         executions: 0,
+        settlements: 0,
         acked_commit: false,
         acked: false,
         info: false,
@@ -153,6 +159,7 @@ fn judge(rs: &[Record], marked: bool) -> KeyFacts {
     let mut could_commit = false;
     let (mut marked_commit, mut unmarked_commit) = (false, false);
     let mut ids: [u64; 2] = [0; 2];
+    let mut settled: [u64; 2] = [0; 2];
     // When the first decline and the first commit were answered: an answer is "later"
     // than another only if it was asked for after that one was answered (two requests in
     // flight together have no order).
@@ -186,6 +193,12 @@ fn judge(rs: &[Record], marked: bool) -> KeyFacts {
                     }
                 }
                 if r.code == Code::Committed {
+                    if !settled.contains(&e) {
+                        f.settlements = f.settlements.saturating_add(1);
+                        if let Some(slot) = settled.iter_mut().find(|s| **s == 0) {
+                            *slot = e;
+                        }
+                    }
                     f.acked_commit = true;
                     f.false_decline |= r.invoke_ms > first_decline_done;
                     if r.replayed {
@@ -337,6 +350,35 @@ mod tests {
         key_facts(&mut rs, marked, &mut out);
         assert_eq!(out.len(), 1);
         out.remove(0)
+    }
+
+    #[test]
+    fn settlements_count_the_executions_that_committed() {
+        let two_declines = facts(
+            &[
+                rec(0, 0, Code::OutOfStock, 7, false),
+                rec(0, 10, Code::OutOfStock, 8, false),
+            ],
+            false,
+        );
+        assert_eq!((two_declines.executions, two_declines.settlements), (2, 0));
+        let then_commit = facts(
+            &[
+                rec(0, 0, Code::OutOfStock, 7, false),
+                rec(0, 10, Code::Committed, 8, false),
+                rec(0, 20, Code::Committed, 8, true),
+            ],
+            true,
+        );
+        assert_eq!((then_commit.executions, then_commit.settlements), (2, 1));
+        let twice = facts(
+            &[
+                rec(0, 0, Code::Committed, 7, false),
+                rec(0, 10, Code::Committed, 8, false),
+            ],
+            false,
+        );
+        assert_eq!((twice.executions, twice.settlements), (2, 2));
     }
 
     #[test]

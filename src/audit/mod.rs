@@ -105,6 +105,7 @@ const HISTORY_CHECKS: &[&str] = &[
     "history.payload_not_refused",
     "duplicate_settlement.double_submit",
     "duplicate_settlement.key_executions",
+    "history.key_not_kept",
     "history.false_decline",
     "history.lost_write",
     "history.unresolved",

@@ -90,14 +90,21 @@ impl Tally {
             Invariant::DuplicateSettlement,
             Validity::Invalid,
             k,
-            "concurrent double submits whose answers named two executions (two ids)",
+            "concurrent double submits whose answers named two committed executions (two ids)",
         ));
         checks.push(self.key_executions.check(
             "duplicate_settlement.key_executions",
             Invariant::DuplicateSettlement,
             Validity::Invalid,
             k,
-            "keys (not double submits) whose answers named two executions (two ids): executed twice",
+            "keys (not double submits) whose answers named two committed executions (two ids): settled twice",
+        ));
+        checks.push(self.key_not_kept.check(
+            "history.key_not_kept",
+            Invariant::History,
+            Validity::Invalid,
+            k,
+            "keys whose answers named two executions, at most one of them committed: the server did not keep the key's first answer and executed it again (no second charge)",
         ));
         checks.push(self.false_decline.check(
             "history.false_decline",

@@ -75,6 +75,7 @@ pub struct Tally {
     payload_not_refused: Firsts<KeyId>,
     double_submit: Firsts<KeyId>,
     key_executions: Firsts<KeyId>,
+    key_not_kept: Firsts<KeyId>,
     false_decline: Firsts<KeyId>,
     lost_write: Firsts<KeyId>,
     unresolved: Firsts<KeyId>,
@@ -126,6 +127,7 @@ impl Tally {
             payload_not_refused,
             double_submit,
             key_executions,
+            key_not_kept,
             false_decline,
             lost_write,
             unresolved,
@@ -157,6 +159,7 @@ impl Tally {
             (&mut self.payload_not_refused, payload_not_refused),
             (&mut self.double_submit, double_submit),
             (&mut self.key_executions, key_executions),
+            (&mut self.key_not_kept, key_not_kept),
             (&mut self.false_decline, false_decline),
             (&mut self.lost_write, lost_write),
             (&mut self.unresolved, unresolved),
@@ -202,6 +205,7 @@ impl Tally {
         for (name, f) in [
             ("double_submit", &self.double_submit),
             ("key_executions", &self.key_executions),
+            ("key_not_kept", &self.key_not_kept),
             ("unresolved", &self.unresolved),
             ("lost", &self.lost),
         ] {
@@ -227,12 +231,14 @@ impl Tally {
         }
     }
 
-    /// A key whose answers named two executions: executed twice (a duplicate), unless
-    /// the database holds at most one intent for it (then the ids lied: a replay that did
-    /// not repeat its original).
+    /// A key whose answers named two executions: settled twice (a duplicate) when two of
+    /// them committed; executed again without a second charge when at most one did (the
+    /// server did not keep the key's first answer); unless the database holds at most one
+    /// intent for it (then the ids lied: a replay that did not repeat its original).
     fn executed_twice(&mut self, f: &KeyFacts, intents_in_db: Option<usize>) {
         match (intents_in_db, f.persona) {
             (Some(n), _) if n <= 1 => self.replay_mismatch.add(f.id),
+            _ if f.settlements < 2 => self.key_not_kept.add(f.id),
             (_, Persona::DoubleSubmit) => self.double_submit.add(f.id),
             _ => self.key_executions.add(f.id),
         }
@@ -465,6 +471,42 @@ mod tests {
         assert_eq!(unresolved(&mut rotated), 1);
     }
 
+    /// Two executions under one key are a duplicate settlement only when two of them
+    /// committed; a decline executed again (a server that did not keep it), or a commit
+    /// answered later by a new decline, is a key not kept: no second charge.
+    #[test]
+    fn a_key_executed_twice_is_a_duplicate_settlement_only_when_both_committed() {
+        use crate::history::{Code, Record};
+        let rec = |agent: u32, invoke_ms: u32, code: Code, execution: u64| Record {
+            agent,
+            invoke_ms,
+            complete_ms: invoke_ms + 5,
+            code,
+            response_hash: execution * 10 + code as u64,
+            semantic_hash: execution * 10 + code as u64,
+            execution,
+            ..Record::for_tests()
+        };
+        let mut records = vec![
+            // Agent 1: two declines, two ids.
+            rec(1, 0, Code::OutOfStock, 7),
+            rec(1, 10, Code::OutOfStock, 8),
+            // Agent 2: a decline, then a commit under another id.
+            rec(2, 0, Code::OutOfStock, 9),
+            rec(2, 10, Code::Committed, 10),
+            // Agent 3: two commits, two ids: charged twice.
+            rec(3, 0, Code::Committed, 11),
+            rec(3, 10, Code::Committed, 12),
+        ];
+        let mut facts = Vec::new();
+        super::super::facts::key_facts(&mut records, true, &mut facts);
+        let mut tally = Tally::default();
+        tally.part(&Header::for_tests(), &facts, None);
+        let ids = |f: &Firsts<KeyId>| f.examples().map(|k| k.0).collect::<Vec<_>>();
+        assert_eq!(ids(&tally.key_not_kept), [1, 2]);
+        assert_eq!(ids(&tally.key_executions), [3]);
+    }
+
     /// Parts tallied apart and added up (`absorb`) find what one tally of them all finds:
     /// every check, count and example, against the database's intents and without them.
     #[test]
@@ -508,6 +550,9 @@ mod tests {
                 let twin = Record {
                     seq: 1,
                     execution: if agent % 7 == 0 { hash + 1000 } else { hash },
+                    // Asked for after the first was answered.
+                    invoke_ms: first.complete_ms + 1,
+                    complete_ms: first.complete_ms + 6,
                     ..first
                 };
                 std::iter::once(first).chain((agent % 5 == 0).then_some(twin))
