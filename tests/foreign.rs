@@ -298,14 +298,75 @@ fn replays_in_another_layout_are_a_warning_not_a_violation() {
     assert_eq!(check(&s, "history.replay_mismatch")["count"], 0);
 }
 
+/// An API that writes its own request id into every answer: under a contract that does not
+/// say so, its replays differ in value from their originals (`history.replay_mismatch`, and
+/// nothing else); naming the field `volatile` makes the same server valid, its replays
+/// plain replays (not even a layout warning).
+#[test]
+fn a_request_id_in_every_answer_is_left_out_once_the_contract_names_it() {
+    let server = Foreign::node("request-id");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let unnamed = scenario(
+        tmp.path(),
+        "reqid",
+        &[server.url()],
+        ", discover = \"sandbox\"",
+        "",
+    );
+    let (out, s) = run(&unnamed, &tmp.path().join("unnamed"), &[]);
+    assert_eq!(
+        invalid(&s),
+        ["history.replay_mismatch"],
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let named = scenario(
+        tmp.path(),
+        "reqid-named",
+        &[server.url()],
+        ", discover = \"sandbox\", contract = { answer = { volatile_fields = [\"/requestId\"] } }",
+        "",
+    );
+    let (out, s) = run(&named, &tmp.path().join("named"), &[]);
+    assert_valid(&out, &s);
+    assert!(
+        s["counters"]["replays"].as_u64().unwrap_or(0) > 0,
+        "replays were answered"
+    );
+    assert_eq!(check(&s, "history.replay_layout")["count"], 0);
+}
+
+/// Intent ids that are UUIDs, upper-case when fresh and lower-case when replayed: one id,
+/// so one execution per key and no duplicate settlement; the bytes differ, a layout
+/// warning at most.
+#[test]
+fn a_uuid_id_in_another_case_is_the_same_execution() {
+    let server = Foreign::node("uuid-case");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = scenario(
+        tmp.path(),
+        "uuidcase",
+        &[server.url()],
+        ", discover = \"sandbox\"",
+        "",
+    );
+    let (out, s) = run(&file, &tmp.path().join("r"), &[]);
+    assert_valid(&out, &s);
+    assert!(
+        s["counters"]["replays"].as_u64().unwrap_or(0) > 0,
+        "replays were answered"
+    );
+    assert_eq!(check(&s, "history.replay_mismatch")["count"], 0);
+}
+
 /// Each bug switch and the check family that must catch it.
 ///
 /// `fresh-replay-ids` answers a replay with new ids: from the history alone that is two
 /// executions under one key (with the database, one intent: a replay mismatch, see
 /// `replayed_ids_that_lie_are_a_mismatch_when_the_database_holds_one_intent`).
 /// `commit-declined` is seen only by the final reads; `header-marked-replay` breaks
-/// ZeroRace's marker (a body field) and no other promise.
-/// Each bug switch, the check that must catch it, and what else may fire beside it.
+/// ZeroRace's marker (a body field) and no other promise. Beside each check, what else may
+/// fire with it.
 const BUGS: &[(&str, &str, &[&str])] = &[
     ("oversell", "oversell.", &[]),
     // Every key executed again: the commits settle twice, the declines are not kept.

@@ -28,12 +28,13 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::value_hash::{id_hash, semantic_hash};
-use crate::history::{Code, Violation, answer_hash};
+use crate::history::{Code, Violation, answer_hash_cut};
 use crate::scenario::{Contract, Pointer, ReplayMarker};
 
 /// A business answer: committed, or declined with its reason.
@@ -427,10 +428,32 @@ fn judge(
         }),
         attempts: attempts.min(u64::from(u32::MAX)) as u32,
         replayed,
-        answer_hash: answer_hash(body, marker),
-        semantic_hash: semantic_hash(fields, marker),
+        answer_hash: answer_hash_cut(
+            body,
+            marker,
+            &volatile_spans(body, fields, &a.volatile_fields),
+        ),
+        semantic_hash: semantic_hash(fields, marker, &a.volatile_fields),
         execution,
     })
+}
+
+/// Where the values of the `volatile` fields stand in `body`, in order: those whose text is
+/// the body's own (an answer whose keys needed unescaping was read from a copy, and keeps
+/// them: it then differs from its replay in bytes only, a layout warning at most).
+fn volatile_spans(body: &[u8], fields: &Fields<'_>, volatile: &[String]) -> Vec<Range<usize>> {
+    let start = body.as_ptr() as usize;
+    let mut spans: Vec<Range<usize>> = volatile
+        .iter()
+        .filter_map(|name| fields.get(name.as_str()))
+        .filter_map(|raw| {
+            let at = (raw.get().as_ptr() as usize).checked_sub(start)?;
+            let end = at + raw.get().len();
+            (end <= body.len()).then_some(at..end)
+        })
+        .collect();
+    spans.sort_by_key(|r| r.start);
+    spans
 }
 
 /// A raw JSON value as a string, unescaped only when it has to be.
@@ -797,6 +820,49 @@ committed_fields = []
         // A key written with an escape is still the key.
         let escaped = committed(false).replace("\"currency\"", "\"curr\\u0065ncy\"");
         assert_eq!(answer(201, &escaped).code, Code::Committed);
+    }
+
+    #[test]
+    fn volatile_fields_and_nulls_do_not_make_a_replay_differ() {
+        let with = |extra: &str, replayed: bool| {
+            committed(replayed).replace("\"attempts\":1", &format!("\"attempts\":1{extra}"))
+        };
+        let mut c = zerorace();
+        c.answer.volatile_fields = vec!["requestId".into(), "servedAt".into()];
+        let fresh = answer_by(
+            &c,
+            heard(201, &with(",\"requestId\":\"r-1\",\"servedAt\":1", false)),
+        );
+        let again = answer_by(
+            &c,
+            heard(201, &with(",\"requestId\":\"r-22\",\"servedAt\":2", true)),
+        );
+        assert_eq!(
+            fresh.answer_hash, again.answer_hash,
+            "a replay, byte for byte but them"
+        );
+        assert_eq!(fresh.semantic_hash, again.semantic_hash);
+        // Without them named, the same two answers differ in value.
+        let fresh = answer(201, &with(",\"requestId\":\"r-1\"", false));
+        let again = answer(201, &with(",\"requestId\":\"r-22\"", true));
+        assert_ne!(fresh.semantic_hash, again.semantic_hash);
+        // Any other field still counts.
+        let other = answer_by(
+            &c,
+            heard(201, &with(",\"requestId\":\"r-1\",\"fee\":2", false)),
+        );
+        let changed = answer_by(
+            &c,
+            heard(201, &with(",\"requestId\":\"r-1\",\"fee\":3", false)),
+        );
+        assert_ne!(other.semantic_hash, changed.semantic_hash);
+        // A field that is null is the field left out (a serializer that omits nulls).
+        let null = answer(
+            201,
+            &with(",\"failureCode\":null,\"meta\":{\"a\":1,\"b\":null}", false),
+        );
+        let absent = answer(201, &with(",\"meta\":{\"a\":1}", true));
+        assert_eq!(null.semantic_hash, absent.semantic_hash);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! does not need, the way a number is written: `1000`, `1e3`, `1000.0` and `1.0E+3` are
 //! one number, as a store such as PostgreSQL's `jsonb` may rewrite it; a UUID's case and
 //! form: `3F2504E0-…` and `3f2504e0-…` are one id, as a `uuid` column may rewrite it), and the body's
-//! replay marker is left out of it, so a replay and its
+//! replay marker, the contract's volatile fields and `null` fields (read as absent) are
+//! left out of it, so a replay and its
 //! original hash alike exactly when their values are; neither hash is ever 0.
 
 use std::collections::BTreeMap;
@@ -43,11 +44,20 @@ fn uuid_text(text: &str) -> Option<String> {
 /// A hash of the answer's values: fields in name order (the map keeps them sorted), each
 /// value in one canonical form (strings unescaped; numbers by their decimal value, exactly
 /// at the top level and as f64 inside objects and arrays; other scalars as written;
-/// objects and arrays re-written with sorted keys), the body's replay marker left out. No
-/// layout survives, so two answers hash alike exactly when their values are.
-pub(super) fn semantic_hash(fields: &BTreeMap<&str, &RawValue>, marker: Option<&str>) -> u64 {
+/// objects and arrays re-written with sorted keys), the body's replay marker and the
+/// contract's `volatile` fields left out, and a field whose value is `null` read as absent
+/// (a serializer may leave such fields out). No layout survives, so two answers hash alike
+/// exactly when their values are.
+pub(super) fn semantic_hash(
+    fields: &BTreeMap<&str, &RawValue>,
+    marker: Option<&str>,
+    volatile: &[String],
+) -> u64 {
     let mut h = StreamHash::default();
-    for (name, raw) in fields.iter().filter(|(name, _)| Some(**name) != marker) {
+    let compared = fields.iter().filter(|(name, raw)| {
+        Some(**name) != marker && raw.get() != "null" && !volatile.iter().any(|v| v == *name)
+    });
+    for (name, raw) in compared {
         h.write(name.as_bytes());
         h.write(b"\0");
         let t = raw.get();
@@ -87,7 +97,11 @@ pub(super) fn semantic_hash(fields: &BTreeMap<&str, &RawValue>, marker: Option<&
 fn write_canonical(value: &Value, out: &mut String) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
+            let mut keys: Vec<&String> = map
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, _)| k)
+                .collect();
             keys.sort();
             out.push('{');
             for (i, k) in keys.into_iter().enumerate() {
@@ -258,7 +272,7 @@ mod tests {
     fn a_uuid_value_in_another_case_is_the_same_value() {
         let hash = |body: &str| {
             let fields: BTreeMap<&str, &RawValue> = serde_json::from_str(body).expect(body);
-            semantic_hash(&fields, None)
+            semantic_hash(&fields, None, &[])
         };
         let lower = hash(
             r#"{"intentId":"3f2504e0-4f89-11d3-9a0c-0305e82c3301","n":{"id":"3f2504e0-4f89-11d3-9a0c-0305e82c3301"}}"#,

@@ -16,6 +16,27 @@ pub fn answer_hash(body: &[u8], marker: Option<&str>) -> u64 {
     }
 }
 
+/// `answer_hash` with the byte ranges `cut` (sorted, apart, within `body`: the values of
+/// fields the contract says differ from answer to answer) left out. Without `cut`, the
+/// same hash as `answer_hash`.
+pub fn answer_hash_cut(body: &[u8], marker: Option<&str>, cut: &[std::ops::Range<usize>]) -> u64 {
+    if cut.is_empty() {
+        return answer_hash(body, marker);
+    }
+    debug_assert!(cut.windows(2).all(|w| w[0].end <= w[1].start));
+    let mut kept: Vec<u8> = Vec::with_capacity(body.len());
+    let mut at = 0;
+    for range in cut {
+        if range.start < at || range.end > body.len() {
+            continue;
+        }
+        kept.extend_from_slice(&body[at..range.start]);
+        at = range.end;
+    }
+    kept.extend_from_slice(&body[at..]);
+    answer_hash(&kept, marker)
+}
+
 /// The byte range of the boolean value of the top-level key `marker`.
 /// Answers from swarm's own kernel end in `"replayed":…}`: that case costs no scan.
 fn marker_span(body: &[u8], marker: &str) -> Option<std::ops::Range<usize>> {

@@ -21,7 +21,7 @@ mod frames;
 mod reader;
 mod record;
 
-pub use answer::{StreamHash, Violation, answer_hash};
+pub use answer::{StreamHash, Violation, answer_hash, answer_hash_cut};
 pub use frames::{Cut, Ending, Sink};
 pub use reader::Reader;
 pub use record::{Code, Kind, Op, Persona, RECORD_BYTES, Record, STATUS_CLASSES, status_class};

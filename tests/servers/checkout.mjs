@@ -18,8 +18,12 @@
 // created-for-decline, top-level-503, commit-declined, fresh-marked-replayed,
 // header-marked-replay (see checkout.py: the same faults, written again; here
 // commit-declined strikes commits 1, 5, 9..., fresh-marked-replayed fresh answers 1, 6,
-// 11..., and the replay header is lower-case `idempotent-replayed: true`). And one quirk
-// that is no bug: replay-layout (replays carry the same values, compact instead of pretty).
+// 11..., and the replay header is lower-case `idempotent-replayed: true`). And quirks
+// that are no bug: replay-layout (replays carry the same values, compact instead of
+// pretty); request-id (every answer, fresh or replayed, ends with its own `requestId`, as
+// an API that puts its request id in the body does); uuid-case (intent ids are UUIDs,
+// upper-case in the fresh answer, lower-case in replays: one from memory, one from a
+// `uuid` column).
 //
 // `--shape orders` serves another API instead of POST /v1/purchases/commit (the sandbox
 // stays): POST /orders, key in `Cko-Idempotency-Key`, body {shop, budget, sku, buyer, qty,
@@ -60,6 +64,7 @@ let answered = 0;
 let commits = 0; // commit-declined
 let freshAnswers = 0; // fresh-marked-replayed
 let storedHits = 0; // orders-forget-key
+let requests = 0; // request-id
 
 function pretty(obj) {
   return JSON.stringify(obj, null, 2);
@@ -126,6 +131,7 @@ function replayOf(stored) {
     if (doc.ledgerTxnId) doc.ledgerTxnId = `txn_${seq}`;
   }
   if (bug === "replay-drops-field") delete doc.attempts;
+  if (bug === "uuid-case") doc.intentId = doc.intentId.toLowerCase();
   // Re-serialised the same way, so a correct replay is byte-identical but for `replayed`;
   // `replay-layout` (not a bug: the same values in other bytes) writes it compact.
   return bug === "replay-layout" ? JSON.stringify(doc) : pretty(doc);
@@ -146,7 +152,7 @@ function commit(req, key) {
     return [404, pretty({ error: { code: "NOT_FOUND", field: "itemId", message: "unknown" } })];
   if (req.currency !== currency || req.amountMinor !== req.quantity * price)
     return [422, pretty({ error: { code: "INVALID_FIELD", field: "amountMinor", message: "not quantity x unit price" } })];
-  const id = `int_${++seq}`;
+  const id = bug === "uuid-case" ? (++seq, crypto.randomUUID().toUpperCase()) : `int_${++seq}`;
   const { bucket, reason } = settle(req.quantity, req.amountMinor);
   const tail = { amountMinor: req.amountMinor, currency: req.currency, attempts: 1, region: "eu-1" };
   const declinedDoc = (failureCode) => ({ replayed: false, outcome: "DECLINED", intentId: id, failureCode, ...tail });
@@ -244,6 +250,12 @@ function handle(req, res) {
     const [purchase, bad] = parse(Buffer.concat(chunks).toString());
     if (!purchase) return refuse(res, 400, "MALFORMED_FIELD", bad, "malformed");
     const [status, text, extra] = commit(purchase, key);
+    if (bug === "request-id" && status < 300) {
+      // The answer's own id, last: a replay is its original again but for it.
+      const doc = JSON.parse(text);
+      doc.requestId = `req_${++requests}`;
+      return send(res, status, pretty(doc), extra);
+    }
     send(res, status, text, extra);
   });
 }

@@ -223,6 +223,29 @@ pub struct AnswerMap {
     pub declined_status: Vec<u16>,
     /// Further fields every COMMITTED answer carries.
     pub committed_fields: Vec<Pointer>,
+    /// Top-level fields whose values differ from answer to answer by design (a request id,
+    /// the time the answer was made): left out when a replay is compared with its
+    /// original. Never a field the contract reads, nor the replay marker.
+    pub volatile_fields: Vec<String>,
+}
+
+impl AnswerMap {
+    /// The top-level fields the contract reads an answer by (a nested pointer by its first
+    /// step): what no volatile field may be.
+    pub fn read_fields(&self) -> impl Iterator<Item = &str> {
+        [
+            Some(&self.outcome),
+            Some(&self.execution_id),
+            Some(&self.amount_minor),
+            Some(&self.currency),
+            self.reason.as_ref(),
+            self.attempts.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(&self.committed_fields)
+        .filter_map(|p| p.tokens().first().map(String::as_str))
+    }
 }
 
 /// An "already exists" answer that names the stored resource to look up (Zinc).
@@ -299,6 +322,7 @@ impl Contract {
                 Pointer::builtin("/ledgerTxnId"),
                 Pointer::builtin("/chosenBucketId"),
             ],
+            volatile_fields: Vec::new(),
         };
         let commit = |path: &str, body: &str| RequestShape {
             method: Method::Post,

@@ -75,6 +75,7 @@ pub struct AnswerSpec {
     pub committed_status: Option<Spanned<Vec<u16>>>,
     pub declined_status: Option<Spanned<Vec<u16>>>,
     pub committed_fields: Option<Spanned<Vec<String>>>,
+    pub volatile_fields: Option<Spanned<Vec<String>>>,
 }
 
 /// `existing = { status = [409], code = ["already_exists"], id = "/error/order_id",
@@ -336,6 +337,31 @@ impl ContractSpec {
             );
         }
         let a = &c.answer;
+        let volatile_span = || {
+            self.answer
+                .as_ref()
+                .map_or(0..0, |spec| written_span(&spec.volatile_fields))
+        };
+        for name in &a.volatile_fields {
+            if a.read_fields().any(|read| read == name) {
+                return fail(
+                    "answer.volatile_fields",
+                    volatile_span(),
+                    format!(
+                        "`/{name}` is a field the contract reads an answer by: it cannot also differ from answer to answer"
+                    ),
+                );
+            }
+            if c.replay_marker.body_field() == Some(name.as_str()) {
+                return fail(
+                    "answer.volatile_fields",
+                    volatile_span(),
+                    format!(
+                        "`/{name}` is the replay marker: it is left out of comparisons already"
+                    ),
+                );
+            }
+        }
         if let Some(s) = c.replay_status.iter().find(|s| {
             a.committed_status.contains(s)
                 || a.declined_status.contains(s)
@@ -455,6 +481,21 @@ fn answer_overrides(a: &AnswerSpec, m: &mut AnswerMap) -> Result<(), ContractErr
     })? {
         m.committed_fields = p;
     }
+    if let Some(names) = with("answer.volatile_fields", &a.volatile_fields, |l| {
+        pointers(l)?
+            .iter()
+            .map(|p| {
+                p.top_level().map(str::to_owned).ok_or_else(|| {
+                    format!(
+                        "`{}`: a volatile field is a top-level field (e.g. `/requestId`)",
+                        p.text()
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })? {
+        m.volatile_fields = names;
+    }
     Ok(())
 }
 
@@ -506,6 +547,10 @@ mod tests {
         assert_eq!(c.in_flight.statuses, vec![409, 425]);
         assert_eq!(c.key_reused.statuses, vec![422], "the profile's, untouched");
         assert_eq!(c.error_code[0].tokens(), ["problem", "code"]);
+        assert!(c.answer.volatile_fields.is_empty(), "none unless named");
+        let c = resolve("[contract.answer]\nvolatile_fields = [\"/requestId\", \"/served~1at\"]\n")
+            .expect("resolves");
+        assert_eq!(c.answer.volatile_fields, ["requestId", "served/at"]);
     }
 
     #[test]
@@ -566,6 +611,21 @@ committed_fields = []
             "[contract]\nkey_header = \"Idempotency Key\"\n",
             "key_header",
             "not a header name",
+        );
+        bad(
+            "[contract.answer]\nvolatile_fields = [\"/meta/requestId\"]\n",
+            "answer.volatile_fields",
+            "top-level",
+        );
+        bad(
+            "[contract.answer]\nvolatile_fields = [\"/requestId\", \"/intentId\"]\n",
+            "answer.volatile_fields",
+            "reads an answer by",
+        );
+        bad(
+            "[contract.answer]\nvolatile_fields = [\"/replayed\"]\n",
+            "answer.volatile_fields",
+            "replay marker",
         );
         bad(
             "[contract]\nkey_header = \"Connection\"\n",
