@@ -336,6 +336,56 @@ fn a_request_id_in_every_answer_is_left_out_once_the_contract_names_it() {
     assert_eq!(check(&s, "history.replay_layout")["count"], 0);
 }
 
+/// A server that keeps a key 2.5 s (an idempotency store with an expiry): read again after
+/// that, a key is a new purchase, which the final reads themselves would cause and the
+/// audit would then blame on the server. With the contract's `key_retention_s`, keys that
+/// old are not read again (counted), and the same server is valid.
+#[test]
+fn keys_past_the_servers_retention_are_not_sent_again() {
+    let server = Foreign::node_with("", &["--key-ttl-ms", "2500"]);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let write = |name: &str, contract: &str| {
+        let path = tmp.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "name = \"{name}\"\nseed = 11\n\
+                 target = {{ kind = \"http\", discover = \"sandbox\"{contract} }}\n\
+                 catalog = {{ items = 1, stock = 60, buckets = 4, price_minor = 100, currency = \"USD\" }}\n\
+                 mandates = {{ count = 50, cap_minor = 100000, shards = 2 }}\n\
+                 agents = {{ count = 400, in_flight = 8, arrival = \"rate\", rate_per_s = 100 }}\n\
+                 retry = {{ timeout_ms = 500, max_attempts = 4, backoff_ms = [5, 50] }}\n\
+                 [[regions]]\nname = \"r0\"\nendpoint = \"{}\"\n",
+                server.url()
+            ),
+        )
+        .expect("write scenario");
+        path
+    };
+    let unnamed = write("ttl", "");
+    let (out, s) = run(&unnamed, &tmp.path().join("unnamed"), &[]);
+    let bad = invalid(&s);
+    assert!(
+        bad.contains(&"history.key_not_kept".to_string()),
+        "the final reads executed forgotten keys anew: {bad:?}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let named = write("ttl-named", ", contract = { key_retention_s = 3 }");
+    let (out, s) = run(&named, &tmp.path().join("named"), &[]);
+    assert_valid(&out, &s);
+    let reads = &s["final_reads"];
+    assert!(
+        reads["past_retention"].as_u64().unwrap_or(0) > 0
+            && reads["read"].as_u64().unwrap_or(0) > 0,
+        "some keys too old to read, some read: {reads}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("older than the contract's key_retention_s"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 /// Intent ids that are UUIDs, upper-case when fresh and lower-case when replayed: one id,
 /// so one execution per key and no duplicate settlement; the bytes differ, a layout
 /// warning at most.

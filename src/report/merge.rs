@@ -224,6 +224,7 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
         m.final_reads.offered_committed += f.offered_committed;
         m.final_reads.read += f.read;
         m.final_reads.answered += f.answered;
+        m.final_reads.past_retention += f.past_retention;
         m.final_reads.elapsed_ms = m.final_reads.elapsed_ms.max(f.elapsed_ms);
         if m.final_reads.stopped.is_none() {
             m.final_reads.stopped.clone_from(&f.stopped);
@@ -234,6 +235,7 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
         m.resolution.fresh += r.fresh;
         m.resolution.refused += r.refused;
         m.resolution.unresolved += r.unresolved;
+        m.resolution.past_retention += r.past_retention;
         for (a, b) in m.regions.iter_mut().zip(s.summary.regions.iter()) {
             if !std::ptr::eq(s.dir.as_path(), first.dir.as_path()) {
                 a.requests += b.requests;

@@ -457,6 +457,12 @@ impl Summary {
             res.refused,
             res.unresolved
         ));
+        if res.past_retention > 0 {
+            out.push_str(&format!(
+                "end-of-run replay: {} open keys not replayed, older than the contract's key_retention_s (the server no longer keeps them: replayed, each would be a new purchase)\n",
+                res.past_retention
+            ));
+        }
         if let Some(why) = &res.stopped {
             out.push_str(&format!(
                 "end-of-run replay {why} after {:.1} s\n",

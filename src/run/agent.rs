@@ -49,6 +49,12 @@ pub struct World {
     pub resolving: super::resolving::Progress,
     /// Keys offered for a final read when their purchase ends.
     pub final_reads: super::final_candidates::Candidates,
+    /// How long the server keeps a key (the contract's `key_retention_s`; `None`: for
+    /// ever, or a direct target): a key older is never sent again (`kept`).
+    pub key_retention_ms: Option<u64>,
+    /// Added to every key's age: 0 in a run; in `swarm resolve`, how long ago the resumed
+    /// run began (its keys are at most that old, and are taken to be).
+    pub key_age_offset_ms: u64,
 }
 
 /// Who an agent is; derived, never stored.
@@ -138,7 +144,23 @@ impl World {
             pending: Pending::default(),
             resolving: super::resolving::Progress::default(),
             final_reads: super::final_candidates::Candidates::new(&s.audit.final_reads, seed),
+            key_retention_ms: match s.target.kind {
+                crate::scenario::TargetKind::Http => {
+                    s.contract.key_retention_s.map(|n| u64::from(n) * 1000)
+                }
+                crate::scenario::TargetKind::Direct => None,
+            },
+            key_age_offset_ms: 0,
         })
+    }
+
+    /// Whether a key whose purchase began at `started_ms` (on the run's clock) is still
+    /// kept by the server, with time to spare for one more request: a key sent again after
+    /// its retention would be executed anew, a second purchase swarm itself caused.
+    pub fn kept(&self, started_ms: u32) -> bool {
+        let age_ms = u64::from(self.metrics.now_ms().saturating_sub(started_ms))
+            .saturating_add(self.key_age_offset_ms);
+        still_kept(self.key_retention_ms, age_ms, self.retry.timeout_ms)
     }
 
     /// Who agent `id` is.
@@ -429,6 +451,8 @@ impl KeyStates {
 }
 
 async fn run_purchase(world: &World, plan: AgentPlan, purchase: u16, rng: &mut SmallRng) {
+    // Before the purchase's first request: its keys are at most this old.
+    let started_ms = world.metrics.now_ms();
     let mut a = Attempt {
         plan,
         purchase,
@@ -507,7 +531,7 @@ async fn run_purchase(world: &World, plan: AgentPlan, purchase: u16, rng: &mut S
         };
         world
             .final_reads
-            .offer((a.plan.id, a.purchase, variant), told);
+            .offer((a.plan.id, a.purchase, variant), told, started_ms);
     }
     // Keys that never got a definite answer wait for the end-of-run resolution.
     let open = keys.info & !keys.definite;
@@ -521,6 +545,7 @@ async fn run_purchase(world: &World, plan: AgentPlan, purchase: u16, rng: &mut S
                 quantity: world.quantity,
                 ..a
             },
+            started_ms,
         );
     }
 }
@@ -541,13 +566,22 @@ async fn mutate_payload(world: &World, mut a: Attempt, rng: &mut SmallRng, seen:
     }
 }
 
+/// Whether a server that keeps keys `retention_ms` (`None`: for ever) still keeps one
+/// `age_ms` old through one more request of at most `timeout_ms`, with a second to spare
+/// for the server's clock and ours.
+fn still_kept(retention_ms: Option<u64>, age_ms: u64, timeout_ms: u64) -> bool {
+    let spare_ms = timeout_ms.saturating_add(1000);
+    retention_ms.is_none_or(|r| age_ms.saturating_add(spare_ms) < r)
+}
+
 /// Stripes of the pending queue (agents land on `id % STRIPES`).
 const STRIPES: usize = 16;
 
 /// Keys left indeterminate by their agents, waiting for the end-of-run resolution
 /// (`resolve`). Striped by agent, so parking a key takes no global lock.
 pub struct Pending {
-    stripes: Vec<Mutex<Vec<Attempt>>>,
+    /// Each key with when its purchase began (the run's clock, for `World::kept`).
+    stripes: Vec<Mutex<Vec<(Attempt, u32)>>>,
 }
 
 impl Default for Pending {
@@ -559,18 +593,18 @@ impl Default for Pending {
 }
 
 impl Pending {
-    /// Park agent `agent`'s open key.
-    pub fn push(&self, agent: u32, a: Attempt) {
-        lock(&self.stripes[agent as usize % STRIPES]).push(a);
+    /// Park agent `agent`'s open key, of a purchase that began at `started_ms`.
+    pub fn push(&self, agent: u32, a: Attempt, started_ms: u32) {
+        lock(&self.stripes[agent as usize % STRIPES]).push((a, started_ms));
     }
 
-    /// Every parked key, in (agent, purchase, variant) order.
-    pub fn take(&self) -> Vec<Attempt> {
+    /// Every parked key and when its purchase began, in (agent, purchase, variant) order.
+    pub fn take(&self) -> Vec<(Attempt, u32)> {
         let mut all = Vec::new();
         for stripe in &self.stripes {
             all.append(&mut lock(stripe));
         }
-        all.sort_by_key(|a| (a.plan.id, a.purchase, a.variant));
+        all.sort_by_key(|(a, _)| (a.plan.id, a.purchase, a.variant));
         all
     }
 }
@@ -582,6 +616,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_is_sent_again_only_while_the_server_keeps_it_with_time_to_spare() {
+        assert!(still_kept(None, u64::MAX, 2000), "kept for ever");
+        // Kept 10 s; a request may take 2 s, and a second is spared.
+        assert!(still_kept(Some(10_000), 6_999, 2000));
+        assert!(!still_kept(Some(10_000), 7_000, 2000));
+        assert!(!still_kept(Some(10_000), u64::MAX, 2000), "an unknown age");
+    }
 
     #[test]
     fn cdf_picks_by_weight() {

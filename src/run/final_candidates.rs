@@ -39,15 +39,16 @@ impl Class {
 /// One key offered: `(agent, purchase, variant)`.
 pub(super) type Offered = (u32, u16, u8);
 
-/// A uniform sample of at most `cap` offers (Algorithm R).
+/// A uniform sample of at most `cap` offers (Algorithm R), each with when its purchase
+/// began (the run's clock).
 #[derive(Default)]
 struct Reservoir {
     seen: u64,
-    keys: Vec<Offered>,
+    keys: Vec<(Offered, u32)>,
 }
 
 impl Reservoir {
-    fn offer(&mut self, key: Offered, cap: usize, rng: &mut SmallRng) {
+    fn offer(&mut self, key: (Offered, u32), cap: usize, rng: &mut SmallRng) {
         self.seen += 1;
         if self.keys.len() < cap {
             self.keys.push(key);
@@ -95,28 +96,39 @@ impl Candidates {
         }
     }
 
-    /// Key `(agent, purchase, variant)`, whose purchase ended on `last` (the last code its
-    /// client saw).
-    pub fn offer(&self, key: Offered, last: Code) {
+    /// Key `(agent, purchase, variant)`, whose purchase began at `started_ms` and ended on
+    /// `last` (the last code its client saw).
+    pub fn offer(&self, key: Offered, last: Code, started_ms: u32) {
         if self.max_keys == 0 {
             return;
         }
         let class = Class::of(last) as usize;
         let mut stripe = lock(&self.stripes[key.0 as usize % STRIPES]);
         let s = &mut *stripe;
-        s.classes[class].offer(key, self.caps[class], &mut s.rng);
+        s.classes[class].offer((key, started_ms), self.caps[class], &mut s.rng);
     }
 
-    /// Every sampled key, most telling class first, at most `max_keys`; and how many
-    /// keys were offered per class.
-    pub(super) fn take(&self) -> (Vec<(Offered, Class)>, [u64; 3]) {
+    /// Every sampled key whose purchase began when `kept` says the server still keeps it,
+    /// most telling class first, at most `max_keys`; how many keys were offered per class;
+    /// and how many sampled keys `kept` left out.
+    pub(super) fn take(
+        &self,
+        kept: impl Fn(u32) -> bool,
+    ) -> (Vec<(Offered, Class)>, [u64; 3], u64) {
         let mut by_class: [Vec<Offered>; 3] = Default::default();
+        let mut past = 0u64;
         let mut offered = [0u64; 3];
         for stripe in &self.stripes {
             let mut s = lock(stripe);
             for (i, r) in s.classes.iter_mut().enumerate() {
                 offered[i] += r.seen;
-                by_class[i].append(&mut r.keys);
+                for (key, started_ms) in r.keys.drain(..) {
+                    if kept(started_ms) {
+                        by_class[i].push(key);
+                    } else {
+                        past += 1;
+                    }
+                }
             }
         }
         let mut out = Vec::new();
@@ -129,7 +141,7 @@ impl Candidates {
             out.extend(keys.iter().map(|k| (*k, class)));
         }
         out.truncate(self.max_keys as usize);
-        (out, offered)
+        (out, offered, past)
     }
 }
 
@@ -146,12 +158,12 @@ mod tests {
         let mut r = Reservoir::default();
         let mut rng = SmallRng::seed_from_u64(1);
         for i in 0..10_000u32 {
-            r.offer((i, 0, 0), 100, &mut rng);
+            r.offer(((i, 0, 0), 0), 100, &mut rng);
         }
         assert_eq!(r.seen, 10_000);
         assert_eq!(r.keys.len(), 100);
         // Uniform: the sample reaches into the late offers, not only the first hundred.
-        assert!(r.keys.iter().filter(|k| k.0 >= 5_000).count() > 20);
+        assert!(r.keys.iter().filter(|(k, _)| k.0 >= 5_000).count() > 20);
     }
 
     #[test]
@@ -165,12 +177,12 @@ mod tests {
         );
         let at = |id: u32| (id, 0, 0);
         for id in 0..100 {
-            c.offer(at(id), Code::OutOfStock);
+            c.offer(at(id), Code::OutOfStock, 0);
         }
-        c.offer(at(1000), Code::Timeout);
-        c.offer(at(1001), Code::Committed);
-        let (keys, offered) = c.take();
-        assert_eq!(offered, [1, 100, 1]);
+        c.offer(at(1000), Code::Timeout, 0);
+        c.offer(at(1001), Code::Committed, 0);
+        let (keys, offered, past) = c.take(|_| true);
+        assert_eq!((offered, past), ([1, 100, 1], 0));
         assert_eq!(keys.len(), 5);
         assert_eq!(keys[0], ((1000, 0, 0), Class::Open));
         assert!(keys[1..].iter().all(|(_, class)| *class == Class::Declined));
@@ -181,7 +193,26 @@ mod tests {
             },
             7,
         );
-        off.offer(at(1), Code::Timeout);
-        assert_eq!(off.take().1, [0, 0, 0]);
+        off.offer(at(1), Code::Timeout, 0);
+        assert_eq!(off.take(|_| true).1, [0, 0, 0]);
+    }
+
+    #[test]
+    fn keys_the_server_no_longer_keeps_are_left_out_and_counted() {
+        let c = Candidates::new(
+            &FinalReadSpec {
+                max_keys: 100,
+                budget_ms: 1,
+            },
+            7,
+        );
+        for id in 0..10u32 {
+            // Purchases that began at 0, 1000, ... 9000 ms.
+            c.offer((id, 0, 0), Code::OutOfStock, id * 1000);
+        }
+        let (keys, offered, past) = c.take(|started_ms| started_ms >= 4000);
+        assert_eq!((offered, past), ([0, 10, 0], 4));
+        assert_eq!(keys.len(), 6);
+        assert!(keys.iter().all(|((id, _, _), _)| *id >= 4));
     }
 }

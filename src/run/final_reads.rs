@@ -42,6 +42,10 @@ pub struct FinalReads {
     /// lookup was not used.
     #[serde(default)]
     pub method: String,
+    /// Sampled keys not read because the server keeps a key no longer than the
+    /// contract's `key_retention_s`: read after that, a key is a new purchase (or absent).
+    #[serde(default)]
+    pub past_retention: u64,
 }
 
 impl FinalReads {
@@ -66,6 +70,12 @@ impl FinalReads {
         );
         if !self.method.is_empty() {
             line.push_str(&format!(" · by {}", self.method));
+        }
+        if self.past_retention > 0 {
+            line.push_str(&format!(
+                " · {} not read: older than the contract's key_retention_s",
+                self.past_retention
+            ));
         }
         if let Some(why) = &self.stopped {
             line.push_str(&format!(" · {why}"));
@@ -133,11 +143,13 @@ pub async fn read(
     abort: &std::sync::atomic::AtomicBool,
 ) -> FinalReads {
     let started = Instant::now();
-    let (keys, offered) = world.final_reads.take();
+    let (keys, offered, past_retention) =
+        world.final_reads.take(|started_ms| world.kept(started_ms));
     let mut out = FinalReads {
         offered_open: offered[0],
         offered_declined: offered[1],
         offered_committed: offered[2],
+        past_retention,
         ..FinalReads::default()
     };
     let total_offered: u64 = offered.iter().sum();

@@ -46,6 +46,11 @@ pub struct Resolution {
     /// Wall time it took.
     #[serde(default)]
     pub elapsed_ms: u64,
+    /// Keys not replayed, because the server keeps a key no longer than the contract's
+    /// `key_retention_s`: replayed after that, a key is a new purchase. Counted among
+    /// `unresolved` too.
+    #[serde(default)]
+    pub past_retention: u64,
 }
 
 /// Replay every indeterminate key through a healthy region until it gets a definite
@@ -56,7 +61,11 @@ pub async fn resolve(
     budget: Duration,
     abort: &AtomicBool,
 ) -> Resolution {
-    let pending = world.pending.take();
+    let (pending, past): (Vec<_>, Vec<_>) = world
+        .pending
+        .take()
+        .into_iter()
+        .partition(|(_, started_ms)| world.kept(*started_ms));
     let started = Instant::now();
     let deadline = started + budget;
     let progress = &world.resolving;
@@ -66,9 +75,17 @@ pub async fn resolve(
     );
     progress.keys.store(pending.len() as u64, Ordering::Relaxed);
     let mut out = Resolution {
-        pending: pending.len() as u64,
+        pending: (pending.len() + past.len()) as u64,
+        past_retention: past.len() as u64,
+        unresolved: past.len() as u64,
         ..Resolution::default()
     };
+    if !past.is_empty() {
+        tracing::warn!(
+            "{} open keys not replayed: older than the contract's key_retention_s (the server no longer keeps them)",
+            past.len()
+        );
+    }
     // Replays sent, and replays that got a definite answer: all of the first EARLY_PROBES
     // without one means nothing usable comes back.
     let tried = Arc::new(AtomicU64::new(0));
@@ -76,7 +93,7 @@ pub async fn resolve(
     let give_up = Arc::new(AtomicBool::new(false));
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
-    for first in pending {
+    for (first, _) in pending {
         if abort.load(Ordering::Acquire) {
             give_up.store(true, Ordering::Relaxed);
             break;

@@ -57,6 +57,18 @@ pub struct Resumed {
     pub run_id: String,
 }
 
+/// How long ago the history at `path` was made (its creation time; where the file system
+/// does not keep one, as old as can be: with a key retention, no key is replayed).
+fn history_age_ms(path: &Path) -> u64 {
+    std::fs::metadata(path)
+        .and_then(|m| m.created())
+        .ok()
+        .and_then(|made| made.elapsed().ok())
+        .map_or(u64::MAX, |age| {
+            age.as_millis().min(u128::from(u64::MAX)) as u64
+        })
+}
+
 fn refuse(why: String) -> RunError {
     RunError::Unsupported(why)
 }
@@ -109,21 +121,24 @@ pub async fn resume(opts: ResumeOptions) -> Result<Resumed, RunError> {
     let shop = Shop::of_header(&header)?;
     let sink = Sink::resume(path, &cut, audited.records)?;
     let metrics = Metrics::new(regions.len(), sink);
-    let world = Arc::new(World::new(
+    let mut world = World::new(
         s,
         regions,
         metrics,
         header.seed,
         header.key_prefix.clone(),
         shop,
-    )?);
+    )?;
+    // Every key is taken to be as old as the run: from when its history was made.
+    world.key_age_offset_ms = history_age_ms(path);
+    let world = Arc::new(world);
     let (mut indeterminate, mut unsent) = (0, 0);
     for k in &audited.open.keys {
         match k.sent {
             Some(_) => indeterminate += 1,
             None => unsent += 1,
         }
-        world.pending.push(k.id.0, attempt(&world, k));
+        world.pending.push(k.id.0, attempt(&world, k), 0);
     }
     let resolution = resolve::resolve(
         &world,

@@ -9,6 +9,10 @@
 //
 //   node checkout.mjs --port N [--bug NAME] [--stock 60] [--cap 1000000]
 //                     [--shape zerorace|orders] [--tls-cert FILE --tls-key FILE]
+//                     [--key-ttl-ms N]
+//
+// `--key-ttl-ms N` keeps a key N ms after it was stored, as idempotency stores with an
+// expiry do (AWS Powertools keeps one an hour): a key sent again later is a new purchase.
 //
 // With a certificate it serves HTTPS through Node's `http2` module (nghttp2): HTTP/2 when
 // the client's ALPN offers `h2`, HTTP/1.1 otherwise — another TLS and HTTP/2 stack than
@@ -57,6 +61,7 @@ const buckets = [0, 1, 2, 3].map((i) => ({ id: `bkt-${i}`, available: 0 }));
 const stock = Number(args.stock || 60);
 buckets.forEach((b, i) => (b.available = Math.floor(stock / 4) + (i < stock % 4 ? 1 : 0)));
 const cap = Number(args.cap || 1000000);
+const keyTtlMs = Number(args["key-ttl-ms"] || Infinity);
 const shards = [0, 1].map((i) => ({ id: `shd-${i}`, remaining: cap / 2 }));
 const intents = new Map(); // key -> { fingerprint, snapshot, status, id }
 let seq = 0;
@@ -142,7 +147,11 @@ function commit(req, key) {
     .createHash("sha256")
     .update(JSON.stringify([req.merchantId, req.mandateId, req.itemId, req.agentId, req.quantity, req.amountMinor, req.currency]))
     .digest("hex");
-  const stored = bug === "no-key-lookup" ? undefined : intents.get(key);
+  let stored = bug === "no-key-lookup" ? undefined : intents.get(key);
+  if (stored && Date.now() - stored.at > keyTtlMs) {
+    intents.delete(key);
+    stored = undefined;
+  }
   if (stored) {
     if (stored.fingerprint !== fingerprint) return [409, pretty({ error: { code: "KEY_REUSED", field: "Idempotency-Key", message: "used for another payload" } })];
     const marked = bug === "header-marked-replay" ? { "idempotent-replayed": "true" } : {};
@@ -162,7 +171,7 @@ function commit(req, key) {
   let status = doc.outcome === "COMMITTED" ? 201 : 200;
   if (bug === "created-for-decline") status = 201;
   const snapshot = pretty(doc);
-  intents.set(key, { fingerprint, snapshot, status, id });
+  intents.set(key, { fingerprint, snapshot, status, id, at: Date.now() });
   if (bug === "false-503" && doc.outcome === "COMMITTED")
     return [503, pretty({ error: { code: "RETRY_EXHAUSTED", field: null, message: "gave up (but committed)" } })];
   if (bug === "top-level-503" && doc.outcome === "COMMITTED")

@@ -276,6 +276,9 @@ pub struct Contract {
     pub request: RequestShape,
     pub answer: AnswerMap,
     pub existing: Option<Existing>,
+    /// How long the server keeps a key's answer, in seconds (`None`: for ever). A key
+    /// older than that is never sent again: the server would execute it anew.
+    pub key_retention_s: Option<u32>,
 }
 
 /// What a purchase request's path and body may fill in.
@@ -352,6 +355,7 @@ impl Contract {
             },
             answer: zerorace_answer,
             existing: None,
+            key_retention_s: None,
         };
         match profile {
             Profile::Zerorace => zerorace,
@@ -414,6 +418,8 @@ impl Contract {
                 ],
                 nothing_executed: Vec::new(),
                 request: commit("/v1/purchases/commit", ZERORACE_BODY),
+                // Stripe keeps a key at least 24 hours.
+                key_retention_s: Some(24 * 3600),
                 ..zerorace
             },
         }

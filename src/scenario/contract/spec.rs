@@ -43,6 +43,7 @@ pub struct ContractSpec {
     pub request: Option<RequestSpec>,
     pub answer: Option<AnswerSpec>,
     pub existing: Option<Spanned<ExistingSpec>>,
+    pub key_retention_s: Option<Spanned<i64>>,
 }
 
 /// `[target.contract.request]`.
@@ -242,6 +243,14 @@ impl ContractSpec {
             codes(l)
         })? {
             c.nothing_executed = s;
+        }
+        if let Some(n) = with("key_retention_s", &self.key_retention_s, |n| {
+            u32::try_from(*n)
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("{n}: seconds from 1 to {}", u32::MAX))
+        })? {
+            c.key_retention_s = Some(n);
         }
         if let Some(r) = &self.request {
             self.request_overrides(r, &mut c)?;
@@ -551,6 +560,16 @@ mod tests {
         let c = resolve("[contract.answer]\nvolatile_fields = [\"/requestId\", \"/served~1at\"]\n")
             .expect("resolves");
         assert_eq!(c.answer.volatile_fields, ["requestId", "served/at"]);
+        let c = resolve("[contract]\nprofile = \"stripe\"\nkey_retention_s = 3600\n")
+            .expect("resolves");
+        assert_eq!(c.key_retention_s, Some(3600));
+        assert_eq!(
+            resolve("[contract]\nprofile = \"stripe\"\n")
+                .expect("resolves")
+                .key_retention_s,
+            Some(86_400),
+            "Stripe's own"
+        );
     }
 
     #[test]
@@ -611,6 +630,11 @@ committed_fields = []
             "[contract]\nkey_header = \"Idempotency Key\"\n",
             "key_header",
             "not a header name",
+        );
+        bad(
+            "[contract]\nkey_retention_s = 0\n",
+            "key_retention_s",
+            "seconds",
         );
         bad(
             "[contract.answer]\nvolatile_fields = [\"/meta/requestId\"]\n",
