@@ -18,7 +18,7 @@ use super::firsts::Firsts;
 use super::parts::{INTENT_LANES, IntentLane, PartIntent, Parts};
 use super::source::{Row, Source};
 use super::verdict::MAX_EXAMPLES;
-use crate::history::answer_hash;
+use crate::history::{Header, stored_answer_hash};
 use crate::sut::db::DbError;
 
 /// The intents a history cannot explain by key: none of its clients would send them.
@@ -275,16 +275,19 @@ struct Pass<'c> {
     catalog: &'c Catalog,
     /// The audited history's key prefix, when there is one.
     prefix: Option<&'c str>,
+    /// The contract's volatile answer fields, left out of a stored answer's hash.
+    volatile: &'c [String],
     scan: Scan,
     committed_units: Vec<i64>,
     committed_intents: Vec<u64>,
 }
 
 impl<'c> Pass<'c> {
-    fn new(catalog: &'c Catalog, prefix: Option<&'c str>) -> Pass<'c> {
+    fn new(catalog: &'c Catalog, prefix: Option<&'c str>, volatile: &'c [String]) -> Pass<'c> {
         Pass {
             catalog,
             prefix,
+            volatile,
             scan: Scan::default(),
             committed_units: vec![0; catalog.items_by_index.len()],
             committed_intents: vec![0; catalog.items_by_index.len()],
@@ -344,7 +347,11 @@ impl<'c> Pass<'c> {
                     committed,
                     quantity,
                     amount_minor,
-                    snapshot_hash: answer_hash(snapshot.as_bytes(), Some("replayed")),
+                    snapshot_hash: stored_answer_hash(
+                        snapshot.as_bytes(),
+                        Some("replayed"),
+                        self.volatile,
+                    ),
                     item,
                 })
                 .map_err(|e| DbError::Other(format!("the audit's work files: {e}")))?,
@@ -394,16 +401,19 @@ impl<'c> Pass<'c> {
 /// parts, the others are counted as foreign. A SQLite database is read by one scanner
 /// per intent lane at once, each over its share of the rows; the shares add up to what
 /// one pass finds, the same examples included.
-pub async fn scan(src: &Source, history: Option<(&str, &mut Parts)>) -> Result<Scan, DbError> {
+pub async fn scan(src: &Source, history: Option<(&Header, &mut Parts)>) -> Result<Scan, DbError> {
     let catalog = catalog(src).await?;
-    let prefix = history.as_ref().map(|(p, _)| *p);
+    let prefix = history.as_ref().map(|(h, _)| h.key_prefix.as_str());
+    let volatile = history
+        .as_ref()
+        .map_or(&[][..], |(h, _)| &h.volatile_fields[..]);
     let mut lanes: Vec<Option<&mut IntentLane>> = match history {
         Some((_, parts)) => parts.lanes().iter_mut().map(Some).collect(),
         None => (0..INTENT_LANES).map(|_| None).collect(),
     };
     let mut passes: Vec<(Pass, Option<&mut IntentLane>)> = lanes
         .iter_mut()
-        .map(|lane| (Pass::new(&catalog, prefix), lane.take()))
+        .map(|lane| (Pass::new(&catalog, prefix, volatile), lane.take()))
         .collect();
     let split = src
         .for_each_row_split(

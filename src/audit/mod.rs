@@ -354,7 +354,7 @@ async fn run(
     if let Some(src) = &source {
         let clock = Instant::now();
         let into = match (&header, parts.as_mut()) {
-            (Some(h), Some(p)) => Some((h.key_prefix.as_str(), p)),
+            (Some(h), Some(p)) => Some((h, p)),
             _ => None,
         };
         let scan = intents::scan(src, into).await.map_err(|e| e.to_string());

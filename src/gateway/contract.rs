@@ -28,13 +28,12 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::ops::Range;
 
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::value_hash::{id_hash, semantic_hash};
-use crate::history::{Code, Violation, answer_hash_cut};
+use crate::history::{Code, Violation, answer_hash_cut, value_spans};
 use crate::scenario::{Contract, Pointer, ReplayMarker};
 
 /// A business answer: committed, or declined with its reason.
@@ -431,29 +430,16 @@ fn judge(
         answer_hash: answer_hash_cut(
             body,
             marker,
-            &volatile_spans(body, fields, &a.volatile_fields),
+            &value_spans(
+                body,
+                a.volatile_fields
+                    .iter()
+                    .filter_map(|name| fields.get(name.as_str()).copied()),
+            ),
         ),
         semantic_hash: semantic_hash(fields, marker, &a.volatile_fields),
         execution,
     })
-}
-
-/// Where the values of the `volatile` fields stand in `body`, in order: those whose text is
-/// the body's own (an answer whose keys needed unescaping was read from a copy, and keeps
-/// them: it then differs from its replay in bytes only, a layout warning at most).
-fn volatile_spans(body: &[u8], fields: &Fields<'_>, volatile: &[String]) -> Vec<Range<usize>> {
-    let start = body.as_ptr() as usize;
-    let mut spans: Vec<Range<usize>> = volatile
-        .iter()
-        .filter_map(|name| fields.get(name.as_str()))
-        .filter_map(|raw| {
-            let at = (raw.get().as_ptr() as usize).checked_sub(start)?;
-            let end = at + raw.get().len();
-            (end <= body.len()).then_some(at..end)
-        })
-        .collect();
-    spans.sort_by_key(|r| r.start);
-    spans
 }
 
 /// A raw JSON value as a string, unescaped only when it has to be.

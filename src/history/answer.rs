@@ -37,6 +37,45 @@ pub fn answer_hash_cut(body: &[u8], marker: Option<&str>, cut: &[std::ops::Range
     answer_hash(&kept, marker)
 }
 
+/// Where `values` (raw JSON values read from `body`) stand in `body`, in order; a value
+/// read from a copy of the body (an answer whose keys needed unescaping) is not there, and
+/// is left out.
+pub fn value_spans<'a>(
+    body: &[u8],
+    values: impl Iterator<Item = &'a serde_json::value::RawValue>,
+) -> Vec<std::ops::Range<usize>> {
+    let start = body.as_ptr() as usize;
+    let mut spans: Vec<std::ops::Range<usize>> = values
+        .filter_map(|raw| {
+            let at = (raw.get().as_ptr() as usize).checked_sub(start)?;
+            let end = at.checked_add(raw.get().len())?;
+            (end <= body.len()).then_some(at..end)
+        })
+        .collect();
+    spans.sort_by_key(|r| r.start);
+    spans
+}
+
+/// `answer_hash` of a stored answer with the contract's `volatile` top-level fields left
+/// out, as `answer_hash_cut` hashed the answer when it came (the body read once more here:
+/// only for a contract that names volatile fields).
+pub fn stored_answer_hash(body: &[u8], marker: Option<&str>, volatile: &[String]) -> u64 {
+    if volatile.is_empty() {
+        return answer_hash(body, marker);
+    }
+    type Fields<'a> = std::collections::BTreeMap<&'a str, &'a serde_json::value::RawValue>;
+    let spans = match serde_json::from_slice::<Fields<'_>>(body) {
+        Ok(fields) => value_spans(
+            body,
+            volatile
+                .iter()
+                .filter_map(|name| fields.get(name.as_str()).copied()),
+        ),
+        Err(_) => Vec::new(),
+    };
+    answer_hash_cut(body, marker, &spans)
+}
+
 /// The byte range of the boolean value of the top-level key `marker`.
 /// Answers from swarm's own kernel end in `"replayed":…}`: that case costs no scan.
 fn marker_span(body: &[u8], marker: &str) -> Option<std::ops::Range<usize>> {
@@ -215,6 +254,29 @@ impl Violation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_answer_hashes_like_the_answer_with_its_volatile_fields_cut() {
+        let volatile = ["requestId".to_string()];
+        let sent = br#"{"outcome":"COMMITTED","requestId":"r-1","n":1,"replayed":false}"#;
+        let stored = br#"{"outcome":"COMMITTED","requestId":"r-977","n":1,"replayed":true}"#;
+        let fields: std::collections::BTreeMap<&str, &serde_json::value::RawValue> =
+            serde_json::from_slice(sent).expect("json");
+        let cut = answer_hash_cut(
+            sent,
+            Some("replayed"),
+            &value_spans(sent, fields.get("requestId").copied().into_iter()),
+        );
+        assert_eq!(stored_answer_hash(stored, Some("replayed"), &volatile), cut);
+        assert_eq!(stored_answer_hash(sent, Some("replayed"), &volatile), cut);
+        assert_ne!(
+            stored_answer_hash(stored, Some("replayed"), &[]),
+            cut,
+            "without the contract's word, the request id counts"
+        );
+        let other = br#"{"outcome":"COMMITTED","requestId":"r-1","n":2,"replayed":false}"#;
+        assert_ne!(stored_answer_hash(other, Some("replayed"), &volatile), cut);
+    }
 
     #[test]
     fn replay_hashes_like_its_original() {

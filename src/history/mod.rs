@@ -21,7 +21,9 @@ mod frames;
 mod reader;
 mod record;
 
-pub use answer::{StreamHash, Violation, answer_hash, answer_hash_cut};
+pub use answer::{
+    StreamHash, Violation, answer_hash, answer_hash_cut, stored_answer_hash, value_spans,
+};
 pub use frames::{Cut, Ending, Sink};
 pub use reader::Reader;
 pub use record::{Code, Kind, Op, Persona, RECORD_BYTES, Record, STATUS_CLASSES, status_class};
@@ -60,6 +62,10 @@ pub struct Header {
     /// `header:NAME`, `none`): the audit reads the marker's absence as no finding.
     pub contract_profile: String,
     pub replay_marker: String,
+    /// The contract's volatile answer fields (`answer.volatile_fields`): left out of the
+    /// answer hashes, so of a stored answer's hash too.
+    #[serde(default)]
+    pub volatile_fields: Vec<String>,
 }
 
 #[cfg(test)]
@@ -85,6 +91,7 @@ impl Header {
             contract_examples: Vec::new(),
             contract_profile: "zerorace".into(),
             replay_marker: "body:/replayed".into(),
+            volatile_fields: Vec::new(),
         }
     }
 }

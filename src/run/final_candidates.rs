@@ -114,8 +114,8 @@ impl Candidates {
     pub(super) fn take(
         &self,
         kept: impl Fn(u32) -> bool,
-    ) -> (Vec<(Offered, Class)>, [u64; 3], u64) {
-        let mut by_class: [Vec<Offered>; 3] = Default::default();
+    ) -> (Vec<(Offered, Class, u32)>, [u64; 3], u64) {
+        let mut by_class: [Vec<(Offered, u32)>; 3] = Default::default();
         let mut past = 0u64;
         let mut offered = [0u64; 3];
         for stripe in &self.stripes {
@@ -124,7 +124,7 @@ impl Candidates {
                 offered[i] += r.seen;
                 for (key, started_ms) in r.keys.drain(..) {
                     if kept(started_ms) {
-                        by_class[i].push(key);
+                        by_class[i].push((key, started_ms));
                     } else {
                         past += 1;
                     }
@@ -138,7 +138,7 @@ impl Candidates {
                 .zip([Class::Open, Class::Declined, Class::Committed])
         {
             keys.sort_unstable();
-            out.extend(keys.iter().map(|k| (*k, class)));
+            out.extend(keys.iter().map(|(k, started_ms)| (*k, class, *started_ms)));
         }
         out.truncate(self.max_keys as usize);
         (out, offered, past)
@@ -184,8 +184,12 @@ mod tests {
         let (keys, offered, past) = c.take(|_| true);
         assert_eq!((offered, past), ([1, 100, 1], 0));
         assert_eq!(keys.len(), 5);
-        assert_eq!(keys[0], ((1000, 0, 0), Class::Open));
-        assert!(keys[1..].iter().all(|(_, class)| *class == Class::Declined));
+        assert_eq!(keys[0], ((1000, 0, 0), Class::Open, 0));
+        assert!(
+            keys[1..]
+                .iter()
+                .all(|(_, class, _)| *class == Class::Declined)
+        );
         let off = Candidates::new(
             &FinalReadSpec {
                 max_keys: 0,
@@ -213,6 +217,6 @@ mod tests {
         let (keys, offered, past) = c.take(|started_ms| started_ms >= 4000);
         assert_eq!((offered, past), ([0, 10, 0], 4));
         assert_eq!(keys.len(), 6);
-        assert!(keys.iter().all(|((id, _, _), _)| *id >= 4));
+        assert!(keys.iter().all(|((id, _, _), _, _)| *id >= 4));
     }
 }

@@ -87,7 +87,7 @@ impl FinalReads {
 /// Look up (unrecorded) a few keys whose clients were told an answer: a lookup that finds
 /// none of them is not the contract's lookup (a server without the route answers 404 for
 /// every key), and final reads replay instead. A lost write must never be a missing route.
-async fn choose_method(world: &World, keys: &[(Offered, Class)]) -> String {
+async fn choose_method(world: &World, keys: &[(Offered, Class, u32)]) -> String {
     let http: Vec<_> = world.regions.iter().filter_map(|r| r.http()).collect();
     if http.is_empty() {
         return "lookup (the kernel's, by key)".into();
@@ -98,8 +98,8 @@ async fn choose_method(world: &World, keys: &[(Offered, Class)]) -> String {
     let known: Vec<&Offered> = keys
         .iter()
         .rev()
-        .filter(|(_, c)| *c != Class::Open)
-        .map(|(k, _)| k)
+        .filter(|(_, c, _)| *c != Class::Open)
+        .map(|(k, _, _)| k)
         .take(3)
         .collect();
     let mut found = false;
@@ -164,7 +164,8 @@ pub async fn read(
     let mut tasks = Bounded::new(concurrency);
     let mut budget_hit = false;
     let mut aborted = false;
-    for ((agent, purchase, variant), _class) in &keys {
+    let past_later = Arc::new(AtomicU64::new(0));
+    for &((agent, purchase, variant), _class, started_ms) in &keys {
         if abort.load(Ordering::Acquire) {
             aborted = true;
             break;
@@ -173,25 +174,42 @@ pub async fn read(
             budget_hit = true;
             break;
         }
-        let plan = world.plan(*agent);
+        let plan = world.plan(agent);
         let first = Attempt {
             plan,
-            purchase: *purchase,
-            variant: *variant,
+            purchase,
+            variant,
             region: plan.home_region,
             quantity: world.quantity,
             op: Op::FinalRead,
             seq: u8::MAX,
         };
-        let (w, answered, read) = (world.clone(), answered.clone(), read.clone());
+        let (w, answered, read, past_later) = (
+            world.clone(),
+            answered.clone(),
+            read.clone(),
+            past_later.clone(),
+        );
         tasks
             .spawn(async move {
                 let seen = Seen::default();
                 let mut a = first;
-                read.fetch_add(1, Ordering::Relaxed);
+                let mut counted = false;
                 for _ in 0..MAX_TRIES {
                     if Instant::now() >= deadline {
                         return;
+                    }
+                    // Checked before every read: the key may have aged past the server's
+                    // retention while it waited its turn.
+                    if !w.kept(started_ms) {
+                        if !counted {
+                            past_later.fetch_add(1, Ordering::Relaxed);
+                        }
+                        return;
+                    }
+                    if !counted {
+                        read.fetch_add(1, Ordering::Relaxed);
+                        counted = true;
                     }
                     let (code, _) = w.send(a, &seen).await;
                     if !code.is_transient() || code.kind() == Kind::Ok {
@@ -205,9 +223,11 @@ pub async fn read(
     }
     tasks.join_all().await;
     out.read = read.load(Ordering::Relaxed);
+    let past_later = past_later.load(Ordering::Relaxed);
+    out.past_retention += past_later;
     out.answered = answered.load(Ordering::Relaxed);
     out.elapsed_ms = started.elapsed().as_millis() as u64;
-    let unread = out.read < keys.len() as u64;
+    let unread = out.read + past_later < keys.len() as u64;
     out.stopped = if aborted {
         Some("stopped: the run was aborted (a second Ctrl-C)".into())
     } else if budget_hit || (unread && Instant::now() >= deadline) {
@@ -215,7 +235,7 @@ pub async fn read(
             "stopped at its budget (audit.final_reads.budget_ms = {})",
             spec.budget_ms
         ))
-    } else if total_offered > keys.len() as u64 {
+    } else if total_offered > keys.len() as u64 + past_retention {
         Some(format!(
             "read a sample: {} of {total_offered} keys offered (audit.final_reads.max_keys = {}; at most {MAX_COMMITS} committed)",
             keys.len(),

@@ -213,6 +213,10 @@ fn header_of(
         contract_examples: Vec::new(),
         contract_profile,
         replay_marker,
+        volatile_fields: match s.target.kind {
+            TargetKind::Http => s.contract.answer.volatile_fields.clone(),
+            TargetKind::Direct => Vec::new(),
+        },
     }
 }
 

@@ -93,7 +93,8 @@ pub async fn resolve(
     let give_up = Arc::new(AtomicBool::new(false));
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
-    for (first, _) in pending {
+    let past_later = Arc::new(AtomicU64::new(0));
+    for (first, started_ms) in pending {
         if abort.load(Ordering::Acquire) {
             give_up.store(true, Ordering::Relaxed);
             break;
@@ -101,11 +102,12 @@ pub async fn resolve(
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
-        let (w, tried, usable, give_up) = (
+        let (w, tried, usable, give_up, past_later) = (
             world.clone(),
             tried.clone(),
             usable.clone(),
             give_up.clone(),
+            past_later.clone(),
         );
         tasks.spawn(async move {
             let _permit = permit;
@@ -118,6 +120,12 @@ pub async fn resolve(
             let seen = super::agent::Seen::default();
             for attempt in 1..=MAX_REPLAYS {
                 if give_up.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                    return None;
+                }
+                // Checked before every replay: the key may have aged past the server's
+                // retention while it waited its turn or backed off.
+                if !w.kept(started_ms) {
+                    past_later.fetch_add(1, Ordering::Relaxed);
                     return None;
                 }
                 let (code, replayed) = w.send(a, &seen).await;
@@ -153,6 +161,7 @@ pub async fn resolve(
             None => progress.unresolved.fetch_add(1, Ordering::Relaxed),
         };
     }
+    out.past_retention += past_later.load(Ordering::Relaxed);
     out.elapsed_ms = started.elapsed().as_millis() as u64;
     out.stopped = if give_up.load(Ordering::Relaxed) {
         Some(format!(
