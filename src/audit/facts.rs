@@ -32,6 +32,9 @@ pub struct KeyFacts {
     /// are a key the server did not keep (a decline executed again, or a commit answered
     /// later by a new decline), with no second charge.
     pub settlements: u8,
+    /// Requests whose answer could hide an execution (cut, timed out, in breach of the
+    /// contract, a 503 that promised nothing), saturating: each may have charged unseen.
+    pub unseen: u8,
     pub acked_commit: bool,
     pub acked: bool,
     pub info: bool,
@@ -135,6 +138,7 @@ fn judge(rs: &[Record], marked: bool) -> KeyFacts {
         ok_hash: 0,
         executions: 0,
         settlements: 0,
+        unseen: 0,
         acked_commit: false,
         acked: false,
         info: false,
@@ -211,6 +215,7 @@ fn judge(rs: &[Record], marked: bool) -> KeyFacts {
                 }
             }
             Kind::Info => {
+                f.unseen = f.unseen.saturating_add(1);
                 f.info = true;
                 f.all_failed = false;
                 could_commit = true;
@@ -234,7 +239,10 @@ fn judge(rs: &[Record], marked: bool) -> KeyFacts {
                         could_commit = true;
                     }
                     Code::Absent => f.lost_write |= r.invoke_ms > first_commit_done,
-                    Code::Unavailable => could_commit = true,
+                    Code::Unavailable => {
+                        f.unseen = f.unseen.saturating_add(1);
+                        could_commit = true;
+                    }
                     _ => {}
                 }
                 if matches!(r.code, Code::RetryExhausted | Code::BadRequest)

@@ -275,7 +275,9 @@ struct Pass<'c> {
     catalog: &'c Catalog,
     /// The audited history's key prefix, when there is one.
     prefix: Option<&'c str>,
-    /// The contract's volatile answer fields, left out of a stored answer's hash.
+    /// The contract's body replay marker and volatile answer fields, masked and left out
+    /// of a stored answer's hash as they were of the answer's.
+    marker: Option<&'c str>,
     volatile: &'c [String],
     scan: Scan,
     committed_units: Vec<i64>,
@@ -283,10 +285,16 @@ struct Pass<'c> {
 }
 
 impl<'c> Pass<'c> {
-    fn new(catalog: &'c Catalog, prefix: Option<&'c str>, volatile: &'c [String]) -> Pass<'c> {
+    fn new(
+        catalog: &'c Catalog,
+        prefix: Option<&'c str>,
+        marker: Option<&'c str>,
+        volatile: &'c [String],
+    ) -> Pass<'c> {
         Pass {
             catalog,
             prefix,
+            marker,
             volatile,
             scan: Scan::default(),
             committed_units: vec![0; catalog.items_by_index.len()],
@@ -349,7 +357,7 @@ impl<'c> Pass<'c> {
                     amount_minor,
                     snapshot_hash: stored_answer_hash(
                         snapshot.as_bytes(),
-                        Some("replayed"),
+                        self.marker,
                         self.volatile,
                     ),
                     item,
@@ -407,13 +415,19 @@ pub async fn scan(src: &Source, history: Option<(&Header, &mut Parts)>) -> Resul
     let volatile = history
         .as_ref()
         .map_or(&[][..], |(h, _)| &h.volatile_fields[..]);
+    // The body marker the answers were hashed with (`body:/replayed`, the kernel's own,
+    // without a history); a header marker or none masks nothing.
+    let marker = match history.as_ref() {
+        Some((h, _)) => h.replay_marker.strip_prefix("body:/"),
+        None => Some("replayed"),
+    };
     let mut lanes: Vec<Option<&mut IntentLane>> = match history {
         Some((_, parts)) => parts.lanes().iter_mut().map(Some).collect(),
         None => (0..INTENT_LANES).map(|_| None).collect(),
     };
     let mut passes: Vec<(Pass, Option<&mut IntentLane>)> = lanes
         .iter_mut()
-        .map(|lane| (Pass::new(&catalog, prefix, volatile), lane.take()))
+        .map(|lane| (Pass::new(&catalog, prefix, marker, volatile), lane.take()))
         .collect();
     let split = src
         .for_each_row_split(

@@ -31,10 +31,14 @@ pub fn id_hash(id: &str) -> u64 {
     h.finish()
 }
 
-/// `text` in the UUID's one canonical form (lower-case, hyphenated), when it is a UUID.
+/// `text` in the UUID's one canonical form (lower-case, hyphenated), when it is a UUID
+/// written otherwise (`None` too when it is already canonical: nothing to rewrite).
 fn uuid_text(text: &str) -> Option<String> {
-    // Every form `Uuid::try_parse` takes is 32 to 45 bytes long: most text is not.
-    if !(32..=45).contains(&text.len()) {
+    // Every form `Uuid::try_parse` takes is 32 to 45 bytes long: most text is not. The
+    // canonical form itself (what most servers write) is 36 bytes without a capital.
+    if !(32..=45).contains(&text.len())
+        || (text.len() == 36 && !text.bytes().any(|b| b.is_ascii_uppercase()))
+    {
         return None;
     }
     let id = uuid::Uuid::try_parse(text).ok()?;

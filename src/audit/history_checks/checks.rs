@@ -90,21 +90,21 @@ impl Tally {
             Invariant::DuplicateSettlement,
             Validity::Invalid,
             k,
-            "concurrent double submits whose answers named two committed executions (two ids)",
+            "concurrent double submits executed twice (two ids) where both may have charged: two commits, a commit beside an unanswered request, or two intents in the database",
         ));
         checks.push(self.key_executions.check(
             "duplicate_settlement.key_executions",
             Invariant::DuplicateSettlement,
             Validity::Invalid,
             k,
-            "keys (not double submits) whose answers named two committed executions (two ids): settled twice",
+            "keys (not double submits) executed twice (two ids) where both may have charged: two commits, a commit beside an unanswered request, or two intents in the database",
         ));
         checks.push(self.key_not_kept.check(
             "history.key_not_kept",
             Invariant::History,
             Validity::Invalid,
             k,
-            "keys whose answers named two executions, at most one of them committed: the server did not keep the key's first answer and executed it again (no second charge)",
+            "keys executed twice (two ids) that cannot have charged twice (one commit at most, an unanswered request counted as one): the server did not keep the key's first answer and executed it again",
         ));
         checks.push(self.false_decline.check(
             "history.false_decline",

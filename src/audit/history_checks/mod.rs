@@ -233,13 +233,14 @@ impl Tally {
 
     /// A key whose answers named two executions: executed twice (a duplicate), unless the
     /// database holds at most one intent for it (then the ids lied: a replay that did not
-    /// repeat its original). Without the database, the answers decide: at most one of the
-    /// executions committed, and no request of the key went unanswered (one that did may
-    /// have committed unseen), is a key the server did not keep, with no second charge.
+    /// repeat its original). Without the database, the answers decide: when the commits
+    /// they named, and the requests whose answers could hide one, cannot add up to two
+    /// charges, it is a key the server did not keep, with no second charge.
     fn executed_twice(&mut self, f: &KeyFacts, intents_in_db: Option<usize>) {
+        let charges_possible = f.settlements.saturating_add(f.unseen.min(2));
         match (intents_in_db, f.persona) {
             (Some(n), _) if n <= 1 => self.replay_mismatch.add(f.id),
-            (None, _) if f.settlements < 2 && !f.info => self.key_not_kept.add(f.id),
+            (None, _) if charges_possible < 2 => self.key_not_kept.add(f.id),
             (_, Persona::DoubleSubmit) => self.double_submit.add(f.id),
             _ => self.key_executions.add(f.id),
         }

@@ -70,16 +70,24 @@ fn a_key_executed_twice_is_a_duplicate_settlement_only_when_both_committed() {
         rec(4, 0, Code::Committed, 13),
         rec(4, 10, Code::Timeout, 0),
         rec(4, 20, Code::OutOfStock, 14),
+        // Agent 5: two declines and one request never answered: one charge at most.
+        rec(5, 0, Code::OutOfStock, 15),
+        rec(5, 10, Code::Timeout, 0),
+        rec(5, 20, Code::OutOfStock, 16),
+        // Agent 6: a commit, a 503 that promised nothing, a decline under another id.
+        rec(6, 0, Code::Committed, 17),
+        rec(6, 10, Code::Unavailable, 0),
+        rec(6, 20, Code::OutOfStock, 18),
     ];
     let mut facts = Vec::new();
     super::super::facts::key_facts(&mut records, true, &mut facts);
     let mut tally = Tally::default();
     tally.part(&Header::for_tests(), &facts, None);
     let ids = |f: &Firsts<KeyId>| f.examples().map(|k| k.0).collect::<Vec<_>>();
-    assert_eq!(ids(&tally.key_not_kept), [1, 2]);
-    assert_eq!(ids(&tally.key_executions), [3, 4]);
+    assert_eq!(ids(&tally.key_not_kept), [1, 2, 5]);
+    assert_eq!(ids(&tally.key_executions), [3, 4, 6]);
     // With the database holding both intents of each, the rows decide: duplicates.
-    let intents: Vec<PartIntent> = [1u32, 1, 2, 2, 3, 3, 4, 4]
+    let intents: Vec<PartIntent> = [1u32, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]
         .iter()
         .map(|&agent| PartIntent {
             id: (agent, 0, 0),
@@ -93,7 +101,7 @@ fn a_key_executed_twice_is_a_duplicate_settlement_only_when_both_committed() {
     let mut tally = Tally::default();
     tally.part(&Header::for_tests(), &facts, Some(&intents));
     assert_eq!(tally.key_not_kept.count(), 0);
-    assert_eq!(ids(&tally.key_executions), [1, 2, 3, 4]);
+    assert_eq!(ids(&tally.key_executions), [1, 2, 3, 4, 5, 6]);
 }
 
 /// Parts tallied apart and added up (`absorb`) find what one tally of them all finds:
