@@ -230,6 +230,15 @@ fn judge(rs: &[Record], marked: bool) -> KeyFacts {
                 } else if r.code == Code::Violation && (1..=8).contains(&r.detail) {
                     f.violations |= 1 << (r.detail - 1);
                 }
+                // An answer in breach of the contract that named its execution: evidence
+                // of an execution like any other (a re-execution answered with a wrong
+                // status is still a second execution).
+                if r.code == Code::Violation && r.execution != 0 && !ids.contains(&r.execution) {
+                    f.executions = f.executions.saturating_add(1);
+                    if let Some(slot) = ids.iter_mut().find(|s| **s == 0) {
+                        *slot = r.execution;
+                    }
+                }
             }
             Kind::Fail => {
                 match r.code {
@@ -358,6 +367,24 @@ mod tests {
         key_facts(&mut rs, marked, &mut out);
         assert_eq!(out.len(), 1);
         out.remove(0)
+    }
+
+    #[test]
+    fn an_answer_in_breach_of_the_contract_still_names_its_execution() {
+        // A commit, then a retry executed again and answered with a wrong status: the
+        // violation's id is a second execution.
+        let breach = |invoke_ms: u32, execution: u64| Record {
+            code: Code::Violation,
+            detail: crate::history::Violation::StatusMismatch as u8,
+            execution,
+            ..rec(0, invoke_ms, Code::Timeout, 0, false)
+        };
+        let twice = facts(&[rec(0, 0, Code::Committed, 7, false), breach(10, 8)], true);
+        assert_eq!(twice.executions, 2);
+        let once = facts(&[rec(0, 0, Code::Committed, 7, false), breach(10, 7)], true);
+        assert_eq!(once.executions, 1, "the same id: the same execution");
+        let unread = facts(&[rec(0, 0, Code::Committed, 7, false), breach(10, 0)], true);
+        assert_eq!(unread.executions, 1, "no id read: no evidence");
     }
 
     #[test]

@@ -70,6 +70,9 @@ pub struct Broken {
     pub status: u16,
     /// What was wrong and the start of the body, bounded.
     pub excerpt: String,
+    /// The execution the answer named, when its id could be read (0: not): an answer that
+    /// breaks the contract may still be the evidence of a second execution.
+    pub execution: u64,
 }
 
 /// What a client learns from one request, in the contract's terms.
@@ -184,6 +187,7 @@ fn broken(violation: Violation, status: u16, why: &str, body: &[u8]) -> Broken {
         violation,
         status,
         excerpt: format!("{why}: {}", excerpt(body)),
+        execution: 0,
     }
 }
 
@@ -388,10 +392,12 @@ fn judge(
     } else {
         &a.declined_status
     };
+    // What breaks the contract from here on still names its execution.
+    let named = |b: Broken| Broken { execution, ..b };
     if let Some(s) = answered
         && !allowed.contains(&s)
     {
-        return Err(broken(
+        return Err(named(broken(
             Violation::StatusMismatch,
             s,
             &format!(
@@ -403,11 +409,11 @@ fn judge(
                     .join(" or ")
             ),
             body,
-        ));
+        )));
     }
     // ISO 4217 codes are upper-case; a Stripe-style service echoes them lower-case.
     if amount_minor != asked.amount_minor || !currency.eq_ignore_ascii_case(asked.currency) {
-        return Err(broken(
+        return Err(named(broken(
             Violation::PayloadMismatch,
             status,
             &format!(
@@ -415,7 +421,7 @@ fn judge(
                 asked.amount_minor, asked.currency
             ),
             body,
-        ));
+        )));
     }
     let marker = c.replay_marker.body_field();
     Ok(Answer {
@@ -597,6 +603,10 @@ mod tests {
             Violation::FloatMoney
         );
         assert_eq!(violation(200, &committed(false)), Violation::StatusMismatch);
+        match read(&zerorace(), heard(200, &committed(false)), ASKED) {
+            Err(b) => assert_eq!(b.execution, id_hash("i-1"), "it still names its execution"),
+            other => panic!("{other:?}"),
+        }
         let declined = "{\"outcome\":\"DECLINED\",\"intentId\":\"i\",\"failureCode\":\"OUT_OF_STOCK\",\
                         \"amountMinor\":2500,\"currency\":\"USD\",\"attempts\":1,\"replayed\":false}";
         assert_eq!(answer(200, declined).code, Code::OutOfStock);

@@ -254,6 +254,7 @@ impl HttpGateway {
                     h1::MAX_ANSWER_BYTES,
                     contract::excerpt(&a.body)
                 ),
+                execution: 0,
             });
         }
         let heard = Heard {
@@ -355,6 +356,7 @@ impl HttpGateway {
                         "a lookup answered \"already exists\": {}",
                         contract::excerpt(&a.body)
                     ),
+                    execution: 0,
                 }),
                 Err(broken) => Reply::Violation(broken),
             },

@@ -283,6 +283,7 @@ pub fn classify(reply: &Reply) -> Sent {
         Reply::Transport(c) => Sent::bare(*c, 0, 0),
         Reply::Violation(b) => Sent {
             detail: b.violation as u8,
+            execution: b.execution,
             ..Sent::bare(Code::Violation, b.status, 0)
         },
     }
@@ -347,7 +348,11 @@ impl World {
         );
         // A final read re-reads an execution its client has (nearly always) seen: its
         // attempts are not counted again.
-        let new_execution = a.op != Op::FinalRead && seen.first_sight(sent.execution);
+        // (An answer that breaks the contract names its execution for the audit, but is
+        // not the sighting whose attempts count.)
+        let new_execution = a.op != Op::FinalRead
+            && sent.code != Code::Violation
+            && seen.first_sight(sent.execution);
         self.metrics.record_request(
             a.plan.id,
             &r,
