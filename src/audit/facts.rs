@@ -164,6 +164,8 @@ fn judge(rs: &[Record], marked: bool) -> KeyFacts {
     let (mut marked_commit, mut unmarked_commit) = (false, false);
     let mut ids: [u64; 2] = [0; 2];
     let mut settled: [u64; 2] = [0; 2];
+    // Executions named only by answers in breach of the contract: what they did is unknown.
+    let mut named: [u64; 2] = [0; 2];
     // When the first decline and the first commit were answered: an answer is "later"
     // than another only if it was asked for after that one was answered (two requests in
     // flight together have no order).
@@ -215,7 +217,15 @@ fn judge(rs: &[Record], marked: bool) -> KeyFacts {
                 }
             }
             Kind::Info => {
-                f.unseen = f.unseen.saturating_add(1);
+                // An answer that named its execution hides nothing: its id is counted
+                // below, and as a possible charge after the loop unless a commit named it.
+                if r.execution == 0 {
+                    f.unseen = f.unseen.saturating_add(1);
+                } else if !named.contains(&r.execution)
+                    && let Some(slot) = named.iter_mut().find(|s| **s == 0)
+                {
+                    *slot = r.execution;
+                }
                 f.info = true;
                 f.all_failed = false;
                 could_commit = true;
@@ -262,6 +272,12 @@ fn judge(rs: &[Record], marked: bool) -> KeyFacts {
             }
         }
     }
+    // An execution named only by an answer in breach of the contract may have charged.
+    let unsettled = named
+        .iter()
+        .filter(|e| **e != 0 && !settled.contains(e))
+        .count();
+    f.unseen = f.unseen.saturating_add(unsettled as u8);
     f.read_absent = read_absent_after_all(rs);
     // A commit whose every answer is marked a replay was executed by a request that got
     // no business answer; when every such request said it left nothing behind, one lied.
@@ -385,6 +401,29 @@ mod tests {
         assert_eq!(once.executions, 1, "the same id: the same execution");
         let unread = facts(&[rec(0, 0, Code::Committed, 7, false), breach(10, 0)], true);
         assert_eq!(unread.executions, 1, "no id read: no evidence");
+        // What a named breach did is unknown: a possible charge, unless a commit named it.
+        assert_eq!((twice.settlements, twice.unseen), (1, 1));
+        assert_eq!((once.settlements, once.unseen), (1, 0));
+        assert_eq!(
+            unread.unseen, 1,
+            "a breach without an id may hide an execution"
+        );
+        let later_committed = facts(
+            &[
+                rec(0, 0, Code::OutOfStock, 7, false),
+                breach(10, 8),
+                rec(0, 20, Code::Committed, 8, true),
+            ],
+            true,
+        );
+        assert_eq!(
+            (
+                later_committed.executions,
+                later_committed.settlements,
+                later_committed.unseen
+            ),
+            (2, 1, 0)
+        );
     }
 
     #[test]

@@ -417,9 +417,13 @@ pub async fn scan(src: &Source, history: Option<(&Header, &mut Parts)>) -> Resul
         .map_or(&[][..], |(h, _)| &h.volatile_fields[..]);
     // The body marker the answers were hashed with (`body:/replayed`, the kernel's own,
     // without a history); a header marker or none masks nothing.
-    let marker = match history.as_ref() {
-        Some((h, _)) => h.replay_marker.strip_prefix("body:/"),
-        None => Some("replayed"),
+    let marker: Option<String> = match history.as_ref() {
+        // A top-level JSON pointer, unescaped (RFC 6901: `~1` is `/`, then `~0` is `~`).
+        Some((h, _)) => h
+            .replay_marker
+            .strip_prefix("body:/")
+            .map(|name| name.replace("~1", "/").replace("~0", "~")),
+        None => Some("replayed".into()),
     };
     let mut lanes: Vec<Option<&mut IntentLane>> = match history {
         Some((_, parts)) => parts.lanes().iter_mut().map(Some).collect(),
@@ -427,7 +431,12 @@ pub async fn scan(src: &Source, history: Option<(&Header, &mut Parts)>) -> Resul
     };
     let mut passes: Vec<(Pass, Option<&mut IntentLane>)> = lanes
         .iter_mut()
-        .map(|lane| (Pass::new(&catalog, prefix, marker, volatile), lane.take()))
+        .map(|lane| {
+            (
+                Pass::new(&catalog, prefix, marker.as_deref(), volatile),
+                lane.take(),
+            )
+        })
         .collect();
     let split = src
         .for_each_row_split(

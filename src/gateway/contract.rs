@@ -344,108 +344,112 @@ fn judge(
         )));
     };
     let execution = id_hash(&id(&a.execution_id)?);
-    let amount_minor = integer(&a.amount_minor)?;
-    let currency = text(&a.currency)?;
-    let attempts = match &a.attempts {
-        None => 1,
-        Some(p) => match at(fields, p).map(|raw| raw.get().parse::<u64>()) {
-            Some(Ok(n)) if n >= 1 => n,
-            Some(_) => return Err(missing(&format!("`{}` is not a count >= 1", p.text()))),
-            None => return Err(missing(&format!("`{}` is missing", p.text()))),
-        },
-    };
-    let replayed = match &c.replay_marker {
-        ReplayMarker::Body(p) => match at(fields, p).map(RawValue::get) {
-            Some("true") => true,
-            Some("false") => false,
-            Some(_) => return Err(missing(&format!("`{}` is not a boolean", p.text()))),
-            None => return Err(missing(&format!("`{}` is missing", p.text()))),
-        },
-        ReplayMarker::Header(_) => heard.header_marked,
-        ReplayMarker::None => false,
-    };
-    let code = if committed {
-        for p in &a.committed_fields {
-            id(p)?;
-        }
-        Code::Committed
-    } else {
-        match &a.reason {
-            None => Code::Declined,
-            Some(p) => {
-                let reason = text(p)?;
-                if a.out_of_stock.iter().any(|v| *v == reason) {
-                    Code::OutOfStock
-                } else if a.mandate_rejected.iter().any(|v| *v == reason) {
-                    Code::MandateRejected
-                } else {
-                    return Err(missing(&format!(
-                        "`{}` `{reason}` is not one the contract knows",
-                        p.text()
-                    )));
+    // Whatever breaks the contract from here on still names its execution: a second
+    // execution answered in breach of the contract is still a second execution.
+    let named = |b: Broken| Broken { execution, ..b };
+    let rest = || -> Result<Answer, Broken> {
+        let amount_minor = integer(&a.amount_minor)?;
+        let currency = text(&a.currency)?;
+        let attempts = match &a.attempts {
+            None => 1,
+            Some(p) => match at(fields, p).map(|raw| raw.get().parse::<u64>()) {
+                Some(Ok(n)) if n >= 1 => n,
+                Some(_) => return Err(missing(&format!("`{}` is not a count >= 1", p.text()))),
+                None => return Err(missing(&format!("`{}` is missing", p.text()))),
+            },
+        };
+        let replayed = match &c.replay_marker {
+            ReplayMarker::Body(p) => match at(fields, p).map(RawValue::get) {
+                Some("true") => true,
+                Some("false") => false,
+                Some(_) => return Err(missing(&format!("`{}` is not a boolean", p.text()))),
+                None => return Err(missing(&format!("`{}` is missing", p.text()))),
+            },
+            ReplayMarker::Header(_) => heard.header_marked,
+            ReplayMarker::None => false,
+        };
+        let code = if committed {
+            for p in &a.committed_fields {
+                id(p)?;
+            }
+            Code::Committed
+        } else {
+            match &a.reason {
+                None => Code::Declined,
+                Some(p) => {
+                    let reason = text(p)?;
+                    if a.out_of_stock.iter().any(|v| *v == reason) {
+                        Code::OutOfStock
+                    } else if a.mandate_rejected.iter().any(|v| *v == reason) {
+                        Code::MandateRejected
+                    } else {
+                        return Err(missing(&format!(
+                            "`{}` `{reason}` is not one the contract knows",
+                            p.text()
+                        )));
+                    }
                 }
             }
-        }
-    };
-    let allowed = if committed {
-        &a.committed_status
-    } else {
-        &a.declined_status
-    };
-    // What breaks the contract from here on still names its execution.
-    let named = |b: Broken| Broken { execution, ..b };
-    if let Some(s) = answered
-        && !allowed.contains(&s)
-    {
-        return Err(named(broken(
-            Violation::StatusMismatch,
-            s,
-            &format!(
-                "HTTP {s} with outcome {outcome} (the contract says {})",
-                allowed
-                    .iter()
-                    .map(u16::to_string)
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            ),
-            body,
-        )));
-    }
-    // ISO 4217 codes are upper-case; a Stripe-style service echoes them lower-case.
-    if amount_minor != asked.amount_minor || !currency.eq_ignore_ascii_case(asked.currency) {
-        return Err(named(broken(
-            Violation::PayloadMismatch,
-            status,
-            &format!(
-                "answered {amount_minor} {currency} for {} {}",
-                asked.amount_minor, asked.currency
-            ),
-            body,
-        )));
-    }
-    let marker = c.replay_marker.body_field();
-    Ok(Answer {
-        code,
-        status: answered.unwrap_or(if committed {
-            a.committed_status[0]
+        };
+        let allowed = if committed {
+            &a.committed_status
         } else {
-            a.declined_status[0]
-        }),
-        attempts: attempts.min(u64::from(u32::MAX)) as u32,
-        replayed,
-        answer_hash: answer_hash_cut(
-            body,
-            marker,
-            &value_spans(
+            &a.declined_status
+        };
+        if let Some(s) = answered
+            && !allowed.contains(&s)
+        {
+            return Err(broken(
+                Violation::StatusMismatch,
+                s,
+                &format!(
+                    "HTTP {s} with outcome {outcome} (the contract says {})",
+                    allowed
+                        .iter()
+                        .map(u16::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
                 body,
-                a.volatile_fields
-                    .iter()
-                    .filter_map(|name| fields.get(name.as_str()).copied()),
+            ));
+        }
+        // ISO 4217 codes are upper-case; a Stripe-style service echoes them lower-case.
+        if amount_minor != asked.amount_minor || !currency.eq_ignore_ascii_case(asked.currency) {
+            return Err(broken(
+                Violation::PayloadMismatch,
+                status,
+                &format!(
+                    "answered {amount_minor} {currency} for {} {}",
+                    asked.amount_minor, asked.currency
+                ),
+                body,
+            ));
+        }
+        let marker = c.replay_marker.body_field();
+        Ok(Answer {
+            code,
+            status: answered.unwrap_or(if committed {
+                a.committed_status[0]
+            } else {
+                a.declined_status[0]
+            }),
+            attempts: attempts.min(u64::from(u32::MAX)) as u32,
+            replayed,
+            answer_hash: answer_hash_cut(
+                body,
+                marker,
+                &value_spans(
+                    body,
+                    a.volatile_fields
+                        .iter()
+                        .filter_map(|name| fields.get(name.as_str()).copied()),
+                ),
             ),
-        ),
-        semantic_hash: semantic_hash(fields, marker, &a.volatile_fields),
-        execution,
-    })
+            semantic_hash: semantic_hash(fields, marker, &a.volatile_fields),
+            execution,
+        })
+    };
+    rest().map_err(named)
 }
 
 /// A raw JSON value as a string, unescaped only when it has to be.
@@ -603,9 +607,19 @@ mod tests {
             Violation::FloatMoney
         );
         assert_eq!(violation(200, &committed(false)), Violation::StatusMismatch);
-        match read(&zerorace(), heard(200, &committed(false)), ASKED) {
-            Err(b) => assert_eq!(b.execution, id_hash("i-1"), "it still names its execution"),
-            other => panic!("{other:?}"),
+        for (status, body) in [
+            (200, committed(false)),
+            (201, committed(false).replace("2500", "2500.0")),
+            (201, committed(false).replace(",\"replayed\":false", "")),
+        ] {
+            match read(&zerorace(), heard(status, &body), ASKED) {
+                Err(b) => assert_eq!(
+                    b.execution,
+                    id_hash("i-1"),
+                    "{body}: it still names its execution"
+                ),
+                other => panic!("{other:?}"),
+            }
         }
         let declined = "{\"outcome\":\"DECLINED\",\"intentId\":\"i\",\"failureCode\":\"OUT_OF_STOCK\",\
                         \"amountMinor\":2500,\"currency\":\"USD\",\"attempts\":1,\"replayed\":false}";
