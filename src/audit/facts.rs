@@ -125,6 +125,28 @@ fn execution(r: &Record) -> u64 {
     }
 }
 
+/// Up to two execution ids (0: an empty slot), enough to tell one execution from two;
+/// a third is not kept, so it counts again each time it is seen (the counts saturate).
+#[derive(Default)]
+struct Ids([u64; 2]);
+
+impl Ids {
+    fn has(&self, e: u64) -> bool {
+        self.0.contains(&e)
+    }
+
+    /// Keep `e`; true when it was not kept before (a new execution).
+    fn note(&mut self, e: u64) -> bool {
+        if self.has(e) {
+            return false;
+        }
+        if let Some(slot) = self.0.iter_mut().find(|s| **s == 0) {
+            *slot = e;
+        }
+        true
+    }
+}
+
 /// One key's facts from its records, in request order.
 fn judge(rs: &[Record], marked: bool) -> KeyFacts {
     let first = &rs[0];
@@ -162,10 +184,9 @@ fn judge(rs: &[Record], marked: bool) -> KeyFacts {
     let mut nothing_left = false;
     let mut could_commit = false;
     let (mut marked_commit, mut unmarked_commit) = (false, false);
-    let mut ids: [u64; 2] = [0; 2];
-    let mut settled: [u64; 2] = [0; 2];
-    // Executions named only by answers in breach of the contract: what they did is unknown.
-    let mut named: [u64; 2] = [0; 2];
+    // The executions the answers named, those a commit named, and those only an answer in
+    // breach of the contract named (what they did is unknown).
+    let (mut ids, mut settled, mut named) = (Ids::default(), Ids::default(), Ids::default());
     // When the first decline and the first commit were answered: an answer is "later"
     // than another only if it was asked for after that one was answered (two requests in
     // flight together have no order).
@@ -192,18 +213,12 @@ fn judge(rs: &[Record], marked: bool) -> KeyFacts {
                     f.accepted_other_payload = true;
                 }
                 let e = execution(r);
-                if !ids.contains(&e) {
+                if ids.note(e) {
                     f.executions = f.executions.saturating_add(1);
-                    if let Some(slot) = ids.iter_mut().find(|s| **s == 0) {
-                        *slot = e;
-                    }
                 }
                 if r.code == Code::Committed {
-                    if !settled.contains(&e) {
+                    if settled.note(e) {
                         f.settlements = f.settlements.saturating_add(1);
-                        if let Some(slot) = settled.iter_mut().find(|s| **s == 0) {
-                            *slot = e;
-                        }
                     }
                     f.acked_commit = true;
                     f.false_decline |= r.invoke_ms > first_decline_done;
@@ -217,14 +232,18 @@ fn judge(rs: &[Record], marked: bool) -> KeyFacts {
                 }
             }
             Kind::Info => {
-                // An answer that named its execution hides nothing: its id is counted
-                // below, and as a possible charge after the loop unless a commit named it.
+                // No business answer, so no id: it may hide an execution. But an answer in
+                // breach of the contract that named its id (only those carry one here) is
+                // evidence of an execution like any other (a re-execution answered with a
+                // wrong status is still a second one), a possible charge after the loop
+                // unless a commit named it.
                 if r.execution == 0 {
                     f.unseen = f.unseen.saturating_add(1);
-                } else if !named.contains(&r.execution)
-                    && let Some(slot) = named.iter_mut().find(|s| **s == 0)
-                {
-                    *slot = r.execution;
+                } else {
+                    named.note(r.execution);
+                    if ids.note(r.execution) {
+                        f.executions = f.executions.saturating_add(1);
+                    }
                 }
                 f.info = true;
                 f.all_failed = false;
@@ -239,15 +258,6 @@ fn judge(rs: &[Record], marked: bool) -> KeyFacts {
                     f.accepted_other_payload = true;
                 } else if r.code == Code::Violation && (1..=8).contains(&r.detail) {
                     f.violations |= 1 << (r.detail - 1);
-                }
-                // An answer in breach of the contract that named its execution: evidence
-                // of an execution like any other (a re-execution answered with a wrong
-                // status is still a second execution).
-                if r.code == Code::Violation && r.execution != 0 && !ids.contains(&r.execution) {
-                    f.executions = f.executions.saturating_add(1);
-                    if let Some(slot) = ids.iter_mut().find(|s| **s == 0) {
-                        *slot = r.execution;
-                    }
                 }
             }
             Kind::Fail => {
@@ -274,8 +284,9 @@ fn judge(rs: &[Record], marked: bool) -> KeyFacts {
     }
     // An execution named only by an answer in breach of the contract may have charged.
     let unsettled = named
+        .0
         .iter()
-        .filter(|e| **e != 0 && !settled.contains(e))
+        .filter(|e| **e != 0 && !settled.has(**e))
         .count();
     f.unseen = f.unseen.saturating_add(unsettled as u8);
     f.read_absent = read_absent_after_all(rs);
