@@ -344,25 +344,7 @@ fn a_request_id_in_every_answer_is_left_out_once_the_contract_names_it() {
 fn keys_past_the_servers_retention_are_not_sent_again() {
     let server = Foreign::node_with("", &["--key-ttl-ms", "2500"]);
     let tmp = tempfile::tempdir().expect("tmp");
-    let write = |name: &str, contract: &str| {
-        let path = tmp.path().join(format!("{name}.toml"));
-        std::fs::write(
-            &path,
-            format!(
-                "name = \"{name}\"\nseed = 11\n\
-                 target = {{ kind = \"http\", discover = \"sandbox\"{contract} }}\n\
-                 catalog = {{ items = 1, stock = 60, buckets = 4, price_minor = 100, currency = \"USD\" }}\n\
-                 mandates = {{ count = 50, cap_minor = 100000, shards = 2 }}\n\
-                 agents = {{ count = 400, in_flight = 8, arrival = \"rate\", rate_per_s = 100 }}\n\
-                 retry = {{ timeout_ms = 500, max_attempts = 4, backoff_ms = [5, 50] }}\n\
-                 [[regions]]\nname = \"r0\"\nendpoint = \"{}\"\n",
-                server.url()
-            ),
-        )
-        .expect("write scenario");
-        path
-    };
-    let unnamed = write("ttl", "");
+    let unnamed = retention_scenario(tmp.path(), &server, "ttl", "", "");
     let (out, s) = run(&unnamed, &tmp.path().join("unnamed"), &[]);
     let bad = invalid(&s);
     assert!(
@@ -370,7 +352,7 @@ fn keys_past_the_servers_retention_are_not_sent_again() {
         "the final reads executed forgotten keys anew: {bad:?}\n{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let named = write("ttl-named", ", contract = { key_retention_s = 3 }");
+    let named = retention_scenario(tmp.path(), &server, "ttl-named", RETENTION_3S, "");
     let (out, s) = run(&named, &tmp.path().join("named"), &[]);
     assert_valid(&out, &s);
     let reads = &s["final_reads"];
@@ -384,6 +366,75 @@ fn keys_past_the_servers_retention_are_not_sent_again() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// The contract clause the retention tests name: keys kept 3 s.
+const RETENTION_3S: &str = ", contract = { key_retention_s = 3 }";
+
+/// A 4-second run of 400 agents against `server` (one region), with `contract` in the
+/// target and `faults` after the region.
+fn retention_scenario(
+    dir: &Path,
+    server: &Foreign,
+    name: &str,
+    contract: &str,
+    faults: &str,
+) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"{name}\"\nseed = 11\n\
+             target = {{ kind = \"http\", discover = \"sandbox\"{contract} }}\n\
+             catalog = {{ items = 1, stock = 60, buckets = 4, price_minor = 100, currency = \"USD\" }}\n\
+             mandates = {{ count = 50, cap_minor = 100000, shards = 2 }}\n\
+             agents = {{ count = 400, in_flight = 8, arrival = \"rate\", rate_per_s = 100 }}\n\
+             retry = {{ timeout_ms = 500, max_attempts = 4, backoff_ms = [5, 50] }}\n\
+             [[regions]]\nname = \"r0\"\nendpoint = \"{}\"\n{faults}",
+            server.url()
+        ),
+    )
+    .expect("write scenario");
+    path
+}
+
+/// Keys whose every answer was lost (lost-ack, 0.4 s to 2.9 s) stay open to the end of the
+/// run. Its resolution replays them: the server keeps a key 2.5 s, so a key older than that
+/// is a new purchase to it, executed afresh. Named in the contract, the retention leaves
+/// those keys unreplayed (counted past it, their outcome unknown); the younger ones are
+/// replayed and recovered.
+#[test]
+fn the_resolution_replays_no_key_past_the_servers_retention() {
+    let server = Foreign::node_with("", &["--key-ttl-ms", "2500"]);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let faults = "[[faults]]\nat = \"10%\"\nkind = \"region-down\"\nregion = \"r0\"\nmode = \"lost-ack\"\nheal_after = \"2500ms\"\n";
+    let unnamed = retention_scenario(tmp.path(), &server, "lost", "", faults);
+    let (out, s) = run(&unnamed, &tmp.path().join("unnamed"), &[]);
+    let resolution = &s["resolution"];
+    assert!(
+        resolution["fresh"].as_u64().unwrap_or(0) > 0
+            && resolution["past_retention"].as_u64() == Some(0),
+        "forgotten keys executed anew: {resolution}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let named = retention_scenario(tmp.path(), &server, "lost-named", RETENTION_3S, faults);
+    let (out, s) = run(&named, &tmp.path().join("named"), &[]);
+    let resolution = &s["resolution"];
+    assert!(
+        resolution["past_retention"].as_u64().unwrap_or(0) > 0
+            && resolution["recovered"].as_u64().unwrap_or(0) > 0
+            && resolution["fresh"].as_u64() == Some(0),
+        "old keys left, young ones recovered, none executed anew: {resolution}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // What became of the keys left is not known, and the verdict says so.
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(check(&s, "history.unresolved")["validity"], "unknown");
 }
 
 /// Intent ids that are UUIDs, upper-case when fresh and lower-case when replayed: one id,

@@ -13,7 +13,8 @@
 //! with room (at most `MAX_STREAMS` each), opening another when every one is full; an
 //! abandoned request resets only its stream; a cut connection fails every stream on it, and
 //! leaves the pool. A request whose connection would not open a stream for it (a GOAWAY
-//! raced it) goes once more on another connection: nothing of it had left the process.
+//! raced it) goes once more on another connection: nothing of it had left the process. So
+//! does one whose stream the server refused unprocessed (REFUSED_STREAM).
 //!
 //! Invariants: a connection is in the HTTP/1 idle list only when it owes nothing; a lock is
 //! held for a push, a pop or a scan, never across an await; at most `max_idle` HTTP/1
@@ -440,8 +441,10 @@ impl ConnectionPool {
     }
 
     /// The request over HTTP/2. When its connection takes no new stream (a GOAWAY came
-    /// first), nothing of the request left this process: it is sent once more, on a stream
-    /// of another connection, which no server and no history can tell from a first send.
+    /// first), nothing of the request left this process; when the server refused its stream
+    /// (REFUSED_STREAM), the server did nothing with it. Either way it is sent once more, on
+    /// a stream the pool routes anew, which no server and no history can tell from a first
+    /// send.
     /// Its refusal stands when that one fails too, or no other connection opens.
     async fn exchange_http2(
         &self,
@@ -509,7 +512,14 @@ impl ConnectionPool {
         if !request.body.is_empty() {
             send.send_data(request.body.clone(), true).map_err(reset)?;
         }
-        let answer = answer.await.map_err(reset)?;
+        // A stream the server refused (REFUSED_STREAM) was not processed (RFC 9113 §8.7):
+        // unsent, as a GOAWAY'd one, though its connection still takes others.
+        let answer = answer.await.map_err(|e| match e.reason() {
+            Some(h2::Reason::REFUSED_STREAM) if e.is_reset() && e.is_remote() => {
+                Http2Failure::Unsent(Failure::new(Code::Refused, e))
+            }
+            _ => reset(e),
+        })?;
         let response = read(answer, self.preset.marker.as_ref()).await;
         drop(stream);
         response.map_err(Http2Failure::Sent)
@@ -1014,6 +1024,59 @@ mod tests {
             "the older stream ends"
         );
         assert_eq!(pool.figures().opened, 2);
+    }
+
+    /// A server that refuses a stream unprocessed (REFUSED_STREAM, as one past its stream
+    /// limit does): the request goes once more, and is answered; the connection stays in use.
+    /// A stream reset for any other reason stays `Reset`, and is not sent again.
+    #[tokio::test]
+    async fn a_stream_the_server_refused_unprocessed_is_sent_once_more() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let seen = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let Ok(mut connection) = h2::server::handshake(socket).await else {
+                        return;
+                    };
+                    while let Some(Ok((_, mut respond))) = connection.accept().await {
+                        // The first, third and fourth streams are refused unprocessed; the
+                        // fifth is cancelled.
+                        match counted.fetch_add(1, Ordering::Relaxed) {
+                            0 | 2 | 3 => respond.send_reset(h2::Reason::REFUSED_STREAM),
+                            4 => respond.send_reset(h2::Reason::CANCEL),
+                            _ => {
+                                let answer =
+                                    hyper::Response::builder().status(200).body(()).unwrap();
+                                let _ = respond.send_response(answer, true);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let pool = h2_pool(address);
+        let answered = pool.send(post(b"{}")).await.map(|a| a.status);
+        assert_eq!(answered.ok(), Some(200), "sent again and answered");
+        assert_eq!(seen.load(Ordering::Relaxed), 2);
+        let refused_twice = pool.send(post(b"{}")).await.map(|a| a.status);
+        assert_eq!(
+            refused_twice.err(),
+            Some(Code::Refused),
+            "sent once more, no more"
+        );
+        assert_eq!(seen.load(Ordering::Relaxed), 4);
+        let cancelled = pool.send(post(b"{}")).await.map(|a| a.status);
+        assert_eq!(cancelled.err(), Some(Code::Reset), "the server may have it");
+        assert_eq!(seen.load(Ordering::Relaxed), 5);
+        assert_eq!(
+            pool.figures().opened,
+            1,
+            "a refused stream keeps its connection"
+        );
     }
 
     /// A TLS server that ends a close-delimited answer by closing the connection without a
