@@ -344,7 +344,7 @@ fn a_request_id_in_every_answer_is_left_out_once_the_contract_names_it() {
 fn keys_past_the_servers_retention_are_not_sent_again() {
     let server = Foreign::node_with("", &["--key-ttl-ms", "2500"]);
     let tmp = tempfile::tempdir().expect("tmp");
-    let unnamed = retention_scenario(tmp.path(), &server, "ttl", "", "");
+    let unnamed = retention_scenario(tmp.path(), &server, "ttl", ["", ""]);
     let (out, s) = run(&unnamed, &tmp.path().join("unnamed"), &[]);
     let bad = invalid(&s);
     assert!(
@@ -352,7 +352,7 @@ fn keys_past_the_servers_retention_are_not_sent_again() {
         "the final reads executed forgotten keys anew: {bad:?}\n{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let named = retention_scenario(tmp.path(), &server, "ttl-named", RETENTION_3S, "");
+    let named = retention_scenario(tmp.path(), &server, "ttl-named", [RETENTION_3S, ""]);
     let (out, s) = run(&named, &tmp.path().join("named"), &[]);
     assert_valid(&out, &s);
     let reads = &s["final_reads"];
@@ -371,14 +371,16 @@ fn keys_past_the_servers_retention_are_not_sent_again() {
 /// The contract clause the retention tests name: keys kept 3 s.
 const RETENTION_3S: &str = ", contract = { key_retention_s = 3 }";
 
+/// Every answer lost from 0.4 s to 2.9 s of a 4-second run: those keys stay open.
+const LOST_ACKS: &str = "[[faults]]\nat = \"10%\"\nkind = \"region-down\"\nregion = \"r0\"\nmode = \"lost-ack\"\nheal_after = \"2500ms\"\n";
+
 /// A 4-second run of 400 agents against `server` (one region), with `contract` in the
 /// target and `faults` after the region.
 fn retention_scenario(
     dir: &Path,
     server: &Foreign,
     name: &str,
-    contract: &str,
-    faults: &str,
+    [contract, faults]: [&str; 2],
 ) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(
@@ -407,8 +409,7 @@ fn retention_scenario(
 fn the_resolution_replays_no_key_past_the_servers_retention() {
     let server = Foreign::node_with("", &["--key-ttl-ms", "2500"]);
     let tmp = tempfile::tempdir().expect("tmp");
-    let faults = "[[faults]]\nat = \"10%\"\nkind = \"region-down\"\nregion = \"r0\"\nmode = \"lost-ack\"\nheal_after = \"2500ms\"\n";
-    let unnamed = retention_scenario(tmp.path(), &server, "lost", "", faults);
+    let unnamed = retention_scenario(tmp.path(), &server, "lost", ["", LOST_ACKS]);
     let (out, s) = run(&unnamed, &tmp.path().join("unnamed"), &[]);
     let resolution = &s["resolution"];
     assert!(
@@ -417,7 +418,7 @@ fn the_resolution_replays_no_key_past_the_servers_retention() {
         "forgotten keys executed anew: {resolution}\n{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let named = retention_scenario(tmp.path(), &server, "lost-named", RETENTION_3S, faults);
+    let named = retention_scenario(tmp.path(), &server, "lost-named", [RETENTION_3S, LOST_ACKS]);
     let (out, s) = run(&named, &tmp.path().join("named"), &[]);
     let resolution = &s["resolution"];
     assert!(
@@ -435,6 +436,45 @@ fn the_resolution_replays_no_key_past_the_servers_retention() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert_eq!(check(&s, "history.unresolved")["validity"], "unknown");
+}
+
+/// `swarm resolve` dates a killed run's open keys by the history file's age: killed past
+/// its lost answers (3.4 s in), the run's history is older than the contract's retention
+/// allows a replay by the time `swarm resolve` runs, so no key is sent. Dated by its own
+/// clock instead, the resolution would replay them all, and the server would execute its
+/// forgotten ones anew.
+#[test]
+fn swarm_resolve_replays_no_key_of_a_history_older_than_the_retention() {
+    let server = Foreign::node_with("", &["--key-ttl-ms", "2500"]);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = retention_scenario(tmp.path(), &server, "killed", [RETENTION_3S, LOST_ACKS]);
+    let dir = tmp.path().join("r");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["run", &file.display().to_string(), "--no-tui"])
+        .args(["--report-dir", &dir.display().to_string()])
+        .env("CI", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("swarm run");
+    common::wait_running(&dir, 3400);
+    let alive = child.try_wait().expect("wait").is_none();
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    assert!(alive, "the run ended before the kill");
+    let history = dir.join("history.bin").display().to_string();
+    let resumed = swarm(&[
+        "resolve",
+        &file.display().to_string(),
+        "--history",
+        &history,
+    ]);
+    let said = String::from_utf8_lossy(&resumed.stderr);
+    assert!(
+        said.contains("replayed: 0 recovered, 0 fresh")
+            && said.contains("not replayed (older than the contract's key_retention_s"),
+        "no key replayed, each said too old: {said}"
+    );
 }
 
 /// Intent ids that are UUIDs, upper-case when fresh and lower-case when replayed: one id,

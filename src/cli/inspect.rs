@@ -71,7 +71,7 @@ pub async fn resolve(args: ResolveArgs) -> Result<i32, Exit> {
     })?;
     let r = &resumed.resolution;
     eprintln!(
-        "swarm: resolve: the history was cut at byte {} ({}); {} keys open ({} without a definite answer, {} with an intent and no request){}; replayed: {} recovered, {} fresh, {} refused, {} unresolved",
+        "swarm: resolve: the history was cut at byte {} ({}); {} keys open ({} without a definite answer, {} with an intent and no request){}{}; replayed: {} recovered, {} fresh, {} refused, {} unresolved",
         resumed.cut.offset,
         resumed.cut.reason,
         resumed.indeterminate + resumed.unsent,
@@ -80,6 +80,12 @@ pub async fn resolve(args: ResolveArgs) -> Result<i32, Exit> {
         match resumed.left_out {
             0 => String::new(),
             n => format!(", {n} more not replayed (past the limit)"),
+        },
+        match r.past_retention {
+            0 => String::new(),
+            n => format!(
+                ", {n} not replayed (older than the contract's key_retention_s, as the history is)"
+            ),
         },
         r.recovered,
         r.fresh,
