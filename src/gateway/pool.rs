@@ -1126,6 +1126,38 @@ mod tests {
         assert_eq!(pool.send(get(&address)).await.err(), Some(Code::Reset));
     }
 
+    /// The TLS diagnosis of a server that takes the connection and never answers its
+    /// ClientHello ends within its wait: it says nothing, and holds nothing up.
+    #[tokio::test]
+    async fn the_tls_diagnosis_of_a_server_that_never_answers_ends_in_its_wait() {
+        let made = crate::sut::server::tls::SelfSigned::loopback().expect("certificate");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let (held_tx, mut held) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                // Kept open, never read from or written to.
+                let _ = held_tx.send(socket);
+            }
+        });
+        let config = super::super::tls::client_config(None, HttpVersion::Http1, Some(made.ca))
+            .expect("client config");
+        let tls = ClientTls::new(config, "127.0.0.1", None).expect("tls");
+        let preset = Preset {
+            host: header(&address).expect("host"),
+            authorization: None,
+            marker: None,
+        };
+        let pool = ConnectionPool::with(address, Some(tls), HttpVersion::Http1, 8, preset);
+        let wait = std::time::Duration::from_millis(200);
+        let said =
+            tokio::time::timeout(std::time::Duration::from_secs(30), pool.diagnose_tls(wait))
+                .await
+                .expect("the diagnosis ended");
+        assert!(said.is_none(), "a silent server says nothing about TLS");
+        assert!(held.try_recv().is_ok(), "the connection was taken");
+    }
+
     #[tokio::test]
     async fn an_http2_answer_past_the_limit_is_cut_and_said_oversized() {
         let address = h2_server(MAX_ANSWER_BYTES + 40_000).await;
