@@ -371,8 +371,8 @@ fn keys_past_the_servers_retention_are_not_sent_again() {
 /// The contract clause the retention tests name: keys kept 3 s.
 const RETENTION_3S: &str = ", contract = { key_retention_s = 3 }";
 
-/// Every answer lost from 0.4 s to 2.9 s of a 4-second run: those keys stay open.
-const LOST_ACKS: &str = "[[faults]]\nat = \"10%\"\nkind = \"region-down\"\nregion = \"r0\"\nmode = \"lost-ack\"\nheal_after = \"2500ms\"\n";
+/// Every answer lost from 0.4 s to 3.4 s of a 4-second run: those keys stay open.
+const LOST_ACKS: &str = "[[faults]]\nat = \"10%\"\nkind = \"region-down\"\nregion = \"r0\"\nmode = \"lost-ack\"\nheal_after = \"3000ms\"\n";
 
 /// A 4-second run of 400 agents against `server` (one region), with `contract` in the
 /// target and `faults` after the region.
@@ -400,7 +400,7 @@ fn retention_scenario(
     path
 }
 
-/// Keys whose every answer was lost (lost-ack, 0.4 s to 2.9 s) stay open to the end of the
+/// Keys whose every answer was lost (lost-ack, 0.4 s to 3.4 s) stay open to the end of the
 /// run. Its resolution replays them: the server keeps a key 2.5 s, so a key older than that
 /// is a new purchase to it, executed afresh. Named in the contract, the retention leaves
 /// those keys unreplayed (counted past it, their outcome unknown); the younger ones are
@@ -438,9 +438,9 @@ fn the_resolution_replays_no_key_past_the_servers_retention() {
     assert_eq!(check(&s, "history.unresolved")["validity"], "unknown");
 }
 
-/// `swarm resolve` dates a killed run's open keys by the history file's age: killed past
-/// its lost answers (3.4 s in), the run's history is older than the contract's retention
-/// allows a replay by the time `swarm resolve` runs, so no key is sent. Dated by its own
+/// `swarm resolve` dates a killed run's open keys by the history file's age: killed 3.4 s
+/// in, with answers lost since 0.4 s, the run's history is older than the contract's
+/// retention allows a replay by the time `swarm resolve` runs, so no key is sent. Dated by its own
 /// clock instead, the resolution would replay them all, and the server would execute its
 /// forgotten ones anew.
 #[test]
