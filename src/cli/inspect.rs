@@ -71,7 +71,7 @@ pub async fn resolve(args: ResolveArgs) -> Result<i32, Exit> {
     })?;
     let r = &resumed.resolution;
     eprintln!(
-        "swarm: resolve: the history was cut at byte {} ({}); {} keys open ({} without a definite answer, {} with an intent and no request){}{}; replayed: {} recovered, {} fresh, {} refused, {} unresolved",
+        "swarm: resolve: the history was cut at byte {} ({}); {} keys open ({} without a definite answer, {} with an intent and no request){}; replayed: {} recovered, {} fresh, {} refused, {} unresolved{}",
         resumed.cut.offset,
         resumed.cut.reason,
         resumed.indeterminate + resumed.unsent,
@@ -81,16 +81,20 @@ pub async fn resolve(args: ResolveArgs) -> Result<i32, Exit> {
             0 => String::new(),
             n => format!(", {n} more not replayed (past the limit)"),
         },
-        match r.past_retention {
-            0 => String::new(),
-            n => format!(
-                ", {n} not replayed (older than the contract's key_retention_s, as the history is)"
-            ),
-        },
         r.recovered,
         r.fresh,
         r.refused,
-        r.unresolved
+        r.unresolved,
+        match (r.past_retention, resumed.run_age_ms) {
+            (0, _) => String::new(),
+            (n, Some(age_ms)) => format!(
+                " ({n} of them not replayed: the run began {:.0} s ago, too near the end of the contract's key_retention_s)",
+                age_ms as f64 / 1000.0
+            ),
+            (n, None) => format!(
+                " ({n} of them not replayed: when the run began is not known, so each key may be past the contract's key_retention_s)"
+            ),
+        }
     );
     let paths = [args.history.clone()];
     let report = swarm::audit::audit_files(resumed.db.as_ref(), &paths, budget)

@@ -1155,7 +1155,8 @@ mod tests {
                 .await
                 .expect("the diagnosis ended");
         assert!(said.is_none(), "a silent server says nothing about TLS");
-        assert!(held.try_recv().is_ok(), "the connection was taken");
+        let taken = tokio::time::timeout(std::time::Duration::from_secs(30), held.recv()).await;
+        assert!(taken.ok().flatten().is_some(), "the connection was taken");
     }
 
     #[tokio::test]

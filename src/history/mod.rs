@@ -66,6 +66,11 @@ pub struct Header {
     /// answer hashes, so of a stored answer's hash too.
     #[serde(default)]
     pub volatile_fields: Vec<String>,
+    /// When the run began, in ms since the Unix epoch (`None` in histories written before
+    /// it was kept): `swarm resolve` dates a cut history's open keys by it, whatever the
+    /// file's own times say (a copied file is younger than its run).
+    #[serde(default)]
+    pub started_unix_ms: Option<u64>,
 }
 
 #[cfg(test)]
@@ -92,6 +97,7 @@ impl Header {
             contract_profile: "zerorace".into(),
             replay_marker: "body:/replayed".into(),
             volatile_fields: Vec::new(),
+            started_unix_ms: None,
         }
     }
 }

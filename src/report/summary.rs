@@ -459,7 +459,7 @@ impl Summary {
         ));
         if res.past_retention > 0 {
             out.push_str(&format!(
-                "end-of-run replay: {} open keys left once older than the contract's key_retention_s (the server no longer keeps them: replayed, each would be a new purchase)\n",
+                "end-of-run replay: {} open keys not replayed, too near the end of the contract's key_retention_s (replayed once the server had let a key go, each would be a new purchase)\n",
                 res.past_retention
             ));
         }

@@ -73,7 +73,7 @@ impl FinalReads {
         }
         if self.past_retention > 0 {
             line.push_str(&format!(
-                " · {} not read: older than the contract's key_retention_s",
+                " · {} not read: too near the end of the contract's key_retention_s",
                 self.past_retention
             ));
         }

@@ -217,6 +217,11 @@ fn header_of(
             TargetKind::Http => s.contract.answer.volatile_fields.clone(),
             TargetKind::Direct => Vec::new(),
         },
+        // Before the run's clock starts: a key's age read from it is never less than true.
+        started_unix_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64),
     }
 }
 

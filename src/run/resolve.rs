@@ -82,7 +82,7 @@ pub async fn resolve(
     };
     if !past.is_empty() {
         tracing::warn!(
-            "{} open keys not replayed: older than the contract's key_retention_s (the server no longer keeps them)",
+            "{} open keys not replayed: too near the end of the contract's key_retention_s (the server may have let them go)",
             past.len()
         );
     }

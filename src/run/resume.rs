@@ -55,18 +55,22 @@ pub struct Resumed {
     pub resolution: Resolution,
     /// The run whose history this is.
     pub run_id: String,
+    /// How long ago that run began, as its keys were dated (`None`: not known, so each
+    /// was taken to be too old to replay under a key retention).
+    pub run_age_ms: Option<u64>,
 }
 
-/// How long ago the history at `path` was made (its creation time; where the file system
-/// does not keep one, as old as can be: with a key retention, no key is replayed).
-fn history_age_ms(path: &Path) -> u64 {
-    std::fs::metadata(path)
-        .and_then(|m| m.created())
-        .ok()
-        .and_then(|made| made.elapsed().ok())
-        .map_or(u64::MAX, |age| {
-            age.as_millis().min(u128::from(u64::MAX)) as u64
-        })
+/// How long ago the run whose history is at `path` began: by the start its header names
+/// (a copied file keeps it); in a history written before headers named it, by the file's
+/// creation time. `None`: neither is known (or the clock runs behind the start), and every
+/// key is taken to be as old as can be: with a key retention, none is replayed.
+fn run_age_ms(header: &history::Header, path: &Path) -> Option<u64> {
+    let began = match header.started_unix_ms {
+        Some(ms) => std::time::UNIX_EPOCH.checked_add(Duration::from_millis(ms))?,
+        None => std::fs::metadata(path).and_then(|m| m.created()).ok()?,
+    };
+    let age = began.elapsed().ok()?;
+    Some(age.as_millis().min(u128::from(u64::MAX)) as u64)
 }
 
 fn refuse(why: String) -> RunError {
@@ -129,8 +133,9 @@ pub async fn resume(opts: ResumeOptions) -> Result<Resumed, RunError> {
         header.key_prefix.clone(),
         shop,
     )?;
-    // Every key is taken to be as old as the run: from when its history was made.
-    world.key_age_offset_ms = history_age_ms(path);
+    // Every key is taken to be as old as the run.
+    let run_age_ms = run_age_ms(&header, path);
+    world.key_age_offset_ms = run_age_ms.unwrap_or(u64::MAX);
     let world = Arc::new(world);
     let (mut indeterminate, mut unsent) = (0, 0);
     for k in &audited.open.keys {
@@ -159,6 +164,7 @@ pub async fn resume(opts: ResumeOptions) -> Result<Resumed, RunError> {
         left_out: audited.open.left_out,
         resolution,
         run_id: header.run_id,
+        run_age_ms,
     })
 }
 
