@@ -40,7 +40,8 @@ Exit codes:\n  \
 2   a threshold failed (the invariants held)\n  \
 3   unknown: something could not be decided (unresolved requests, a check that could not run)\n  \
 4   stopped early (Ctrl-C, the dashboard's q): the verdict covers only what ran;\n      \
-a second Ctrl-C aborts and still writes the report (then `swarm resolve` finishes it)\n  \
+a second Ctrl-C aborts and still writes the report (then `swarm resolve` finishes it);\n      \
+a third exits at once (130)\n  \
 64  nothing was run: a bad command line or scenario (the error names the file, line and\n      \
 field), a TLS file or name that cannot be used, an endpoint refusing the API key\n  \
 70  swarm itself failed or cannot reach its target: a database or endpoint unreachable,\n      \

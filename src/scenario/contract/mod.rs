@@ -152,7 +152,7 @@ const KEY_HEADER_TAKEN: [(&str, &str); 10] = [
     ("content-type", "a field swarm's client writes itself"),
     (
         "authorization",
-        "a field swarm's client writes itself (with `--api-key`)",
+        "a field swarm's client writes itself (from `target.api_key_env`)",
     ),
 ];
 
