@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The direct target at the agent cap: scenarios/million.toml with AGENTS agents (default
 # 10,000,000, the cap; mostly declined) on the embedded default. Prints the run's wall time,
-# its peak resident memory up to the last agent (swarm logs it then) and over the whole run
+# its latency p99.9 from the intended start, its peak resident memory up to the last agent
+# (swarm logs it then) and over the whole run
 # (sampled each second; the end included: the history audited from its file), the size of
 # history.bin, then the same
 # audit again as `swarm audit --db --history` on its own: wall time and peak RSS. Not a test.
@@ -48,6 +49,8 @@ peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", time_v)
 wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", time_v)
 print(f"run                 {s.get('agents_done', '?')} agents (million.toml, embedded default), verdict {s.get('validity', '?')}, exit {code}")
 print(f"wall                {end - start:.0f} s (the audit inside it: {audit_ms / 1000:.1f} s)")
+lat = s.get("latency_corrected_ms", {})
+print(f"latency p99.9       {lat.get('p999_ms', 0):.1f} ms from the intended start (p99 {lat.get('p99_ms', 0):.1f}, max {lat.get('max_ms', 0):.1f})")
 print(f"peak RSS, agents    {int(hwm.group(2)) / 1024 if hwm else 0:.0f} MiB (when the last agent was done, as swarm logs it)")
 print(f"peak RSS of the run {max(r[1] for r in rows) / 1024:.0f} MiB (the end included: the audit of the history file)")
 print(f"history.bin         {os.path.getsize(f'{work}/run/history.bin') / 2**20:.0f} MiB")
