@@ -112,10 +112,13 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
     let first_header = shards[0].header.clone();
     let mut seen = Vec::new();
     for s in &shards {
+        // Each shard is its own process, started at its own moment.
         let mut h = s.header.clone();
         let shard = h.shard.take();
+        h.started_unix_ms = None;
         let mut base = first_header.clone();
         base.shard = None;
+        base.started_unix_ms = None;
         if h != base {
             return Err(bad(
                 &s.dir,
@@ -261,6 +264,8 @@ pub async fn merge(dirs: &[PathBuf], db: Option<DbUrl>, out: &Path) -> Result<Su
     std::fs::create_dir_all(out).map_err(|e| bad(out, e.to_string()))?;
     let mut header = first_header;
     header.shard = None;
+    // The merged run began with its first shard.
+    header.started_unix_ms = shards.iter().filter_map(|s| s.header.started_unix_ms).min();
     let paths: Vec<PathBuf> = shards.iter().map(|s| s.dir.join("history.bin")).collect();
     concatenate(&paths, &header, &out.join("history.bin"))?;
     m.audit = crate::audit::audit_files(Some(&db), &paths, crate::audit::DEFAULT_BUDGET_BYTES)
