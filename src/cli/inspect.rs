@@ -92,7 +92,7 @@ pub async fn resolve(args: ResolveArgs) -> Result<i32, Exit> {
                 age_ms as f64 / 1000.0
             ),
             (n, None) => format!(
-                " ({n} of them not replayed: when the run began is not known, so each key may be past the contract's key_retention_s)"
+                " ({n} of them not replayed: when the run began is not known, or is later than this machine's clock, so each key may be past the contract's key_retention_s)"
             ),
         }
     );

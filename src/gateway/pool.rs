@@ -508,18 +508,24 @@ impl ConnectionPool {
         let (answer, mut send) = sender
             .send_request(self.http2_head(request), request.body.is_empty())
             .map_err(refused)?;
-        let reset = |e: h2::Error| Http2Failure::Sent(Failure::new(Code::Reset, e));
-        if !request.body.is_empty() {
-            send.send_data(request.body.clone(), true).map_err(reset)?;
-        }
         // A stream the server refused (REFUSED_STREAM) was not processed (RFC 9113 §8.7):
         // unsent, as a GOAWAY'd one, though its connection still takes others.
-        let answer = answer.await.map_err(|e| match e.reason() {
+        let failed = |e: h2::Error| match e.reason() {
             Some(h2::Reason::REFUSED_STREAM) if e.is_reset() && e.is_remote() => {
                 Http2Failure::Unsent(Failure::new(Code::Refused, e))
             }
-            _ => reset(e),
-        })?;
+            _ => Http2Failure::Sent(Failure::new(Code::Reset, e)),
+        };
+        if !request.body.is_empty()
+            && let Err(e) = send.send_data(request.body.clone(), true)
+        {
+            // A stream reset before its body went says why in its answer, not here.
+            return Err(match answer.await {
+                Err(why) => failed(why),
+                Ok(_) => failed(e),
+            });
+        }
+        let answer = answer.await.map_err(failed)?;
         let response = read(answer, self.preset.marker.as_ref()).await;
         drop(stream);
         response.map_err(Http2Failure::Sent)

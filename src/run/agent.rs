@@ -50,7 +50,7 @@ pub struct World {
     /// Keys offered for a final read when their purchase ends.
     pub final_reads: super::final_candidates::Candidates,
     /// How long the server keeps a key (the contract's `key_retention_s`; `None`: for
-    /// ever, or a direct target): a key older is never sent again (`kept`).
+    /// ever, or a direct target): a key too near its end is never sent again (`kept`).
     pub key_retention_ms: Option<u64>,
     /// Added to every key's age: 0 in a run; in `swarm resolve`, how long ago the resumed
     /// run began (its keys are at most that old, and are taken to be).

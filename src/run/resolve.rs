@@ -46,9 +46,9 @@ pub struct Resolution {
     /// Wall time it took.
     #[serde(default)]
     pub elapsed_ms: u64,
-    /// Keys not replayed, because the server keeps a key no longer than the contract's
-    /// `key_retention_s`: replayed after that, a key is a new purchase. Counted among
-    /// `unresolved` too.
+    /// Keys never replayed, because they were too near the end of the contract's
+    /// `key_retention_s` (see `World::kept`): replayed after it, a key is a new purchase.
+    /// Counted among `unresolved` too.
     #[serde(default)]
     pub past_retention: u64,
 }
@@ -123,9 +123,12 @@ pub async fn resolve(
                     return None;
                 }
                 // Checked before every replay: the key may have aged past the server's
-                // retention while it waited its turn or backed off.
+                // retention while it waited its turn or backed off. Counted as left only
+                // when it was never replayed.
                 if !w.kept(started_ms) {
-                    past_later.fetch_add(1, Ordering::Relaxed);
+                    if attempt == 1 {
+                        past_later.fetch_add(1, Ordering::Relaxed);
+                    }
                     return None;
                 }
                 let (code, replayed) = w.send(a, &seen).await;

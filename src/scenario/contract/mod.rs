@@ -276,8 +276,9 @@ pub struct Contract {
     pub request: RequestShape,
     pub answer: AnswerMap,
     pub existing: Option<Existing>,
-    /// How long the server keeps a key's answer, in seconds (`None`: for ever). A key
-    /// older than that is never sent again: the server would execute it anew.
+    /// How long the server keeps a key's answer, in seconds (`None`: for ever). A key whose
+    /// age, one request's timeout and a second would reach it is never sent again: the
+    /// server might execute it anew.
     pub key_retention_s: Option<u32>,
 }
 
