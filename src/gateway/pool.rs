@@ -1085,6 +1085,25 @@ mod tests {
         );
     }
 
+    /// An HTTP/1.1 pool over TLS to `address`, trusting `ca` for the name 127.0.0.1.
+    fn tls_pool(address: &str, ca: rustls::pki_types::CertificateDer<'static>) -> ConnectionPool {
+        let config = super::super::tls::client_config(None, HttpVersion::Http1, Some(ca))
+            .expect("client config");
+        let tls = ClientTls::new(config, "127.0.0.1", None).expect("tls");
+        let preset = Preset {
+            host: header(address).expect("host"),
+            authorization: None,
+            marker: None,
+        };
+        ConnectionPool::with(
+            address.to_string(),
+            Some(tls),
+            HttpVersion::Http1,
+            8,
+            preset,
+        )
+    }
+
     /// A TLS server that ends a close-delimited answer by closing the connection without a
     /// close_notify (as Python's `ssl` does): the answer is whole, not `Reset`. One whose
     /// Content-Length says more than came stays `Reset`.
@@ -1113,15 +1132,7 @@ mod tests {
                 drop(tls.into_inner().0);
             }
         });
-        let config = super::super::tls::client_config(None, HttpVersion::Http1, Some(made.ca))
-            .expect("client config");
-        let tls = ClientTls::new(config, "127.0.0.1", None).expect("tls");
-        let preset = Preset {
-            host: header(&address).expect("host"),
-            authorization: None,
-            marker: None,
-        };
-        let pool = ConnectionPool::with(address.clone(), Some(tls), HttpVersion::Http1, 8, preset);
+        let pool = tls_pool(&address, made.ca);
         let whole = pool.send(get(&address)).await.expect("a whole answer");
         assert_eq!(&whole.body[..], b"{\"a\":1}");
         assert_eq!(
@@ -1146,15 +1157,7 @@ mod tests {
                 let _ = held_tx.send(socket);
             }
         });
-        let config = super::super::tls::client_config(None, HttpVersion::Http1, Some(made.ca))
-            .expect("client config");
-        let tls = ClientTls::new(config, "127.0.0.1", None).expect("tls");
-        let preset = Preset {
-            host: header(&address).expect("host"),
-            authorization: None,
-            marker: None,
-        };
-        let pool = ConnectionPool::with(address, Some(tls), HttpVersion::Http1, 8, preset);
+        let pool = tls_pool(&address, made.ca);
         let wait = std::time::Duration::from_millis(200);
         let said =
             tokio::time::timeout(std::time::Duration::from_secs(30), pool.diagnose_tls(wait))
