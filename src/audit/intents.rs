@@ -415,14 +415,10 @@ pub async fn scan(src: &Source, history: Option<(&Header, &mut Parts)>) -> Resul
     let volatile = history
         .as_ref()
         .map_or(&[][..], |(h, _)| &h.volatile_fields[..]);
-    // The body marker the answers were hashed with (`body:/replayed`, the kernel's own,
-    // without a history); a header marker or none masks nothing.
+    // The body marker the answers were hashed with (`replayed`, the kernel's own, without
+    // a history); a header marker or none masks nothing.
     let marker: Option<String> = match history.as_ref() {
-        // A top-level JSON pointer, unescaped (RFC 6901: `~1` is `/`, then `~0` is `~`).
-        Some((h, _)) => h
-            .replay_marker
-            .strip_prefix("body:/")
-            .map(|name| name.replace("~1", "/").replace("~0", "~")),
+        Some((h, _)) => h.body_marker(),
         None => Some("replayed".into()),
     };
     let mut lanes: Vec<Option<&mut IntentLane>> = match history {

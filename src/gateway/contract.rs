@@ -191,6 +191,12 @@ fn broken(violation: Violation, status: u16, why: &str, body: &[u8]) -> Broken {
     }
 }
 
+/// Statuses as a contract names them to a reader: `409 or 425`.
+pub fn either(statuses: &[u16]) -> String {
+    let words: Vec<String> = statuses.iter().map(u16::to_string).collect();
+    words.join(" or ")
+}
+
 /// The start of `body` as text, cut at a character boundary and marked when cut.
 pub fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(EXCERPT_BYTES)]);
@@ -404,11 +410,7 @@ fn judge(
                 s,
                 &format!(
                     "HTTP {s} with outcome {outcome} (the contract says {})",
-                    allowed
-                        .iter()
-                        .map(u16::to_string)
-                        .collect::<Vec<_>>()
-                        .join(" or ")
+                    either(allowed)
                 ),
                 body,
             ));

@@ -73,6 +73,17 @@ pub struct Header {
     pub started_unix_ms: Option<u64>,
 }
 
+impl Header {
+    /// The top-level answer field that marks a replay, when the contract marks replays in
+    /// the body (`replay_marker` is `body:/NAME`, a one-token JSON pointer, here unescaped
+    /// as RFC 6901 says: `~1` is `/`, then `~0` is `~`); `None` for a header or no marker.
+    pub fn body_marker(&self) -> Option<String> {
+        self.replay_marker
+            .strip_prefix("body:/")
+            .map(|name| name.replace("~1", "/").replace("~0", "~"))
+    }
+}
+
 #[cfg(test)]
 impl Header {
     /// A small header for unit tests: one item, one mandate, one region.
@@ -291,6 +302,25 @@ mod tests {
             detail: 0,
             execution: u64::from(i) * 41,
         }
+    }
+
+    #[test]
+    fn the_body_marker_is_the_pointers_field_unescaped() {
+        let with = |marker: &str| Header {
+            replay_marker: marker.into(),
+            ..Header::for_tests()
+        };
+        assert_eq!(
+            with("body:/replayed").body_marker().as_deref(),
+            Some("replayed")
+        );
+        assert_eq!(
+            with("body:/a~1b~0c").body_marker().as_deref(),
+            Some("a/b~c")
+        );
+        assert_eq!(with("body:/x~01").body_marker().as_deref(), Some("x~1"));
+        assert_eq!(with("header:Idempotent-Replayed").body_marker(), None);
+        assert_eq!(with("none").body_marker(), None);
     }
 
     #[test]

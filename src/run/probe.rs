@@ -311,11 +311,7 @@ async fn reuse(world: &World, plan: AgentPlan, statuses: Vec<u16>) -> Conformanc
         "conformance.key_reuse",
         format!(
             "another payload under a used key is refused with {} (the contract's key_reused_status; the draft: 422; Stripe: 400) and executes nothing",
-            statuses
-                .iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join(" or ")
+            crate::gateway::contract::either(&statuses)
         ),
     );
     let seen = Seen::default();

@@ -41,6 +41,15 @@ fn facts(records: &[Record], marked: bool) -> KeyFacts {
     out.remove(0)
 }
 
+/// A final read at 90 ms (after the agent's own requests) answering `code`.
+fn final_read(code: Code, execution: u64, replayed: bool) -> Record {
+    Record {
+        op: Op::FinalRead,
+        seq: 255,
+        ..rec(0, 90, code, execution, replayed)
+    }
+}
+
 #[test]
 fn an_answer_in_breach_of_the_contract_still_names_its_execution() {
     // A commit, then a retry executed again and answered with a wrong status: the
@@ -177,11 +186,7 @@ fn a_decline_later_committed_is_false_and_a_commit_later_declined_is_lost() {
     let f = facts(
         &[
             rec(0, 0, Code::OutOfStock, 7, false),
-            Record {
-                op: Op::FinalRead,
-                seq: 255,
-                ..rec(0, 90, Code::Committed, 7, true)
-            },
+            final_read(Code::Committed, 7, true),
         ],
         true,
     );
@@ -189,11 +194,7 @@ fn a_decline_later_committed_is_false_and_a_commit_later_declined_is_lost() {
     let f = facts(
         &[
             rec(0, 0, Code::Committed, 7, false),
-            Record {
-                op: Op::FinalRead,
-                seq: 255,
-                ..rec(0, 90, Code::OutOfStock, 7, false)
-            },
+            final_read(Code::OutOfStock, 7, false),
         ],
         true,
     );
@@ -201,11 +202,7 @@ fn a_decline_later_committed_is_false_and_a_commit_later_declined_is_lost() {
     let f = facts(
         &[
             rec(0, 0, Code::Committed, 7, false),
-            Record {
-                op: Op::FinalRead,
-                seq: 255,
-                ..rec(0, 90, Code::Absent, 0, false)
-            },
+            final_read(Code::Absent, 0, false),
         ],
         true,
     );
@@ -219,11 +216,7 @@ fn a_decline_later_committed_is_false_and_a_commit_later_declined_is_lost() {
     let f = facts(&together, true);
     assert!(!f.lost_write && !f.false_decline && f.hash_mismatch);
     let mut later = together.to_vec();
-    later.push(Record {
-        op: Op::FinalRead,
-        seq: 255,
-        ..rec(0, 90, Code::Committed, 7, true)
-    });
+    later.push(final_read(Code::Committed, 7, true));
     let f = facts(&later, true);
     assert!(f.false_decline && !f.lost_write && !f.hash_mismatch);
     // Two declines under two ids: executed again.
